@@ -1,0 +1,56 @@
+"""Every default of ffrtmp, defined once; the CLI options and the code both read them here."""
+
+import os
+from pathlib import Path
+
+# Discovery
+SCAN_INTERVAL_SECONDS = 10.0
+TARGET_COMMANDS = ("ffmpeg", "gst-launch-1.0")
+DISCOVERY_MODE = "auto"  # events | poll | auto
+
+# Limits given to a governed process
+CPU_QUOTA_PERCENT = None  # percent of one core; None = no quota ("max")
+CPU_WEIGHT = 100  # 1..10000, cgroup v2 scale
+MEMORY_LIMIT_MB = None  # None = no limit
+
+# cgroups
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT_NAME = "ffrtmp"
+CGROUP_CHILD_PREFIX = "job-"
+
+# Retry
+RETRY_ENABLED = True
+RETRY_MAX_ATTEMPTS = 3
+RETRY_INITIAL_DELAY_SECONDS = 1.0
+RETRY_MULTIPLIER = 2.0
+RETRY_MAX_DELAY_SECONDS = 300.0
+RETRY_JITTER = 0.1  # the delay is drawn uniformly from [d*(1-j), d*(1+j)], then capped
+RETRY_CLAIM_SECONDS = 60.0
+
+# Health
+HEALTH_DEGRADED_SCAN_FAILURES = 3
+HEALTH_DEGRADED_ATTACH_FAILURES = 10
+HEALTH_UNHEALTHY_SCAN_FAILURES = 5
+HEALTH_STALE_SCAN_SECONDS = 120.0
+HEALTH_SNAPSHOT_INTERVAL_SECONDS = 60.0
+HEALTH_NO_DAEMON_SECONDS = 120.0
+
+# Retention of finished history
+RETENTION_SECONDS = 30 * 86400.0
+PRUNE_BATCH_ROWS = 500
+
+# HTTP
+HTTP_ADDRESS = "127.0.0.1:9464"
+
+# Database
+DB_ENV_VAR = "FFRTMP_DB"
+DB_FILE_NAME = "ffrtmp.db"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def default_db_path() -> Path:
+    """Where the database lives when neither --db nor FFRTMP_DB says otherwise."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/ffrtmp") / DB_FILE_NAME
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "ffrtmp" / DB_FILE_NAME

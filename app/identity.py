@@ -1,0 +1,95 @@
+"""A process is (boot id, pid, start time): a recycled pid is a different process.
+
+The start time is field 22 of /proc/<pid>/stat, in clock ticks since boot. It is exact, so it
+is compared as an integer; `started_at` turns it into wall-clock time for people.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@lru_cache(maxsize=1)
+def boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+@lru_cache(maxsize=1)
+def boot_time() -> float:
+    """Seconds since the epoch at which this machine booted (btime in /proc/stat)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    boot_id: str
+    pid: int
+    start_ticks: int
+
+    def __post_init__(self) -> None:
+        if self.pid <= 0:
+            raise ValueError(f"pid must be positive, not {self.pid}")
+        if self.start_ticks < 0:
+            raise ValueError(f"start time must not be negative, not {self.start_ticks}")
+        if not self.boot_id:
+            raise ValueError("boot id must not be empty")
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(boot_time() + self.start_ticks / CLOCK_TICKS, UTC)
+
+    def is_alive(self) -> bool:
+        """True while this very process (not a later one with the same pid) exists."""
+        return current_identity(self.pid) == self
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} (started at tick {self.start_ticks})"
+
+
+@dataclass(frozen=True, slots=True)
+class StatFields:
+    """The few fields of /proc/<pid>/stat that ffrtmp needs."""
+
+    state: str
+    ppid: int
+    start_ticks: int
+    exit_code: int  # field 52: the raw wait status, meaningful only for a zombie
+
+
+def parse_stat(raw: bytes) -> StatFields:
+    # comm (field 2) may hold spaces and parentheses; everything after the last ')' is fixed.
+    rest = raw[raw.rindex(b")") + 2 :].split()
+    exit_status = int(rest[49]) if len(rest) > 49 else 0
+    return StatFields(
+        state=rest[0].decode(),
+        ppid=int(rest[1]),
+        start_ticks=int(rest[19]),
+        exit_code=exit_status,
+    )
+
+
+def read_stat(pid: int) -> StatFields | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return parse_stat(f.read())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def current_identity(pid: int) -> ProcessIdentity | None:
+    """The identity of whatever process has this pid now, or None if there is none."""
+    stat = read_stat(pid)
+    if stat is None:
+        return None
+    return ProcessIdentity(boot_id(), pid, stat.start_ticks)

@@ -1,0 +1,57 @@
+"""The resource limits a governed process gets, validated once here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from app import defaults
+
+MIN_CPU_WEIGHT = 1
+MAX_CPU_WEIGHT = 10000
+MIN_MEMORY_LIMIT_MB = 1
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """cpu_quota: percent of one core (150 = one and a half cores), None for no quota.
+    cpu_weight: relative share, 1..10000 (cgroup v2 scale; v1 shares are derived).
+    memory_limit_mb: hard memory limit in MiB, None for no limit."""
+
+    cpu_quota: float | None = defaults.CPU_QUOTA_PERCENT
+    cpu_weight: int = defaults.CPU_WEIGHT
+    memory_limit_mb: int | None = defaults.MEMORY_LIMIT_MB
+
+    def __post_init__(self) -> None:
+        if self.cpu_quota is not None and not self.cpu_quota > 0:
+            raise ValueError(f"cpu_quota must be a positive percentage, not {self.cpu_quota}")
+        if isinstance(self.cpu_weight, bool) or not isinstance(self.cpu_weight, int):
+            raise ValueError(f"cpu_weight must be an integer, not {self.cpu_weight!r}")
+        if not MIN_CPU_WEIGHT <= self.cpu_weight <= MAX_CPU_WEIGHT:
+            raise ValueError(
+                f"cpu_weight must be between {MIN_CPU_WEIGHT} and {MAX_CPU_WEIGHT}, "
+                f"not {self.cpu_weight}"
+            )
+        if self.memory_limit_mb is not None and self.memory_limit_mb < MIN_MEMORY_LIMIT_MB:
+            raise ValueError(
+                f"memory_limit must be at least {MIN_MEMORY_LIMIT_MB} MB, "
+                f"not {self.memory_limit_mb}"
+            )
+
+    @property
+    def cpu_quota_us(self) -> int | None:
+        """Microseconds of CPU per CPU_PERIOD_US: percent × 1000 (100% = one full core)."""
+        return None if self.cpu_quota is None else round(self.cpu_quota * 1000)
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return None if self.memory_limit_mb is None else self.memory_limit_mb * 1024 * 1024
+
+    @property
+    def cpu_shares_v1(self) -> int:
+        """cgroup v1 cpu.shares for this weight, mapped as systemd maps CPUWeight to CPUShares
+        so that the default weight 100 is the default 1024 shares."""
+        return max(2, min(262144, round(self.cpu_weight * 1024 / 100)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
