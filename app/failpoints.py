@@ -1,0 +1,64 @@
+"""Failpoints: make a named step fail from outside the process, for tests.
+
+FFRTMP_FAILPOINTS is a comma-separated list of NAME=ERRNO*COUNT, for example
+`governor.attach=EBUSY*3,store.commit=EIO*1`: the step `governor.attach` raises
+OSError(EBUSY) the first three times it runs. COUNT may be omitted (once) or `inf`.
+Unset, every check is one dict lookup on an empty dict.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import threading
+
+ENV_VAR = "FFRTMP_FAILPOINTS"
+
+_lock = threading.Lock()
+_remaining: dict[str, list] = {}  # name -> [errno, remaining count]
+
+
+class FailpointSpecError(ValueError):
+    pass
+
+
+def parse(spec: str) -> dict[str, list]:
+    points: dict[str, list] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, action = part.partition("=")
+        if not sep or not name:
+            raise FailpointSpecError(f"{ENV_VAR}: {part!r} is not NAME=ERRNO*COUNT")
+        errname, _, count_text = action.partition("*")
+        code = getattr(errno, errname.strip().upper(), None)
+        if not isinstance(code, int):
+            raise FailpointSpecError(f"{ENV_VAR}: {errname!r} in {part!r} is not an errno name")
+        try:
+            count = math.inf if count_text.strip() == "inf" else int(count_text or 1)
+        except ValueError:
+            raise FailpointSpecError(f"{ENV_VAR}: count in {part!r} is not a number") from None
+        points[name.strip()] = [code, count]
+    return points
+
+
+def configure(spec: str | None = None) -> None:
+    """Load the failpoints from `spec`, or from the environment when spec is None."""
+    global _remaining
+    with _lock:
+        _remaining = parse(os.environ.get(ENV_VAR, "") if spec is None else spec)
+
+
+def check(name: str) -> None:
+    """Raise the configured OSError if failpoint `name` is armed; otherwise do nothing."""
+    if not _remaining:
+        return
+    with _lock:
+        point = _remaining.get(name)
+        if point is None or point[1] <= 0:
+            return
+        point[1] -= 1
+        code = point[0]
+    raise OSError(code, f"failpoint {name}: {os.strerror(code)}")
+
+
+configure()
