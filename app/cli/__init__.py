@@ -1,0 +1,55 @@
+"""The `ffrtmp` command line: a thin layer that parses, calls the library and prints.
+
+Subcommands live in their own modules and are imported only when run, so that a read
+command does not pay for the daemon's imports (psutil, Alembic).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from app import __version__
+
+# command name -> "module:attribute" of its click command or group
+SUBCOMMANDS = {
+    "watch": "app.cli.watch:watch",
+    "scan": "app.cli.scan:scan",
+    "attach": "app.cli.attach:attach",
+    "run": "app.cli.run:run",
+    "config": "app.cli.config:config",
+    "db": "app.cli.db:db",
+    "retries": "app.cli.retries:retries",
+    "health": "app.cli.health:health",
+    "processes": "app.cli.processes:processes",
+    "errors": "app.cli.errors:errors",
+    "scans": "app.cli.scans:scans",
+    "sql": "app.cli.sql:sql",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in SUBCOMMANDS if self._available(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None or not self._available(cmd_name):
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        # Commands whose module is not written yet are simply absent from the CLI.
+        return importlib.util.find_spec(SUBCOMMANDS[name].split(":")[0]) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ffrtmp")
+def main() -> None:
+    """Find transcoding processes, govern them with cgroups, and record their lifecycle.
+
+    Example: ffrtmp watch --watch-config /etc/ffrtmp/watch.yaml
+    """
