@@ -1,4 +1,4 @@
-"""Which processes are targets: match rules over argv[0], the executable path, or the command line."""
+"""Which processes are targets: rules over argv[0], the executable path or the command line."""
 
 from __future__ import annotations
 

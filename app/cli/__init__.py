@@ -7,6 +7,7 @@ command does not pay for the daemon's imports (psutil, Alembic).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 

@@ -1,0 +1,72 @@
+"""`ffrtmp db`: the database's schema revision."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.options import db_option, open_for_writing_or_fail
+
+
+@click.group()
+def db() -> None:
+    """Create, upgrade and check the database schema."""
+
+
+@db.command()
+@db_option
+def upgrade(db: str | None) -> None:
+    """Create the database, or upgrade it to this version's schema (after a backup copy).
+
+    Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
+    """
+    from app import database
+
+    location = database.resolve(db)
+    engine = open_for_writing_or_fail(db)
+    click.echo(f"{location}: schema at revision {database.stored_revision(engine)}")
+    engine.dispose()
+
+
+@db.command()
+@db_option
+def current(db: str | None) -> None:
+    """Print the database's schema revision and whether it is this version's.
+
+    Example: ffrtmp db current
+    """
+    from app import database
+    from app.schema_version import HEAD_REVISION
+
+    location = database.resolve(db)
+    if location.path is not None and not location.path.exists():
+        raise click.ClickException(f"database {location} does not exist")
+    try:
+        engine = database.make_engine(location, readonly=True)
+        revision = database.stored_revision(engine)
+        engine.dispose()
+    except database.DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"database {location} cannot be read: {exc}") from None
+    state = "head" if revision == HEAD_REVISION else f"head is {HEAD_REVISION}"
+    click.echo(f"{revision or 'none'} ({state})")
+
+
+@db.command()
+@db_option
+def check(db: str | None) -> None:
+    """Exit 0 when the database is at this version's schema and matches the models.
+
+    Example: ffrtmp db check && echo ok
+    """
+    from app import migrate
+    from app.cli.options import open_readonly_or_fail
+
+    engine = open_readonly_or_fail(db)
+    try:
+        diff = migrate.pending_model_changes(engine)
+    finally:
+        engine.dispose()
+    if diff:
+        raise click.ClickException(f"the schema differs from the models: {diff}")
+    click.echo("schema matches")

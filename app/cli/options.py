@@ -1,0 +1,43 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import click
+
+from app import defaults
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar=defaults.DB_ENV_VAR,
+    show_envvar=True,
+    metavar="PATH|URL",
+    help="Database file or SQLAlchemy URL (default: /var/lib/ffrtmp/ffrtmp.db for root, "
+    "$XDG_STATE_HOME/ffrtmp/ffrtmp.db otherwise).",
+)
+
+
+def output_options(func):  # noqa: ANN001, ANN201
+    """--json / --csv for commands that list rows; a table for people otherwise."""
+    func = click.option("--csv", "as_csv", is_flag=True, help="Print CSV for scripts.")(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+    return func
+
+
+def open_readonly_or_fail(db: str | None):  # noqa: ANN201
+    """The read-only engine, or one clear sentence and exit 1."""
+    from app.database import DatabaseError, open_readonly
+
+    try:
+        return open_readonly(db)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_for_writing_or_fail(db: str | None):  # noqa: ANN201
+    from app.database import DatabaseError, open_for_writing
+
+    try:
+        return open_for_writing(db)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,239 @@
+"""Where the database is, how to open it, and keeping its schema at the code's revision.
+
+SQLite is opened with WAL (readers never block the writer), foreign keys on, a busy timeout,
+synchronous=FULL (a committed retry item survives a power cut) and write transactions that
+begin IMMEDIATE (a write that reads first takes the lock up front instead of failing later).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from app import defaults
+from app.schema_version import HEAD_REVISION
+
+log = logging.getLogger(__name__)
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class DatabaseError(Exception):
+    """A database that cannot be used as asked; the message is one sentence for the operator."""
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    url: str
+    path: Path | None  # None for a non-file database (sqlite memory, another dialect)
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else self.url
+
+
+def resolve(db: str | os.PathLike | None = None) -> DatabaseLocation:
+    """--db, else $FFRTMP_DB, else the default path: the CLI and the daemon resolve alike."""
+    raw = str(db) if db else os.environ.get(defaults.DB_ENV_VAR) or str(defaults.default_db_path())
+    if "://" in raw:
+        url = make_url(raw)
+        path = Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+        if path is not None and str(path) == ":memory:":
+            path = None
+        return DatabaseLocation(raw, path)
+    path = Path(raw).expanduser().absolute()
+    return DatabaseLocation(f"sqlite:///{path}", path)
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatabaseError(f"database path {path} is a directory, not a database file")
+    if path.exists() and path.stat().st_size > 0:
+        try:
+            with open(path, "rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise DatabaseError(f"database {path} cannot be read: {exc.strerror}") from None
+        if header != SQLITE_HEADER:
+            raise DatabaseError(f"{path} is not an SQLite database")
+
+
+def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:
+    # The driver must not open transactions on its own; the "begin" listener does it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {defaults.SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+    cursor.close()
+
+
+def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine:
+    url = location.url
+    if readonly and location.path is not None:
+        url = f"sqlite:///file:{location.path}?mode=ro&uri=true"
+    engine = create_engine(url)
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):  # noqa: ANN001
+        _set_pragmas(dbapi_connection, readonly)
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision, or None for a database without a schema."""
+    with engine.connect() as conn:
+        has_table = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).first()
+        if not has_table:
+            tables = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).scalar_one()
+            if tables:
+                raise DatabaseError(
+                    f"database {engine.url.database} has tables but no ffrtmp schema revision; "
+                    "it was not created by ffrtmp"
+                )
+            return None
+        row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+        return row[0] if row else None
+
+
+def open_readonly(db: str | os.PathLike | None = None) -> Engine:
+    """An engine for read commands: never creates or migrates, refuses a foreign schema."""
+    location = db if isinstance(db, DatabaseLocation) else resolve(db)
+    if location.path is not None:
+        _check_file(location.path)
+        if not location.path.exists() or location.path.stat().st_size == 0:
+            raise DatabaseError(
+                f"database {location.path} does not exist yet "
+                "(start `ffrtmp watch` or run `ffrtmp db upgrade` to create it)"
+            )
+    engine = make_engine(location, readonly=True)
+    try:
+        revision = stored_revision(engine)
+    except DatabaseError:
+        engine.dispose()
+        raise
+    except Exception as exc:
+        engine.dispose()
+        raise DatabaseError(f"database {location} cannot be read: {exc}") from None
+    if revision != HEAD_REVISION:
+        engine.dispose()
+        raise DatabaseError(_revision_mismatch(location, revision))
+    return engine
+
+
+def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
+    if revision is None:
+        return f"database {location} has no schema yet; run `ffrtmp db upgrade --db {location}`"
+    if _is_known_older(revision):
+        return (
+            f"database {location} has the older schema revision {revision}; "
+            f"run `ffrtmp db upgrade --db {location}` (it keeps a backup copy)"
+        )
+    return (
+        f"database {location} has schema revision {revision}, which this ffrtmp "
+        f"({HEAD_REVISION}) does not know; use the newer ffrtmp that wrote it"
+    )
+
+
+def _is_known_older(revision: str) -> bool:
+    from app.migrate import known_revisions
+
+    known = known_revisions()
+    return revision in known and revision != HEAD_REVISION
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the folder (0700) and an empty file (0600) before SQLite does, so the
+    database is never readable by others, not even for a moment."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+
+
+def backup(path: Path, now: datetime | None = None) -> Path:
+    """A consistent copy of the database (SQLite's backup API, safe with WAL) beside it."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        dest = sqlite3.connect(target)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    return target
+
+
+def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> Engine:
+    """An engine for the daemon and write commands, with the schema at HEAD_REVISION:
+    a missing or empty database is created; an older one is upgraded after a backup copy;
+    a newer or unknown one is refused and left untouched."""
+    location = db if isinstance(db, DatabaseLocation) else resolve(db)
+    if location.path is not None:
+        _check_file(location.path)
+        if location.path.exists() and location.path.stat().st_size > 0:
+            # Decide on a read-only look first: the writer's pragmas (WAL) alter the file.
+            _refuse_unusable(location)
+        try:
+            _prepare_file(location.path)
+        except OSError as exc:
+            raise DatabaseError(
+                f"database {location.path} cannot be created: {exc.strerror}"
+            ) from None
+    engine = make_engine(location)
+    try:
+        revision = stored_revision(engine)
+        if revision == HEAD_REVISION:
+            return engine
+        if revision is not None and not _is_known_older(revision):
+            raise DatabaseError(_revision_mismatch(location, revision))
+        if revision is not None and location.path is not None:
+            copy = backup(location.path)
+            log.warning("database %s is at revision %s; backed up to %s", location, revision, copy)
+        from app.migrate import upgrade
+
+        upgrade(engine)
+        log.info("database %s upgraded from %s to %s", location, revision, HEAD_REVISION)
+        return engine
+    except Exception:
+        engine.dispose()
+        raise
+
+
+def _refuse_unusable(location: DatabaseLocation) -> None:
+    engine = make_engine(location, readonly=True)
+    try:
+        revision = stored_revision(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        raise DatabaseError(f"{location} is not a usable SQLite database: {exc}") from None
+    finally:
+        engine.dispose()
+    if revision is not None and revision != HEAD_REVISION and not _is_known_older(revision):
+        raise DatabaseError(_revision_mismatch(location, revision))

@@ -1,0 +1,699 @@
+"""The daemon's writes: the only module besides the read queries that talks SQL.
+
+Each public method is one unit of work in one transaction, so a crash leaves either all of
+it or none of it. The failpoint `store.commit` fails the commit of any of them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import failpoints
+from app.candidate import Candidate
+from app.identity import ProcessIdentity
+from app.limits import Limits
+from app.models import (
+    DaemonRun,
+    ErrorEvent,
+    HealthSnapshot,
+    Process,
+    ProcessEvent,
+    RetryItem,
+    Scan,
+)
+from app.states import EventKind, ProcessState, RetryState
+
+# States of a process the daemon still follows (or must look at again after a restart).
+UNFINISHED_STATES = (
+    ProcessState.DISCOVERED,
+    ProcessState.ATTACHED,
+    ProcessState.OBSERVED,
+    ProcessState.RETRYING,
+    ProcessState.DETACHED,
+)
+
+
+class ErrorLike(Protocol):
+    error_type: Any
+    retryable: bool
+    errno: int | None
+    errno_name: str | None
+    exception: str | None
+    message: str
+    target_gone: bool
+
+
+class DelayPolicy(Protocol):
+    max_attempts: int
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float: ...
+
+
+@dataclass(frozen=True)
+class TrackedProcess:
+    process_id: int
+    identity: ProcessIdentity
+    command: str
+    rule: str | None
+    job_id: str
+    state: str
+    cgroup_paths: tuple[str, ...]
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class DueRetry:
+    retry_id: int
+    process_id: int
+    identity: ProcessIdentity
+    command: str
+    rule: str | None
+    job_id: str
+    attempt: int
+    max_attempts: int
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    state: str  # pending (retry scheduled), dead, cancelled, or "none" (not retryable)
+    attempt: int
+    next_attempt_at: datetime | None
+
+
+def _tracked(row: Process) -> TrackedProcess:
+    return TrackedProcess(
+        process_id=row.id,
+        identity=ProcessIdentity(row.boot_id, row.pid, row.start_ticks),
+        command=row.command,
+        rule=row.rule,
+        job_id=row.job_id,
+        state=row.state,
+        cgroup_paths=tuple(row.cgroup_paths or ()),
+        started_at=row.started_at,
+    )
+
+
+def requested_limits(row: Process) -> Limits:
+    return Limits(
+        cpu_quota=row.requested_cpu_quota,
+        cpu_weight=row.requested_cpu_weight or Limits().cpu_weight,
+        memory_limit_mb=row.requested_memory_limit_mb,
+    )
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def unit(self) -> Iterator[Session]:
+        """One transaction; the failpoint `store.commit` fails it just before the commit."""
+        with self._sessions() as session, session.begin():
+            yield session
+            failpoints.check("store.commit")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- daemon runs -------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        *,
+        now: datetime,
+        pid: int,
+        hostname: str,
+        version: str,
+        discovery: str,
+        cgroup_version: int | None,
+        cgroup_parent: str | None,
+        config: dict,
+    ) -> int:
+        with self.unit() as s:
+            run = DaemonRun(
+                started_at=now,
+                pid=pid,
+                hostname=hostname,
+                version=version,
+                discovery=discovery,
+                cgroup_version=cgroup_version,
+                cgroup_parent=cgroup_parent,
+                config=config,
+            )
+            s.add(run)
+            s.flush()
+            # Claims of a daemon that died mid-attempt are void: the attempt was counted.
+            s.execute(
+                update(RetryItem)
+                .where(RetryItem.state == RetryState.PENDING, RetryItem.claimed_until.is_not(None))
+                .values(claimed_until=None)
+            )
+            return run.id
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        with self.unit() as s:
+            s.execute(update(DaemonRun).where(DaemonRun.id == run_id).values(**values))
+
+    def end_run(self, run_id: int, *, now: datetime, reason: str) -> None:
+        self.update_run(run_id, stopped_at=now, stop_reason=reason)
+
+    # --- processes ---------------------------------------------------------------------
+
+    def unfinished_processes(self) -> list[TrackedProcess]:
+        with self.unit() as s:
+            rows = s.scalars(select(Process).where(Process.state.in_(UNFINISHED_STATES)))
+            return [_tracked(r) for r in rows]
+
+    def known_identity_ids(self, identities: Iterable[ProcessIdentity]) -> dict:
+        """Map of identity -> process id for those of `identities` already recorded."""
+        wanted = list(identities)
+        if not wanted:
+            return {}
+        found: dict[ProcessIdentity, int] = {}
+        with self.unit() as s:
+            pids = {i.pid for i in wanted}
+            rows = s.execute(
+                select(Process.id, Process.boot_id, Process.pid, Process.start_ticks).where(
+                    Process.pid.in_(pids)
+                )
+            )
+            want = set(wanted)
+            for pid_row in rows:
+                ident = ProcessIdentity(pid_row.boot_id, pid_row.pid, pid_row.start_ticks)
+                if ident in want:
+                    found[ident] = pid_row.id
+        return found
+
+    def register(
+        self,
+        candidate: Candidate,
+        *,
+        job_id: str,
+        limits: Limits | None,
+        now: datetime,
+        state: ProcessState = ProcessState.DISCOVERED,
+        reason: str | None = None,
+        details: dict | None = None,
+    ) -> tuple[int, bool]:
+        """Record a process instance once; returns (process id, whether it is new)."""
+        ident = candidate.identity
+        values = dict(
+            boot_id=ident.boot_id,
+            pid=ident.pid,
+            start_ticks=ident.start_ticks,
+            started_at=ident.started_at,
+            command=candidate.command,
+            argv=list(candidate.argv),
+            exe=candidate.exe,
+            ppid=candidate.ppid,
+            uid=candidate.uid,
+            user=candidate.user,
+            cwd=candidate.cwd,
+            rule=candidate.rule,
+            job_id=job_id,
+            state=state,
+            state_reason=reason,
+            requested_cpu_quota=limits.cpu_quota if limits else None,
+            requested_cpu_weight=limits.cpu_weight if limits else None,
+            requested_memory_limit_mb=limits.memory_limit_mb if limits else None,
+            discovered_at=now,
+            last_seen_at=now,
+        )
+        with self.unit() as s:
+            stmt = (
+                sqlite_insert(Process)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["boot_id", "pid", "start_ticks"])
+                .returning(Process.id)
+            )
+            inserted = s.execute(stmt).scalar_one_or_none()
+            if inserted is None:
+                existing = s.execute(
+                    select(Process.id).where(
+                        Process.boot_id == ident.boot_id,
+                        Process.pid == ident.pid,
+                        Process.start_ticks == ident.start_ticks,
+                    )
+                ).scalar_one()
+                return existing, False
+            kind = EventKind.FILTERED_OUT if state == ProcessState.SKIPPED else EventKind.DISCOVERED
+            event_details = {"rule": candidate.rule, "argv": list(candidate.argv)}
+            if reason:
+                event_details["reason"] = reason
+            if details:
+                event_details.update(details)
+            s.add(
+                ProcessEvent(process_id=inserted, occurred_at=now, kind=kind, details=event_details)
+            )
+            return inserted, True
+
+    def add_event(
+        self, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
+    ) -> None:
+        with self.unit() as s:
+            s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
+
+    def record_attached(
+        self,
+        process_id: int,
+        *,
+        cgroup_version: int,
+        cgroup_paths: Iterable[str],
+        applied: Limits,
+        now: datetime,
+        attempt: int = 0,
+    ) -> None:
+        paths = list(cgroup_paths)
+        with self.unit() as s:
+            s.execute(
+                update(Process)
+                .where(Process.id == process_id)
+                .values(
+                    state=ProcessState.ATTACHED,
+                    state_reason=None,
+                    attached_at=now,
+                    last_seen_at=now,
+                    cgroup_version=cgroup_version,
+                    cgroup_paths=paths,
+                    applied_cpu_quota=applied.cpu_quota,
+                    applied_cpu_weight=applied.cpu_weight,
+                    applied_memory_limit_mb=applied.memory_limit_mb,
+                )
+            )
+            s.add(
+                ProcessEvent(
+                    process_id=process_id,
+                    occurred_at=now,
+                    kind=EventKind.LIMITS_APPLIED,
+                    details={"attempt": attempt, "cgroups": paths, "limits": applied.as_dict()},
+                )
+            )
+            s.execute(
+                update(RetryItem)
+                .where(RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING)
+                .values(
+                    state=RetryState.SUCCEEDED,
+                    final_reason="attached",
+                    updated_at=now,
+                    claimed_until=None,
+                    next_attempt_at=None,
+                )
+            )
+
+    def record_observed(self, process_id: int, *, reason: str, now: datetime) -> None:
+        """Followed to its exit without limits: never reported as attached."""
+        with self.unit() as s:
+            s.execute(
+                update(Process)
+                .where(Process.id == process_id)
+                .values(state=ProcessState.OBSERVED, state_reason=reason, last_seen_at=now)
+            )
+            s.add(
+                ProcessEvent(
+                    process_id=process_id,
+                    occurred_at=now,
+                    kind=EventKind.OBSERVED_WITHOUT_LIMITS,
+                    details={"reason": reason},
+                )
+            )
+
+    def record_attach_failure(
+        self,
+        process_id: int,
+        error: ErrorLike,
+        *,
+        now: datetime,
+        policy: DelayPolicy,
+        retry_enabled: bool,
+        attempt: int = 0,
+        rng: random.Random | None = None,
+        cancel_reason: str = "target_exited",
+    ) -> RetryOutcome:
+        """The error event, the retry item and the process state change together.
+
+        `attempt` is the retry attempt that failed (0 for the first attach)."""
+        with self.unit() as s:
+            process = s.get(Process, process_id)
+            self._add_error(
+                s, "attach", error, now, process_id=process_id, pid=process.pid if process else None
+            )
+            s.add(
+                ProcessEvent(
+                    process_id=process_id,
+                    occurred_at=now,
+                    kind=EventKind.ATTACH_FAILED,
+                    details={
+                        "attempt": attempt,
+                        "error_type": str(error.error_type),
+                        "errno": error.errno_name,
+                        "message": error.message,
+                        "retryable": error.retryable,
+                    },
+                )
+            )
+            item = s.scalars(select(RetryItem).where(RetryItem.process_id == process_id)).first()
+            message = f"{error.errno_name + ': ' if error.errno_name else ''}{error.message}"
+            if item is not None:
+                item.last_error, item.last_error_type = message, str(error.error_type)
+                item.updated_at, item.claimed_until = now, None
+            if error.target_gone:
+                if item is not None and item.state == RetryState.PENDING:
+                    self._finish_retry(s, item, RetryState.CANCELLED, cancel_reason, now)
+                return RetryOutcome("cancelled" if item else "none", attempt, None)
+            if not (error.retryable and retry_enabled):
+                reason = "not retryable" if not error.retryable else "retry disabled"
+                if item is not None and item.state == RetryState.PENDING:
+                    self._finish_retry(s, item, RetryState.DEAD, f"{reason}: {message}", now)
+                    self._set_state(s, process_id, ProcessState.DEAD, message)
+                    self._event(
+                        s,
+                        process_id,
+                        EventKind.DEAD_LETTERED,
+                        now,
+                        {"reason": reason, "last_error": message},
+                    )
+                    return RetryOutcome(RetryState.DEAD, attempt, None)
+                return RetryOutcome("none", attempt, None)
+            if item is None:
+                item = RetryItem(
+                    process_id=process_id,
+                    operation="attach",
+                    state=RetryState.PENDING,
+                    attempt=0,
+                    max_attempts=policy.max_attempts,
+                    created_at=now,
+                    updated_at=now,
+                    last_error=message,
+                    last_error_type=str(error.error_type),
+                )
+                s.add(item)
+            if attempt >= item.max_attempts:
+                self._finish_retry(s, item, RetryState.DEAD, "max attempts reached", now)
+                self._set_state(s, process_id, ProcessState.DEAD, message)
+                self._event(
+                    s,
+                    process_id,
+                    EventKind.DEAD_LETTERED,
+                    now,
+                    {"attempts": attempt, "last_error": message},
+                )
+                return RetryOutcome(RetryState.DEAD, attempt, None)
+            delay = policy.delay(attempt + 1, rng)
+            item.next_attempt_at = now + timedelta(seconds=delay)
+            item.state = RetryState.PENDING
+            self._set_state(s, process_id, ProcessState.RETRYING, message)
+            self._event(
+                s,
+                process_id,
+                EventKind.RETRY_SCHEDULED,
+                now,
+                {
+                    "next_attempt": attempt + 1,
+                    "delay_s": round(delay, 3),
+                    "next_attempt_at": item.next_attempt_at.isoformat(),
+                },
+            )
+            return RetryOutcome(RetryState.PENDING, attempt, item.next_attempt_at)
+
+    @staticmethod
+    def _finish_retry(
+        s: Session, item: RetryItem, state: RetryState, reason: str, now: datetime
+    ) -> None:
+        item.state, item.final_reason = state, reason
+        item.next_attempt_at, item.claimed_until, item.updated_at = None, None, now
+        if state == RetryState.CANCELLED:
+            s.add(
+                ProcessEvent(
+                    process_id=item.process_id,
+                    occurred_at=now,
+                    kind=EventKind.RETRY_CANCELLED,
+                    details={"reason": reason},
+                )
+            )
+
+    @staticmethod
+    def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:
+        s.execute(
+            update(Process).where(Process.id == process_id).values(state=state, state_reason=reason)
+        )
+
+    @staticmethod
+    def _event(
+        s: Session, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
+    ) -> None:
+        s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
+
+    def due_retries(self, now: datetime, limit: int = 100) -> list[DueRetry]:
+        with self.unit() as s:
+            rows = s.execute(
+                select(RetryItem, Process)
+                .join(Process, Process.id == RetryItem.process_id)
+                .where(RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at <= now)
+                .where((RetryItem.claimed_until.is_(None)) | (RetryItem.claimed_until <= now))
+                .order_by(RetryItem.next_attempt_at)
+                .limit(limit)
+            ).all()
+            return [
+                DueRetry(
+                    retry_id=item.id,
+                    process_id=p.id,
+                    identity=ProcessIdentity(p.boot_id, p.pid, p.start_ticks),
+                    command=p.command,
+                    rule=p.rule,
+                    job_id=p.job_id,
+                    attempt=item.attempt,
+                    max_attempts=item.max_attempts,
+                    limits=requested_limits(p),
+                )
+                for item, p in rows
+            ]
+
+    def next_retry_at(self) -> datetime | None:
+        with self.unit() as s:
+            return s.scalar(
+                select(func.min(RetryItem.next_attempt_at)).where(
+                    RetryItem.state == RetryState.PENDING
+                )
+            )
+
+    def claim_retry(self, retry_id: int, *, now: datetime, claim_seconds: float) -> int | None:
+        """Atomically take a due item and count the attempt before it runs, so a crash in
+        the middle of an attempt can never make the count go backwards. Returns the attempt
+        number now running, or None if another worker has it or it is no longer due."""
+        with self.unit() as s:
+            attempt = s.execute(
+                update(RetryItem)
+                .where(
+                    RetryItem.id == retry_id,
+                    RetryItem.state == RetryState.PENDING,
+                    RetryItem.next_attempt_at <= now,
+                    (RetryItem.claimed_until.is_(None)) | (RetryItem.claimed_until <= now),
+                )
+                .values(
+                    attempt=RetryItem.attempt + 1,
+                    last_attempt_at=now,
+                    updated_at=now,
+                    claimed_until=now + timedelta(seconds=claim_seconds),
+                )
+                .returning(RetryItem.attempt)
+            ).scalar_one_or_none()
+            return attempt
+
+    def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
+        with self.unit() as s:
+            item = s.scalars(
+                select(RetryItem).where(
+                    RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING
+                )
+            ).first()
+            if item is None:
+                return False
+            self._finish_retry(s, item, RetryState.CANCELLED, reason, now)
+            return True
+
+    def record_exit(
+        self,
+        process_id: int,
+        *,
+        now: datetime,
+        exit_code: int | None,
+        exit_signal: int | None,
+        reason: str | None,
+        peak_memory_bytes: int | None = None,
+        cpu_seconds: float | None = None,
+        oom_killed: bool | None = None,
+        state: ProcessState = ProcessState.EXITED,
+    ) -> None:
+        with self.unit() as s:
+            process = s.get(Process, process_id)
+            if process is None or process.exited_at is not None:
+                return
+            previous_state = process.state
+            process.exited_at, process.exit_code, process.exit_signal = now, exit_code, exit_signal
+            process.exit_reason = reason
+            if previous_state not in (ProcessState.DEAD, ProcessState.SKIPPED):
+                process.state = state
+            process.last_seen_at = now
+            process.run_seconds = max(0.0, (now - process.started_at).total_seconds())
+            process.peak_memory_bytes, process.cpu_seconds = peak_memory_bytes, cpu_seconds
+            process.oom_killed = oom_killed
+            details = {
+                "exit_code": exit_code,
+                "exit_signal": exit_signal,
+                "previous_state": previous_state,
+            }
+            if reason:
+                details["reason"] = reason
+            kind = EventKind.VANISHED if state == ProcessState.VANISHED else EventKind.EXITED
+            self._event(s, process_id, kind, now, details)
+            if oom_killed:
+                self._event(s, process_id, EventKind.OOM_KILLED, now)
+            item = s.scalars(
+                select(RetryItem).where(
+                    RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING
+                )
+            ).first()
+            if item is not None:
+                self._finish_retry(s, item, RetryState.CANCELLED, "target_exited", now)
+
+    def mark_detached(self, process_ids: Iterable[int], *, now: datetime, reason: str) -> None:
+        ids = list(process_ids)
+        if not ids:
+            return
+        with self.unit() as s:
+            s.execute(
+                update(Process)
+                .where(Process.id.in_(ids), Process.state == ProcessState.ATTACHED)
+                .values(state=ProcessState.DETACHED, state_reason=reason, last_seen_at=now)
+            )
+            for pid in ids:
+                self._event(s, pid, EventKind.DETACHED, now, {"reason": reason})
+
+    def mark_adopted(self, process_id: int, *, now: datetime, state: ProcessState) -> None:
+        with self.unit() as s:
+            self._set_state(s, process_id, state, None)
+            self._event(s, process_id, EventKind.ADOPTED, now)
+
+    def touch_seen(self, process_ids: Iterable[int], *, now: datetime) -> None:
+        ids = list(process_ids)
+        if ids:
+            with self.unit() as s:
+                s.execute(update(Process).where(Process.id.in_(ids)).values(last_seen_at=now))
+
+    # --- errors, scans, health ---------------------------------------------------------
+
+    @staticmethod
+    def _add_error(
+        s: Session,
+        operation: str,
+        error: ErrorLike,
+        now: datetime,
+        process_id: int | None = None,
+        pid: int | None = None,
+    ) -> None:
+        s.add(
+            ErrorEvent(
+                occurred_at=now,
+                operation=operation,
+                process_id=process_id,
+                pid=pid,
+                error_type=str(error.error_type),
+                retryable=bool(error.retryable),
+                errno=error.errno,
+                errno_name=error.errno_name,
+                exception=error.exception,
+                message=error.message[:2000],
+            )
+        )
+
+    def record_error(
+        self,
+        operation: str,
+        error: ErrorLike,
+        *,
+        now: datetime,
+        process_id: int | None = None,
+        pid: int | None = None,
+    ) -> None:
+        with self.unit() as s:
+            self._add_error(s, operation, error, now, process_id, pid)
+
+    def record_scan(
+        self,
+        *,
+        started_at: datetime,
+        duration_ms: float,
+        trigger: str,
+        ok: bool,
+        seen: int,
+        matched: int,
+        new: int,
+        unreadable: int,
+        errors: int,
+    ) -> None:
+        with self.unit() as s:
+            s.add(
+                Scan(
+                    started_at=started_at,
+                    duration_ms=duration_ms,
+                    trigger=trigger,
+                    ok=ok,
+                    seen=seen,
+                    matched=matched,
+                    new=new,
+                    unreadable=unreadable,
+                    errors=errors,
+                )
+            )
+
+    def retry_depths(self) -> dict[str, int]:
+        with self.unit() as s:
+            rows = s.execute(select(RetryItem.state, func.count()).group_by(RetryItem.state))
+            return {state: count for state, count in rows}
+
+    def record_health(
+        self,
+        *,
+        now: datetime,
+        run_id: int | None,
+        status: str,
+        reasons: list[str],
+        counters: dict,
+        errors_by_type: dict,
+        details: dict | None = None,
+    ) -> None:
+        depths = self.retry_depths()
+        with self.unit() as s:
+            s.add(
+                HealthSnapshot(
+                    taken_at=now,
+                    daemon_run_id=run_id,
+                    status=status,
+                    reasons=list(reasons),
+                    last_scan_at=counters.get("last_scan_at"),
+                    last_successful_scan_at=counters.get("last_successful_scan_at"),
+                    consecutive_scan_failures=counters.get("consecutive_scan_failures", 0),
+                    consecutive_attach_failures=counters.get("consecutive_attach_failures", 0),
+                    total_scan_failures=counters.get("total_scan_failures", 0),
+                    total_attach_failures=counters.get("total_attach_failures", 0),
+                    retry_pending=depths.get(RetryState.PENDING, 0),
+                    dead_letters=depths.get(RetryState.DEAD, 0),
+                    errors_by_type=dict(errors_by_type),
+                    details=details,
+                )
+            )
+
+    def last_health(self) -> HealthSnapshot | None:
+        with self.unit() as s:
+            return s.scalars(select(HealthSnapshot).order_by(HealthSnapshot.id.desc())).first()

@@ -1,0 +1,178 @@
+"""Opening, creating and protecting the database file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from app import database
+from app.cli import main
+from app.schema_version import HEAD_REVISION
+
+
+def digest(path) -> str:  # noqa: ANN001
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_missing_database_is_created_at_head_with_private_modes(db_path):
+    engine = database.open_for_writing(db_path)
+    try:
+        assert database.stored_revision(engine) == HEAD_REVISION
+    finally:
+        engine.dispose()
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db_path.parent.stat().st_mode) == 0o700
+
+
+def test_every_connection_gets_the_durability_settings(db_path):
+    engine = database.open_for_writing(db_path)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        engine.dispose()
+
+
+def test_directory_as_database_is_refused(tmp_path):
+    result = CliRunner().invoke(main, ["db", "upgrade", "--db", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: database path {tmp_path} is a directory, not a database file\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("these are my notes, not a database\n")
+    before = digest(path)
+    result = CliRunner().invoke(main, ["db", "upgrade", "--db", str(path)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path} is not an SQLite database\n"
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_newer_schema_is_refused_and_untouched(db_path):
+    database.open_for_writing(db_path).dispose()
+    con = sqlite3.connect(db_path)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    before = digest(db_path)
+    result = CliRunner().invoke(main, ["db", "upgrade", "--db", str(db_path)])
+    assert result.exit_code == 1
+    assert "has schema revision 9999, which this ffrtmp" in result.output
+    assert result.output.count("\n") == 1
+    assert digest(db_path) == before
+    with pytest.raises(database.DatabaseError, match="9999"):
+        database.open_readonly(db_path)
+
+
+def test_foreign_database_with_tables_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    con.commit()
+    con.close()
+    before = digest(path)
+    with pytest.raises(database.DatabaseError, match="not created by ffrtmp"):
+        database.open_for_writing(path)
+    assert digest(path) == before
+
+
+def test_readonly_open_never_creates_a_database(tmp_path):
+    path = tmp_path / "absent" / "ffrtmp.db"
+    with pytest.raises(database.DatabaseError, match="does not exist yet"):
+        database.open_readonly(path)
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_readonly_engine_cannot_write(db_path):
+    database.open_for_writing(db_path).dispose()
+    engine = database.open_readonly(db_path)
+    try:
+        with pytest.raises(Exception, match="readonly"), engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM alembic_version")
+    finally:
+        engine.dispose()
+    assert database.stored_revision(database.make_engine(database.resolve(db_path))) == "0001"
+
+
+def test_backup_is_a_consistent_private_copy(db_path):
+    engine = database.open_for_writing(db_path)
+    engine.dispose()
+    copy = database.backup(db_path)
+    assert copy.name.startswith("ffrtmp.db.bak-")
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    con = sqlite3.connect(copy)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD_REVISION,)
+    con.close()
+
+
+def test_resolution_order_flag_then_env_then_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("FFRTMP_DB", str(tmp_path / "env.db"))
+    assert database.resolve(tmp_path / "flag.db").path == tmp_path / "flag.db"
+    assert database.resolve(None).path == tmp_path / "env.db"
+    monkeypatch.delenv("FFRTMP_DB")
+    expected = "/var/lib/ffrtmp/ffrtmp.db" if os.geteuid() == 0 else "ffrtmp/ffrtmp.db"
+    assert str(database.resolve(None).path).endswith(expected)
+    url = database.resolve(f"sqlite:///{tmp_path}/u.db")
+    assert url.path == tmp_path / "u.db"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import UTC, datetime
+    from app.database import open_for_writing
+    from app.store import Store
+    store = Store(open_for_writing(sys.argv[1]))
+    deadline = time.monotonic() + float(sys.argv[2])
+    n = 0
+    while time.monotonic() < deadline:
+        store.record_scan(started_at=datetime.now(UTC), duration_ms=1.0, trigger="periodic",
+                          ok=True, seen=n, matched=0, new=0, unreadable=0, errors=0)
+        n += 1
+    print(n)
+    """
+)
+
+
+def test_reader_and_writer_work_at_the_same_time(db_path):
+    """The CLI reads while the daemon writes, in two processes, without 'database is locked'."""
+    database.open_for_writing(db_path).dispose()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db_path), "3"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        reads = 0
+        engine = database.open_readonly(db_path)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT count(*), max(seen) FROM scans").one()
+            reads += 1
+        engine.dispose()
+        out, _ = writer.communicate(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait()
+    assert writer.returncode == 0
+    assert int(out) > 10 and reads > 10
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == int(out)
+    con.close()
