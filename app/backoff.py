@@ -1,0 +1,87 @@
+"""How long to wait before each retry: exponential, capped, with bounded jitter.
+
+For retry number n = 1, 2, 3, … (n = 1 is the first retry, after the first failed attempt):
+
+    base_delay(n) = min(max_delay, initial × multiplier^(n − 1))
+    delay(n)      = min(max_delay, base_delay(n) × u),  u ~ Uniform[1 − jitter, 1 + jitter]
+
+With the defaults (initial 1 s, multiplier 2, max_delay 300 s, jitter 0.1) the base delays are
+1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, … seconds, and each actual delay is within ±10% of
+its base delay but never above 300 s.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from app import defaults
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """initial: seconds before the first retry; multiplier: growth per retry (≥ 1);
+    max_delay: cap in seconds; jitter: relative spread in [0, 1); max_attempts: how many
+    attempts the retry queue makes before it dead-letters an item."""
+
+    initial: float = defaults.RETRY_INITIAL_DELAY_SECONDS
+    multiplier: float = defaults.RETRY_MULTIPLIER
+    max_delay: float = defaults.RETRY_MAX_DELAY_SECONDS
+    jitter: float = defaults.RETRY_JITTER
+    max_attempts: int = defaults.RETRY_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        for name in ("initial", "multiplier", "max_delay", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"backoff {name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"backoff {name} must be a finite number, not {value}")
+        if not self.initial > 0:
+            raise ValueError(f"backoff initial delay must be positive, not {self.initial}")
+        if not self.multiplier >= 1:
+            raise ValueError(f"backoff multiplier must be at least 1, not {self.multiplier}")
+        if not self.max_delay >= self.initial:
+            raise ValueError(
+                f"backoff max_delay ({self.max_delay}) must not be below "
+                f"the initial delay ({self.initial})"
+            )
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"backoff jitter must be at least 0 and below 1, not {self.jitter}")
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError(f"max_attempts must be an integer, not {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+
+    def base_delay(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` (1-based), without jitter."""
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise ValueError(f"attempt must be an integer of at least 1, not {attempt!r}")
+        exponent = attempt - 1
+        # Past this exponent the cap applies for certain (the estimate is from logarithms, so
+        # one step of margin); checking first keeps multiplier ** exponent from overflowing,
+        # or a huge int from failing to convert, for absurd attempt numbers.
+        if self.multiplier > 1 and exponent > self._exponent_reaching_cap():
+            return self.max_delay
+        try:
+            return min(self.max_delay, self.initial * self.multiplier**exponent)
+        except OverflowError:
+            # Only reachable with a tiny initial and a cap near the float limit.
+            return self.max_delay
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds before retry number `attempt`, jittered; pass `rng` for repeatable draws."""
+        base = self.base_delay(attempt)
+        if self.jitter == 0:
+            return base
+        low, high = 1 - self.jitter, 1 + self.jitter
+        draw = (rng or random).uniform(low, high)
+        # uniform() may round a hair past its bounds; the documented range is a promise.
+        factor = min(high, max(low, draw))
+        return min(self.max_delay, base * factor)
+
+    def _exponent_reaching_cap(self) -> float:
+        # A difference of logs, not the log of a ratio that could overflow to inf.
+        gap = math.log(self.max_delay) - math.log(self.initial)
+        return math.ceil(gap / math.log(self.multiplier))

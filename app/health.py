@@ -1,0 +1,281 @@
+"""The daemon's health, judged from its scan and attach results and from the passage of time.
+
+Unhealthy: at least `unhealthy_scan_failures` consecutive scan failures, or more than
+`stale_scan_after` seconds since the last successful scan (counted from the daemon's start
+while no scan has succeeded yet, so a daemon stuck before its first scan turns unhealthy too).
+Degraded: at least `degraded_scan_failures` consecutive scan failures, or at least
+`degraded_attach_failures` consecutive attach failures.
+Healthy: otherwise. Any success resets its consecutive counter.
+
+Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
+seconds passed in by the caller, so they can be stored and tests control them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from app import defaults
+from app.states import HealthStatus
+
+SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthThresholds:
+    degraded_scan_failures: int = defaults.HEALTH_DEGRADED_SCAN_FAILURES
+    degraded_attach_failures: int = defaults.HEALTH_DEGRADED_ATTACH_FAILURES
+    unhealthy_scan_failures: int = defaults.HEALTH_UNHEALTHY_SCAN_FAILURES
+    stale_scan_after: float = defaults.HEALTH_STALE_SCAN_SECONDS
+
+    def __post_init__(self) -> None:
+        for name in (
+            "degraded_scan_failures",
+            "degraded_attach_failures",
+            "unhealthy_scan_failures",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"health threshold {name} must be an integer of at least 1, not {value!r}"
+                )
+        if self.degraded_scan_failures > self.unhealthy_scan_failures:
+            raise ValueError(
+                f"health threshold degraded_scan_failures ({self.degraded_scan_failures}) must not "
+                f"exceed unhealthy_scan_failures ({self.unhealthy_scan_failures})"
+            )
+        stale = self.stale_scan_after
+        if isinstance(stale, bool) or not isinstance(stale, int | float):
+            raise ValueError(f"health threshold stale_scan_after must be a number, not {stale!r}")
+        if not (math.isfinite(stale) and stale > 0):
+            raise ValueError(
+                "health threshold stale_scan_after must be a positive number of seconds, "
+                f"not {stale}"
+            )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """seconds_since_last_successful_scan is None while no scan has succeeded; the staleness
+    rule then counts from started_at, and `reasons` says so."""
+
+    status: HealthStatus
+    reasons: tuple[str, ...]
+    evaluated_at: float
+    started_at: float
+    last_scan_at: float | None
+    last_successful_scan_at: float | None
+    seconds_since_last_successful_scan: float | None
+    consecutive_scan_failures: int
+    consecutive_attach_failures: int
+    total_scans: int
+    total_scan_failures: int
+    total_attaches: int
+    total_attach_failures: int
+    errors_by_type: dict[str, int]
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status.value,
+            "reasons": list(self.reasons),
+            "evaluated_at": self.evaluated_at,
+            "started_at": self.started_at,
+            "last_scan_at": self.last_scan_at,
+            "last_successful_scan_at": self.last_successful_scan_at,
+            "seconds_since_last_successful_scan": self.seconds_since_last_successful_scan,
+            "consecutive_scan_failures": self.consecutive_scan_failures,
+            "consecutive_attach_failures": self.consecutive_attach_failures,
+            "total_scans": self.total_scans,
+            "total_scan_failures": self.total_scan_failures,
+            "total_attaches": self.total_attaches,
+            "total_attach_failures": self.total_attach_failures,
+            "errors_by_type": dict(self.errors_by_type),
+        }
+
+
+def assess(
+    thresholds: HealthThresholds,
+    consecutive_scan_failures: int,
+    consecutive_attach_failures: int,
+    seconds_without_successful_scan: float,
+    ever_scanned_successfully: bool = True,
+) -> tuple[HealthStatus, tuple[str, ...]]:
+    """The status and the reasons for it; every rule that applies gives a reason."""
+    t = thresholds
+    unhealthy: list[str] = []
+    degraded: list[str] = []
+    scans = consecutive_scan_failures
+    if scans >= t.unhealthy_scan_failures:
+        unhealthy.append(
+            f"{scans} consecutive scan failures (threshold {t.unhealthy_scan_failures})"
+        )
+    elif scans >= t.degraded_scan_failures:
+        degraded.append(f"{scans} consecutive scan failures (threshold {t.degraded_scan_failures})")
+    if seconds_without_successful_scan > t.stale_scan_after:
+        age, limit = _seconds(seconds_without_successful_scan), _seconds(t.stale_scan_after)
+        if ever_scanned_successfully:
+            unhealthy.append(f"last successful scan {age} ago (threshold {limit})")
+        else:
+            unhealthy.append(f"no successful scan in the {age} since start (threshold {limit})")
+    attaches = consecutive_attach_failures
+    if attaches >= t.degraded_attach_failures:
+        degraded.append(
+            f"{attaches} consecutive attach failures (threshold {t.degraded_attach_failures})"
+        )
+    if unhealthy:
+        return HealthStatus.UNHEALTHY, tuple(unhealthy + degraded)
+    if degraded:
+        return HealthStatus.DEGRADED, tuple(degraded)
+    return HealthStatus.HEALTHY, ()
+
+
+class HealthTracker:
+    """Counts scan and attach results; thread-safe, since the daemon records from its loop and
+    the HTTP server evaluates from its own thread."""
+
+    def __init__(self, thresholds: HealthThresholds, started_at: float) -> None:
+        self.thresholds = thresholds
+        self.started_at = float(started_at)
+        self._lock = threading.Lock()
+        self._last_scan_at: float | None = None
+        self._last_successful_scan_at: float | None = None
+        self._consecutive_scan_failures = 0
+        self._consecutive_attach_failures = 0
+        self._total_scans = 0
+        self._total_scan_failures = 0
+        self._total_attaches = 0
+        self._total_attach_failures = 0
+        self._errors_by_type: Counter[str] = Counter()
+
+    @classmethod
+    def restore(
+        cls,
+        thresholds: HealthThresholds,
+        started_at: float,
+        *,
+        total_scans: int = 0,
+        total_scan_failures: int = 0,
+        total_attaches: int = 0,
+        total_attach_failures: int = 0,
+        errors_by_type: dict[str, int] | None = None,
+    ) -> HealthTracker:
+        """A tracker for a restarted daemon that continues the totals of its last snapshot.
+        Consecutive counters and scan times start afresh: they describe this run."""
+        totals = {
+            "total_scans": total_scans,
+            "total_scan_failures": total_scan_failures,
+            "total_attaches": total_attaches,
+            "total_attach_failures": total_attach_failures,
+            **{f"errors_by_type[{k!r}]": v for k, v in (errors_by_type or {}).items()},
+        }
+        for name, value in totals.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if total_scan_failures > total_scans:
+            raise ValueError(
+                f"total_scan_failures ({total_scan_failures}) exceeds total_scans ({total_scans})"
+            )
+        if total_attach_failures > total_attaches:
+            raise ValueError(
+                f"total_attach_failures ({total_attach_failures}) exceeds "
+                f"total_attaches ({total_attaches})"
+            )
+        tracker = cls(thresholds, started_at)
+        tracker._total_scans = total_scans
+        tracker._total_scan_failures = total_scan_failures
+        tracker._total_attaches = total_attaches
+        tracker._total_attach_failures = total_attach_failures
+        tracker._errors_by_type.update({str(k): v for k, v in (errors_by_type or {}).items()})
+        return tracker
+
+    def record_scan(self, ok: bool, now: float) -> None:
+        with self._lock:
+            self._total_scans += 1
+            self._last_scan_at = now
+            if ok:
+                self._consecutive_scan_failures = 0
+                self._last_successful_scan_at = now
+            else:
+                self._consecutive_scan_failures += 1
+                self._total_scan_failures += 1
+
+    def record_attach(self, ok: bool, now: float) -> None:
+        # `now` is accepted for symmetry with record_scan; no rule ages attach results.
+        with self._lock:
+            self._total_attaches += 1
+            if ok:
+                self._consecutive_attach_failures = 0
+            else:
+                self._consecutive_attach_failures += 1
+                self._total_attach_failures += 1
+
+    def record_error(self, error_type: str) -> None:
+        """Count one error of `error_type` (an ErrorType or any other label)."""
+        with self._lock:
+            self._errors_by_type[str(error_type)] += 1
+
+    def evaluate(self, now: float) -> HealthReport:
+        with self._lock:
+            last_success = self._last_successful_scan_at
+            reference = self.started_at if last_success is None else last_success
+            # A clock stepped backwards must not make the daemon look fresher than "just now".
+            without_success = max(0.0, now - reference)
+            status, reasons = assess(
+                self.thresholds,
+                self._consecutive_scan_failures,
+                self._consecutive_attach_failures,
+                without_success,
+                ever_scanned_successfully=last_success is not None,
+            )
+            return HealthReport(
+                status=status,
+                reasons=reasons,
+                evaluated_at=now,
+                started_at=self.started_at,
+                last_scan_at=self._last_scan_at,
+                last_successful_scan_at=last_success,
+                seconds_since_last_successful_scan=None
+                if last_success is None
+                else without_success,
+                consecutive_scan_failures=self._consecutive_scan_failures,
+                consecutive_attach_failures=self._consecutive_attach_failures,
+                total_scans=self._total_scans,
+                total_scan_failures=self._total_scan_failures,
+                total_attaches=self._total_attaches,
+                total_attach_failures=self._total_attach_failures,
+                errors_by_type=dict(self._errors_by_type),
+            )
+
+
+class SnapshotSchedule:
+    """When to store a health snapshot: on every change of status, and at least every
+    `interval` seconds otherwise."""
+
+    def __init__(self, interval: float = defaults.HEALTH_SNAPSHOT_INTERVAL_SECONDS) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            raise ValueError(f"snapshot interval must be a number, not {interval!r}")
+        if not (math.isfinite(interval) and interval > 0):
+            raise ValueError(
+                f"snapshot interval must be a positive number of seconds, not {interval}"
+            )
+        self.interval = float(interval)
+        self._last_status: HealthStatus | None = None
+        self._last_at: float | None = None
+
+    def due(self, report: HealthReport, now: float) -> bool:
+        if self._last_at is None or report.status != self._last_status:
+            return True
+        # A clock stepped backwards would otherwise silence snapshots until it caught up.
+        return now - self._last_at >= self.interval or now < self._last_at
+
+    def mark(self, report: HealthReport, now: float) -> None:
+        self._last_status = report.status
+        self._last_at = now
+
+
+def _seconds(value: float) -> str:
+    rounded = round(value, 1)
+    return f"{rounded:.0f}s" if rounded == int(rounded) else f"{rounded:.1f}s"
