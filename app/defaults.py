@@ -54,3 +54,17 @@ def default_db_path() -> Path:
         return Path("/var/lib/ffrtmp") / DB_FILE_NAME
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "ffrtmp" / DB_FILE_NAME
+
+
+# Kernel process-events connector (netlink)
+PROC_EVENTS_RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024  # room for a fork storm between two reads
+PROC_EVENTS_MAX_PER_READ = 4096  # events returned by one read_events() call at most
+PROC_EVENTS_ACK_TIMEOUT_SECONDS = 1.0  # wait for the kernel to confirm the subscription
+
+# Watch config file (appended with app/config.py)
+CGROUP_VERSION = "auto"  # auto | v1 | v2
+FILTER_MIN_RUNTIME_SECONDS = 0.0  # attach at once
+FILTER_MAX_RUNTIME_SECONDS = None  # no maximum
+
+# Job ids and their cgroups (appended with app/governor.py)
+JOB_ID_PREFIXES = ("auto", "manual")  # auto: found by the daemon; manual: `ffrtmp attach`/`run`
