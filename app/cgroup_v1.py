@@ -1,0 +1,157 @@
+"""cgroup v1: one hierarchy per controller (or per group of controllers), each mounted apart.
+
+The CPU limits go to the cpu hierarchy, the memory limit to the memory hierarchy, and the pid
+into the job cgroup of each, plus cpuacct's when that is a hierarchy of its own (for the CPU
+time). The daemon's own cgroup differs per hierarchy (/proc/self/cgroup), and so does the
+parent: `<own cgroup in that hierarchy>/ffrtmp` by default. v1 has no "no internal processes"
+rule, so the parent can sit right below the own cgroup.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import replace
+from pathlib import Path
+
+from app.governor import (
+    Governor,
+    GovernorError,
+    Hierarchy,
+    Mount,
+    Usage,
+    int_or_none,
+    parse_keyed,
+    read_mounts,
+    read_proc_cgroups,
+    resolve_parent,
+    wrapped_error,
+)
+from app.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
+
+NEEDED_CONTROLLERS = ("cpu", "memory")
+USED_CONTROLLERS = ("cpu", "cpuacct", "memory")
+# The kernel shows "no memory limit" as its page counter maximum (9223372036854771712 with 4 KiB
+# pages); anything this large is no limit.
+UNLIMITED_MEMORY_BYTES = 1 << 62
+MIB = 1024 * 1024
+
+
+def v1_mounts(root: Path, proc_root: Path) -> dict[str, Mount]:
+    """The v1 hierarchies mounted right below `root`, by controller. Without a mountinfo entry
+    (a tree that is not mounted), directories named for a controller stand in."""
+    found: dict[str, Mount] = {}
+    for mount in read_mounts(proc_root):
+        if mount.fs_type == "cgroup" and mount.mount_point.parent == root:
+            for controller in mount.super_options:
+                if controller in USED_CONTROLLERS:
+                    found.setdefault(controller, mount)
+    if not found:
+        for controller in USED_CONTROLLERS:
+            directory = root / controller
+            if (directory / "cgroup.procs").is_file():
+                found[controller] = Mount(directory, "/", "cgroup", (controller,))
+    return found
+
+
+def has_v1_hierarchies(root: Path, proc_root: Path) -> bool:
+    return set(NEEDED_CONTROLLERS) <= v1_mounts(root, proc_root).keys()
+
+
+class CgroupV1Governor(Governor):
+    version = 1
+    _by_controller: dict[str, Hierarchy]
+
+    def _find_hierarchies(self, parent: str | None) -> tuple[Hierarchy, ...]:
+        mounts = v1_mounts(self.root, self.proc_root)
+        missing = [name for name in NEEDED_CONTROLLERS if name not in mounts]
+        if missing:
+            raise GovernorError(
+                errno.ENOENT,
+                f"no cgroup v1 {' or '.join(missing)} hierarchy is mounted below {self.root}",
+                self.root,
+            )
+        own_file = self.proc_root / "self" / "cgroup"
+        try:
+            own = read_proc_cgroups(own_file)
+        except OSError as err:
+            raise wrapped_error(err, "read", own_file) from err
+        hierarchies: list[Hierarchy] = []
+        self._by_controller = {}
+        for controller in USED_CONTROLLERS:
+            mount = mounts.get(controller)
+            if mount is None:
+                continue
+            shared = next((h for h in hierarchies if h.mount == mount.mount_point), None)
+            if shared is not None:  # e.g. cpu,cpuacct mounted together
+                self._by_controller[controller] = shared
+                continue
+            own_path = own.get(controller)
+            if own_path is None:
+                raise GovernorError(
+                    errno.ENOENT, f"{own_file} names no cgroup in the {controller} hierarchy"
+                )
+            probe = Hierarchy(
+                controller, controller, mount.mount_point, mount.mount_root, mount.mount_point
+            )
+            parent_path = resolve_parent(parent, own_path)
+            try:
+                parent_dir = probe.directory(str(parent_path))
+            except ValueError:
+                raise GovernorError(
+                    errno.ENOENT,
+                    f"the parent cgroup {parent_path} is outside the {controller} hierarchy "
+                    f"mounted at {mount.mount_point}",
+                    mount.mount_point,
+                ) from None
+            hierarchy = replace(probe, parent=parent_dir)
+            hierarchies.append(hierarchy)
+            self._by_controller[controller] = hierarchy
+        return tuple(hierarchies)
+
+    def _prepare_parent(self) -> None:
+        for hierarchy in self.hierarchies:
+            self._refuse_read_only(hierarchy.mount)
+            self._make_directories(hierarchy.mount, hierarchy.parent)
+
+    def _job(self, controller: str, job_id: str) -> Path | None:
+        hierarchy = self._by_controller.get(controller)
+        return None if hierarchy is None else hierarchy.parent / job_id
+
+    def _limit_writes(self, job_id: str, limits: Limits) -> list[tuple[Path, str]]:
+        cpu, memory = self._job("cpu", job_id), self._job("memory", job_id)
+        quota, memory_bytes = limits.cpu_quota_us, limits.memory_limit_bytes
+        return [
+            (cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US)),  # before the quota it scales
+            (cpu / "cpu.cfs_quota_us", "-1" if quota is None else str(quota)),
+            (cpu / "cpu.shares", str(limits.cpu_shares_v1)),
+            (memory / "memory.limit_in_bytes", "-1" if memory_bytes is None else str(memory_bytes)),
+        ]
+
+    def _reads_back_as(self, path: Path, written: str, read: str) -> bool:
+        if path.name == "memory.limit_in_bytes" and written == "-1":
+            return int(read) >= UNLIMITED_MEMORY_BYTES
+        return read == written
+
+    def _applied_limits(self, job_id: str) -> Limits:
+        cpu, memory = self._job("cpu", job_id), self._job("memory", job_id)
+        quota = int(self._read(cpu / "cpu.cfs_quota_us"))
+        shares = int(self._read(cpu / "cpu.shares"))
+        memory_bytes = int(self._read(memory / "memory.limit_in_bytes"))
+        return Limits(
+            cpu_quota=None if quota < 0 else quota / 1000,
+            # The inverse of Limits.cpu_shares_v1; exact for every weight it maps.
+            cpu_weight=max(MIN_CPU_WEIGHT, min(MAX_CPU_WEIGHT, round(shares * 100 / 1024))),
+            memory_limit_mb=None if memory_bytes >= UNLIMITED_MEMORY_BYTES else memory_bytes // MIB,
+        )
+
+    def _read_usage(self, job_id: str) -> Usage:
+        memory, cpuacct = self._job("memory", job_id), self._job("cpuacct", job_id)
+        nanoseconds = None if cpuacct is None else self._read_optional(cpuacct / "cpuacct.usage")
+        oom_kills = parse_keyed(self._read_optional(memory / "memory.oom_control")).get("oom_kill")
+        return Usage(
+            peak_memory_bytes=int_or_none(
+                self._read_optional(memory / "memory.max_usage_in_bytes")
+            ),
+            cpu_seconds=None if nanoseconds is None else int(nanoseconds) / 1e9,
+            oom_killed=None if oom_kills is None else oom_kills > 0,
+        )

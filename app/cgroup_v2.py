@@ -1,0 +1,207 @@
+"""cgroup v2: one unified hierarchy, controllers enabled top-down in cgroup.subtree_control.
+
+Where job cgroups go. cgroup v2 does not let a cgroup that holds processes enable controllers
+for its children ("no internal processes"), and the daemon's own cgroup holds the daemon.
+So the governor picks an *anchor*, the highest cgroup it may change, and puts the parent
+`ffrtmp` right below it:
+
+- the daemon is in the root cgroup (exempt from the rule): the anchor is the root;
+- the daemon is in a subgroup of a cgroup systemd delegated to it (`Delegate=yes` with
+  `DelegateSubgroup=`, which marks the delegated cgroup with the `trusted.delegate` xattr): the
+  anchor is the delegated cgroup, so `ffrtmp` is a sibling of the daemon's subgroup;
+- otherwise the anchor is the daemon's own cgroup. Enabling controllers there fails with EBUSY
+  while the daemon runs in it, and check() says so and what to do.
+
+`ffrtmp` only ever holds job cgroups, never a process, so its own subtree_control can always be
+written. Nothing above the anchor is ever written: missing controllers there are reported.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from app.governor import (
+    V2_HIERARCHY_KEY,
+    Governor,
+    GovernorError,
+    Hierarchy,
+    Usage,
+    int_or_none,
+    mount_root_of,
+    parse_keyed,
+    read_proc_cgroups,
+    resolve_parent,
+    wrapped_error,
+)
+from app.limits import CPU_PERIOD_US, Limits
+
+NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
+DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
+MIB = 1024 * 1024
+
+
+def is_delegated(directory: Path) -> bool:
+    """True when systemd marked this cgroup as delegated to the service running in it."""
+    for name in DELEGATION_XATTRS:
+        try:
+            if os.getxattr(directory, name).strip() in (b"1", b"yes", b"true"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class CgroupV2Governor(Governor):
+    version = 2
+    anchor: Path
+
+    def _find_hierarchies(self, parent: str | None) -> tuple[Hierarchy, ...]:
+        if not (self.root / "cgroup.controllers").is_file():
+            raise GovernorError(
+                errno.ENOENT,
+                f"{self.root} is neither a cgroup v2 mount (it has no cgroup.controllers) "
+                "nor a directory of cgroup v1 cpu and memory hierarchies",
+                self.root,
+            )
+        own_file = self.proc_root / "self" / "cgroup"
+        try:
+            own = read_proc_cgroups(own_file).get(V2_HIERARCHY_KEY)
+        except OSError as err:
+            raise wrapped_error(err, "read", own_file) from err
+        if own is None:
+            raise GovernorError(errno.ENOENT, f"{own_file} names no cgroup v2 (0::) cgroup")
+        mount_root = mount_root_of(self.proc_root, self.root)
+        probe = Hierarchy("unified", V2_HIERARCHY_KEY, self.root, mount_root, self.root)
+        try:
+            self.anchor = self._choose_anchor(probe.directory(own))
+        except ValueError:
+            raise GovernorError(
+                errno.ENOENT,
+                f"the daemon's cgroup {own} is outside the cgroup v2 mount at {self.root}",
+                self.root,
+            ) from None
+        parent_path = resolve_parent(parent, probe.cgroup_path(self.anchor))
+        try:
+            parent_dir = probe.directory(str(parent_path))
+        except ValueError:
+            raise GovernorError(
+                errno.ENOENT,
+                f"the parent cgroup {parent_path} is outside the cgroup v2 mount at {self.root}",
+                self.root,
+            ) from None
+        if not parent_dir.is_relative_to(self.anchor):
+            # A parent the operator placed elsewhere is theirs to prepare above; ffrtmp may
+            # create it and enable its controllers, nothing higher.
+            self.anchor = parent_dir
+        return (Hierarchy("unified", V2_HIERARCHY_KEY, self.root, mount_root, parent_dir),)
+
+    def _choose_anchor(self, own_dir: Path) -> Path:
+        if own_dir == self.root:
+            return own_dir
+        above = own_dir.parent
+        if above != self.root and is_delegated(above) and not is_delegated(own_dir):
+            return above
+        return own_dir
+
+    def _prepare_parent(self) -> None:
+        self._refuse_read_only(self.root)
+        parent = self.hierarchies[0].parent
+        # Bottom-up: the cgroups whose subtree_control lacks a needed controller.
+        lacking: list[Path] = []
+        cgroup = parent
+        while True:
+            missing = NEEDED_CONTROLLERS - self._enabled(cgroup)
+            if not missing:
+                break
+            if not cgroup.is_relative_to(self.anchor):
+                raise GovernorError(
+                    errno.EPERM,
+                    f"controllers {_names(missing)} are not enabled in {cgroup}/"
+                    f"cgroup.subtree_control, above {self.anchor}, the highest cgroup ffrtmp "
+                    f"changes; enable them there or choose a parent below {self.anchor}",
+                    cgroup,
+                )
+            lacking.append(cgroup)
+            if cgroup == self.root:
+                break
+            cgroup = cgroup.parent
+        if not lacking:
+            return
+        top = lacking[-1]
+        if top.is_dir():
+            available = self._controller_set(top / "cgroup.controllers")
+            if NEEDED_CONTROLLERS - available:
+                raise GovernorError(
+                    errno.EOPNOTSUPP,
+                    f"cgroup v2 controllers {_names(NEEDED_CONTROLLERS - available)} are not "
+                    f"available in {top} (its cgroup.controllers lists "
+                    f"{_names(available) or 'none'})",
+                    top,
+                )
+        for cgroup in reversed(lacking):
+            if not cgroup.is_dir():
+                self._make_directory(cgroup)
+            missing = NEEDED_CONTROLLERS - self._enabled(cgroup)
+            if missing:
+                self._enable(cgroup, missing)
+
+    def _enabled(self, cgroup: Path) -> frozenset[str]:
+        if not cgroup.is_dir():
+            return frozenset()
+        return self._controller_set(cgroup / "cgroup.subtree_control")
+
+    def _controller_set(self, path: Path) -> frozenset[str]:
+        return frozenset(self._read(path).split())
+
+    def _enable(self, cgroup: Path, controllers: frozenset[str]) -> None:
+        path = cgroup / "cgroup.subtree_control"
+        text = " ".join(f"+{name}" for name in sorted(controllers))
+        try:
+            self.files.write(path, text)
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise wrapped_error(err, f"write {text!r} to", path) from err
+            raise GovernorError(
+                errno.EBUSY,
+                f"could not enable {_names(controllers)} in {path}: {cgroup} holds processes, "
+                "and cgroup v2 lets only a cgroup without processes enable controllers for its "
+                "children; run the daemon in a subgroup of its delegated cgroup (systemd: "
+                "Delegate=yes with DelegateSubgroup=) or give a parent cgroup that holds none",
+                path,
+            ) from err
+
+    def _limit_writes(self, job_id: str, limits: Limits) -> list[tuple[Path, str]]:
+        job = self.hierarchies[0].parent / job_id
+        quota = limits.cpu_quota_us
+        memory = limits.memory_limit_bytes
+        return [
+            (job / "cpu.max", f"{'max' if quota is None else quota} {CPU_PERIOD_US}"),
+            (job / "cpu.weight", str(limits.cpu_weight)),
+            (job / "memory.max", "max" if memory is None else str(memory)),
+        ]
+
+    def _applied_limits(self, job_id: str) -> Limits:
+        job = self.hierarchies[0].parent / job_id
+        quota, _period = self._read(job / "cpu.max").split()
+        memory = self._read(job / "memory.max").strip()
+        return Limits(
+            cpu_quota=None if quota == "max" else int(quota) / 1000,
+            cpu_weight=int(self._read(job / "cpu.weight")),
+            memory_limit_mb=None if memory == "max" else int(memory) // MIB,
+        )
+
+    def _read_usage(self, job_id: str) -> Usage:
+        job = self.hierarchies[0].parent / job_id
+        cpu = parse_keyed(self._read_optional(job / "cpu.stat")).get("usage_usec")
+        oom_kills = parse_keyed(self._read_optional(job / "memory.events")).get("oom_kill")
+        return Usage(
+            peak_memory_bytes=int_or_none(self._read_optional(job / "memory.peak")),
+            cpu_seconds=None if cpu is None else cpu / 1_000_000,
+            oom_killed=None if oom_kills is None else oom_kills > 0,
+        )
+
+
+def _names(controllers: frozenset[str]) -> str:
+    return ", ".join(sorted(controllers))

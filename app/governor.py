@@ -1,0 +1,534 @@
+"""The governor: puts a process into a cgroup of its own with verified CPU and memory limits.
+
+`Governor.create()` picks cgroup v2 (`app.cgroup_v2`) or v1 (`app.cgroup_v1`); both share the
+attach sequence defined here, in an order that never leaves a process half-governed:
+
+1. create the job cgroup (in every hierarchy that is needed),
+2. write the limits, read them back and compare,
+3. check that the pid is still the very process we mean (boot id, pid, start time),
+4. write the pid to `cgroup.procs`, and read `/proc/<pid>/cgroup` to confirm it arrived.
+
+Every failure raises: a `GovernorError` (an OSError keeping the errno, so the error classifier
+can key on it, plus the path) or `TargetGone` when the process is no longer there. The job
+cgroups created by a failed attach are removed again.
+
+Ownership rule: ffrtmp only ever creates, writes, lists or removes job cgroups whose names it
+generates (`job_id_for`: a prefix of defaults.JOB_ID_PREFIXES, `-`, then only [A-Za-z0-9_.-])
+below its parent cgroup. Anything else below the parent is never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from app import defaults, failpoints
+from app.identity import ProcessIdentity
+from app.limits import Limits
+
+log = logging.getLogger(__name__)
+
+V2_HIERARCHY_KEY = ""  # the `0::/path` line of /proc/<pid>/cgroup names no controller
+JOB_COMMAND_MAX_CHARS = 64  # keeps every job id well below the 255-byte name limit
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_JOB_PREFIXES_PATTERN = "|".join(map(re.escape, defaults.JOB_ID_PREFIXES))
+_JOB_NAME = re.compile(rf"^(?:{_JOB_PREFIXES_PATTERN})-[A-Za-z0-9_.-]{{1,200}}$")
+
+
+class GovernorError(OSError):
+    """A cgroup operation failed. `errno` is the kernel's; `filename` is the path involved;
+    str() is one sentence saying what could not be done and why."""
+
+    def __init__(self, code: int, message: str, path: os.PathLike | str | None = None) -> None:
+        super().__init__(code, message, None if path is None else str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class TargetGone(GovernorError, ProcessLookupError):
+    """The process exited, or its pid now belongs to another process."""
+
+    def __init__(self, identity: ProcessIdentity, when: str) -> None:
+        super().__init__(errno.ESRCH, f"{identity} is gone {when}", f"/proc/{identity.pid}")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """What attach() did: the job cgroup directories and the limits read back from them."""
+
+    version: int
+    cgroup_paths: tuple[str, ...]
+    applied: Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A job cgroup's counters; None where this kernel does not offer the counter.
+    Memory charged before the process was moved in stays with its old cgroup (neither v1
+    without move_charge_at_immigrate nor v2 migrate it), so the peak covers the time after."""
+
+    peak_memory_bytes: int | None
+    cpu_seconds: float | None
+    oom_killed: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy the governor uses, and where its job cgroups go."""
+
+    name: str  # for messages: "unified", "cpu", "memory", "cpuacct"
+    key: str  # a controller of this hierarchy as named in /proc/<pid>/cgroup ("" for v2)
+    mount: Path  # where the hierarchy is mounted
+    mount_root: str  # which cgroup of the hierarchy is mounted there (mountinfo field 4)
+    parent: Path  # the directory ffrtmp's job cgroups are created in
+
+    def directory(self, cgroup_path: str) -> Path:
+        """The directory of a cgroup given as /proc/<pid>/cgroup names it."""
+        relative = PurePosixPath(cgroup_path).relative_to(self.mount_root)
+        return self.mount.joinpath(*relative.parts)
+
+    def cgroup_path(self, directory: Path) -> str:
+        """The name /proc/<pid>/cgroup shows for a cgroup directory."""
+        relative = directory.relative_to(self.mount)
+        return str(PurePosixPath(self.mount_root).joinpath(*relative.parts))
+
+
+class CgroupFiles:
+    """The file operations the governor does on cgroupfs. The tests of cgroup v2 replace it
+    with a fake tree, since no v2 controller can be enabled on the test machine."""
+
+    def mkdir(self, path: Path) -> None:
+        os.mkdir(path)
+
+    def rmdir(self, path: Path) -> None:
+        os.rmdir(path)
+
+    def read(self, path: Path) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def write(self, path: Path, text: str) -> None:
+        # Without O_CREAT: a missing interface file is an error, never a new regular file.
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def job_id_for(prefix: str, command: str, identity: ProcessIdentity) -> str:
+    """`auto-ffmpeg-1234-987654`: pid and start ticks, so a recycled pid gets a new cgroup."""
+    if prefix not in defaults.JOB_ID_PREFIXES:
+        raise ValueError(
+            f"job id prefix must be one of {', '.join(defaults.JOB_ID_PREFIXES)}, not {prefix!r}"
+        )
+    safe_command = _UNSAFE_NAME_CHARS.sub("_", command)[:JOB_COMMAND_MAX_CHARS] or "unknown"
+    return f"{prefix}-{safe_command}-{identity.pid}-{identity.start_ticks}"
+
+
+def is_job_name(name: str) -> bool:
+    """True for the cgroup names ffrtmp generates, and only those."""
+    return bool(_JOB_NAME.match(name))
+
+
+def _require_job_name(job_id: str) -> None:
+    if not is_job_name(job_id):
+        raise ValueError(
+            f"job id {job_id!r} is not one ffrtmp generates: it must start with "
+            f"{' or '.join(p + '-' for p in defaults.JOB_ID_PREFIXES)} and hold only "
+            "letters, digits, '_', '.' and '-'"
+        )
+
+
+def read_proc_cgroups(path: Path) -> dict[str, str]:
+    """Parse a /proc/<pid>/cgroup file into {controller: cgroup path}; the v2 line is under ""."""
+    memberships: dict[str, str] = {}
+    with open(path) as f:
+        for line in f:
+            _, sep, rest = line.rstrip("\n").partition(":")
+            controllers, sep2, cgroup_path = rest.partition(":")
+            if not (sep and sep2):
+                continue
+            if not controllers:
+                memberships[V2_HIERARCHY_KEY] = cgroup_path
+            for controller in controllers.split(","):
+                if controller:
+                    memberships[controller] = cgroup_path
+    return memberships
+
+
+def parse_keyed(text: str | None) -> dict[str, int]:
+    """Parse `key value` lines (cpu.stat, memory.events, memory.oom_control)."""
+    values = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        try:
+            values[key] = int(value)
+        except ValueError:
+            continue
+    return values
+
+
+def int_or_none(text: str | None) -> int | None:
+    return None if text is None else int(text.strip())
+
+
+def _unescape_mount_field(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    mount_point: Path
+    mount_root: str
+    fs_type: str
+    super_options: tuple[str, ...]
+
+
+def read_mounts(proc_root: Path) -> list[Mount]:
+    """The mounts of /proc/self/mountinfo; an empty list when it cannot be read."""
+    mounts = []
+    try:
+        with open(proc_root / "self" / "mountinfo") as f:
+            lines = f.readlines()
+    except OSError:
+        return []
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 6 or len(tail) < 3:
+            continue
+        mounts.append(
+            Mount(
+                mount_point=Path(_unescape_mount_field(fields[4])),
+                mount_root=_unescape_mount_field(fields[3]),
+                fs_type=tail[0],
+                super_options=tuple(tail[2].split(",")),
+            )
+        )
+    return mounts
+
+
+def mount_root_of(proc_root: Path, mount_point: Path) -> str:
+    for mount in read_mounts(proc_root):
+        if mount.mount_point == mount_point:
+            return mount.mount_root
+    return "/"
+
+
+def resolve_parent(parent: str | None, anchor_path: str) -> PurePosixPath:
+    """The parent cgroup as /proc names it: default `<anchor>/ffrtmp`; an absolute parent is
+    taken from the hierarchy's root, a relative one from the anchor (the daemon's own cgroup)."""
+    if parent is None:
+        return PurePosixPath(anchor_path) / defaults.CGROUP_PARENT_NAME
+    given = PurePosixPath(parent)
+    if not parent.strip() or ".." in given.parts or given == PurePosixPath("/"):
+        raise ValueError(f"cgroup parent {parent!r} must name a cgroup, without '..'")
+    if given.is_absolute():
+        return given
+    return PurePosixPath(anchor_path) / given
+
+
+class Governor:
+    """Puts processes into job cgroups with verified limits. Build it with `Governor.create`."""
+
+    version: int = 0
+
+    def __init__(
+        self, root: Path, parent: str | None, proc_root: Path, files: CgroupFiles | None
+    ) -> None:
+        self.root = root
+        self.proc_root = proc_root
+        self.files = files or CgroupFiles()
+        self.hierarchies: tuple[Hierarchy, ...] = ()
+        self._problem: GovernorError | None = None
+        try:
+            self.hierarchies = self._find_hierarchies(parent)
+        except GovernorError as err:
+            self._problem = err
+
+    @classmethod
+    def create(
+        cls,
+        root: Path | str = defaults.CGROUP_ROOT,
+        parent: str | None = None,
+        version: int | None = None,
+        proc_root: Path | str = "/proc",
+        files: CgroupFiles | None = None,
+    ) -> Governor:
+        """A governor for the cgroup version mounted at `root` (or `version` when given).
+        Problems of the machine (no cgroups, read-only, no permission) do not raise here:
+        `check()` reports them and `attach()` raises them."""
+        from app.cgroup_v1 import CgroupV1Governor, has_v1_hierarchies
+        from app.cgroup_v2 import CgroupV2Governor
+
+        root, proc_root = Path(root), Path(proc_root)
+        if version is None:
+            is_v1 = not (root / "cgroup.controllers").is_file() and has_v1_hierarchies(
+                root, proc_root
+            )
+            version = 1 if is_v1 else 2
+        if version == 2:
+            return CgroupV2Governor(root, parent, proc_root, files)
+        if version == 1:
+            return CgroupV1Governor(root, parent, proc_root, files)
+        raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
+
+    @property
+    def parents(self) -> tuple[Path, ...]:
+        return tuple(h.parent for h in self.hierarchies)
+
+    @property
+    def parent_description(self) -> str:
+        """The parent cgroup directories, for people: one per hierarchy used."""
+        return ", ".join(str(p) for p in self.parents)
+
+    def check(self) -> str | None:
+        """None when job cgroups can be created and limited, else one sentence why not.
+        It prepares the parent cgroup (creates it, enables controllers) to find out."""
+        try:
+            self._ready()
+        except GovernorError as err:
+            return str(err)
+        return None
+
+    def attach(self, identity: ProcessIdentity, job_id: str, limits: Limits) -> Attachment:
+        """Move the process into job cgroup `job_id` with `limits`, or raise saying why not."""
+        _require_job_name(job_id)
+        self._ready()
+        directories = [h.parent / job_id for h in self.hierarchies]
+        created: list[Path] = []
+        moved: list[tuple[Hierarchy, str | None]] = []  # where the pid was, to undo a move
+        try:
+            for directory in directories:
+                if self._make_directory(directory):
+                    created.append(directory)
+            self._apply_limits(job_id, limits)
+            applied = self._applied_limits(job_id)
+            if not identity.is_alive():
+                raise TargetGone(identity, "before it could be moved into its cgroup")
+            before = self._memberships(identity)
+            for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
+                procs = directory / "cgroup.procs"
+                try:
+                    failpoints.check("governor.attach")
+                    self.files.write(procs, str(identity.pid))
+                except OSError as err:
+                    raise wrapped_error(err, f"move {identity} into", procs) from err
+                moved.append((hierarchy, before.get(hierarchy.key)))
+            self._verify_membership(identity, directories)
+        except TargetGone:
+            # Nothing to move back: the pid is gone, or is now another process's.
+            self._remove_directories(reversed(created))
+            raise
+        except BaseException:
+            self._undo_moves(identity, moved)
+            self._remove_directories(reversed(created))
+            raise
+        attachment = Attachment(self.version, tuple(str(d) for d in directories), applied)
+        log.info("attached %s to %s with %s", identity, job_id, applied)
+        return attachment
+
+    def usage(self, job_id: str) -> Usage:
+        """The job's counters; readable after its process exited, until release()."""
+        _require_job_name(job_id)
+        if not any((h.parent / job_id).is_dir() for h in self.hierarchies):
+            path = self.hierarchies[0].parent / job_id if self.hierarchies else self.root
+            raise GovernorError(errno.ENOENT, f"there is no job cgroup {path}", path)
+        return self._read_usage(job_id)
+
+    def release(self, job_id: str) -> bool:
+        """Remove the job's cgroups. False (and nothing raised) while a process is still in
+        one; True once none is left."""
+        _require_job_name(job_id)
+        all_gone = True
+        for hierarchy in self.hierarchies:
+            directory = hierarchy.parent / job_id
+            try:
+                self.files.rmdir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                if err.errno == errno.EBUSY:
+                    all_gone = False
+                    continue
+                raise wrapped_error(err, "remove job cgroup", directory) from err
+        return all_gone
+
+    def leftovers(self) -> dict[str, list[int]]:
+        """The job cgroups under our parent (only names ffrtmp generates), each with the pids
+        still in it: at start-up the daemon adopts the running ones and releases the rest."""
+        found: dict[str, set[int]] = {}
+        for hierarchy in self.hierarchies:
+            try:
+                entries = list(os.scandir(hierarchy.parent))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise wrapped_error(err, "list", hierarchy.parent) from err
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and is_job_name(entry.name):
+                    pids = found.setdefault(entry.name, set())
+                    pids.update(self._pids_in(Path(entry.path)))
+        return {name: sorted(pids) for name, pids in sorted(found.items())}
+
+    # Version-specific parts.
+
+    def _find_hierarchies(self, parent: str | None) -> tuple[Hierarchy, ...]:
+        raise NotImplementedError
+
+    def _prepare_parent(self) -> None:
+        """Create the parent cgroup and make it able to hold limited job cgroups."""
+        raise NotImplementedError
+
+    def _limit_writes(self, job_id: str, limits: Limits) -> list[tuple[Path, str]]:
+        """The (file, text) writes that set `limits` on the job, in the order to write them."""
+        raise NotImplementedError
+
+    def _reads_back_as(self, path: Path, written: str, read: str) -> bool:
+        return read == written
+
+    def _applied_limits(self, job_id: str) -> Limits:
+        """The job's limits as its files hold them now."""
+        raise NotImplementedError
+
+    def _read_usage(self, job_id: str) -> Usage:
+        raise NotImplementedError
+
+    # Shared helpers.
+
+    def _ready(self) -> None:
+        if self._problem is not None:
+            raise self._problem
+        self._prepare_parent()
+
+    def _apply_limits(self, job_id: str, limits: Limits) -> None:
+        """Write every limit, then read each back: a value the kernel did not take is an error."""
+        writes = self._limit_writes(job_id, limits)
+        for path, text in writes:
+            self._write(path, text)
+        for path, text in writes:
+            read = self._read(path).strip()
+            if not self._reads_back_as(path, text, read):
+                raise GovernorError(
+                    errno.EIO, f"{path} reads back as {read!r} after {text!r} was written", path
+                )
+
+    def _refuse_read_only(self, mount: Path) -> None:
+        try:
+            read_only = bool(os.statvfs(mount).f_flag & os.ST_RDONLY)
+        except OSError as err:
+            raise wrapped_error(err, "inspect", mount) from err
+        if read_only:
+            raise GovernorError(
+                errno.EROFS, f"the cgroup filesystem at {mount} is read-only", mount
+            )
+
+    def _make_directory(self, path: Path) -> bool:
+        """Create one cgroup directory; False if it already existed."""
+        try:
+            self.files.mkdir(path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            raise wrapped_error(err, "create cgroup", path) from err
+        return True
+
+    def _make_directories(self, top: Path, path: Path) -> None:
+        """Create `path` and any missing cgroup between it and `top` (which exists)."""
+        missing = []
+        while path != top and not path.is_dir():
+            missing.append(path)
+            path = path.parent
+        for directory in reversed(missing):
+            self._make_directory(directory)
+
+    def _remove_directories(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            try:
+                self.files.rmdir(path)
+            except OSError as err:
+                log.warning("could not remove cgroup %s after a failed attach: %s", path, err)
+
+    def _read(self, path: Path) -> str:
+        try:
+            return self.files.read(path)
+        except OSError as err:
+            raise wrapped_error(err, "read", path) from err
+
+    def _read_optional(self, path: Path) -> str | None:
+        try:
+            return self.files.read(path)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise wrapped_error(err, "read", path) from err
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            self.files.write(path, text)
+        except OSError as err:
+            raise wrapped_error(err, f"write {text!r} to", path) from err
+
+    def _pids_in(self, directory: Path) -> set[int]:
+        text = self._read_optional(directory / "cgroup.procs") or ""
+        return {int(line) for line in text.split()}
+
+    def _memberships(self, identity: ProcessIdentity) -> dict[str, str]:
+        try:
+            return read_proc_cgroups(self.proc_root / str(identity.pid) / "cgroup")
+        except FileNotFoundError:
+            raise TargetGone(identity, "(no /proc entry)") from None
+        except OSError as err:
+            raise wrapped_error(err, "read", self.proc_root / str(identity.pid) / "cgroup") from err
+
+    def _verify_membership(self, identity: ProcessIdentity, directories: list[Path]) -> None:
+        memberships = self._memberships(identity)
+        if not identity.is_alive():
+            raise TargetGone(identity, "right after it was moved into its cgroup")
+        for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
+            expected = hierarchy.cgroup_path(directory)
+            actual = memberships.get(hierarchy.key)
+            if actual != expected:
+                raise GovernorError(
+                    errno.EIO,
+                    f"{identity} was written to {directory}/cgroup.procs but its "
+                    f"{hierarchy.name} cgroup is {actual}",
+                    directory,
+                )
+
+    def _undo_moves(
+        self, identity: ProcessIdentity, moved: list[tuple[Hierarchy, str | None]]
+    ) -> None:
+        """Put a partly moved process back where it was, so no cgroup keeps it half-governed."""
+        for hierarchy, original in moved:
+            if original is None:
+                log.warning(
+                    "%s cannot go back: its %s cgroup was unknown", identity, hierarchy.name
+                )
+                continue
+            try:
+                self.files.write(hierarchy.directory(original) / "cgroup.procs", str(identity.pid))
+            except (OSError, ValueError) as err:
+                log.warning(
+                    "could not move %s back to %s cgroup %s: %s",
+                    identity,
+                    hierarchy.name,
+                    original,
+                    err,
+                )
+
+
+def wrapped_error(err: OSError, doing: str, path: Path) -> GovernorError:
+    """`err` as a GovernorError with the same errno and a sentence naming what failed."""
+    if isinstance(err, GovernorError):
+        return err
+    code = err.errno if err.errno is not None else errno.EIO
+    reason = os.strerror(code) if err.errno is not None else str(err)
+    return GovernorError(code, f"could not {doing} {path}: {reason}", path)
