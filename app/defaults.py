@@ -67,4 +67,11 @@ FILTER_MIN_RUNTIME_SECONDS = 0.0  # attach at once
 FILTER_MAX_RUNTIME_SECONDS = None  # no maximum
 
 # Job ids and their cgroups (appended with app/governor.py)
-JOB_ID_PREFIXES = ("auto", "manual")  # auto: found by the daemon; manual: `ffrtmp attach`/`run`
+JOB_ID_PREFIXES = ("auto", "manual", "run")  # auto: watch; manual: attach; run: run
+
+# Operator read commands (appended with app/queries.py)
+CLI_LIST_LIMIT = 100  # rows a list command prints unless --limit says otherwise
+
+# Operator surface (appended with app/http.py, app/metrics.py, app/sd_notify.py)
+HTTP_REQUEST_TIMEOUT_SECONDS = 5.0  # a client that sends nothing holds one server thread, no more
+METRICS_STORE_CACHE_SECONDS = 2.0  # retry-queue depths read from SQLite at most this often

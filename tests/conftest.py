@@ -54,11 +54,16 @@ class Spawner:
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
 
-    def __call__(self, argv: list[str], **kwargs) -> subprocess.Popen:  # noqa: ANN003
+    def __call__(self, argv: list, wait_exec: bool = True, **kwargs) -> subprocess.Popen:  # noqa: ANN003
+        """Start argv; by default return once its own command line is visible in /proc."""
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         child = subprocess.Popen([str(a) for a in argv], **kwargs)
         self.children.append(child)
+        if wait_exec:
+            from helpers_processes import wait_for_exec
+
+            wait_for_exec(child.pid)
         return child
 
     def cleanup(self) -> None:
@@ -81,3 +86,47 @@ def spawn() -> Iterator[Spawner]:
         yield spawner
     finally:
         spawner.cleanup()
+
+
+def _own_cgroup_dirs(parent_name: str) -> list[Path]:
+    """Where a relative cgroup parent lands: below this process's own cgroup, per v1
+    hierarchy (the only writable cgroups on the test machines)."""
+    dirs = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in ("cpu", "cpuacct", "memory"):
+                if controller in controllers.split(","):
+                    mount = Path("/sys/fs/cgroup") / controller
+                    if mount.is_dir():
+                        dirs.append(mount / path.lstrip("/") / parent_name)
+    return dirs
+
+
+def _remove_tree(directory: Path) -> None:
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if child.is_dir():
+            _remove_tree(child)
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def cgroup_parent(spawn: Spawner) -> Iterator[str]:
+    """A unique job-cgroup parent below the test's own cgroups, removed afterwards, after
+    the processes the test spawned are ended (a populated cgroup cannot be removed)."""
+    import uuid
+
+    if os.geteuid() != 0 or not os.access("/sys/fs/cgroup/cpu", os.W_OK):
+        pytest.skip("needs root and writable cgroup v1 hierarchies")
+    name = f"ffrtmp-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        spawn.cleanup()
+        for directory in _own_cgroup_dirs(name):
+            _remove_tree(directory)

@@ -1,0 +1,97 @@
+"""The one path that puts a process under governance.
+
+The scan, the kernel event listener, the retry worker, `ffrtmp attach` and `ffrtmp run` all
+call `Attacher.attach` with a process identity; only the trigger differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.errors import CANCEL_REASON_PID_REUSED, CANCEL_REASON_TARGET_EXITED, classify
+from app.identity import ProcessIdentity
+from app.limits import Limits
+from app.states import ProcessState
+from app.store import RetryOutcome, Store
+
+log = logging.getLogger(__name__)
+
+
+def utc(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    state: ProcessState  # attached, observed, retrying, dead, or vanished
+    cgroup_paths: tuple[str, ...] = ()
+    error: str | None = None
+    retry: RetryOutcome | None = None
+
+
+class Attacher:
+    def __init__(self, store: Store, governor, policy, *, retry_enabled: bool,  # noqa: ANN001
+                 health=None, unavailable_reason: str | None = None,  # noqa: ANN001
+                 rng: random.Random | None = None) -> None:  # fmt: skip
+        self.store = store
+        self.governor = governor
+        self.policy = policy
+        self.retry_enabled = retry_enabled
+        self.health = health
+        self.unavailable_reason = unavailable_reason
+        self.rng = rng or random.Random()
+
+    def attach(self, process_id: int, identity: ProcessIdentity, job_id: str, limits: Limits,
+               *, now: float, attempt: int = 0) -> AttachResult:  # fmt: skip
+        when = utc(now)
+        if self.unavailable_reason is not None:
+            # Said loudly once at start-up; each process is recorded as followed without limits.
+            self.store.record_observed(process_id, reason=self.unavailable_reason, now=when)
+            return AttachResult(ProcessState.OBSERVED, error=self.unavailable_reason)
+        try:
+            attachment = self.governor.attach(identity, job_id, limits)
+        except Exception as exc:  # every failure is classified and recorded, none is fatal
+            error = classify(exc)
+            if error.target_gone:
+                reused = self._pid_reused(identity)
+                reason = CANCEL_REASON_PID_REUSED if reused else CANCEL_REASON_TARGET_EXITED
+            else:
+                reason = CANCEL_REASON_TARGET_EXITED
+            outcome = self.store.record_attach_failure(
+                process_id, error, now=when, policy=self.policy,
+                retry_enabled=self.retry_enabled, attempt=attempt, rng=self.rng,
+                cancel_reason=reason,
+            )  # fmt: skip
+            if self.health is not None:
+                self.health.record_attach(False, now)
+                self.health.record_error(str(error.error_type))
+            log.warning("attach of %s (%s) failed: %s [%s]; %s", identity, job_id,
+                        error.message, error.error_type, outcome.state)  # fmt: skip
+            if error.target_gone:
+                return AttachResult(ProcessState.VANISHED, error=error.message, retry=outcome)
+            if outcome.state == "pending":
+                return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
+            if outcome.state == "dead":
+                return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
+            self.store.record_observed(
+                process_id, reason=f"attach failed: {error.message}", now=when
+            )
+            return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)
+        self.store.record_attached(
+            process_id, cgroup_version=attachment.version, cgroup_paths=attachment.cgroup_paths,
+            applied=attachment.applied, now=when, attempt=attempt,
+        )  # fmt: skip
+        if self.health is not None:
+            self.health.record_attach(True, now)
+        log.info("attached %s as %s: %s", identity, job_id, attachment.applied)
+        return AttachResult(ProcessState.ATTACHED, cgroup_paths=tuple(attachment.cgroup_paths))
+
+    @staticmethod
+    def _pid_reused(identity: ProcessIdentity) -> bool:
+        from app.identity import current_identity
+
+        now_there = current_identity(identity.pid)
+        return now_there is not None and now_there != identity

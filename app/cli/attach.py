@@ -1,0 +1,75 @@
+"""`ffrtmp attach --pid N`: govern one running process by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
+from app.cli.options import db_option, open_for_writing_or_fail
+from app.cli.watch import limit_options
+
+
+@click.command()
+@click.option("--pid", type=click.IntRange(min=1), required=True, help="The process to govern.")
+@click.option("--job-id", metavar="ID", help="Name of its job cgroup (default manual-CMD-PID-…).")
+@limit_options
+@cgroup_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@db_option
+def attach(
+    pid,
+    job_id,
+    cpu_quota,
+    cpu_weight,
+    memory_limit,
+    cgroup_root,
+    cgroup_parent,  # noqa: ANN001
+    cgroup_version,
+    as_json,
+    db,
+) -> None:  # noqa: ANN001
+    """Put one running process under limits now, and record it like the daemon does.
+
+    A running `ffrtmp watch` on the same database follows it to its exit.
+
+    Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048
+    """
+    from app import defaults
+    from app.attach import Attacher, utc
+    from app.backoff import BackoffPolicy
+    from app.scanner import Scanner
+    from app.states import ProcessState
+    from app.store import Store
+
+    limits = limits_from(cpu_quota, cpu_weight, memory_limit)
+    candidate = Scanner([], self_pid=os.getpid()).inspect(pid, require_match=False)
+    if candidate is None:
+        raise click.ClickException(f"no process with pid {pid} that ffrtmp may govern")
+    governor = ready_governor(cgroup_root, cgroup_parent, cgroup_version)
+    store = Store(open_for_writing_or_fail(db))
+    now = time.time()
+    job_id = job_id_from_flag(job_id, "manual", candidate.command, candidate.identity)
+    process_id, is_new = store.register(candidate, job_id=job_id, limits=limits, now=utc(now))
+    if not is_new:
+        raise click.ClickException(
+            f"pid {pid} is already recorded as process {process_id}; "
+            f"see `ffrtmp processes show {process_id}`"
+        )
+    attacher = Attacher(store, governor, BackoffPolicy(max_attempts=defaults.RETRY_MAX_ATTEMPTS),
+                        retry_enabled=False)  # fmt: skip
+    result = attacher.attach(process_id, candidate.identity, job_id, limits, now=now)
+    store.close()
+    summary = {
+        "process_id": process_id, "pid": pid, "job_id": job_id, "state": str(result.state),
+        "cgroups": list(result.cgroup_paths), "limits": limits.as_dict(), "error": result.error,
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    if result.state != ProcessState.ATTACHED:
+        raise click.ClickException(f"pid {pid} was not attached: {result.error}")
+    if not as_json:
+        click.echo(f"attached pid {pid} as {job_id} ({', '.join(result.cgroup_paths)})")

@@ -1,0 +1,59 @@
+"""What `attach` and `run` share: options for limits and cgroups, and the governor set-up."""
+
+from __future__ import annotations
+
+import click
+
+from app import defaults
+
+
+def cgroup_options(func):  # noqa: ANN001, ANN201
+    func = click.option("--cgroup-version", type=click.Choice(["auto", "v1", "v2"]),
+                        default="auto", show_default=True)(func)  # fmt: skip
+    func = click.option("--cgroup-parent", metavar="PATH",
+                        help="Default: ffrtmp below this command's own cgroup.")(func)  # fmt: skip
+    func = click.option("--cgroup-root", type=click.Path(file_okay=False),
+                        default=str(defaults.CGROUP_ROOT), show_default=True)(func)  # fmt: skip
+    return func
+
+
+def limits_from(cpu_quota, cpu_weight, memory_limit):  # noqa: ANN001, ANN201
+    from app.limits import Limits
+
+    try:
+        return Limits(
+            cpu_quota=cpu_quota,
+            cpu_weight=cpu_weight if cpu_weight is not None else defaults.CPU_WEIGHT,
+            memory_limit_mb=memory_limit,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def ready_governor(cgroup_root, cgroup_parent, cgroup_version):  # noqa: ANN001, ANN201
+    """A governor that can write cgroups, or one clear sentence and exit 1."""
+    from app.governor import Governor
+
+    version = {"v1": 1, "v2": 2}.get(cgroup_version)
+    governor = Governor.create(root=cgroup_root, parent=cgroup_parent, version=version)
+    problem = governor.check()
+    if problem is not None:
+        raise click.ClickException(f"cannot apply limits: {problem}")
+    return governor
+
+
+def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:  # noqa: ANN001
+    """The job id, which is also the cgroup's name. An operator's --job-id is kept when it
+    is one ffrtmp could have generated, else prefixed so ffrtmp's ownership rule holds."""
+    from app.governor import is_job_name, job_id_for
+
+    if given is None:
+        return job_id_for(prefix, command, identity)
+    if is_job_name(given):
+        return given
+    import re
+
+    candidate = f"{prefix}-{re.sub(r'[^A-Za-z0-9_.-]', '_', given)[:200]}"
+    if not is_job_name(candidate):
+        raise click.BadParameter(f"{given!r} cannot name a cgroup", param_hint="--job-id")
+    return candidate

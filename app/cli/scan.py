@@ -1,0 +1,55 @@
+"""`ffrtmp scan`: a dry run of discovery and the filters."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from app.cli.options import output_options
+
+
+def limits_text(limits) -> str:  # noqa: ANN001
+    quota = "max" if limits.cpu_quota is None else f"{limits.cpu_quota:g}%"
+    memory = "max" if limits.memory_limit_mb is None else f"{limits.memory_limit_mb}MB"
+    return f"cpu {quota}, weight {limits.cpu_weight}, memory {memory}"
+
+
+@click.command()
+@click.option("--watch-config", type=click.Path(dir_okay=False), metavar="FILE")
+@click.option("--target", "targets", multiple=True, metavar="COMMAND")
+@output_options
+def scan(watch_config, targets, as_json, as_csv) -> None:  # noqa: ANN001
+    """List the processes `watch` would attach now, with rule and limits, and those the
+    filters leave out, with the reason. Changes nothing.
+
+    Example: ffrtmp scan --watch-config /etc/ffrtmp/watch.yaml
+    """
+    import os
+
+    from app.cli.output import emit
+    from app.config import ConfigError, apply_overrides, load_config
+    from app.scanner import Scanner
+
+    try:
+        config = apply_overrides(load_config(watch_config), target_commands=list(targets) or None)
+    except (ConfigError, ValueError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    now = time.time()
+    result = Scanner(config.rules(), self_pid=os.getpid()).scan()
+    rows = []
+    for c in sorted(result.matched, key=lambda c: c.pid):
+        verdict = config.evaluate(c, now)
+        rows.append({
+            "pid": c.pid, "command": c.command, "rule": c.rule, "user": c.user,
+            "decision": str(verdict.decision),
+            "limits": limits_text(config.limits_for(c.rule)) if verdict.attach else None,
+            "reason": verdict.reason or None,
+            "cmdline": " ".join(c.argv),
+        })  # fmt: skip
+    emit(rows, ["pid", "command", "rule", "user", "decision", "limits", "reason", "cmdline"],
+         as_json=as_json, as_csv=as_csv,
+         empty=f"no matching process among {result.seen} (targets: "
+               f"{', '.join(config.target_commands)})")  # fmt: skip

@@ -1,0 +1,491 @@
+"""`ffrtmp watch`: the loop that owns time.
+
+One thread does all the work: it waits on the kernel's process-events socket (when there is
+one) with a timeout that ends at the next due step: a full scan, a retry, a health snapshot.
+Every step gets `now` passed in, so tests control time. Signal handlers only set a flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from app import __version__, defaults
+from app.attach import Attacher, utc
+from app.candidate import Candidate
+from app.errors import classify
+from app.health import HealthThresholds, HealthTracker, SnapshotSchedule
+from app.identity import ProcessIdentity, boot_id, read_stat
+from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
+from app.retry import RetryWorker
+from app.states import ProcessState
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+JOB_PREFIX = "auto"
+# Identities decided for good (skipped, dead, vanished) are forgotten once their pid leaves
+# the process table, so the set never grows beyond the table.
+SHORT_LIVED_REASON = "exited before it could be attached"
+
+
+@dataclass
+class LoopStats:
+    scans: int = 0
+    event_overflows: int = 0
+    exec_events: int = 0
+    exit_events: int = 0
+    last_scan_ms: float = 0.0
+    discovered: int = 0
+    attached_now: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config,
+        store: Store,
+        governor,
+        scanner,
+        *,  # noqa: ANN001
+        listener=None,
+        discovery: str = "poll",
+        once: bool = False,  # noqa: ANN001
+        config_summary: dict | None = None,
+        notifier=None,
+    ) -> None:  # noqa: ANN001
+        self.config = config
+        self.store = store
+        self.governor = governor
+        self.scanner = scanner
+        self.listener = listener
+        self.discovery = discovery
+        self.once = once
+        self.config_summary = config_summary or {}
+        self.notifier = notifier
+        self.stats = LoopStats()
+        now = time.time()
+        h = config.health
+        self.health = HealthTracker(
+            HealthThresholds(
+                degraded_scan_failures=h.degraded_scan_failures,
+                degraded_attach_failures=h.degraded_attach_failures,
+                unhealthy_scan_failures=h.unhealthy_scan_failures,
+                stale_scan_after=h.stale_scan_after_s,
+            ),
+            started_at=now,
+        )
+        self.snapshots = SnapshotSchedule(h.snapshot_interval_s)
+        self.unavailable = governor.check() if governor is not None else "no cgroup governor"
+        self.attacher = Attacher(
+            store, governor, config.retry.policy(), retry_enabled=config.retry.enabled,
+            health=self.health, unavailable_reason=self.unavailable,
+        )  # fmt: skip
+        self.lifecycle = Lifecycle(store, governor)
+        self.retries = RetryWorker(store, self.attacher, self.lifecycle)
+        self.settled: dict[ProcessIdentity, int] = {}  # decided for good: identity -> process id
+        self.deferred: dict[ProcessIdentity, float] = {}  # min_runtime not reached: until when
+        self.run_id: int | None = None
+        self.stop_requested = 0
+        self.next_scan_at = 0.0
+        self.next_retry_at: float | None = None
+        self.reload_requested = False
+
+    # --- signals -------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def on_stop(signum: int, _frame: object) -> None:
+            self.stop_requested += 1
+            if self.stop_requested > 1:
+                log.warning("second %s: stopping at once", signal.Signals(signum).name)
+                raise SystemExit(128 + signum)
+            log.info("%s: finishing the current step, then stopping", signal.Signals(signum).name)
+
+        def on_hup(_signum: int, _frame: object) -> None:
+            self.reload_requested = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self.run_id = self.store.begin_run(
+            now=utc(now), pid=os.getpid(), hostname=socket.gethostname(), version=__version__,
+            discovery=self.discovery, cgroup_version=getattr(self.governor, "version", None),
+            cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
+            config=self.config_summary,
+        )  # fmt: skip
+        if self.unavailable:
+            log.error(
+                "NO RESOURCE LIMITS WILL BE APPLIED: %s. Processes are recorded as observed.",
+                self.unavailable,
+            )
+        self.recover(now)
+        self.next_retry_at = self._next_retry()
+
+    def recover(self, now: float) -> None:
+        """Take up what an earlier run left: adopt the living, close the dead, clean up."""
+        current_boot = boot_id()
+        leftovers: dict[str, list[int]] = {}
+        if not self.unavailable:
+            try:
+                leftovers = self.governor.leftovers()
+            except OSError as exc:
+                log.warning("cannot list leftover cgroups: %s", exc)
+        for tracked in self.store.unfinished_processes():
+            ident = tracked.identity
+            if ident.boot_id != current_boot:
+                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                continue
+            stat = read_stat(ident.pid)
+            if stat is None or stat.start_ticks != ident.start_ticks or stat.state == "Z":
+                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_DAEMON_DOWN,
+                            governed=tracked.job_id in leftovers)  # fmt: skip
+                continue
+            in_cgroup = ident.pid in leftovers.get(tracked.job_id, ())
+            if tracked.state in (ProcessState.ATTACHED, ProcessState.DETACHED) and in_cgroup:
+                self.store.mark_adopted(tracked.process_id, now=utc(now),
+                                        state=ProcessState.ATTACHED)  # fmt: skip
+                self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
+            elif tracked.state == ProcessState.RETRYING or tracked.state == ProcessState.OBSERVED:
+                self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
+            else:
+                # Discovered but never attached (a crash in between), or moved out of its
+                # cgroup while we were away: attach again, on the same row.
+                self.store.mark_adopted(tracked.process_id, now=utc(now),
+                                        state=ProcessState.DISCOVERED)  # fmt: skip
+                self._attach(tracked.process_id, ident, tracked.job_id,
+                             self._limits_for(tracked.rule), now)  # fmt: skip
+        followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values()}
+        for job_id, pids in leftovers.items():
+            if not pids and job_id not in followed_jobs:
+                self.lifecycle.release(job_id)
+
+    def _close(self, process_id: int, ident: ProcessIdentity, job_id: str, now: float,
+               reason: str, governed: bool = False) -> None:  # fmt: skip
+        followed = Followed(process_id, ident, job_id, governed)
+        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), now)
+
+    # --- discovery -----------------------------------------------------------------------
+
+    def full_scan(self, now: float, trigger: str = "periodic") -> None:
+        started = time.perf_counter()
+        errors = new = 0
+        ok = True
+        result = None
+        try:
+            self._drain_events(now)
+            result = self.scanner.scan()
+            present = set()
+            for candidate in result.matched:
+                present.add(candidate.identity)
+                try:
+                    new += self.consider(candidate, now)
+                except Exception as exc:  # one bad process must not stop the scan
+                    errors += 1
+                    self._record_error("scan", exc, now, pid=candidate.pid)
+            self._forget_absent(present)
+            self._follow_rows_of_others()
+            self.lifecycle.poll(now)
+            self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
+        except Exception as exc:
+            ok = False
+            errors += 1
+            self._record_error("scan", exc, now)
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.stats.scans += 1
+        self.stats.last_scan_ms = duration_ms
+        self.health.record_scan(ok, now)
+        try:
+            self.store.record_scan(
+                started_at=utc(now), duration_ms=duration_ms, trigger=trigger, ok=ok,
+                seen=result.seen if result else 0,
+                matched=len(result.matched) if result else 0, new=new,
+                unreadable=result.unreadable if result else 0, errors=errors,
+            )  # fmt: skip
+        except Exception as exc:
+            self._record_error("store", exc, now)
+        self.next_scan_at = now + self.config.scan_interval
+
+    def consider(self, candidate: Candidate, now: float) -> int:
+        """Decide about one matching process; returns 1 if it was new to us."""
+        ident = candidate.identity
+        if ident in self.settled or self.lifecycle.is_followed(ident):
+            return 0
+        until = self.deferred.get(ident)
+        if until is not None and now < until:
+            return 0
+        verdict = self.config.evaluate(candidate, now)
+        if verdict.decision == "defer":
+            self.deferred[ident] = verdict.retry_at or now + self.config.scan_interval
+            return 0
+        self.deferred.pop(ident, None)
+        job_id = self.governor_job_id(candidate)
+        if verdict.decision == "skip":
+            process_id, is_new = self.store.register(
+                candidate, job_id=job_id, limits=None, now=utc(now),
+                state=ProcessState.SKIPPED, reason=verdict.reason,
+            )  # fmt: skip
+            self.settled[ident] = process_id
+            return int(is_new)
+        limits = self._limits_for(candidate.rule)
+        process_id, is_new = self.store.register(candidate, job_id=job_id, limits=limits,
+                                                 now=utc(now))  # fmt: skip
+        if not is_new:
+            # Recorded by an earlier run or by `ffrtmp attach`; recovery or the retry queue
+            # owns it, never a second attach here.
+            self.settled[ident] = process_id
+            return 0
+        self.stats.discovered += 1
+        self._attach(process_id, ident, job_id, limits, now)
+        return 1
+
+    def governor_job_id(self, candidate: Candidate) -> str:
+        from app.governor import job_id_for
+
+        return job_id_for(JOB_PREFIX, candidate.command, candidate.identity)
+
+    def _limits_for(self, rule: str | None):  # noqa: ANN202
+        return self.config.limits_for(rule) if rule else self.config.default_limits
+
+    def _attach(self, process_id: int, ident: ProcessIdentity, job_id: str, limits,  # noqa: ANN001
+                now: float) -> None:  # fmt: skip
+        result = self.attacher.attach(process_id, ident, job_id, limits, now=now)
+        if result.state in (ProcessState.ATTACHED, ProcessState.OBSERVED, ProcessState.RETRYING,
+                            ProcessState.DEAD):  # fmt: skip
+            governed = result.state == ProcessState.ATTACHED
+            self.lifecycle.follow(Followed(process_id, ident, job_id, governed))
+        elif result.state == ProcessState.VANISHED:
+            self.lifecycle.finish(
+                Followed(process_id, ident, job_id, False),
+                self.lifecycle.exit_info_for(ident, SHORT_LIVED_REASON),
+                now,
+                ProcessState.VANISHED,
+            )
+            self.settled[ident] = process_id
+        if result.retry is not None and result.retry.next_attempt_at is not None:
+            due = result.retry.next_attempt_at.timestamp()
+            self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at,
+                                                                             due)  # fmt: skip
+
+    def _forget_absent(self, present: set[ProcessIdentity]) -> None:
+        for ident in [i for i in self.settled if i not in present]:
+            del self.settled[ident]
+        for ident in [i for i in self.deferred if i not in present]:
+            del self.deferred[ident]
+
+    def _follow_rows_of_others(self) -> None:
+        """Processes governed by `ffrtmp attach` while we run: follow them to their end."""
+        for tracked in self.store.unfinished_processes():
+            if self.lifecycle.by_pid.get(tracked.identity.pid) is not None:
+                continue
+            if tracked.identity in self.settled or tracked.state != ProcessState.ATTACHED:
+                continue
+            self.lifecycle.follow(
+                Followed(tracked.process_id, tracked.identity, tracked.job_id, governed=True)
+            )
+
+    # --- events --------------------------------------------------------------------------
+
+    def _drain_events(self, now: float) -> bool:
+        """Handle what the kernel told us; True when events were lost and a scan is due."""
+        if self.listener is None:
+            return False
+        from app.proc_events import ExecEvent, ExitEvent, Overflow
+
+        lost = False
+        while True:
+            try:
+                events = self.listener.read_events()
+            except OSError as exc:
+                self._record_error("events", exc, now)
+                return True
+            if not events:
+                return lost
+            for event in events:
+                if isinstance(event, Overflow):
+                    self.stats.event_overflows += 1
+                    lost = True
+                elif isinstance(event, ExecEvent):
+                    self.stats.exec_events += 1
+                    self._on_exec(event.pid, now)
+                elif isinstance(event, ExitEvent) and event.pid == event.tgid:
+                    self.stats.exit_events += 1
+                    self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
+
+    def _on_exec(self, pid: int, now: float) -> None:
+        try:
+            candidate = self.scanner.inspect(pid)
+            if candidate is not None:
+                self.consider(candidate, now)
+        except Exception as exc:
+            self._record_error("events", exc, now, pid=pid)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _next_retry(self) -> float | None:
+        at = self.store.next_retry_at()
+        return at.timestamp() if at is not None else None
+
+    def _record_error(self, operation: str, exc: BaseException, now: float,
+                      pid: int | None = None) -> None:  # fmt: skip
+        error = classify(exc)
+        self.health.record_error(str(error.error_type))
+        log.warning("%s failed%s: %s [%s]", operation, f" for pid {pid}" if pid else "",
+                    error.message, error.error_type)  # fmt: skip
+        try:
+            self.store.record_error(operation, error, now=utc(now), pid=pid)
+        except Exception as store_exc:  # the store itself is failing: the log must do
+            log.error("could not record the %s error: %s", operation, store_exc)
+
+    def step(self, now: float) -> None:
+        """Everything that is due at `now`."""
+        if now >= self.next_scan_at:
+            self.full_scan(now)
+        elif self._drain_events(now):
+            self.full_scan(now, trigger="overflow")
+        if self.next_retry_at is not None and now >= self.next_retry_at:
+            try:
+                self.retries.run_due(now)
+            except Exception as exc:
+                self._record_error("retry", exc, now)
+            self.next_retry_at = self._next_retry()
+        self.health_tick(now)
+
+    def health_tick(self, now: float) -> None:
+        report = self.health.evaluate(now)
+        if not self.snapshots.due(report, now):
+            return
+        counters = {
+            "last_scan_at": utc(report.last_scan_at) if report.last_scan_at else None,
+            "last_successful_scan_at": (
+                utc(report.last_successful_scan_at) if report.last_successful_scan_at else None
+            ),
+            "consecutive_scan_failures": report.consecutive_scan_failures,
+            "consecutive_attach_failures": report.consecutive_attach_failures,
+            "total_scan_failures": report.total_scan_failures,
+            "total_attach_failures": report.total_attach_failures,
+        }
+        details = {
+            "discovery": self.discovery,
+            "total_scans": report.total_scans,
+            "total_attaches": report.total_attaches,
+            "event_overflows": self.stats.event_overflows,
+            "followed": len(self.lifecycle.by_pid),
+            "cgroups": self.unavailable or f"v{getattr(self.governor, 'version', '?')}",
+            "pid": os.getpid(),
+        }
+        try:
+            self.store.record_health(
+                now=utc(now), run_id=self.run_id, status=str(report.status),
+                reasons=list(report.reasons), counters=counters,
+                errors_by_type=report.errors_by_type, details=details,
+            )  # fmt: skip
+            self.snapshots.mark(report, now)
+        except Exception as exc:
+            self._record_error("store", exc, now)
+        if self.notifier is not None:
+            self.notifier.status(report, self)
+
+    def wait_seconds(self, now: float) -> float:
+        deadlines = [self.next_scan_at, now + self.snapshots.interval]
+        if self.next_retry_at is not None:
+            deadlines.append(self.next_retry_at)
+        return max(0.0, min(deadlines) - now)
+
+    def run(self) -> int:
+        now = time.time()
+        self.start(now)
+        try:
+            self.full_scan(now, trigger="startup")
+            self.health_tick(now)
+            if self.notifier is not None:
+                self.notifier.ready(self)
+            if self.once:
+                return 0
+            while not self.stop_requested:
+                timeout = self.wait_seconds(time.time())
+                if self.listener is not None:
+                    try:
+                        select.select([self.listener.fileno()], [], [], timeout)
+                    except InterruptedError:
+                        pass
+                else:
+                    self._sleep(timeout)
+                if self.stop_requested:
+                    break
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self.reload(time.time())
+                self.step(time.time())
+                if self.notifier is not None:
+                    self.notifier.watchdog(self)
+            return 0
+        finally:
+            self.shutdown(time.time())
+
+    def _sleep(self, timeout: float) -> None:
+        # A short-sliced wait so a stop flag set by a signal is seen promptly.
+        deadline = time.monotonic() + timeout
+        while not self.stop_requested and not self.reload_requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.25))
+
+    def reload(self, now: float) -> None:
+        """SIGHUP: a new config from the same file; a bad file keeps the old one."""
+        source = getattr(self.config, "source", None)
+        if source is None:
+            log.info("SIGHUP: no --watch-config file to reload")
+            return
+        from app.config import ConfigError, load_config
+
+        try:
+            fresh = load_config(source)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self._record_error("config", exc, now)
+            return
+        overrides = getattr(self, "overrides", None)
+        if overrides:
+            from app.config import apply_overrides
+
+            fresh = apply_overrides(fresh, **overrides)
+        self.config = fresh
+        self.scanner.rules = fresh.rules()
+        log.info("configuration reloaded from %s", source)
+
+    def shutdown(self, now: float) -> None:
+        """Leave the workloads running in their cgroups; record that we let go of them."""
+        if self.run_id is None:
+            return
+        try:
+            if not self.once:
+                attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
+                self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
+            self.store.end_run(self.run_id, now=utc(now),
+                               reason="once" if self.once else "stopped")  # fmt: skip
+        except Exception as exc:
+            log.error("could not record the stop: %s", exc)
+        if self.listener is not None:
+            self.listener.close()
+
+
+def default_notifier():  # noqa: ANN201
+    if os.environ.get("NOTIFY_SOCKET"):
+        from app.sd_notify import Notifier
+
+        return Notifier.from_environment()
+    return None
+
+
+SCAN_INTERVAL_DEFAULT = defaults.SCAN_INTERVAL_SECONDS

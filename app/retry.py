@@ -1,0 +1,74 @@
+"""The retry worker: attempts due retry items through the one attach path.
+
+An item is claimed atomically (and its attempt counted) before the attempt runs, so the scan
+loop and the worker never attach the same process twice and a crash never loses a count.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app import defaults
+from app.attach import Attacher, utc
+from app.errors import CANCEL_REASON_PID_REUSED
+from app.identity import current_identity
+from app.lifecycle import Followed, Lifecycle
+from app.states import ProcessState
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RetryWorker:
+    def __init__(self, store: Store, attacher: Attacher, lifecycle: Lifecycle,
+                 claim_seconds: float = defaults.RETRY_CLAIM_SECONDS) -> None:  # fmt: skip
+        self.store = store
+        self.attacher = attacher
+        self.lifecycle = lifecycle
+        self.claim_seconds = claim_seconds
+
+    def run_due(self, now: float) -> int:
+        """Attempt every item due at `now`; returns how many attempts ran."""
+        ran = 0
+        for due in self.store.due_retries(utc(now)):
+            attempt = self.store.claim_retry(
+                due.retry_id, now=utc(now), claim_seconds=self.claim_seconds
+            )
+            if attempt is None:
+                continue
+            there = current_identity(due.identity.pid)
+            if there != due.identity:
+                reason = "" if there is None else CANCEL_REASON_PID_REUSED
+                self._target_gone(due, now, reason)
+                continue
+            ran += 1
+            log.info("retry %d of %s (%s)", attempt, due.identity, due.job_id)
+            result = self.attacher.attach(
+                due.process_id, due.identity, due.job_id, due.limits, now=now, attempt=attempt
+            )
+            followed = self.lifecycle.by_pid.get(due.identity.pid)
+            if result.state == ProcessState.ATTACHED:
+                self.lifecycle.follow(
+                    Followed(due.process_id, due.identity, due.job_id, governed=True)
+                )
+            elif result.state == ProcessState.VANISHED and followed is not None:
+                self.lifecycle.finish(
+                    followed,
+                    self.lifecycle.exit_info_for(due.identity, "exited before it was attached"),
+                    now,
+                    ProcessState.VANISHED,
+                )
+        return ran
+
+    def _target_gone(self, due, now: float, reason: str) -> None:  # noqa: ANN001
+        if reason == CANCEL_REASON_PID_REUSED:
+            self.store.cancel_retry(due.process_id, reason=reason, now=utc(now))
+        followed = self.lifecycle.by_pid.get(due.identity.pid)
+        if followed is None or followed.identity != due.identity:
+            followed = Followed(due.process_id, due.identity, due.job_id, governed=False)
+        self.lifecycle.finish(
+            followed,
+            self.lifecycle.exit_info_for(due.identity, "exited before it was attached"),
+            now,
+            ProcessState.VANISHED,
+        )

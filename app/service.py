@@ -1,0 +1,70 @@
+"""Assembling a daemon from a configuration: database, governor, scanner, event source."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from app.config import WatchConfig, effective_dict
+from app.daemon import Daemon, default_notifier
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one sentence for the operator."""
+
+
+def open_store(db: str | None):  # noqa: ANN201
+    from app.database import DatabaseError, open_for_writing
+    from app.store import Store
+
+    try:
+        return Store(open_for_writing(db))
+    except DatabaseError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def make_governor(config: WatchConfig):  # noqa: ANN201
+    from app.governor import Governor
+
+    version = {"v1": 1, "v2": 2}.get(config.cgroup.version)
+    return Governor.create(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
+
+
+def choose_discovery(mode: str):  # noqa: ANN201
+    """(mode actually used, listener or None), logging the choice once."""
+    if mode == "poll":
+        log.info("discovery: poll (full scans only)")
+        return "poll", None
+    from app.proc_events import ProcEventListener, listener_available
+
+    problem = listener_available()
+    if problem is not None:
+        if mode == "events":
+            raise StartupError(f"--discovery events is not possible here: {problem}")
+        log.warning("discovery: poll, because the kernel's process events are unavailable: %s",
+                    problem)  # fmt: skip
+        return "poll", None
+    listener = ProcEventListener().open()
+    log.info("discovery: events (kernel process-events connector), with full scans as well")
+    return "events", listener
+
+
+def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
+                 http_address: str | None = None) -> Daemon:  # fmt: skip
+    from app.scanner import Scanner
+
+    store = open_store(db)
+    governor = make_governor(config)
+    mode, listener = choose_discovery(config.discovery)
+    scanner = Scanner(config.rules(), self_pid=os.getpid())
+    daemon = Daemon(
+        config, store, governor, scanner, listener=listener, discovery=mode, once=once,
+        config_summary=effective_dict(config), notifier=default_notifier(),
+    )  # fmt: skip
+    if http_address:
+        from app.http import start_http_server
+
+        daemon.http_server = start_http_server(http_address, daemon)
+    return daemon

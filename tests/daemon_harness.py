@@ -1,0 +1,125 @@
+"""Builds an in-process daemon for tests and drives its loop step by step.
+
+The scanner is built with self_pid=None: the processes a test spawns are its children, and a
+real daemon skips its own children. The rules match only the test's own copy of the
+executable (an `exe` criterion), so processes of anything else on the machine are never
+touched.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sqlite3
+import time
+from pathlib import Path
+
+from app.config import apply_overrides, load_config
+from app.daemon import Daemon
+from app.database import open_for_writing
+from app.governor import Governor
+from app.scanner import Scanner
+from app.store import Store
+
+
+def write_config(
+    directory: Path, exe: Path | str, extra: str = "", command: str = "ffmpeg"
+) -> Path:
+    path = directory / "watch.yaml"
+    path.write_text(
+        f"target_commands: [{command}]\n"
+        f"commands:\n  {command}:\n    match: {{exe: '{exe}'}}\n" + extra
+    )
+    return path
+
+
+def make_daemon(
+    db_path: Path,
+    config_path: Path,
+    cgroup_parent: str | None,
+    *,
+    events: bool = True,
+    governor=None,
+    **overrides,
+) -> Daemon:  # noqa: ANN001, ANN003
+    config = apply_overrides(load_config(config_path), cgroup_parent=cgroup_parent, **overrides)
+    store = Store(open_for_writing(db_path))
+    if governor is None:
+        governor = Governor.create(parent=cgroup_parent)
+    listener = None
+    if events:
+        from app.proc_events import ProcEventListener
+
+        listener = ProcEventListener().open()
+    scanner = Scanner(config.rules(), self_pid=None)
+    return Daemon(config, store, governor, scanner, listener=listener,
+                  discovery="events" if events else "poll")  # fmt: skip
+
+
+def pump(daemon: Daemon, until, timeout: float = 8.0, what: str = "") -> None:  # noqa: ANN001
+    """Run loop steps at real time until `until()` is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if daemon.listener is not None:
+            select.select([daemon.listener.fileno()], [], [], 0.05)
+        else:
+            time.sleep(0.05)
+        daemon.step(time.time())
+        if until():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or until}")
+
+
+def query(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    con = sqlite3.connect(db_path)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def scans_recorded(db_path: Path) -> int:
+    """How many scans a daemon has written; 0 while its database is still being created."""
+    if not db_path.exists():
+        return 0
+    try:
+        return query(db_path, "SELECT count(*) FROM scans")[0][0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def close(daemon: Daemon) -> None:
+    if daemon.listener is not None:
+        daemon.listener.close()
+    daemon.store.close()
+
+
+def cgroup_of(pid: int) -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(","):
+                out[c] = path
+    return out
+
+
+def is_zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+__all__ = [
+    "make_daemon",
+    "pump",
+    "query",
+    "close",
+    "cgroup_of",
+    "write_config",
+    "scans_recorded",
+    "os",
+]

@@ -1,0 +1,138 @@
+"""The daemon's commands as an operator runs them: real subprocesses, real cgroups, the
+database read back with plain SQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_harness import cgroup_of, query, scans_recorded, write_config
+
+FFRTMP = [sys.executable, "-m", "app.cli"]
+
+
+def ffrtmp(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+    return subprocess.run(
+        [*FFRTMP, *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def test_watch_once_attaches_what_it_finds(tmp_path, db_path, spawn, cgroup_parent,
+                                           fake_ffmpeg):  # fmt: skip
+    child = spawn([fake_ffmpeg, "30"])
+    config = write_config(tmp_path, fake_ffmpeg)
+    result = ffrtmp("watch", "--once", "--db", str(db_path), "--watch-config", str(config),
+                    "--cgroup-parent", cgroup_parent, "--cpu-quota", "25")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = query(db_path, "SELECT pid, state, applied_cpu_quota, job_id FROM processes")
+    assert rows == [(child.pid, "attached", 25.0, rows[0][3])]
+    assert cgroup_of(child.pid)["cpu"].endswith(f"{cgroup_parent}/{rows[0][3]}")
+    assert query(db_path, "SELECT count(*), min(ok) FROM scans") == [(1, 1)]
+    assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("once",)]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("scan_interval: -5s\n", "line 1: scan_interval must be a positive duration"),
+        ("default_limits:\n  cpu_weight: 20000\n", "line 2: default_limits.cpu_weight"),
+        ("filters:\n  alowed_users: [a]\n", "line 2: unknown key 'alowed_users'"),
+    ],
+)
+def test_bad_watch_config_exits_2_and_writes_nothing(tmp_path, db_path, yaml_text, message):
+    config = tmp_path / "watch.yaml"
+    config.write_text(yaml_text)
+    result = ffrtmp("watch", "--once", "--db", str(db_path), "--watch-config", str(config))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not db_path.exists() and not db_path.parent.exists()
+
+
+def test_bad_flag_exits_2(db_path):
+    result = ffrtmp("watch", "--once", "--db", str(db_path), "--scan-interval", "10 parsecs")
+    assert result.returncode == 2
+    assert "--scan-interval" in result.stderr
+    assert not db_path.exists()
+
+
+def test_run_passes_the_exit_code_on_and_records_it(db_path, cgroup_parent):
+    result = ffrtmp("run", "--db", str(db_path), "--cgroup-parent", cgroup_parent,
+                    "--cpu-quota", "50", "--json", "--", "sh", "-c",
+                    "cat /proc/self/cgroup; exit 3")  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["exit_code"] == 3 and summary["exit_signal"] is None
+    # The command saw itself in its job cgroup from its first instruction.
+    assert f"{cgroup_parent}/{summary['job_id']}" in result.stdout
+    rows = query(db_path, "SELECT state, exit_code, applied_cpu_quota FROM processes")
+    assert rows == [("exited", 3, 50.0)]
+
+
+def test_run_reports_a_killing_signal_as_128_plus_n(db_path, cgroup_parent):
+    result = ffrtmp("run", "--db", str(db_path), "--cgroup-parent", cgroup_parent, "--",
+                    "sh", "-c", "kill -9 $$")  # fmt: skip
+    assert result.returncode == 128 + 9
+    assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
+
+
+def test_attach_by_pid_governs_and_records(db_path, spawn, cgroup_parent):
+    child = spawn(["sleep", "30"])
+    result = ffrtmp("attach", "--pid", str(child.pid), "--db", str(db_path),
+                    "--cgroup-parent", cgroup_parent, "--memory-limit", "128")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ((state, job_id, memory),) = query(
+        db_path, "SELECT state, job_id, applied_memory_limit_mb FROM processes"
+    )
+    assert (state, memory) == ("attached", 128)
+    assert cgroup_of(child.pid)["memory"].endswith(f"{cgroup_parent}/{job_id}")
+
+
+def test_attach_of_a_missing_pid_is_one_sentence(db_path):
+    result = ffrtmp("attach", "--pid", "999999999", "--db", str(db_path))
+    assert result.returncode == 1
+    assert result.stderr == "Error: no process with pid 999999999 that ffrtmp may govern\n"
+    assert not db_path.exists()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by .ci/run")
+def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
+    tmp_path, db_path, spawn, cgroup_parent
+):
+    """ffmpeg encodes a synthetic source to a null output while `ffrtmp watch` runs."""
+    ffmpeg = Path(shutil.which("ffmpeg")).resolve()
+    config = write_config(tmp_path, ffmpeg, "scan_interval: 200ms\n")
+    daemon = spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
+                    "--cgroup-parent", cgroup_parent, "--cpu-quota", "50",
+                    "--memory-limit", "512"], wait_exec=False,
+                   stderr=open(tmp_path / "daemon.log", "w"))  # noqa: SIM115  # fmt: skip
+    from helpers_processes import wait_until
+
+    wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
+    source = "testsrc=duration=3:size=320x240:rate=25"
+    encoder = spawn([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                     "-i", source, "-f", "null", "-"])  # fmt: skip
+    wait_until(
+        lambda: query(db_path, "SELECT state FROM processes WHERE pid = ?", (encoder.pid,))
+        == [("attached",)],
+        timeout=10, what="ffmpeg attached",
+    )  # fmt: skip
+    assert cgroup_of(encoder.pid)["cpu"].split("/")[-2] == cgroup_parent
+    assert encoder.wait(timeout=60) == 0
+    wait_until(
+        lambda: query(db_path, "SELECT state, exit_code FROM processes WHERE pid = ?",
+                      (encoder.pid,)) == [("exited", 0)],
+        timeout=10, what="exit recorded",
+    )  # fmt: skip
+    ((quota, memory, cpu_seconds),) = query(
+        db_path, "SELECT applied_cpu_quota, applied_memory_limit_mb, cpu_seconds FROM processes"
+    )
+    assert (quota, memory) == (50.0, 512)
+    assert cpu_seconds is None or cpu_seconds >= 0
+    daemon.terminate()
+    assert daemon.wait(timeout=20) == 0
+    assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]

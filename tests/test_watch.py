@@ -1,0 +1,321 @@
+"""The daemon end to end in one process: real processes, real cgroups (v1, nested below the
+test's own cgroup), a real SQLite file, the kernel's process events."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+from daemon_harness import (
+    cgroup_of,
+    close,
+    is_zombie_or_gone,
+    make_daemon,
+    pump,
+    query,
+    write_config,
+)
+
+from app import failpoints
+from app.identity import ProcessIdentity, current_identity
+
+
+def process_row(db_path, pid):  # noqa: ANN001, ANN201
+    rows = query(
+        db_path,
+        "SELECT id, state, exit_code, exit_signal, exit_reason, job_id, cgroup_paths, "
+        "applied_cpu_quota, applied_cpu_weight, applied_memory_limit_mb FROM processes "
+        "WHERE pid = ?",
+        (pid,),
+    )
+    assert len(rows) <= 1, f"pid {pid} has {len(rows)} rows"
+    return rows[0] if rows else None
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+@pytest.fixture
+def fake_dash(tmp_path):  # noqa: ANN001, ANN201
+    """A copy of the shell named ffmpeg, for processes that must exit with a chosen code."""
+    target = tmp_path / "shbin" / "ffmpeg"
+    target.parent.mkdir()
+    shutil.copy(shutil.which("dash") or "/bin/sh", target)
+    return target
+
+
+def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    config = write_config(tmp_path, fake_ffmpeg)
+    daemon = make_daemon(db_path, config, cgroup_parent, cpu_quota=50, cpu_weight=200,
+                         memory_limit=64)  # fmt: skip
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [None, ""])[1] == "attached",
+             what="attach")  # fmt: skip
+        row = process_row(db_path, child.pid)
+        assert row[7:] == (50.0, 200, 64)
+        groups = cgroup_of(child.pid)
+        job = row[5]
+        assert groups["cpu"].endswith(f"/{cgroup_parent}/{job}")
+        assert groups["memory"].endswith(f"/{cgroup_parent}/{job}")
+        cpu_dir = f"/sys/fs/cgroup/cpu{groups['cpu']}"
+        mem_dir = f"/sys/fs/cgroup/memory{groups['memory']}"
+        assert read(f"{cpu_dir}/cpu.cfs_quota_us") == "50000"
+        assert read(f"{cpu_dir}/cpu.shares") == "2048"
+        assert read(f"{mem_dir}/memory.limit_in_bytes") == str(64 * 1024 * 1024)
+
+        os.kill(child.pid, signal.SIGKILL)
+        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited", what="exit")
+        row = process_row(db_path, child.pid)
+        assert (row[2], row[3], row[4]) == (None, 9, None)
+        assert not os.path.exists(cpu_dir) and not os.path.exists(mem_dir)
+        kinds = [k for (k,) in query(db_path, "SELECT kind FROM process_events WHERE "
+                                              "process_id = ? ORDER BY id", (row[0],))]  # fmt: skip
+        assert kinds == ["discovered", "limits_applied", "exited"]
+    finally:
+        close(daemon)
+
+
+def test_exit_code_3_is_recorded_from_the_kernel_event(
+    tmp_path, db_path, spawn, cgroup_parent, fake_dash
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_dash), cgroup_parent)
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_dash, "-c", "sleep 0.5; exit 3"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "exited",
+             what="exit")  # fmt: skip
+        row = process_row(db_path, child.pid)
+        assert (row[2], row[3]) == (3, None)
+        assert query(db_path, "SELECT attached_at IS NOT NULL FROM processes") == [(1,)]
+    finally:
+        close(daemon)
+
+
+def test_without_events_a_zombie_gives_the_exit_code(
+    tmp_path, db_path, spawn, cgroup_parent, fake_dash
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_dash), cgroup_parent, events=False,
+                         scan_interval="100ms")  # fmt: skip
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_dash, "-c", "sleep 0.4; exit 7"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached")
+        # We are its parent and do not reap it yet: it stays a zombie for the poll to read.
+        while not is_zombie_or_gone(child.pid):
+            time.sleep(0.02)
+        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+        assert process_row(db_path, child.pid)[2:5] == (7, None, None)
+    finally:
+        close(daemon)
+
+
+def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False, scan_interval="100ms")  # fmt: skip
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached")
+        child.kill()
+        child.wait()
+        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+        code, signo, reason = process_row(db_path, child.pid)[2:5]
+        assert (code, signo) == (None, None)
+        assert "reaped by its parent" in reason
+    finally:
+        close(daemon)
+
+
+def test_non_matching_process_is_not_touched(tmp_path, db_path, spawn, cgroup_parent,
+                                             fake_ffmpeg):  # fmt: skip
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent)
+    try:
+        daemon.start(time.time())
+        other = spawn(["sleep", "30"])
+        before = cgroup_of(other.pid)
+        daemon.full_scan(time.time())
+        assert cgroup_of(other.pid) == before
+        assert query(db_path, "SELECT count(*) FROM processes") == [(0,)]
+    finally:
+        close(daemon)
+
+
+def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    """The retry item names (pid, old start time); the pid now belongs to a non-matching
+    `sleep`. Forcing the kernel to recycle a pid on demand is not possible, so the old
+    identity is the live pid with an earlier start tick: exactly what a recycled pid looks like."""
+    failpoints.configure("governor.attach=EBUSY*1")
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False)  # fmt: skip
+    try:
+        now = time.time()
+        daemon.start(now)
+        ffmpeg = spawn([fake_ffmpeg, "30"])
+        daemon.full_scan(now)
+        assert process_row(db_path, ffmpeg.pid)[1] == "retrying"
+        stranger = spawn(["sleep", "30"])
+        live = current_identity(stranger.pid)
+        old = ProcessIdentity(live.boot_id, live.pid, live.start_ticks - 1)
+        process_id = process_row(db_path, ffmpeg.pid)[0]
+        # Point the recorded process at the stranger's pid with the old start time.
+        query_sql = "UPDATE processes SET pid = ?, start_ticks = ? WHERE id = ?"
+        with daemon.store.engine.begin() as conn:
+            conn.exec_driver_sql(query_sql, (old.pid, old.start_ticks, process_id))
+        before = cgroup_of(stranger.pid)
+        daemon.lifecycle.by_pid.clear()
+        daemon.retries.run_due(now + 60)
+        assert cgroup_of(stranger.pid) == before
+        assert query(db_path, "SELECT state, final_reason FROM retry_items") == [
+            ("cancelled", "pid_reused")
+        ]
+    finally:
+        close(daemon)
+
+
+def test_failed_attaches_are_retried_then_dead_lettered(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    failpoints.configure("governor.attach=EBUSY*inf")
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False, max_retry_attempts=3)  # fmt: skip
+    try:
+        now = time.time()
+        daemon.start(now)
+        child = spawn([fake_ffmpeg, "30"])
+        daemon.full_scan(now)
+        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("pending", 0)]
+        for expected_attempt in (1, 2, 3):
+            now += 400  # past any backoff
+            daemon.step(now)
+            ((state, attempt),) = query(db_path, "SELECT state, attempt FROM retry_items")
+            assert attempt == expected_attempt
+        assert state == "dead"
+        assert process_row(db_path, child.pid)[1] == "dead"
+        errors = query(db_path, "SELECT operation, error_type, errno_name, retryable "
+                                "FROM error_events")  # fmt: skip
+        assert errors == [("attach", "transient", "EBUSY", 1)] * 4
+        assert cgroup_of(child.pid)["cpu"] == cgroup_of(os.getpid())["cpu"]
+    finally:
+        close(daemon)
+
+
+def test_retry_succeeds_after_transient_failures(tmp_path, db_path, spawn, cgroup_parent,
+                                                 fake_ffmpeg):  # fmt: skip
+    failpoints.configure("governor.attach=EAGAIN*2")
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False)  # fmt: skip
+    try:
+        now = time.time()
+        daemon.start(now)
+        child = spawn([fake_ffmpeg, "30"])
+        daemon.full_scan(now)
+        next_at = query(db_path, "SELECT next_attempt_at FROM retry_items")[0][0]
+        assert next_at is not None
+        daemon.step(now + 0.5)  # not due yet (1 s initial backoff, jitter 10 %)
+        assert query(db_path, "SELECT attempt FROM retry_items") == [(0,)]
+        daemon.step(now + 5)
+        daemon.step(now + 20)
+        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 2)]
+        assert process_row(db_path, child.pid)[1] == "attached"
+    finally:
+        close(daemon)
+
+
+def test_filtered_out_process_is_recorded_once_with_the_reason(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    config = write_config(tmp_path, fake_ffmpeg, "filters: {blocked_users: [root, nobody]}\n")
+    daemon = make_daemon(db_path, config, cgroup_parent, events=False)
+    try:
+        now = time.time()
+        daemon.start(now)
+        child = spawn([fake_ffmpeg, "30"])
+        daemon.full_scan(now)
+        daemon.full_scan(now + 10)
+        rows = query(db_path, "SELECT state, state_reason FROM processes")
+        assert len(rows) == 1 and rows[0][0] == "skipped" and "blocked_users" in rows[0][1]
+        assert cgroup_of(child.pid)["cpu"] == cgroup_of(os.getpid())["cpu"]
+    finally:
+        close(daemon)
+
+
+def test_without_writable_cgroups_processes_are_observed_never_attached(
+    tmp_path, db_path, spawn, fake_ffmpeg
+):
+    from app.governor import Governor
+
+    empty_root = tmp_path / "no-cgroups"
+    empty_root.mkdir()
+    governor = Governor.create(root=empty_root, version=2)
+    assert governor.check() is not None
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "observed")
+        assert query(db_path, "SELECT attached_at, applied_cpu_weight FROM processes") == [
+            (None, None)
+        ]
+        child.kill()
+        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+        assert process_row(db_path, child.pid)[3] == 9
+    finally:
+        close(daemon)
+
+
+def test_restart_adopts_running_processes_and_closes_those_that_exited(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    config = write_config(tmp_path, fake_ffmpeg)
+    first = make_daemon(db_path, config, cgroup_parent, events=False)
+    survivor = spawn([fake_ffmpeg, "30"])
+    casualty = spawn([fake_ffmpeg, "31"])
+    try:
+        first.start(time.time())
+        first.full_scan(time.time())
+        first.shutdown(time.time())
+    finally:
+        close(first)
+    assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 2
+    casualty.kill()
+    casualty.wait()
+    second = make_daemon(db_path, config, cgroup_parent, events=False)
+    try:
+        second.start(time.time())
+        second.full_scan(time.time())
+        assert query(db_path, "SELECT count(*) FROM processes") == [(2,)]
+        assert process_row(db_path, survivor.pid)[1] == "attached"
+        state, code, signo, reason = process_row(db_path, casualty.pid)[1:5]
+        assert (state, code, signo) == ("exited", None, None)
+        assert reason == "exited while ffrtmp was not running"
+        assert cgroup_of(survivor.pid)["cpu"].endswith(process_row(db_path, survivor.pid)[5])
+    finally:
+        close(second)
+
+
+def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent)
+    try:
+        daemon.start(time.time())
+        shell = spawn(["sh", "-c", f"sleep 0.3; exec {fake_ffmpeg} 30"])
+        daemon.full_scan(time.time())
+        assert process_row(db_path, shell.pid) is None
+        pump(daemon, lambda: (process_row(db_path, shell.pid) or [0, ""])[1] == "attached")
+        assert daemon.stats.scans == 1  # found by the event, not by another scan
+    finally:
+        close(daemon)
