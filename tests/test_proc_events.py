@@ -144,6 +144,16 @@ def collect_until(listener, done, timeout: float = 5.0) -> list:
     pytest.fail(f"no matching process event within {timeout} s")
 
 
+def drain_for(listener, seconds: float) -> list:
+    """Every event that arrives within `seconds`."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if select.select([listener], [], [], remaining)[0]:
+            seen.extend(listener.read_events())
+    return seen
+
+
 def wait_for_event(listener, matches, timeout: float = 5.0):
     """The first event for which matches(event) is true."""
     return collect_until(listener, matches, timeout)[-1]
@@ -188,6 +198,9 @@ def test_thread_exits_are_dropped_unless_asked_for(listener, spawn):
         code = "import threading; t = threading.Thread(target=print); t.start(); t.join()"
         proc = spawn([sys.executable, "-c", code])
         with_threads = collect_until(all_threads, exit_of(proc.pid))
+        # join() returns before the thread has left the kernel, so its exit event may come
+        # after the leader's: keep reading a little longer.
+        with_threads += drain_for(all_threads, 0.5)
     thread_exits = [
         e for e in with_threads if isinstance(e, ExitEvent) and e.tgid == proc.pid and e.is_thread
     ]
