@@ -460,8 +460,14 @@ class Daemon:
             from app.config import apply_overrides
 
             fresh = apply_overrides(fresh, **overrides)
+        from app.scanner import Scanner
+
         self.config = fresh
-        self.scanner.rules = fresh.rules()
+        self.scanner = Scanner(fresh.rules(), proc_root=self.scanner.proc_root,
+                               self_pid=self.scanner.self_pid)  # fmt: skip
+        self.attacher.policy = fresh.retry.policy()
+        self.attacher.retry_enabled = fresh.retry.enabled
+        self.next_scan_at = now  # apply the new rules to what runs now
         log.info("configuration reloaded from %s", source)
 
     def shutdown(self, now: float) -> None:

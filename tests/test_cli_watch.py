@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,42 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
     daemon.terminate()
     assert daemon.wait(timeout=20) == 0
     assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]
+
+
+def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    import signal
+
+    from helpers_processes import wait_until
+
+    config = write_config(tmp_path, fake_ffmpeg, "default_limits: {cpu_weight: 300}\n")
+    daemon = spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
+                    "--cgroup-parent", cgroup_parent, "--scan-interval", "200ms"],
+                   wait_exec=False, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
+
+    def weight_of(pid: int):  # noqa: ANN202
+        rows = query(db_path, "SELECT applied_cpu_weight FROM processes WHERE pid = ?", (pid,))
+        return rows[0][0] if rows else None
+
+    first = spawn([fake_ffmpeg, "30"])
+    wait_until(lambda: weight_of(first.pid) == 300, timeout=10, what="first attach")
+
+    config.write_text(config.read_text() + "bogus_key: 1\n")
+    daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: query(db_path, "SELECT count(*) FROM error_events "
+                                      "WHERE operation = 'config'")[0][0] == 1,
+               timeout=10, what="the refused reload recorded")  # fmt: skip
+    second = spawn([fake_ffmpeg, "31"])
+    wait_until(lambda: weight_of(second.pid) == 300, timeout=10, what="old config kept")
+
+    config.write_text(config.read_text().replace("bogus_key: 1\n", "").replace("300", "700"))
+    daemon.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    third = spawn([fake_ffmpeg, "32"])
+    wait_until(lambda: weight_of(third.pid) == 700, timeout=10, what="new config applied")
+    assert daemon.poll() is None
+    daemon.terminate()
+    assert daemon.wait(timeout=20) == 0
+    assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 3
