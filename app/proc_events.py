@@ -340,10 +340,11 @@ def listener_available() -> str | None:
         with ProcEventListener():
             return None
     except OSError as exc:
-        return _unavailable_reason(exc)
+        return unavailable_reason(exc)
 
 
-def _unavailable_reason(exc: OSError) -> str:
+def unavailable_reason(exc: OSError) -> str:
+    """One sentence saying why opening the connector failed with `exc`."""
     if exc.errno in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT):
         return "this kernel has no netlink process-events connector (EPROTONOSUPPORT)"
     if exc.errno in (errno.EPERM, errno.EACCES):

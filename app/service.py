@@ -37,16 +37,17 @@ def choose_discovery(mode: str):  # noqa: ANN201
     if mode == "poll":
         log.info("discovery: poll (full scans only)")
         return "poll", None
-    from app.proc_events import ProcEventListener, listener_available
+    from app.proc_events import ProcEventListener, unavailable_reason
 
-    problem = listener_available()
-    if problem is not None:
+    try:
+        listener = ProcEventListener().open()
+    except OSError as exc:
+        problem = unavailable_reason(exc)
         if mode == "events":
-            raise StartupError(f"--discovery events is not possible here: {problem}")
+            raise StartupError(f"--discovery events is not possible here: {problem}") from None
         log.warning("discovery: poll, because the kernel's process events are unavailable: %s",
                     problem)  # fmt: skip
         return "poll", None
-    listener = ProcEventListener().open()
     log.info("discovery: events (kernel process-events connector), with full scans as well")
     return "events", listener
 
@@ -55,9 +56,16 @@ def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
                  http_address: str | None = None) -> Daemon:  # fmt: skip
     from app.scanner import Scanner
 
-    store = open_store(db)
-    governor = make_governor(config)
+    # Every refusal comes before the database is touched: a daemon that cannot start
+    # leaves no file behind.
     mode, listener = choose_discovery(config.discovery)
+    try:
+        store = open_store(db)
+    except StartupError:
+        if listener is not None:
+            listener.close()
+        raise
+    governor = make_governor(config)
     scanner = Scanner(config.rules(), self_pid=os.getpid())
     daemon = Daemon(
         config, store, governor, scanner, listener=listener, discovery=mode, once=once,

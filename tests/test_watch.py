@@ -290,6 +290,8 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
     finally:
         close(first)
     assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 2
+    casualty_dirs = [f"/sys/fs/cgroup/{c}{cgroup_of(casualty.pid)[c]}" for c in ("cpu", "memory")]
+    assert all(os.path.isdir(d) for d in casualty_dirs)
     casualty.kill()
     casualty.wait()
     second = make_daemon(db_path, config, cgroup_parent, events=False)
@@ -301,6 +303,7 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
         state, code, signo, reason = process_row(db_path, casualty.pid)[1:5]
         assert (state, code, signo) == ("exited", None, None)
         assert reason == "exited while ffrtmp was not running"
+        assert not any(os.path.exists(d) for d in casualty_dirs)  # its empty cgroup removed
         assert cgroup_of(survivor.pid)["cpu"].endswith(process_row(db_path, survivor.pid)[5])
     finally:
         close(second)
