@@ -82,6 +82,10 @@ class Daemon:
             started_at=now,
         )
         self.snapshots = SnapshotSchedule(h.snapshot_interval_s)
+        from app.metrics import Metrics
+
+        self.metrics = Metrics(self)
+        self.http_server = None
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
         self.attacher = Attacher(
             store, governor, config.retry.policy(), retry_enabled=config.retry.enabled,
@@ -203,6 +207,7 @@ class Daemon:
         duration_ms = (time.perf_counter() - started) * 1000
         self.stats.scans += 1
         self.stats.last_scan_ms = duration_ms
+        self.metrics.observe_scan(duration_ms / 1000, ok)
         self.health.record_scan(ok, now)
         try:
             self.store.record_scan(
@@ -245,6 +250,7 @@ class Daemon:
             self.settled[ident] = process_id
             return 0
         self.stats.discovered += 1
+        self.metrics.discovered()
         self._attach(process_id, ident, job_id, limits, now)
         return 1
 
@@ -313,6 +319,7 @@ class Daemon:
             for event in events:
                 if isinstance(event, Overflow):
                     self.stats.event_overflows += 1
+                    self.metrics.overflow()
                     lost = True
                 elif isinstance(event, ExecEvent):
                     self.stats.exec_events += 1
@@ -399,6 +406,11 @@ class Daemon:
         deadlines = [self.next_scan_at, now + self.snapshots.interval]
         if self.next_retry_at is not None:
             deadlines.append(self.next_retry_at)
+        if self.notifier is not None:
+            # systemd's watchdog must hear from a healthy loop even with long scan intervals.
+            ping_in = self.notifier.seconds_until_watchdog()
+            if ping_in is not None:
+                deadlines.append(now + ping_in)
         return max(0.0, min(deadlines) - now)
 
     def run(self) -> int:
@@ -472,6 +484,10 @@ class Daemon:
 
     def shutdown(self, now: float) -> None:
         """Leave the workloads running in their cgroups; record that we let go of them."""
+        if self.notifier is not None:
+            self.notifier.stopping()
+        if self.http_server is not None:
+            self.http_server.close()
         if self.run_id is None:
             return
         try:

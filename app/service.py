@@ -58,6 +58,13 @@ def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
 
     # Every refusal comes before the database is touched: a daemon that cannot start
     # leaves no file behind.
+    if http_address:
+        from app.http import parse_address
+
+        try:
+            parse_address(http_address)
+        except ValueError as exc:
+            raise StartupError(f"--http {http_address}: {exc}") from None
     mode, listener = choose_discovery(config.discovery)
     try:
         store = open_store(db)
@@ -74,5 +81,11 @@ def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
     if http_address:
         from app.http import start_http_server
 
-        daemon.http_server = start_http_server(http_address, daemon)
+        try:
+            daemon.http_server = start_http_server(http_address, daemon)
+        except (ValueError, OSError) as exc:
+            daemon.store.close()
+            if listener is not None:
+                listener.close()
+            raise StartupError(f"--http {http_address}: {exc}") from None
     return daemon

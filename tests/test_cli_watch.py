@@ -176,3 +176,45 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
     daemon.terminate()
     assert daemon.wait(timeout=20) == 0
     assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 3
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_running_daemon_serves_healthz_and_metrics(tmp_path, db_path, spawn, cgroup_parent,
+                                                   fake_ffmpeg):  # fmt: skip
+    import urllib.request
+
+    from helpers_processes import wait_until
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    config = write_config(tmp_path, fake_ffmpeg)
+    spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
+           "--cgroup-parent", cgroup_parent, "--http", f"127.0.0.1:{port}"],
+          wait_exec=False, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
+    child = spawn([fake_ffmpeg, "30"])
+    wait_until(lambda: query(db_path, "SELECT state FROM processes WHERE pid = ?",
+                             (child.pid,)) == [("attached",)], timeout=10)  # fmt: skip
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/health+json")
+        assert json.loads(response.read())["status"] == "pass"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    assert families["ffrtmp_processes_attached"].samples[0].value == 1
+    assert families["ffrtmp_processes_discovered"].samples[0].value == 1
+    assert families["ffrtmp_health_status"].samples[0].value == 0
+
+
+def test_bad_http_address_is_refused_before_the_database_is_created(db_path):
+    result = ffrtmp("watch", "--once", "--db", str(db_path), "--http", "localhost:http")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: --http localhost:http: ")
+    assert not db_path.exists()

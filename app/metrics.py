@@ -1,0 +1,229 @@
+"""Prometheus metrics of the daemon, in a registry of its own (never the process-global one).
+
+Two kinds of values:
+
+- events the loop reports as they happen (`observe_scan`, `discovered`, `overflow`), kept in
+  prometheus_client counters and a histogram;
+- state read when Prometheus scrapes (health, attached processes, retry-queue depths, errors by
+  type), so a stuck loop cannot leave a stale "healthy" behind. Errors are read from the health
+  tracker, which already counts every classified error once, wherever it was classified.
+
+No label ever carries a pid or a job id: every label has a small, fixed set of values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from app import defaults
+from app.health import SEVERITY, HealthReport
+from app.states import ErrorType, RetryState
+
+log = logging.getLogger(__name__)
+
+# Scans of /proc take about a millisecond on an idle node and rarely a second on a busy one.
+SCAN_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SCAN_RESULTS = ("ok", "failed")
+
+
+class CachedValue:
+    """The result of `read()`, reused for `max_age` seconds so scrapes don't hammer SQLite.
+    A failed read keeps the last good value (if any) and is retried on the next call."""
+
+    def __init__(
+        self,
+        read: Callable[[], dict[str, int]],
+        max_age: float = defaults.METRICS_STORE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: dict[str, int] | None = None
+        self._read_at: float | None = None
+
+    def get(self) -> dict[str, int] | None:
+        with self._lock:
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._max_age:
+                return self._value
+            try:
+                self._value = dict(self._read())
+                self._read_at = now
+            except Exception as exc:  # a locked or failing database must not fail the scrape
+                log.warning("cannot read the retry queue for metrics: %s", exc)
+            return self._value
+
+
+class Metrics:
+    """`daemon` is read at scrape time (health, lifecycle, store); None leaves those out."""
+
+    def __init__(
+        self,
+        daemon: object | None = None,
+        *,
+        cache_seconds: float = defaults.METRICS_STORE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.daemon = daemon
+        self.registry = CollectorRegistry()
+        self._scans = Counter(
+            "ffrtmp_scans_total",
+            "Full scans of /proc, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in SCAN_RESULTS:
+            self._scans.labels(result)
+        self._scan_duration = Histogram(
+            "ffrtmp_scan_duration_seconds",
+            "Duration of full scans of /proc, failed ones included.",
+            buckets=SCAN_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._discovered = Counter(
+            "ffrtmp_processes_discovered_total",
+            "Matching processes seen for the first time.",
+            registry=self.registry,
+        )
+        self._overflows = Counter(
+            "ffrtmp_event_overflows_total",
+            "Times the kernel's process-events socket lost events (a full scan follows).",
+            registry=self.registry,
+        )
+        self.retry_items = CachedValue(self._read_retry_depths, cache_seconds, clock)
+        self.registry.register(_DaemonStateCollector(self))
+
+    # --- hooks the loop calls ------------------------------------------------------------
+
+    def observe_scan(self, duration_s: float, ok: bool) -> None:
+        self._scans.labels("ok" if ok else "failed").inc()
+        self._scan_duration.observe(duration_s)
+
+    def discovered(self, n: int = 1) -> None:
+        self._discovered.inc(n)
+
+    def overflow(self) -> None:
+        self._overflows.inc()
+
+    # --- scrape --------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def _read_retry_depths(self) -> dict[str, int]:
+        return self.daemon.store.retry_depths()
+
+
+def attached_now(daemon: object) -> int:
+    """Followed processes that sit in cgroups of ours, counted from another thread."""
+    for _ in range(3):
+        try:
+            # list() copies the values in one step; the loop may change the dict meanwhile.
+            followed = list(daemon.lifecycle.by_pid.values())
+        except RuntimeError:  # changed size during the copy: take it again
+            continue
+        return sum(1 for f in followed if f.governed)
+    raise RuntimeError("the followed processes kept changing while being counted")
+
+
+class _DaemonStateCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        # Names only, so registering does not read the daemon.
+        return [family for family, _ in self._families()]
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self.metrics.daemon
+        if daemon is None:
+            return
+        state = _ScrapeState(daemon)
+        for family, fill in self._families():
+            try:
+                fill(family, state)
+            except Exception as exc:  # one unreadable source leaves the others in the scrape
+                log.warning("cannot collect %s: %s", family.name, exc)
+                continue
+            yield family
+
+    def _families(self) -> list[tuple[Metric, Callable[[Metric, _ScrapeState], None]]]:
+        return [
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_health_status",
+                    "Health of the daemon now: 0 healthy, 1 degraded, 2 unhealthy.",
+                ),
+                lambda family, state: family.add_metric([], SEVERITY[state.report.status]),
+            ),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_last_successful_scan_timestamp_seconds",
+                    "Epoch time of the last successful full scan; 0 before the first one.",
+                ),
+                lambda family, state: family.add_metric(
+                    [], state.report.last_successful_scan_at or 0.0
+                ),
+            ),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_processes_attached",
+                    "Processes followed now that sit in cgroups of ours.",
+                ),
+                lambda family, state: family.add_metric([], attached_now(state.daemon)),
+            ),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_retry_items",
+                    "Retry-queue items by state (read from the database, cached briefly).",
+                    labels=["state"],
+                ),
+                self._retry_items,
+            ),
+            (
+                CounterMetricFamily(
+                    "ffrtmp_errors",
+                    "Classified errors since the daemon started, by type.",
+                    labels=["type"],
+                ),
+                self._errors,
+            ),
+        ]
+
+    def _retry_items(self, family: GaugeMetricFamily, state: _ScrapeState) -> None:
+        depths = self.metrics.retry_items.get()
+        if depths is None:
+            raise RuntimeError("the retry queue has not been readable yet")
+        for retry_state in RetryState:
+            family.add_metric([retry_state.value], depths.get(retry_state.value, 0))
+
+    @staticmethod
+    def _errors(family: CounterMetricFamily, state: _ScrapeState) -> None:
+        counted = state.report.errors_by_type
+        by_type = {t.value: counted.get(t.value, 0) for t in ErrorType}
+        # Any other label the tracker was given counts as unknown, keeping the label set fixed.
+        by_type[ErrorType.UNKNOWN.value] += sum(n for t, n in counted.items() if t not in by_type)
+        for error_type, count in by_type.items():
+            family.add_metric([error_type], count)
+
+
+class _ScrapeState:
+    """The daemon as one scrape sees it: health is evaluated once, on first use."""
+
+    def __init__(self, daemon: object) -> None:
+        self.daemon = daemon
+        self._report: HealthReport | None = None
+
+    @property
+    def report(self) -> HealthReport:
+        if self._report is None:
+            self._report = self.daemon.health.evaluate(time.time())
+        return self._report

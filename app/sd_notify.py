@@ -1,0 +1,146 @@
+"""systemd's notify protocol (sd_notify(3)) over a plain AF_UNIX datagram socket.
+
+READY=1 after the first scan, STATUS= a one-line summary on every health snapshot, STOPPING=1
+on the way out, and WATCHDOG=1 from the loop only while the daemon is not unhealthy: a loop
+that hangs, or keeps failing its scans, stops petting the watchdog and systemd restarts it
+(`WatchdogSec=` with `Restart=on-failure`).
+
+Sending never raises: systemd being away must not stop the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+
+from app.metrics import attached_now
+from app.states import HealthStatus, RetryState
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """`socket_path` None: every call is a no-op (not started by systemd)."""
+
+    def __init__(
+        self,
+        socket_path: str | None,
+        watchdog_interval: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.socket_path = socket_path
+        self.watchdog_interval = watchdog_interval
+        self._clock = clock
+        self._last_watchdog: float | None = None
+        self._withheld = False  # the watchdog is being withheld because of ill health
+        self._socket: socket.socket | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+        """NOTIFY_SOCKET ('@name' is the abstract namespace), WATCHDOG_USEC and WATCHDOG_PID."""
+        env = os.environ if environ is None else environ
+        path = env.get("NOTIFY_SOCKET") or None
+        if path is not None and path.startswith("@"):
+            path = "\0" + path[1:]
+        interval = None
+        usec = env.get("WATCHDOG_USEC", "")
+        watchdog_pid = env.get("WATCHDOG_PID", "")
+        for_us = not watchdog_pid or watchdog_pid == str(os.getpid())
+        if usec.isdigit() and int(usec) > 0 and for_us:
+            interval = int(usec) / 1_000_000
+        elif usec:
+            log.debug("watchdog not for us (WATCHDOG_USEC=%s, WATCHDOG_PID=%s)", usec, watchdog_pid)
+        return cls(path, interval)
+
+    # --- what the daemon calls -----------------------------------------------------------
+
+    def ready(self, daemon: object) -> None:
+        report = daemon.health.evaluate(time.time())
+        self.send(f"READY=1\nSTATUS={summary(report, daemon)}")
+
+    def status(self, report: object, daemon: object) -> None:
+        self.send(f"STATUS={summary(report, daemon)}")
+
+    def watchdog(self, daemon: object) -> None:
+        """WATCHDOG=1 at most every half watchdog interval, and only while not unhealthy."""
+        if self.watchdog_interval is None:
+            return
+        now = self._clock()
+        if (
+            self._last_watchdog is not None
+            and now - self._last_watchdog < self.watchdog_interval / 2
+        ):
+            return
+        report = daemon.health.evaluate(time.time())
+        if report.status == HealthStatus.UNHEALTHY:
+            if not self._withheld:
+                log.error("withholding the systemd watchdog while unhealthy: %s",
+                          "; ".join(report.reasons))  # fmt: skip
+                self._withheld = True
+            return
+        self._withheld = False
+        if self.send("WATCHDOG=1"):
+            self._last_watchdog = now
+
+    def seconds_until_watchdog(self) -> float | None:
+        """How long the loop may sleep before the next WATCHDOG=1 is due (None: no watchdog)."""
+        if self.watchdog_interval is None:
+            return None
+        if self._last_watchdog is None:
+            return 0.0
+        return max(0.0, self._last_watchdog + self.watchdog_interval / 2 - self._clock())
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1")
+
+    # --- the wire ------------------------------------------------------------------------
+
+    def send(self, message: str) -> bool:
+        """One datagram; False when there is no socket or it could not be sent."""
+        if self.socket_path is None:
+            return False
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                )
+                # A full receive queue drops this message instead of stalling the loop.
+                self._socket.setblocking(False)
+            self._socket.sendto(message.encode(), self.socket_path)
+        except OSError as exc:
+            log.warning("cannot notify systemd at %r: %s", self.socket_path, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def summary(report: object, daemon: object) -> str:
+    """One line for `systemctl status`: health, attached, last scan age, pending retries."""
+    status = report.status.value
+    if report.reasons:
+        status += f" ({'; '.join(report.reasons)})"
+    parts = [status]
+    try:
+        parts.append(f"{attached_now(daemon)} attached")
+    except Exception as exc:
+        log.debug("cannot count attached processes: %s", exc)
+    if report.last_scan_at is None:
+        parts.append("no scan yet")
+    else:
+        parts.append(f"last scan {max(0.0, report.evaluated_at - report.last_scan_at):.0f}s ago")
+    try:
+        pending = daemon.store.retry_depths().get(RetryState.PENDING.value, 0)
+        parts.append(f"{pending} pending retries")
+    except Exception as exc:
+        log.debug("cannot read the retry queue: %s", exc)
+    if getattr(daemon, "unavailable", None):
+        parts.append("NO LIMITS APPLIED")
+    return "; ".join(parts).replace("\n", " ")

@@ -1,0 +1,213 @@
+"""The systemd notify protocol against a real AF_UNIX datagram socket standing in for systemd.
+
+`DaemonStandIn` stands in for app.daemon.Daemon with only the attributes the notifier reads,
+with a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from app.health import HealthThresholds, HealthTracker
+from app.identity import current_identity
+from app.lifecycle import Followed
+from app.sd_notify import Notifier, summary
+
+
+class DaemonStandIn:
+    def __init__(self, health: HealthTracker, store=None) -> None:  # noqa: ANN001
+        self.health = health
+        self.store = store
+        self.lifecycle = SimpleNamespace(by_pid={})
+        self.unavailable = None
+
+
+class FakeClock:
+    """Monotonic time the test moves by hand, for the watchdog's rate limit."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def systemd(tmp_path: Path):  # noqa: ANN201
+    """The receiving end of NOTIFY_SOCKET: a bound datagram socket."""
+    path = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(path))
+    receiver.settimeout(1.0)
+    try:
+        yield SimpleNamespace(path=str(path), socket=receiver)
+    finally:
+        receiver.close()
+
+
+def received(receiver: socket.socket) -> list[str]:
+    """Every datagram waiting on the socket now."""
+    messages = []
+    receiver.setblocking(False)
+    try:
+        while True:
+            messages.append(receiver.recv(4096).decode())
+    except BlockingIOError:
+        pass
+    finally:
+        receiver.settimeout(1.0)
+    return messages
+
+
+def healthy_daemon(store=None) -> DaemonStandIn:  # noqa: ANN001
+    now = time.time()
+    health = HealthTracker(HealthThresholds(), started_at=now - 10)
+    health.record_scan(True, now - 2)
+    return DaemonStandIn(health, store)
+
+
+def test_ready_sends_ready_and_a_status_line(systemd, store):
+    daemon = healthy_daemon(store)
+    ident = current_identity(os.getpid())
+    daemon.lifecycle.by_pid = {
+        pid: Followed(pid, ident, f"auto-ffmpeg-{pid}", governed=True) for pid in (1, 2, 3)
+    }
+    notifier = Notifier(systemd.path)
+    notifier.ready(daemon)
+    [message] = received(systemd.socket)
+    lines = message.split("\n")
+    assert lines[0] == "READY=1"
+    assert lines[1] == "STATUS=healthy; 3 attached; last scan 2s ago; 0 pending retries"
+
+
+def test_status_names_the_reasons_when_degraded(systemd):
+    now = time.time()
+    health = HealthTracker(HealthThresholds(), started_at=now - 10)
+    for i in range(3):
+        health.record_scan(False, now - 3 + i)
+    notifier = Notifier(systemd.path)
+    notifier.status(health.evaluate(now), DaemonStandIn(health))
+    [message] = received(systemd.socket)
+    assert message.startswith("STATUS=degraded (3 consecutive scan failures (threshold 3)); ")
+    assert "\n" not in message  # one line
+
+
+def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
+    clock = FakeClock()
+    notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=clock)
+    daemon = healthy_daemon()
+    notifier.watchdog(daemon)
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+    clock.now += 29
+    notifier.watchdog(daemon)
+    assert received(systemd.socket) == []  # too soon
+    assert notifier.seconds_until_watchdog() == pytest.approx(1.0)
+    clock.now += 1
+    notifier.watchdog(daemon)
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+
+    now = time.time()
+    for i in range(5):  # five consecutive scan failures: unhealthy
+        daemon.health.record_scan(False, now + i)
+    clock.now += 30
+    notifier.watchdog(daemon)
+    clock.now += 30
+    notifier.watchdog(daemon)
+    assert received(systemd.socket) == []  # withheld, so systemd restarts us
+
+    daemon.health.record_scan(True, time.time())
+    notifier.watchdog(daemon)
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+
+
+def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
+    now = time.time()
+    health = HealthTracker(HealthThresholds(), started_at=now - 200)
+    health.record_scan(True, now - 130)
+    notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
+    notifier.watchdog(DaemonStandIn(health))
+    assert received(systemd.socket) == []
+
+
+def test_degraded_still_pets_the_watchdog(systemd):
+    now = time.time()
+    health = HealthTracker(HealthThresholds(), started_at=now - 10)
+    for i in range(3):
+        health.record_scan(False, now - 3 + i)
+    notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
+    notifier.watchdog(DaemonStandIn(health))
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+
+
+def test_no_watchdog_interval_sends_nothing(systemd):
+    notifier = Notifier(systemd.path)
+    notifier.watchdog(healthy_daemon())
+    assert received(systemd.socket) == []
+    assert notifier.seconds_until_watchdog() is None
+
+
+def test_stopping(systemd):
+    Notifier(systemd.path).stopping()
+    assert received(systemd.socket) == ["STOPPING=1"]
+
+
+def test_from_environment_reads_socket_and_watchdog(systemd):
+    notifier = Notifier.from_environment(
+        {
+            "NOTIFY_SOCKET": systemd.path,
+            "WATCHDOG_USEC": "60000000",
+            "WATCHDOG_PID": str(os.getpid()),
+        }
+    )
+    assert notifier.watchdog_interval == 60.0
+    notifier.watchdog(healthy_daemon())
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+
+
+def test_a_watchdog_for_another_pid_is_not_ours(systemd):
+    notifier = Notifier.from_environment(
+        {"NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "1"}
+    )
+    assert notifier.watchdog_interval is None
+    notifier.watchdog(healthy_daemon())
+    assert received(systemd.socket) == []
+
+
+def test_abstract_namespace_socket():
+    name = f"ffrtmp-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind("\0" + name)
+        receiver.settimeout(1.0)
+        notifier = Notifier.from_environment({"NOTIFY_SOCKET": "@" + name})
+        notifier.stopping()
+        assert receiver.recv(4096) == b"STOPPING=1"
+        notifier.close()
+
+
+def test_without_notify_socket_nothing_is_sent_and_nothing_raises():
+    notifier = Notifier.from_environment({})
+    assert notifier.socket_path is None
+    assert notifier.send("READY=1") is False
+    notifier.ready(healthy_daemon())  # no error
+
+
+def test_systemd_gone_does_not_raise(tmp_path):
+    notifier = Notifier(str(tmp_path / "nobody-listens.sock"), watchdog_interval=60.0)
+    assert notifier.send("READY=1") is False
+    notifier.watchdog(healthy_daemon())
+    assert notifier.seconds_until_watchdog() == 0.0  # not sent, so still due
+
+
+def test_summary_without_store_or_scan():
+    health = HealthTracker(HealthThresholds(), started_at=time.time())
+    daemon = DaemonStandIn(health)
+    daemon.unavailable = "no cgroup governor"
+    line = summary(health.evaluate(time.time()), daemon)
+    assert line == "healthy; 0 attached; no scan yet; NO LIMITS APPLIED"
