@@ -70,3 +70,8 @@ def check(db: str | None) -> None:
     if diff:
         raise click.ClickException(f"the schema differs from the models: {diff}")
     click.echo("schema matches")
+
+
+from app.cli.prune import prune as _prune  # noqa: E402
+
+db.add_command(_prune)

@@ -1,0 +1,78 @@
+"""`ffrtmp errors`: the classified errors the daemon met."""
+
+from __future__ import annotations
+
+import click
+
+from app import defaults
+from app.cli.options import db_option, output_options
+from app.cli.params import limit_option, since_option
+from app.states import ErrorType
+
+
+@click.group()
+def errors() -> None:
+    """Errors the daemon recorded, by type (transient, permanent, rate_limit, resource,
+    unknown) and operation (scan, attach, store, ...).
+
+    Example: ffrtmp errors stats --since 1d
+    """
+
+
+@errors.command("list")
+@db_option
+@click.option(
+    "--type",
+    "types",
+    type=click.Choice([t.value for t in ErrorType]),
+    multiple=True,
+    help="Only errors of this type (repeatable).",
+)
+@click.option(
+    "--operation", "operations", multiple=True, metavar="NAME",
+    help="Only errors of this operation, e.g. attach (repeatable).",
+)  # fmt: skip
+@since_option
+@click.option("--pid", type=int, help="Only errors about this pid.")
+@limit_option(defaults.CLI_LIST_LIMIT)
+@output_options
+def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:  # noqa: ANN001
+    """List errors, newest first.
+
+    Example: ffrtmp errors list --type resource --since 2h
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.output import emit
+
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            rows = queries.list_errors(
+                conn, types=types, operations=operations, since=since, pid=pid, limit=limit
+            )
+    finally:
+        engine.dispose()
+    emit(rows, queries.ERROR_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")
+
+
+@errors.command()
+@db_option
+@since_option
+@output_options
+def stats(db, since, as_json, as_csv) -> None:  # noqa: ANN001
+    """Count errors by type and operation, the most frequent first.
+
+    Example: ffrtmp errors stats --since 7d --json
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.output import emit
+
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            rows = queries.error_stats(conn, since=since)
+    finally:
+        engine.dispose()
+    emit(rows, queries.ERROR_STATS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")

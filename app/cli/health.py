@@ -1,0 +1,99 @@
+"""`ffrtmp health`: the daemon's health, judged again by the clock, and its history."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app import defaults
+from app.cli.options import db_option, output_options
+from app.cli.params import limit_option, since_option
+
+EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+EXIT_NO_DAEMON = 2
+
+
+@click.command()
+@db_option
+@click.option("--history", is_flag=True, help="List the stored snapshots instead.")
+@since_option
+@limit_option(defaults.CLI_LIST_LIMIT)
+@output_options
+def health(db, history, since, limit, as_json, as_csv) -> None:  # noqa: ANN001
+    """Print the daemon's health from its newest snapshot, aged to now: a daemon not seen
+    for 2 minutes is unhealthy whatever it last said. Exit 0 healthy, 1 degraded,
+    2 unhealthy or no daemon.
+
+    Example: ffrtmp health || alert "ffrtmp is not healthy"
+
+    With --history, list the snapshots (with --since, --limit, --json or --csv).
+    """
+    from datetime import UTC, datetime
+
+    from app import queries
+    from app.database import DatabaseError, open_readonly
+
+    if as_csv and not history:
+        raise click.UsageError("--csv lists rows: use it with --history")
+    try:
+        engine = open_readonly(db)
+    except DatabaseError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_NO_DAEMON)
+    try:
+        with engine.connect() as conn:
+            if history:
+                rows = queries.list_health(conn, since=since, limit=limit)
+            else:
+                report = queries.current_health(conn, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    if history:
+        from app.cli.output import emit
+
+        emit(rows, queries.HEALTH_HISTORY_COLUMNS, as_json=as_json, as_csv=as_csv,
+             empty="no health snapshots")  # fmt: skip
+        return
+    if as_json:
+        from app.cli.records import print_record
+
+        print_record(report, as_json=True)
+    else:
+        click.echo(render_report(report))
+    sys.exit(EXIT_CODES.get(report["status"], EXIT_NO_DAEMON))
+
+
+def render_report(report: dict) -> str:
+    from app.cli.output import local_time, relative
+
+    lines = [f"status: {report['status']}"]
+    lines += [f"  - {reason}" for reason in report["reasons"]]
+    if report["snapshot_id"] is not None:
+        taken = report["snapshot_taken_at"]
+        said = report["snapshot_status"]
+        lines.append(f"last snapshot: {local_time(taken)} ({relative(taken)}), said {said}")
+        lines.append(
+            f"daemon: run {report['daemon_run_id'] or '-'}, pid {report['daemon_pid'] or '-'}, "
+            f"discovery {report['discovery'] or '-'}"
+        )
+        for label, key in (("last scan", "last_scan_at"),
+                           ("last successful scan", "last_successful_scan_at")):  # fmt: skip
+            moment = report[key]
+            shown = "never" if moment is None else f"{local_time(moment)} ({relative(moment)})"
+            lines.append(f"{label}: {shown}")
+        lines.append(
+            f"scan failures: {report['consecutive_scan_failures']} consecutive, "
+            f"{report['total_scan_failures']} total"
+        )
+        lines.append(
+            f"attach failures: {report['consecutive_attach_failures']} consecutive, "
+            f"{report['total_attach_failures']} total"
+        )
+    lines.append(
+        f"retry queue: {report['retry_pending']} pending, {report['dead_letters']} dead letters"
+    )
+    by_type = report["errors_by_type"] or {}
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) or "none"
+    lines.append(f"errors by type: {errors}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Parameters and helpers shared by the operator's commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from app.durations import parse_duration
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """The moment `text` names: a duration back from now (90s, 15m, 2h, 7d, 1h30m) or an ISO
+    time (local time unless it carries an offset or Z). Raises ValueError with the reason."""
+    raw = text.strip()
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        pass
+    else:
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (90s, 15m, 2h, 7d) nor an ISO time "
+            "(2026-01-31T12:00 or 2026-01-31T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # an operator's naive time is their local time
+    return moment.astimezone(UTC)
+
+
+class Since(click.ParamType):
+    """--since: how far back to look, as a duration or an ISO time; converts to aware UTC."""
+
+    name = "since"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "DURATION|TIME"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_since(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Duration(click.ParamType):
+    """A duration written like 90s, 15m, 2h, 7d or 1h30m; converts to seconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SINCE = Since()
+DURATION = Duration()
+
+since_option = click.option(
+    "--since",
+    type=SINCE,
+    default=None,
+    help="Only rows from this far back: 90s, 15m, 2h, 7d, or an ISO time.",
+)
+
+
+def limit_option(default: int):  # noqa: ANN201
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help="Print at most this many rows, newest first.",
+    )
+
+
+def open_existing_for_writing(db: str | None):  # noqa: ANN201
+    """A write engine, but never a new database: there is nothing to act on in one."""
+    from app.cli.options import open_for_writing_or_fail
+    from app.database import resolve
+
+    location = resolve(db)
+    if location.path is not None and (
+        not location.path.exists() or location.path.stat().st_size == 0
+    ):
+        raise click.ClickException(f"database {location.path} does not exist")
+    return open_for_writing_or_fail(db)

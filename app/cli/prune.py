@@ -1,0 +1,61 @@
+"""`ffrtmp db prune`: remove finished history older than the retention."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app import defaults
+from app.cli.options import db_option
+from app.cli.params import DURATION
+
+
+@click.command()
+@db_option
+@click.option(
+    "--older-than",
+    "older_than_s",
+    type=DURATION,
+    default=f"{defaults.RETENTION_SECONDS / 86400:g}d",
+    show_default=True,
+    metavar="DURATION",
+    help="Remove finished history older than this (30d, 12h, ...).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@click.option("--include-dead", is_flag=True, help="Remove dead letters and their processes too.")
+def prune(db: str | None, older_than_s: float, dry_run: bool, include_dead: bool) -> None:
+    """Remove finished processes (with their events), resolved retry items, errors, scans
+    and health snapshots older than the retention, in small transactions the daemon can
+    write between. Pending retries are never removed.
+
+    Example: ffrtmp db prune --older-than 7d --dry-run
+    """
+    from datetime import UTC, datetime
+
+    from app import prune as pruning
+    from app.cli.params import open_existing_for_writing
+    from app.durations import format_duration
+
+    engine = open_existing_for_writing(db)
+    now = datetime.now(UTC)
+    try:
+        if dry_run or not sys.stdout.isatty():
+            counts = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+                                   dry_run=dry_run)  # fmt: skip
+        else:
+            expected = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+                                     dry_run=True)  # fmt: skip
+            with click.progressbar(length=sum(expected.values()), label="pruning") as bar:
+                counts = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+                                       on_batch=lambda _table, rows: bar.update(rows))  # fmt: skip
+    finally:
+        engine.dispose()
+    older_than = format_duration(older_than_s)
+    verb = "would remove" if dry_run else "removed"
+    total = sum(counts.values())
+    if total == 0:
+        click.echo(f"nothing older than {older_than} to remove")
+        return
+    parts = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+    click.echo(f"{verb} {total} rows older than {older_than}: {parts}")

@@ -1,0 +1,145 @@
+"""`ffrtmp retries`: the retry queue and the dead letters, and the operator's actions on them."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.options import db_option, output_options
+
+STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
+
+
+@click.group()
+def retries() -> None:
+    """The attach retry queue (pending) and the dead-letter list (dead).
+
+    Example: ffrtmp retries list --state dead
+    """
+
+
+@retries.command("list")
+@db_option
+@click.option(
+    "--state",
+    "states",
+    type=click.Choice(STATE_CHOICES),
+    multiple=True,
+    help="Only items in this state (repeatable); default: pending and dead.",
+)
+@output_options
+def list_(db: str | None, states: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
+    """List retry items: pending ones first, by when they are due.
+
+    Example: ffrtmp retries list --json
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.output import emit
+
+    wanted = None if "all" in states else (states or queries.RETRY_DEFAULT_STATES)
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            rows = queries.list_retries(conn, wanted)
+    finally:
+        engine.dispose()
+    scope = "" if wanted is None else f" in state {', '.join(wanted)}"
+    emit(
+        rows, queries.RETRY_COLUMNS, as_json=as_json, as_csv=as_csv, empty=f"no retry items{scope}"
+    )
+
+
+@retries.command()
+@db_option
+@click.argument("retry_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def show(db: str | None, retry_id: int, as_json: bool) -> None:
+    """Show one retry item, its process and the process's event trail.
+
+    Example: ffrtmp retries show 7
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.records import print_record
+
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            item = queries.get_retry(conn, retry_id)
+            if item is None:
+                raise click.ClickException(f"retry item {retry_id} does not exist")
+            process = queries.get_process(conn, item["process_id"])
+            events = queries.process_events(conn, item["process_id"])
+    finally:
+        engine.dispose()
+    print_record(
+        {"retry_item": item, "process": process, "events": events},
+        as_json=as_json,
+    )
+
+
+@retries.command()
+@db_option
+@click.argument("retry_id", metavar="ID", type=int, required=False)
+@click.option("--all-dead", is_flag=True, help="Requeue every dead letter whose process runs.")
+def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
+    """Make a retry item due now with its attempts reset. Refused unless the very process of
+    the item is still running (a recycled pid is another process).
+
+    Example: ffrtmp retries requeue 7    or    ffrtmp retries requeue --all-dead
+    """
+    if (retry_id is None) == (not all_dead):
+        raise click.UsageError("give either a retry item ID or --all-dead")
+    from datetime import UTC, datetime
+
+    from app import operator_actions
+    from app.cli.params import open_existing_for_writing
+    from app.store import Store
+
+    store = Store(open_existing_for_writing(db))
+    now = datetime.now(UTC)
+    try:
+        if retry_id is not None:
+            operator_actions.requeue(store, retry_id, now=now)
+            click.echo(f"retry item {retry_id} requeued: due now, attempts reset to 0")
+            return
+        summary = operator_actions.requeue_all_dead(store, now=now)
+    except operator_actions.ActionRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for reason in summary.refused:
+        click.echo(f"skipped: {reason}", err=True)
+    if not summary.requeued and not summary.refused:
+        click.echo("no dead letters to requeue")
+        return
+    ids = ", ".join(str(i) for i in summary.requeued) or "none"
+    click.echo(f"requeued {len(summary.requeued)} retry items ({ids}); "
+               f"skipped {len(summary.refused)} whose process is gone")  # fmt: skip
+
+
+@retries.command()
+@db_option
+@click.argument("retry_id", metavar="ID", type=int)
+def discard(db: str | None, retry_id: int) -> None:
+    """Cancel a pending or dead retry item for good ('discarded by operator').
+
+    Example: ffrtmp retries discard 7
+    """
+    from datetime import UTC, datetime
+
+    from app import operator_actions
+    from app.cli.params import open_existing_for_writing
+    from app.store import Store
+
+    store = Store(open_existing_for_writing(db))
+    try:
+        changed = operator_actions.discard(store, retry_id, now=datetime.now(UTC))
+    except operator_actions.ActionRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if changed:
+        click.echo(f"retry item {retry_id} discarded")
+    else:
+        click.echo(f"retry item {retry_id} was already cancelled; nothing to do")

@@ -1,0 +1,40 @@
+"""`ffrtmp scans`: the daemon's passes over the process table."""
+
+from __future__ import annotations
+
+import click
+
+from app import defaults
+from app.cli.options import db_option, output_options
+from app.cli.params import limit_option, since_option
+
+
+@click.group()
+def scans() -> None:
+    """Scans the daemon made: when, how long, what they saw and found.
+
+    Example: ffrtmp scans list --since 15m
+    """
+
+
+@scans.command("list")
+@db_option
+@since_option
+@limit_option(defaults.CLI_LIST_LIMIT)
+@output_options
+def list_(db, since, limit, as_json, as_csv) -> None:  # noqa: ANN001
+    """List scans, newest first.
+
+    Example: ffrtmp scans list --limit 20 --csv
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.output import emit
+
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            rows = queries.list_scans(conn, since=since, limit=limit)
+    finally:
+        engine.dispose()
+    emit(rows, queries.SCAN_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no scans")

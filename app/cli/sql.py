@@ -1,0 +1,35 @@
+"""`ffrtmp sql`: the operator's own read-only query."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.options import db_option, output_options
+
+
+@click.command()
+@db_option
+@click.argument("statement", metavar='"SELECT ..."')
+@output_options
+def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:
+    """Run one SQL statement on a read-only connection; writes are refused by SQLite itself.
+    Times are stored as UTC text ('2026-01-31 12:00:00.000000').
+
+    Example: ffrtmp sql "SELECT state, count(*) FROM processes GROUP BY state"
+    """
+    from app import queries
+    from app.cli.options import open_readonly_or_fail
+    from app.cli.output import emit
+
+    engine = open_readonly_or_fail(db)
+    try:
+        with engine.connect() as conn:
+            columns, rows = queries.run_sql(conn, statement)
+    except queries.QueryError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not columns:
+        click.echo("the statement returned no rows")
+        return
+    emit(rows, columns, as_json=as_json, as_csv=as_csv, empty="no rows")

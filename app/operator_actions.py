@@ -1,0 +1,138 @@
+"""What an operator may do to the retry queue: requeue an item, or discard it.
+
+Each action is one transaction through `Store.unit()` and leaves a process event behind, so the
+trail shows who changed the queue. A requeue is refused unless the very process of the item
+(same boot id, pid and start time) is still running: retrying an attach on a recycled pid
+would govern a stranger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from app.identity import ProcessIdentity, current_identity
+from app.models import Process, ProcessEvent, RetryItem
+from app.states import EventKind, ProcessState, RetryState
+from app.store import Store
+
+DISCARD_REASON = "discarded by operator"
+REQUEUE_REASON = "requeued by operator"
+
+
+class ActionRefused(Exception):
+    """The action cannot be done; the message is one sentence for the operator."""
+
+
+@dataclass(frozen=True)
+class RequeueSummary:
+    requeued: tuple[int, ...]
+    refused: tuple[str, ...]  # one sentence per item left alone
+
+
+def _identity(process: Process) -> ProcessIdentity:
+    return ProcessIdentity(process.boot_id, process.pid, process.start_ticks)
+
+
+def _still_running(process: Process) -> bool:
+    return current_identity(process.pid) == _identity(process)
+
+
+def _exit_reason(process: Process) -> str:
+    now_there = current_identity(process.pid)
+    if now_there is None or process.exited_at is not None:
+        return f"pid {process.pid} has exited"
+    if now_there.boot_id != process.boot_id:
+        return f"pid {process.pid} belonged to an earlier boot"
+    return f"pid {process.pid} has exited and now belongs to another process"
+
+
+def requeue(store: Store, retry_id: int, *, now: datetime) -> None:
+    """Make the item due now with its attempts reset, while its process still runs."""
+    with store.unit() as s:
+        item = s.get(RetryItem, retry_id)
+        if item is None:
+            raise ActionRefused(f"retry item {retry_id} does not exist")
+        process = s.get(Process, item.process_id)
+        _requeue_one(s, item, process, now)
+
+
+def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
+    """Requeue every dead letter whose process still runs; the others are left as they are."""
+    requeued: list[int] = []
+    refused: list[str] = []
+    with store.unit() as s:
+        rows = s.execute(
+            select(RetryItem, Process)
+            .join(Process, Process.id == RetryItem.process_id)
+            .where(RetryItem.state == RetryState.DEAD)
+            .order_by(RetryItem.id)
+        ).all()
+        for item, process in rows:
+            try:
+                _requeue_one(s, item, process, now)
+            except ActionRefused as exc:
+                refused.append(str(exc))
+            else:
+                requeued.append(item.id)
+    return RequeueSummary(tuple(requeued), tuple(refused))
+
+
+def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:  # noqa: ANN001
+    if item.state == RetryState.SUCCEEDED:
+        raise ActionRefused(
+            f"retry item {item.id} cannot be requeued: it succeeded (the process was attached)"
+        )
+    if not _still_running(process):
+        raise ActionRefused(f"retry item {item.id} cannot be requeued: {_exit_reason(process)}")
+    previous = {"retry_id": item.id, "previous_state": item.state, "previous_attempt": item.attempt}
+    item.state, item.attempt = RetryState.PENDING, 0
+    item.next_attempt_at, item.claimed_until = now, None
+    item.final_reason, item.updated_at = None, now
+    process.state, process.state_reason = ProcessState.RETRYING, REQUEUE_REASON
+    s.add(
+        ProcessEvent(
+            process_id=process.id,
+            occurred_at=now,
+            kind=EventKind.REQUEUED,
+            details={**previous, "by": "operator"},
+        )
+    )
+
+
+def discard(store: Store, retry_id: int, *, now: datetime) -> bool:
+    """Cancel a pending or dead item; False when it was cancelled already (nothing to do)."""
+    with store.unit() as s:
+        item = s.get(RetryItem, retry_id)
+        if item is None:
+            raise ActionRefused(f"retry item {retry_id} does not exist")
+        if item.state == RetryState.CANCELLED:
+            return False
+        if item.state == RetryState.SUCCEEDED:
+            raise ActionRefused(
+                f"retry item {retry_id} cannot be discarded: it succeeded (the process was "
+                "attached)"
+            )
+        previous_state = item.state
+        item.state, item.final_reason = RetryState.CANCELLED, DISCARD_REASON
+        item.next_attempt_at, item.claimed_until, item.updated_at = None, None, now
+        process = s.get(Process, item.process_id)
+        if process.state == ProcessState.RETRYING:
+            # Still followed to its exit, but no attach will be tried again: ungoverned.
+            process.state, process.state_reason = ProcessState.OBSERVED, DISCARD_REASON
+        s.add(
+            ProcessEvent(
+                process_id=item.process_id,
+                occurred_at=now,
+                kind=EventKind.RETRY_CANCELLED,
+                details={
+                    "reason": DISCARD_REASON,
+                    "retry_id": retry_id,
+                    "previous_state": previous_state,
+                    "by": "operator",
+                },
+            )
+        )
+        return True
