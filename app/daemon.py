@@ -32,6 +32,8 @@ JOB_PREFIX = "auto"
 # Identities decided for good (skipped, dead, vanished) are forgotten once their pid leaves
 # the process table, so the set never grows beyond the table.
 SHORT_LIVED_REASON = "exited before it could be attached"
+PRUNE_BATCHES_PER_STEP = 4
+PRUNE_INTERVAL_SECONDS = 3600.0
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Daemon:
         self.next_scan_at = 0.0
         self.next_retry_at: float | None = None
         self.reload_requested = False
+        self.next_prune_at = 0.0
 
     # --- signals -------------------------------------------------------------------------
 
@@ -366,6 +369,26 @@ class Daemon:
                 self._record_error("retry", exc, now)
             self.next_retry_at = self._next_retry()
         self.health_tick(now)
+        if now >= self.next_prune_at:
+            self.prune_slice(now)
+
+    def prune_slice(self, now: float) -> None:
+        """Retention, a few small batches at a time so a scan never waits long behind it."""
+        from app.prune import prune
+
+        try:
+            removed = prune(self.store, self.config.retention_s, utc(now),
+                            max_batches=PRUNE_BATCHES_PER_STEP)  # fmt: skip
+        except Exception as exc:
+            self._record_error("prune", exc, now)
+            self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
+            return
+        total = sum(removed.values())
+        if total:
+            log.info("retention: removed %d rows older than %ss", total, self.config.retention_s)
+        # A full slice means more may be left: come back soon, between other steps.
+        full = total >= PRUNE_BATCHES_PER_STEP * defaults.PRUNE_BATCH_ROWS
+        self.next_prune_at = now + (1.0 if full else PRUNE_INTERVAL_SECONDS)
 
     def health_tick(self, now: float) -> None:
         report = self.health.evaluate(now)
@@ -403,7 +426,7 @@ class Daemon:
             self.notifier.status(report, self)
 
     def wait_seconds(self, now: float) -> float:
-        deadlines = [self.next_scan_at, now + self.snapshots.interval]
+        deadlines = [self.next_scan_at, now + self.snapshots.interval, self.next_prune_at]
         if self.next_retry_at is not None:
             deadlines.append(self.next_retry_at)
         if self.notifier is not None:

@@ -322,3 +322,23 @@ def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
         assert daemon.stats.scans == 1  # found by the event, not by another scan
     finally:
         close(daemon)
+
+
+def test_daemon_prunes_history_past_its_retention(tmp_path, db_path, cgroup_parent, fake_ffmpeg):
+    from datetime import UTC, datetime, timedelta
+
+    config = write_config(tmp_path, fake_ffmpeg, "retention: 1h\n")
+    daemon = make_daemon(db_path, config, cgroup_parent, events=False)
+    try:
+        now = time.time()
+        old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+        for _ in range(3):
+            daemon.store.record_scan(started_at=old, duration_ms=1, trigger="periodic", ok=True,
+                                     seen=1, matched=0, new=0, unreadable=0, errors=0)  # fmt: skip
+        daemon.start(now)
+        daemon.step(now)
+        assert query(db_path, "SELECT count(*), min(started_at) > ? FROM scans",
+                     (str(old.replace(tzinfo=None)),)) == [(1, 1)]  # fmt: skip
+        assert daemon.next_prune_at > now + 60
+    finally:
+        close(daemon)
