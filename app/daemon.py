@@ -222,6 +222,11 @@ class Daemon:
         except Exception as exc:
             self._record_error("store", exc, now)
         self.next_scan_at = now + self.config.scan_interval
+        try:
+            # `ffrtmp retries requeue` may have added due work behind our back.
+            self.next_retry_at = self._next_retry()
+        except Exception as exc:
+            self._record_error("store", exc, now)
 
     def consider(self, candidate: Candidate, now: float) -> int:
         """Decide about one matching process; returns 1 if it was new to us."""

@@ -342,3 +342,32 @@ def test_daemon_prunes_history_past_its_retention(tmp_path, db_path, cgroup_pare
         assert daemon.next_prune_at > now + 60
     finally:
         close(daemon)
+
+
+def test_requeued_dead_letter_is_retried_by_the_running_daemon(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    from datetime import UTC, datetime
+
+    from app.operator_actions import requeue
+
+    failpoints.configure("governor.attach=EBUSY*4")  # the first attach and three retries
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False, max_retry_attempts=3)  # fmt: skip
+    try:
+        now = time.time()
+        daemon.start(now)
+        child = spawn([fake_ffmpeg, "30"])
+        daemon.full_scan(now)
+        for _ in range(3):
+            now += 400
+            daemon.step(now)
+        ((retry_id, state),) = query(db_path, "SELECT id, state FROM retry_items")
+        assert state == "dead"
+        requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now, UTC))
+        daemon.full_scan(now + 1)
+        daemon.step(now + 2)
+        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 1)]
+        assert process_row(db_path, child.pid)[1] == "attached"
+    finally:
+        close(daemon)
