@@ -14,11 +14,9 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Connection,
-    DateTime,
     Float,
     Integer,
     String,
-    TypeDecorator,
     column,
     func,
     select,
@@ -29,6 +27,7 @@ from sqlalchemy.sql.expression import TableClause
 
 from app import defaults
 from app.states import HealthStatus, RetryState
+from app.utctime import UTCDateTime
 
 # --- the columns read, described lightly ------------------------------------------------------
 # app.models maps the full schema for the writers; declaring its classes costs a read command
@@ -36,26 +35,8 @@ from app.states import HealthStatus, RetryState
 # needs; tests/test_cli_queries.py checks them against app.models so the two cannot drift.
 
 
-class StoredTime(TypeDecorator):
-    """The store's naive-UTC text, read back as aware UTC; aware datetimes bind as naive UTC
-    (the same conversion as app.models.UTCDateTime)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a query; use datetime.now(UTC)")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
 _TYPES = {"int": Integer, "str": String, "float": Float, "bool": Boolean, "json": JSON,
-          "time": StoredTime}  # fmt: skip
+          "time": UTCDateTime}  # fmt: skip
 
 
 class LightTable:

@@ -374,15 +374,7 @@ class Store:
             if not (error.retryable and retry_enabled):
                 reason = "not retryable" if not error.retryable else "retry disabled"
                 if item is not None and item.state == RetryState.PENDING:
-                    self._finish_retry(s, item, RetryState.DEAD, f"{reason}: {message}", now)
-                    self._set_state(s, process_id, ProcessState.DEAD, message)
-                    self._event(
-                        s,
-                        process_id,
-                        EventKind.DEAD_LETTERED,
-                        now,
-                        {"reason": reason, "last_error": message},
-                    )
+                    self._dead_letter(s, item, f"{reason}: {message}", message, now)
                     return RetryOutcome(RetryState.DEAD, attempt, None)
                 return RetryOutcome("none", attempt, None)
             if item is None:
@@ -399,15 +391,7 @@ class Store:
                 )
                 s.add(item)
             if attempt >= item.max_attempts:
-                self._finish_retry(s, item, RetryState.DEAD, "max attempts reached", now)
-                self._set_state(s, process_id, ProcessState.DEAD, message)
-                self._event(
-                    s,
-                    process_id,
-                    EventKind.DEAD_LETTERED,
-                    now,
-                    {"attempts": attempt, "last_error": message},
-                )
+                self._dead_letter(s, item, "max attempts reached", message, now)
                 return RetryOutcome(RetryState.DEAD, attempt, None)
             delay = policy.delay(attempt + 1, rng)
             item.next_attempt_at = now + timedelta(seconds=delay)
@@ -441,6 +425,14 @@ class Store:
                     details={"reason": reason},
                 )
             )
+
+    def _dead_letter(self, s: Session, item: RetryItem, reason: str, last_error: str,
+                     now: datetime) -> None:  # fmt: skip
+        """The item joins the dead-letter list and its process says so."""
+        self._finish_retry(s, item, RetryState.DEAD, reason, now)
+        self._set_state(s, item.process_id, ProcessState.DEAD, last_error)
+        details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
+        self._event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
 
     @staticmethod
     def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:

@@ -1,6 +1,5 @@
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -12,22 +11,10 @@ from app.identity import read_stat
 
 
 @pytest.fixture
-def spawn():
-    """Start processes for a test; every one is killed by pid (if still running) and reaped."""
-    started: list[subprocess.Popen] = []
-
-    def start(argv: list[str]) -> subprocess.Popen:
-        proc = subprocess.Popen(argv)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=5)
+def spawn(spawn):
+    """The suite's spawner, without waiting for the exec: these tests read the kernel's own
+    account of each process, from its very first event."""
+    return lambda argv: spawn(argv, wait_exec=False, stdout=None, stderr=None)
 
 
 def wait_for_state(pid: int, state: str, timeout: float = 5.0):

@@ -107,22 +107,10 @@ needs_connector = pytest.mark.skipif(unavailable is not None, reason=str(unavail
 
 
 @pytest.fixture
-def spawn():
-    """Start processes for a test; every one is killed by pid (if still running) and reaped."""
-    started: list[subprocess.Popen] = []
-
-    def start(argv: list[str]) -> subprocess.Popen:
-        proc = subprocess.Popen(argv)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=5)
+def spawn(spawn):
+    """The suite's spawner, without waiting for the exec: these tests read the kernel's own
+    account of each process, from its very first event."""
+    return lambda argv: spawn(argv, wait_exec=False, stdout=None, stderr=None)
 
 
 @pytest.fixture
