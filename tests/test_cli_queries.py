@@ -20,8 +20,8 @@ from app.cli.params import parse_since
 from app.errors import classify
 from app.identity import ProcessIdentity, boot_id
 from app.models import Base
-from app.utctime import UTCDateTime
 from app.states import ProcessState
+from app.utctime import UTCDateTime
 
 NOW = datetime.now(UTC)
 EAGAIN = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
