@@ -186,6 +186,7 @@ class Daemon:
     def full_scan(self, now: float, trigger: str = "periodic") -> None:
         started = time.perf_counter()
         errors = new = 0
+        lost = False
         ok = True
         result = None
         try:
@@ -201,7 +202,9 @@ class Daemon:
                     self._record_error("scan", exc, now, pid=candidate.pid)
             self._forget_absent(present)
             self._follow_rows_of_others()
-            self.lifecycle.poll(now)
+            drained: list[bool] = []
+            self.lifecycle.poll(now, drain_events=lambda: drained.append(self._drain_events(now)))
+            lost = any(drained)
             self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
         except Exception as exc:
             ok = False
@@ -221,7 +224,8 @@ class Daemon:
             )  # fmt: skip
         except Exception as exc:
             self._record_error("store", exc, now)
-        self.next_scan_at = now + self.config.scan_interval
+        # Events lost while we walked /proc: the next scan is due at once.
+        self.next_scan_at = now if lost else now + self.config.scan_interval
         try:
             # `ffrtmp retries requeue` may have added due work behind our back.
             self.next_retry_at = self._next_retry()
@@ -367,6 +371,7 @@ class Daemon:
             self.full_scan(now)
         elif self._drain_events(now):
             self.full_scan(now, trigger="overflow")
+        self._reconsider_deferred(now)
         if self.next_retry_at is not None and now >= self.next_retry_at:
             try:
                 self.retries.run_due(now)
@@ -376,6 +381,14 @@ class Daemon:
         self.health_tick(now)
         if now >= self.next_prune_at:
             self.prune_slice(now)
+
+    def _reconsider_deferred(self, now: float) -> None:
+        """Processes younger than min_runtime are looked at again when they come of age,
+        not a scan interval later."""
+        for ident in [i for i, until in self.deferred.items() if until <= now]:
+            del self.deferred[ident]
+            if ident.is_alive():
+                self._on_exec(ident.pid, now)
 
     def prune_slice(self, now: float) -> None:
         """Retention, a few small batches at a time so a scan never waits long behind it."""
@@ -434,6 +447,8 @@ class Daemon:
         deadlines = [self.next_scan_at, now + self.snapshots.interval, self.next_prune_at]
         if self.next_retry_at is not None:
             deadlines.append(self.next_retry_at)
+        if self.deferred:
+            deadlines.append(min(self.deferred.values()))
         if self.notifier is not None:
             # systemd's watchdog must hear from a healthy loop even with long scan intervals.
             ping_in = self.notifier.seconds_until_watchdog()

@@ -23,11 +23,11 @@ def boot_id() -> str:
 
 @lru_cache(maxsize=1)
 def boot_time() -> float:
-    """Seconds since the epoch at which this machine booted (btime in /proc/stat)."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
+    """Seconds since the epoch at which this machine booted, to the microsecond.
+
+    /proc/stat's btime is rounded to whole seconds, too coarse for a process's age (a
+    min_runtime of 1 s); the boot-time clock, which also counts suspend as start ticks do,
+    gives it exactly."""
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.attach import utc
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 
 RECENT_EXITS_KEPT = 4096
 REASON_NO_EVENT_SOURCE = (
-    "exit status not observable: the process was reaped by its parent before ffrtmp looked "
-    "and no process-events connector was listening"
+    "exit status not observable: the process was reaped by its parent before ffrtmp looked, "
+    "and no exit event from the kernel was received for it"
 )
 REASON_DAEMON_DOWN = "exited while ffrtmp was not running"
 REASON_REBOOTED = "the machine rebooted while the process was recorded as running"
@@ -79,22 +80,30 @@ class Lifecycle:
             return ExitInfo(code, signo)
         return ExitInfo.unknown(reason)
 
-    def poll(self, now: float) -> int:
-        """Finish every followed process that is gone (or a zombie); returns how many."""
-        finished = 0
-        for followed in list(self.by_pid.values()):
-            stat = read_stat(followed.identity.pid)
-            alive = (
-                stat is not None
-                and stat.start_ticks == followed.identity.start_ticks
-                and stat.state != "Z"
-            )
-            if not alive:
-                self.finish(followed, self.exit_info_for(followed.identity,
-                                                         REASON_NO_EVENT_SOURCE), now)  # fmt: skip
-                finished += 1
+    def poll(self, now: float, drain_events: Callable[[], object] | None = None) -> int:
+        """Finish every followed process that is gone (or a zombie); returns how many.
+
+        The kernel queues a process's exit event before /proc shows it gone, so for the
+        processes found gone, `drain_events` (reading that queue) finishes them with their
+        real status; only those without an event are finished here."""
+        gone = [f for f in self.by_pid.values() if not self._alive(f)]
+        if gone and drain_events is not None:
+            drain_events()
+        for followed in gone:
+            if self.by_pid.get(followed.identity.pid) is followed:
+                info = self.exit_info_for(followed.identity, REASON_NO_EVENT_SOURCE)
+                self.finish(followed, info, now)
         self.retry_releases()
-        return finished
+        return len(gone)
+
+    @staticmethod
+    def _alive(followed: Followed) -> bool:
+        stat = read_stat(followed.identity.pid)
+        return (
+            stat is not None
+            and stat.start_ticks == followed.identity.start_ticks
+            and stat.state != "Z"
+        )
 
     def finish(self, followed: Followed, info: ExitInfo, now: float,
                state: ProcessState = ProcessState.EXITED) -> None:  # fmt: skip

@@ -371,3 +371,23 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
         assert process_row(db_path, child.pid)[1] == "attached"
     finally:
         close(daemon)
+
+
+def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    config = write_config(tmp_path, fake_ffmpeg, "filters: {min_runtime: 1s}\n")
+    daemon = make_daemon(db_path, config, cgroup_parent)  # events; full scans only every 10 s
+    try:
+        daemon.start(time.time())
+        daemon.full_scan(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        started = time.monotonic()
+        pump(daemon, lambda: time.monotonic() - started > 0.6)
+        assert process_row(db_path, child.pid) is None
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached",
+             timeout=3)  # fmt: skip
+        assert time.monotonic() - started < 2.5
+        assert daemon.stats.scans == 1
+    finally:
+        close(daemon)
