@@ -136,6 +136,8 @@ class Daemon:
                 self.unavailable,
             )
         self.recover(now)
+        # After recovery, which has cancelled the items of processes that exited meanwhile.
+        self.store.dead_letter_exhausted(now=utc(now))
         self.next_retry_at = self._next_retry()
 
     def recover(self, now: float) -> None:
@@ -162,7 +164,7 @@ class Daemon:
                 self.store.mark_adopted(tracked.process_id, now=utc(now),
                                         state=ProcessState.ATTACHED)  # fmt: skip
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
-            elif tracked.state == ProcessState.RETRYING or tracked.state == ProcessState.OBSERVED:
+            elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
             else:
                 # Discovered but never attached (a crash in between), or moved out of its
@@ -171,7 +173,7 @@ class Daemon:
                                         state=ProcessState.DISCOVERED)  # fmt: skip
                 self._attach(tracked.process_id, ident, tracked.job_id,
                              self._limits_for(tracked.rule), now)  # fmt: skip
-        followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values()}
+        followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id)

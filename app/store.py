@@ -172,7 +172,11 @@ class Store:
 
     def unfinished_processes(self) -> list[TrackedProcess]:
         with self.unit() as s:
-            rows = s.scalars(select(Process).where(Process.state.in_(UNFINISHED_STATES)))
+            # A dead-lettered process still runs, ungoverned: its exit is recorded too.
+            still_running_dead = (Process.state == ProcessState.DEAD) & Process.exited_at.is_(None)
+            rows = s.scalars(
+                select(Process).where(Process.state.in_(UNFINISHED_STATES) | still_running_dead)
+            )
             return [_tracked(r) for r in rows]
 
     def known_identity_ids(self, identities: Iterable[ProcessIdentity]) -> dict:
@@ -501,6 +505,22 @@ class Store:
                 .returning(RetryItem.attempt)
             ).scalar_one_or_none()
             return attempt
+
+    def dead_letter_exhausted(self, *, now: datetime) -> int:
+        """Dead-letter the pending items that have had all their attempts: a last attempt cut
+        short by a crash was counted (claim_retry) but its failure never recorded. Returns how
+        many."""
+        with self.unit() as s:
+            items = s.scalars(
+                select(RetryItem).where(
+                    RetryItem.state == RetryState.PENDING,
+                    RetryItem.attempt >= RetryItem.max_attempts,
+                )
+            ).all()
+            for item in items:
+                reason = "max attempts reached (the last one was interrupted)"
+                self._dead_letter(s, item, reason, item.last_error or "", now)
+            return len(items)
 
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
         with self.unit() as s:
