@@ -135,10 +135,31 @@ class Daemon:
                 "NO RESOURCE LIMITS WILL BE APPLIED: %s. Processes are recorded as observed.",
                 self.unavailable,
             )
+        self._restore_health_totals()
         self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
         self.store.dead_letter_exhausted(now=utc(now))
         self.next_retry_at = self._next_retry()
+
+    def _restore_health_totals(self) -> None:
+        """The totals go on across restarts; the consecutive counters describe this run."""
+        last = self.store.last_health()
+        if last is None:
+            return
+        details = last.details or {}
+        try:
+            restored = HealthTracker.restore(
+                self.health.thresholds, self.health.started_at,
+                total_scans=int(details.get("total_scans", 0)),
+                total_scan_failures=last.total_scan_failures,
+                total_attaches=int(details.get("total_attaches", 0)),
+                total_attach_failures=last.total_attach_failures,
+                errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:
+            log.warning("health totals of the last run not restored: %s", exc)
+            return
+        self.health = self.attacher.health = restored
 
     def recover(self, now: float) -> None:
         """Take up what an earlier run left: adopt the living, close the dead, clean up."""

@@ -4,6 +4,7 @@ database read back with plain SQL."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -217,4 +218,14 @@ def test_bad_http_address_is_refused_before_the_database_is_created(db_path):
     result = ffrtmp("watch", "--once", "--db", str(db_path), "--http", "localhost:http")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: --http localhost:http: ")
+    assert not db_path.exists()
+
+
+def test_bad_failpoint_spec_is_one_sentence_and_exit_2(db_path):
+    result = ffrtmp("watch", "--once", "--db", str(db_path),
+                    env={**os.environ, "FFRTMP_FAILPOINTS": "governor.attach=EBUSYX*2"})  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        "Error: FFRTMP_FAILPOINTS: 'EBUSYX' in 'governor.attach=EBUSYX*2' is not an errno name\n"
+    )
     assert not db_path.exists()

@@ -391,3 +391,27 @@ def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
         assert daemon.stats.scans == 1
     finally:
         close(daemon)
+
+
+def test_health_totals_carry_across_a_restart(tmp_path, db_path, spawn, cgroup_parent,
+                                              fake_ffmpeg):  # fmt: skip
+    failpoints.configure("governor.attach=EBUSY*1")
+    config = write_config(tmp_path, fake_ffmpeg)
+    first = make_daemon(db_path, config, cgroup_parent, events=False)
+    spawn([fake_ffmpeg, "30"])
+    try:
+        now = time.time()
+        first.start(now)
+        first.step(now)  # scan (the attach fails once) and a first health snapshot
+        first.shutdown(now)
+    finally:
+        close(first)
+    second = make_daemon(db_path, config, cgroup_parent, events=False)
+    try:
+        second.start(time.time())
+        report = second.health.evaluate(time.time())
+        assert (report.total_scans, report.total_attach_failures) == (1, 1)
+        assert report.errors_by_type == {"transient": 1}
+        assert report.consecutive_attach_failures == 0
+    finally:
+        close(second)

@@ -9,7 +9,7 @@ import time
 import click
 
 from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from app.cli.options import db_option, open_for_writing_or_fail
+from app.cli.options import db_option, load_failpoints_or_fail, open_for_writing_or_fail
 from app.cli.watch import limit_options
 
 
@@ -46,6 +46,7 @@ def attach(
     from app.store import Store
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
+    load_failpoints_or_fail()
     candidate = Scanner([], self_pid=os.getpid()).inspect(pid, require_match=False)
     if candidate is None:
         raise click.ClickException(f"no process with pid {pid} that ffrtmp may govern")

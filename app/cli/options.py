@@ -41,3 +41,13 @@ def open_for_writing_or_fail(db: str | None):  # noqa: ANN201
         return open_for_writing(db)
     except DatabaseError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def load_failpoints_or_fail() -> None:
+    """Arm FFRTMP_FAILPOINTS for a command that acts, or say what is wrong with it (exit 2)."""
+    from app import failpoints
+
+    try:
+        failpoints.configure()
+    except failpoints.FailpointSpecError as exc:
+        raise click.UsageError(str(exc)) from None

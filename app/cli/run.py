@@ -11,7 +11,7 @@ import time
 import click
 
 from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from app.cli.options import db_option, open_for_writing_or_fail
+from app.cli.options import db_option, load_failpoints_or_fail, open_for_writing_or_fail
 from app.cli.watch import limit_options
 
 
@@ -74,6 +74,7 @@ def run(
     from app.store import Store
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
+    load_failpoints_or_fail()
     governor = ready_governor(cgroup_root, cgroup_parent, cgroup_version)
     store = Store(open_for_writing_or_fail(db))
     argv = list(command)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from app import defaults
-from app.cli.options import db_option
+from app.cli.options import db_option, load_failpoints_or_fail
 
 
 class DurationType(click.ParamType):
@@ -106,6 +106,7 @@ def watch(
     from app.config import ConfigError, apply_overrides, effective_dict, load_config
 
     logs.setup(log_level, log_format)
+    load_failpoints_or_fail()
     overrides = dict(
         scan_interval=scan_interval, target_commands=list(targets) or None,
         cpu_quota=cpu_quota, cpu_weight=cpu_weight, memory_limit=memory_limit,
