@@ -222,8 +222,8 @@ def test_bad_http_address_is_refused_before_the_database_is_created(db_path):
 
 
 def test_bad_failpoint_spec_is_one_sentence_and_exit_2(db_path):
-    result = ffrtmp("watch", "--once", "--db", str(db_path),
-                    env={**os.environ, "FFRTMP_FAILPOINTS": "governor.attach=EBUSYX*2"})  # fmt: skip
+    env = {**os.environ, "FFRTMP_FAILPOINTS": "governor.attach=EBUSYX*2"}
+    result = ffrtmp("watch", "--once", "--db", str(db_path), env=env)
     assert result.returncode == 2
     assert result.stderr.endswith(
         "Error: FFRTMP_FAILPOINTS: 'EBUSYX' in 'governor.attach=EBUSYX*2' is not an errno name\n"
