@@ -24,6 +24,16 @@ from app.states import ProcessState
 from app.utctime import UTCDateTime
 
 NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Each test's history is placed relative to its own start, so relative --since values
+    ("25s") mean the same however late in the run the test comes."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 EAGAIN = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 EACCES = classify(PermissionError(errno.EACCES, "Permission denied"))
 

@@ -25,6 +25,16 @@ from app.scanner import Scanner
 from app.states import EventKind, ProcessState, RetryState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Each test's history is placed relative to its own start, so relative --since values
+    ("25s") mean the same however late in the run the test comes."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 ONE_TRY = BackoffPolicy(max_attempts=1)
 

@@ -21,6 +21,14 @@ from app.models import Process, RetryItem
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Each test's history is placed relative to its own start, so relative --since values
+    ("25s") mean the same however late in the run the test comes."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 def run(db_path, *args: str):  # noqa: ANN001, ANN201
     return CliRunner().invoke(main, ["sql", *args, "--db", str(db_path)])
 
