@@ -280,6 +280,11 @@ class Daemon:
         process_id, is_new = self.store.register(candidate, job_id=job_id, limits=limits,
                                                  now=utc(now))  # fmt: skip
         if not is_new:
+            if self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
+                # Our own attach of it failed before its outcome was stored (the store
+                # refused a commit): finish it; the governor reuses the job cgroup.
+                self._attach(process_id, ident, job_id, limits, now)
+                return 0
             # Recorded by an earlier run or by `ffrtmp attach`; recovery or the retry queue
             # owns it, never a second attach here.
             self.settled[ident] = process_id

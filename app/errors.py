@@ -143,7 +143,8 @@ def classify(exc: BaseException) -> Classification:
         inner_text = _text(decided_by)
         if inner_text and inner_text not in message:
             message = f"{message}: {inner_text}"
-    code = verdict.errno
+    # An errno no rule knows is still worth storing: it is what an operator searches for.
+    code = verdict.errno if verdict.errno is not None else _errno_of(decided_by)
     return Classification(
         error_type=verdict.error_type,
         retryable=verdict.error_type in RETRYABLE_ERROR_TYPES and not verdict.target_gone,

@@ -262,6 +262,18 @@ class Store:
             )
             return inserted, True
 
+    def attach_was_cut_short(self, process_id: int, job_prefix: str) -> bool:
+        """True for a row of ours still 'discovered': its attach never recorded an outcome."""
+        with self.unit() as s:
+            row = s.execute(
+                select(Process.state, Process.job_id).where(Process.id == process_id)
+            ).first()
+        return (
+            row is not None
+            and row.state == ProcessState.DISCOVERED
+            and row.job_id.startswith(job_prefix)
+        )
+
     def add_event(
         self, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
     ) -> None:

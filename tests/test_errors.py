@@ -351,7 +351,7 @@ def test_an_errno_on_the_outer_exception_is_not_overruled_by_its_cause():
     outer = OSError(errno.EIO, "Input/output error")
     outer.__cause__ = OSError(errno.EBUSY, "busy")
     result = classify(outer)
-    assert (result.error_type, result.errno_name) == (ErrorType.UNKNOWN, None)
+    assert (result.error_type, result.errno_name) == (ErrorType.UNKNOWN, "EIO")
 
 
 def test_cancel_reasons():

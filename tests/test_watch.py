@@ -415,3 +415,34 @@ def test_health_totals_carry_across_a_restart(tmp_path, db_path, spawn, cgroup_p
         assert report.consecutive_attach_failures == 0
     finally:
         close(second)
+
+
+def test_an_attach_whose_outcome_the_store_refused_is_finished_on_the_next_scan(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
+                         events=False)  # fmt: skip
+    try:
+        now = time.time()
+        daemon.start(now)
+        child = spawn([fake_ffmpeg, "30"])
+        # The second commit of the attach (its outcome) fails: the row stays 'discovered'.
+        failpoints.configure("store.commit=EIO*1")
+        original_register = daemon.store.register
+
+        def register_then_arm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            failpoints.configure("")
+            result = original_register(*args, **kwargs)
+            failpoints.configure("store.commit=EIO*1")
+            return result
+
+        daemon.store.register = register_then_arm
+        daemon.full_scan(now)
+        daemon.store.register = original_register
+        assert process_row(db_path, child.pid)[1] == "discovered"
+        assert query(db_path, "SELECT operation, errno_name FROM error_events") == [("scan", "EIO")]
+        daemon.full_scan(now + 10)
+        assert process_row(db_path, child.pid)[1] == "attached"
+        assert query(db_path, "SELECT count(*) FROM processes") == [(1,)]
+    finally:
+        close(daemon)
