@@ -229,3 +229,24 @@ def test_bad_failpoint_spec_is_one_sentence_and_exit_2(db_path):
         "Error: FFRTMP_FAILPOINTS: 'EBUSYX' in 'governor.attach=EBUSYX*2' is not an errno name\n"
     )
     assert not db_path.exists()
+
+
+def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
+    tmp_path, db_path, spawn, fake_ffmpeg
+):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir()
+    other.mkdir()
+    config = write_config(tmp_path, fake_ffmpeg,
+                          f"default_limits: {{cpu_quota: 150, memory_limit: 2048}}\n"
+                          f"filters: {{allowed_dirs: ['{allowed}']}}\n")  # fmt: skip
+    inside = spawn([fake_ffmpeg, "30"], cwd=allowed)
+    outside = spawn([fake_ffmpeg, "31"], cwd=other)
+    result = ffrtmp("scan", "--watch-config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["pid"]: row for row in json.loads(result.stdout)}
+    assert rows[inside.pid]["decision"] == "attach"
+    assert rows[inside.pid]["limits"] == "cpu 150%, weight 100, memory 2048MB"
+    assert rows[outside.pid]["decision"] == "skip"
+    assert str(other) in rows[outside.pid]["reason"]
+    assert not db_path.exists()  # a dry run writes nothing
