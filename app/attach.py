@@ -33,8 +33,8 @@ class AttachResult:
 
 
 class Attacher:
-    def __init__(self, store: Store, governor, policy, *, retry_enabled: bool,  # noqa: ANN001
-                 health=None, unavailable_reason: str | None = None,  # noqa: ANN001
+    def __init__(self, store: Store, governor, policy, *, retry_enabled: bool,
+                 health=None, unavailable_reason: str | None = None,
                  rng: random.Random | None = None) -> None:  # fmt: skip
         self.store = store
         self.governor = governor

@@ -13,7 +13,7 @@ import select
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app import __version__, defaults
 from app.attach import Attacher, utc
@@ -29,8 +29,6 @@ from app.store import Store
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "auto"
-# Identities decided for good (skipped, dead, vanished) are forgotten once their pid leaves
-# the process table, so the set never grows beyond the table.
 SHORT_LIVED_REASON = "exited before it could be attached"
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
@@ -44,8 +42,6 @@ class LoopStats:
     exit_events: int = 0
     last_scan_ms: float = 0.0
     discovered: int = 0
-    attached_now: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Daemon:
@@ -55,13 +51,13 @@ class Daemon:
         store: Store,
         governor,
         scanner,
-        *,  # noqa: ANN001
+        *,
         listener=None,
         discovery: str = "poll",
-        once: bool = False,  # noqa: ANN001
+        once: bool = False,
         config_summary: dict | None = None,
         notifier=None,
-    ) -> None:  # noqa: ANN001
+    ) -> None:
         self.config = config
         self.store = store
         self.governor = governor
@@ -95,7 +91,9 @@ class Daemon:
         )  # fmt: skip
         self.lifecycle = Lifecycle(store, governor)
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
-        self.settled: dict[ProcessIdentity, int] = {}  # decided for good: identity -> process id
+        # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
+        # forgotten once their pid leaves the process table, so it never outgrows the table.
+        self.settled: dict[ProcessIdentity, int] = {}
         self.deferred: dict[ProcessIdentity, float] = {}  # min_runtime not reached: until when
         self.run_id: int | None = None
         self.stop_requested = 0
@@ -299,10 +297,10 @@ class Daemon:
 
         return job_id_for(JOB_PREFIX, candidate.command, candidate.identity)
 
-    def _limits_for(self, rule: str | None):  # noqa: ANN202
+    def _limits_for(self, rule: str | None):
         return self.config.limits_for(rule) if rule else self.config.default_limits
 
-    def _attach(self, process_id: int, ident: ProcessIdentity, job_id: str, limits,  # noqa: ANN001
+    def _attach(self, process_id: int, ident: ProcessIdentity, job_id: str, limits,
                 now: float) -> None:  # fmt: skip
         result = self.attacher.attach(process_id, ident, job_id, limits, now=now)
         if result.state in (ProcessState.ATTACHED, ProcessState.OBSERVED, ProcessState.RETRYING,
@@ -573,7 +571,7 @@ class Daemon:
             self.listener.close()
 
 
-def default_notifier():  # noqa: ANN201
+def default_notifier():
     if os.environ.get("NOTIFY_SOCKET"):
         from app.sd_notify import Notifier
 

@@ -85,11 +85,11 @@ def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine
         return engine
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):  # noqa: ANN001
+    def on_connect(dbapi_connection, _record):
         _set_pragmas(dbapi_connection, readonly)
 
     @event.listens_for(engine, "begin")
-    def on_begin(conn):  # noqa: ANN001
+    def on_begin(conn):
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine

@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("GET %s failed: %s", path, exc, exc_info=True)
             self._send_text(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         # http.server answers methods without a do_<METHOD> with 501; every method other
         # than GET is a known one we refuse, so it gets 405.
         if name.startswith("do_"):

@@ -37,7 +37,7 @@ class Followed:
 
 
 class Lifecycle:
-    def __init__(self, store: Store, governor) -> None:  # noqa: ANN001
+    def __init__(self, store: Store, governor) -> None:
         self.store = store
         self.governor = governor
         self.by_pid: dict[int, Followed] = {}

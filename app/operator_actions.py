@@ -80,7 +80,7 @@ def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
     return RequeueSummary(tuple(requeued), tuple(refused))
 
 
-def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:  # noqa: ANN001
+def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:
     if item.state == RetryState.SUCCEEDED:
         raise ActionRefused(
             f"retry item {item.id} cannot be requeued: it succeeded (the process was attached)"

@@ -195,7 +195,7 @@ def _dicts(result: Any) -> list[dict]:
     return [dict(row._mapping) for row in result]
 
 
-def _retry_select():  # noqa: ANN202
+def _retry_select():
     return select(
         RetryItem.id,
         RetryItem.process_id,

@@ -60,7 +60,7 @@ class RetryWorker:
                 )
         return ran
 
-    def _target_gone(self, due, now: float, reason: str) -> None:  # noqa: ANN001
+    def _target_gone(self, due, now: float, reason: str) -> None:
         if reason == CANCEL_REASON_PID_REUSED:
             self.store.cancel_retry(due.process_id, reason=reason, now=utc(now))
         followed = self.lifecycle.by_pid.get(due.identity.pid)

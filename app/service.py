@@ -15,7 +15,7 @@ class StartupError(Exception):
     """The daemon cannot start; the message is one sentence for the operator."""
 
 
-def open_store(db: str | None):  # noqa: ANN201
+def open_store(db: str | None):
     from app.database import DatabaseError, open_for_writing
     from app.store import Store
 
@@ -25,14 +25,14 @@ def open_store(db: str | None):  # noqa: ANN201
         raise StartupError(str(exc)) from None
 
 
-def make_governor(config: WatchConfig):  # noqa: ANN201
+def make_governor(config: WatchConfig):
     from app.governor import Governor
 
     version = {"v1": 1, "v2": 2}.get(config.cgroup.version)
     return Governor.create(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
 
 
-def choose_discovery(mode: str):  # noqa: ANN201
+def choose_discovery(mode: str):
     """(mode actually used, listener or None), logging the choice once."""
     if mode == "poll":
         log.info("discovery: poll (full scans only)")

@@ -20,7 +20,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):  # noqa: ANN201
+def store(db_path: Path):
     from app.database import open_for_writing
     from app.store import Store
 
@@ -54,7 +54,7 @@ class Spawner:
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
 
-    def __call__(self, argv: list, wait_exec: bool = True, **kwargs) -> subprocess.Popen:  # noqa: ANN003
+    def __call__(self, argv: list, wait_exec: bool = True, **kwargs) -> subprocess.Popen:
         """Start argv; by default return once its own command line is visible in /proc."""
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)

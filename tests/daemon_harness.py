@@ -41,7 +41,7 @@ def make_daemon(
     events: bool = True,
     governor=None,
     **overrides,
-) -> Daemon:  # noqa: ANN001, ANN003
+) -> Daemon:
     config = apply_overrides(load_config(config_path), cgroup_parent=cgroup_parent, **overrides)
     store = Store(open_for_writing(db_path))
     if governor is None:
@@ -56,7 +56,7 @@ def make_daemon(
                   discovery="events" if events else "poll")  # fmt: skip
 
 
-def pump(daemon: Daemon, until, timeout: float = 8.0, what: str = "") -> None:  # noqa: ANN001
+def pump(daemon: Daemon, until, timeout: float = 8.0, what: str = "") -> None:
     """Run loop steps at real time until `until()` is true."""
     deadline = time.monotonic() + timeout
     while True:

@@ -15,7 +15,7 @@ from app.cli import main
 from app.queries import HEALTH_HISTORY_COLUMNS, HEALTH_KEYS
 
 
-def run(db_path, *args: str):  # noqa: ANN001, ANN201
+def run(db_path, *args: str):
     return CliRunner().invoke(main, ["health", *args, "--db", str(db_path)])
 
 
@@ -24,10 +24,10 @@ def snapshot(
     *,
     age_s: float = 0,
     scan_age_s: float = 0,
-    status: str = "healthy",  # noqa: ANN001
+    status: str = "healthy",
     run_id: int | None = None,
     **counters,
-) -> None:  # noqa: ANN003
+) -> None:
     """A snapshot taken `age_s` ago whose last successful scan was `scan_age_s` before it."""
     taken = datetime.now(UTC) - timedelta(seconds=age_s)
     values = {

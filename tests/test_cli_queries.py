@@ -38,7 +38,7 @@ EAGAIN = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 EACCES = classify(PermissionError(errno.EACCES, "Permission denied"))
 
 
-def run(db_path, *args: str):  # noqa: ANN001, ANN201
+def run(db_path, *args: str):
     return CliRunner().invoke(main, [*args, "--db", str(db_path)])
 
 
@@ -47,10 +47,10 @@ def register(
     pid: int,
     *,
     age_s: float,
-    command: str = "ffmpeg",  # noqa: ANN001
+    command: str = "ffmpeg",
     start_ticks: int = 1,
     state=ProcessState.DISCOVERED,
-) -> int:  # noqa: ANN001
+) -> int:
     candidate = Candidate(
         identity=ProcessIdentity(boot_id(), pid, start_ticks),
         command=command, argv=(command, "-i", "in"), ppid=1, rule=command,
@@ -61,7 +61,7 @@ def register(
 
 
 @pytest.fixture
-def history(store):  # noqa: ANN001, ANN201
+def history(store):
     """Three processes (one exited, one skipped gst, one recycled pid), errors and scans."""
     ids = {
         "old": register(store, 50001, age_s=7200),
@@ -286,7 +286,7 @@ def test_read_tables_match_the_models():
     """queries.py reads through light Core tables; each must be the mapped table's twin."""
     kinds = {UTCDateTime: "time", JSON: "json", Boolean: "bool"}
 
-    def kind(col) -> str:  # noqa: ANN001
+    def kind(col) -> str:
         for cls, name in kinds.items():
             if isinstance(col.type, cls):
                 return name

@@ -39,7 +39,7 @@ TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 ONE_TRY = BackoffPolicy(max_attempts=1)
 
 
-def run(db_path, *args: str):  # noqa: ANN001, ANN201
+def run(db_path, *args: str):
     return CliRunner().invoke(main, [*args, "--db", str(db_path)])
 
 
@@ -61,7 +61,7 @@ def live_candidate(pid: int) -> Candidate:
     return candidate
 
 
-def pending_item(store, candidate: Candidate) -> tuple[int, int]:  # noqa: ANN001
+def pending_item(store, candidate: Candidate) -> tuple[int, int]:
     """A registered process with a pending retry item; returns (process id, retry id)."""
     process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{candidate.pid}",
                                    limits=None, now=NOW)  # fmt: skip
@@ -72,7 +72,7 @@ def pending_item(store, candidate: Candidate) -> tuple[int, int]:  # noqa: ANN00
     return process_id, retry_id_of(store, process_id)
 
 
-def dead_item(store, candidate: Candidate) -> tuple[int, int]:  # noqa: ANN001
+def dead_item(store, candidate: Candidate) -> tuple[int, int]:
     """A process whose retry ran once and failed again: dead-lettered, as the daemon does."""
     process_id, retry_id = pending_item(store, candidate)
     later = NOW + timedelta(minutes=1)
@@ -85,22 +85,22 @@ def dead_item(store, candidate: Candidate) -> tuple[int, int]:  # noqa: ANN001
     return process_id, retry_id
 
 
-def retry_id_of(store, process_id: int) -> int:  # noqa: ANN001
+def retry_id_of(store, process_id: int) -> int:
     with store.unit() as s:
         return s.scalar(select(RetryItem.id).where(RetryItem.process_id == process_id))
 
 
-def item_row(store, retry_id: int) -> RetryItem:  # noqa: ANN001
+def item_row(store, retry_id: int) -> RetryItem:
     with store.unit() as s:
         return s.get(RetryItem, retry_id)
 
 
-def process_row(store, process_id: int) -> Process:  # noqa: ANN001
+def process_row(store, process_id: int) -> Process:
     with store.unit() as s:
         return s.get(Process, process_id)
 
 
-def event_kinds(store, process_id: int) -> list[str]:  # noqa: ANN001
+def event_kinds(store, process_id: int) -> list[str]:
     with store.unit() as s:
         return list(
             s.scalars(
@@ -112,7 +112,7 @@ def event_kinds(store, process_id: int) -> list[str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def four_states(store):  # noqa: ANN001, ANN201
+def four_states(store):
     """One retry item in each state; returns {state: retry id}."""
     ids = {}
     _, ids["pending"] = pending_item(store, fake_candidate(40001))

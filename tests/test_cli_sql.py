@@ -29,12 +29,12 @@ def _fresh_now() -> None:
     NOW = datetime.now(UTC)
 
 
-def run(db_path, *args: str):  # noqa: ANN001, ANN201
+def run(db_path, *args: str):
     return CliRunner().invoke(main, ["sql", *args, "--db", str(db_path)])
 
 
 @pytest.fixture
-def queued(store):  # noqa: ANN001, ANN201
+def queued(store):
     """Two processes, each with a pending retry item."""
     for pid in (60001, 60002):
         candidate = Candidate(identity=ProcessIdentity(boot_id(), pid, 1), command="ffmpeg",
@@ -48,7 +48,7 @@ def queued(store):  # noqa: ANN001, ANN201
     return store
 
 
-def counts(store) -> tuple[int, int]:  # noqa: ANN001
+def counts(store) -> tuple[int, int]:
     with store.unit() as s:
         return (s.scalar(select(func.count()).select_from(RetryItem)),
                 s.scalar(select(func.count()).select_from(Process)))  # fmt: skip

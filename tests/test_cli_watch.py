@@ -17,7 +17,7 @@ from daemon_harness import cgroup_of, query, scans_recorded, write_config
 FFRTMP = [sys.executable, "-m", "app.cli"]
 
 
-def ffrtmp(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+def ffrtmp(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*FFRTMP, *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
@@ -153,7 +153,7 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
                    wait_exec=False, stderr=subprocess.DEVNULL)  # fmt: skip
     wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
 
-    def weight_of(pid: int):  # noqa: ANN202
+    def weight_of(pid: int):
         rows = query(db_path, "SELECT applied_cpu_weight FROM processes WHERE pid = ?", (pid,))
         return rows[0][0] if rows else None
 

@@ -451,7 +451,7 @@ def test_a_user_name_is_looked_up_from_the_uid_when_missing() -> None:
     )
 
 
-def test_runtime_defers_young_processes_and_skips_old_ones(spawn) -> None:  # noqa: ANN001
+def test_runtime_defers_young_processes_and_skips_old_ones(spawn) -> None:
     process = spawn(["sleep", "30"])
     identity = current_identity(process.pid)
     assert identity is not None

@@ -84,7 +84,7 @@ class Fleet:
     """The test's ffmpeg copies: started through `spawn`, ended by their pid and reaped at once,
     so that a process that ends while no daemon runs leaves no zombie to read an exit code from."""
 
-    def __init__(self, spawn, exe: Path) -> None:  # noqa: ANN001
+    def __init__(self, spawn, exe: Path) -> None:
         self.spawn = spawn
         self.exe = exe
         self.alive: list[Workload] = []
@@ -108,7 +108,7 @@ class Fleet:
 class Watch:
     """One `ffrtmp watch` subprocess at a time; every run's log goes to one file."""
 
-    def __init__(self, spawn, tmp_path: Path, db_path: Path, config: Path,  # noqa: ANN001
+    def __init__(self, spawn, tmp_path: Path, db_path: Path, config: Path,
                  cgroup_parent: str) -> None:  # fmt: skip
         self.spawn = spawn
         self.db_path = db_path

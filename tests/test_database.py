@@ -19,7 +19,7 @@ from app.cli import main
 from app.schema_version import HEAD_REVISION
 
 
-def digest(path) -> str:  # noqa: ANN001
+def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

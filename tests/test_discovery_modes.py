@@ -32,7 +32,7 @@ REFUSAL_SENTENCE = (
 )
 
 
-def watch_once(db_path, config, cgroup_parent, discovery: str, failpoints_spec: str = ""):  # noqa: ANN001, ANN201
+def watch_once(db_path, config, cgroup_parent, discovery: str, failpoints_spec: str = ""):
     env = dict(os.environ, FFRTMP_FAILPOINTS=failpoints_spec)
     return subprocess.run(
         [*FFRTMP, "watch", "--once", "--discovery", discovery, "--db", str(db_path),
@@ -41,7 +41,7 @@ def watch_once(db_path, config, cgroup_parent, discovery: str, failpoints_spec: 
     )  # fmt: skip
 
 
-def recorded_discovery(db_path) -> tuple[list, list]:  # noqa: ANN001
+def recorded_discovery(db_path) -> tuple[list, list]:
     runs = query(db_path, "SELECT discovery FROM daemon_runs")
     snapshots = query(db_path, "SELECT json_extract(details, '$.discovery') "
                                "FROM health_snapshots")  # fmt: skip
@@ -84,14 +84,14 @@ def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
     assert not db_path.exists()
 
 
-def event_daemon(db_path, config, cgroup_parent, listener: ProcEventListener):  # noqa: ANN001, ANN201
+def event_daemon(db_path, config, cgroup_parent, listener: ProcEventListener):
     daemon = make_daemon(db_path, config, cgroup_parent, events=False, scan_interval="60s")
     daemon.listener = listener
     daemon.discovery = "events"
     return daemon
 
 
-def overflows_in_snapshot(daemon, db_path, now: float) -> int:  # noqa: ANN001
+def overflows_in_snapshot(daemon, db_path, now: float) -> int:
     daemon.health_tick(now + daemon.snapshots.interval)  # the next periodic snapshot
     rows = query(db_path, "SELECT details FROM health_snapshots ORDER BY id DESC LIMIT 1")
     return json.loads(rows[0][0])["event_overflows"]

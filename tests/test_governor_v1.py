@@ -44,7 +44,7 @@ class RealV1:
     processes: ProcessSpawner
     parent_name: str
 
-    def hierarchy(self, name: str):  # noqa: ANN201
+    def hierarchy(self, name: str):
         return next(h for h in self.governor.hierarchies if h.name == name)
 
     def job(self, name: str, job_id: str) -> Path:

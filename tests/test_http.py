@@ -36,7 +36,7 @@ from app.states import ErrorType
 class DaemonStandIn:
     """The attributes of app.daemon.Daemon that app.http and app.metrics read."""
 
-    def __init__(self, health: HealthTracker, store=None) -> None:  # noqa: ANN001
+    def __init__(self, health: HealthTracker, store=None) -> None:
         self.health = health
         self.store = store
         self.lifecycle = SimpleNamespace(by_pid={})
@@ -52,10 +52,10 @@ def fresh_tracker(started_at: float | None = None) -> HealthTracker:
 
 
 @pytest.fixture
-def serve():  # noqa: ANN201
+def serve():
     servers = []
 
-    def start(daemon: DaemonStandIn):  # noqa: ANN202
+    def start(daemon: DaemonStandIn):
         server = start_http_server("127.0.0.1:0", daemon)
         servers.append(server)
         return server
@@ -77,13 +77,13 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
             return err.code, err.headers["Content-Type"], err.read().decode()
 
 
-def healthz(server) -> tuple[int, dict]:  # noqa: ANN001
+def healthz(server) -> tuple[int, dict]:
     status, content_type, body = get(server.url + "/healthz")
     assert content_type == "application/health+json"
     return status, json.loads(body)
 
 
-def scrape(server) -> dict[str, dict[tuple, float]]:  # noqa: ANN001
+def scrape(server) -> dict[str, dict[tuple, float]]:
     """{sample name: {sorted label items: value}}."""
     status, content_type, body = get(server.url + "/metrics")
     assert status == 200
@@ -101,7 +101,7 @@ def record_scans(health: HealthTracker, results: str, now: float) -> None:
         health.record_scan(mark == "o", now - len(results) + 1 + i)
 
 
-def add_pending_retry(store) -> None:  # noqa: ANN001
+def add_pending_retry(store) -> None:
     """A real retry item: this test process registered, then an attach failure with EAGAIN."""
     ident = current_identity(os.getpid())
     candidate = Candidate(ident, "ffmpeg", ("ffmpeg",), os.getppid(), "ffmpeg")

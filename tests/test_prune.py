@@ -37,7 +37,7 @@ def ago(days: float) -> datetime:
     return NOW - timedelta(days=days)
 
 
-def register(store, pid: int, days: float, state=ProcessState.DISCOVERED) -> int:  # noqa: ANN001
+def register(store, pid: int, days: float, state=ProcessState.DISCOVERED) -> int:
     candidate = Candidate(identity=ProcessIdentity(boot_id(), pid, 1), command="ffmpeg",
                           argv=("ffmpeg",), ppid=1, rule="ffmpeg")  # fmt: skip
     process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{pid}", limits=None,
@@ -45,27 +45,27 @@ def register(store, pid: int, days: float, state=ProcessState.DISCOVERED) -> int
     return process_id
 
 
-def fail(store, process_id: int, days: float, policy=None) -> None:  # noqa: ANN001
+def fail(store, process_id: int, days: float, policy=None) -> None:
     store.record_attach_failure(process_id, EAGAIN, now=ago(days),
                                 policy=policy or BackoffPolicy(), retry_enabled=True)  # fmt: skip
 
 
-def exit_(store, process_id: int, days: float) -> None:  # noqa: ANN001
+def exit_(store, process_id: int, days: float) -> None:
     store.record_exit(process_id, now=ago(days), exit_code=0, exit_signal=None, reason=None)
 
 
-def table_counts(store) -> dict[str, int]:  # noqa: ANN001
+def table_counts(store) -> dict[str, int]:
     with store.unit() as s:
         return {t: s.scalar(select(func.count()).select_from(m)) for t, m in MODELS.items()}
 
 
-def events_of(store, *process_ids: int) -> int:  # noqa: ANN001
+def events_of(store, *process_ids: int) -> int:
     with store.unit() as s:
         return s.scalar(select(func.count()).where(ProcessEvent.process_id.in_(process_ids)))
 
 
 @pytest.fixture
-def history(store):  # noqa: ANN001, ANN201
+def history(store):
     ids = {}
     # Old, exited, its retry cancelled by the exit: goes, with its events and its retry item.
     ids["old_exited"] = register(store, 70001, 40)
@@ -196,7 +196,7 @@ def test_bad_arguments():
 # --- ffrtmp db prune --------------------------------------------------------------------------
 
 
-def run(db_path, *args: str):  # noqa: ANN001, ANN201
+def run(db_path, *args: str):
     return CliRunner().invoke(main, ["db", "prune", *args, "--db", str(db_path)])
 
 

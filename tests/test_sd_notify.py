@@ -22,7 +22,7 @@ from app.sd_notify import Notifier, summary
 
 
 class DaemonStandIn:
-    def __init__(self, health: HealthTracker, store=None) -> None:  # noqa: ANN001
+    def __init__(self, health: HealthTracker, store=None) -> None:
         self.health = health
         self.store = store
         self.lifecycle = SimpleNamespace(by_pid={})
@@ -40,7 +40,7 @@ class FakeClock:
 
 
 @pytest.fixture
-def systemd(tmp_path: Path):  # noqa: ANN201
+def systemd(tmp_path: Path):
     """The receiving end of NOTIFY_SOCKET: a bound datagram socket."""
     path = tmp_path / "notify.sock"
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -66,7 +66,7 @@ def received(receiver: socket.socket) -> list[str]:
     return messages
 
 
-def healthy_daemon(store=None) -> DaemonStandIn:  # noqa: ANN001
+def healthy_daemon(store=None) -> DaemonStandIn:
     now = time.time()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     health.record_scan(True, now - 2)

@@ -23,7 +23,7 @@ from app import failpoints
 from app.identity import ProcessIdentity, current_identity
 
 
-def process_row(db_path, pid):  # noqa: ANN001, ANN201
+def process_row(db_path, pid):
     rows = query(
         db_path,
         "SELECT id, state, exit_code, exit_signal, exit_reason, job_id, cgroup_paths, "
@@ -41,7 +41,7 @@ def read(path: str) -> str:
 
 
 @pytest.fixture
-def fake_dash(tmp_path):  # noqa: ANN001, ANN201
+def fake_dash(tmp_path):
     """A copy of the shell named ffmpeg, for processes that must exit with a chosen code."""
     target = tmp_path / "shbin" / "ffmpeg"
     target.parent.mkdir()
@@ -430,7 +430,7 @@ def test_an_attach_whose_outcome_the_store_refused_is_finished_on_the_next_scan(
         failpoints.configure("store.commit=EIO*1")
         original_register = daemon.store.register
 
-        def register_then_arm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def register_then_arm(*args, **kwargs):
             failpoints.configure("")
             result = original_register(*args, **kwargs)
             failpoints.configure("store.commit=EIO*1")

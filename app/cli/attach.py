@@ -27,11 +27,11 @@ def attach(
     cpu_weight,
     memory_limit,
     cgroup_root,
-    cgroup_parent,  # noqa: ANN001
+    cgroup_parent,
     cgroup_version,
     as_json,
     db,
-) -> None:  # noqa: ANN001
+) -> None:
     """Put one running process under limits now, and record it like the daemon does.
 
     A running `ffrtmp watch` on the same database follows it to its exit.

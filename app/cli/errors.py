@@ -36,7 +36,7 @@ def errors() -> None:
 @click.option("--pid", type=int, help="Only errors about this pid.")
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options
-def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:  # noqa: ANN001
+def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:
     """List errors, newest first.
 
     Example: ffrtmp errors list --type resource --since 2h
@@ -60,7 +60,7 @@ def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:  #
 @db_option
 @since_option
 @output_options
-def stats(db, since, as_json, as_csv) -> None:  # noqa: ANN001
+def stats(db, since, as_json, as_csv) -> None:
     """Count errors by type and operation, the most frequent first.
 
     Example: ffrtmp errors stats --since 7d --json

@@ -7,7 +7,7 @@ import click
 from app import defaults
 
 
-def cgroup_options(func):  # noqa: ANN001, ANN201
+def cgroup_options(func):
     func = click.option("--cgroup-version", type=click.Choice(["auto", "v1", "v2"]),
                         default="auto", show_default=True)(func)  # fmt: skip
     func = click.option("--cgroup-parent", metavar="PATH",
@@ -17,7 +17,7 @@ def cgroup_options(func):  # noqa: ANN001, ANN201
     return func
 
 
-def limits_from(cpu_quota, cpu_weight, memory_limit):  # noqa: ANN001, ANN201
+def limits_from(cpu_quota, cpu_weight, memory_limit):
     from app.limits import Limits
 
     try:
@@ -30,7 +30,7 @@ def limits_from(cpu_quota, cpu_weight, memory_limit):  # noqa: ANN001, ANN201
         raise click.UsageError(str(exc)) from None
 
 
-def ready_governor(cgroup_root, cgroup_parent, cgroup_version):  # noqa: ANN001, ANN201
+def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
     """A governor that can write cgroups, or one clear sentence and exit 1."""
     from app.governor import Governor
 
@@ -42,7 +42,7 @@ def ready_governor(cgroup_root, cgroup_parent, cgroup_version):  # noqa: ANN001,
     return governor
 
 
-def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:  # noqa: ANN001
+def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:
     """The job id, which is also the cgroup's name. An operator's --job-id is kept when it
     is one ffrtmp could have generated, else prefixed so ffrtmp's ownership rule holds."""
     from app.governor import is_job_name, job_id_for

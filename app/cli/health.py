@@ -20,7 +20,7 @@ EXIT_NO_DAEMON = 2
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options
-def health(db, history, since, limit, as_json, as_csv) -> None:  # noqa: ANN001
+def health(db, history, since, limit, as_json, as_csv) -> None:
     """Print the daemon's health from its newest snapshot, aged to now: a daemon not seen
     for 2 minutes is unhealthy whatever it last said. Exit 0 healthy, 1 degraded,
     2 unhealthy or no daemon.

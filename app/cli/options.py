@@ -17,14 +17,14 @@ db_option = click.option(
 )
 
 
-def output_options(func):  # noqa: ANN001, ANN201
+def output_options(func):
     """--json / --csv for commands that list rows; a table for people otherwise."""
     func = click.option("--csv", "as_csv", is_flag=True, help="Print CSV for scripts.")(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
     return func
 
 
-def open_readonly_or_fail(db: str | None):  # noqa: ANN201
+def open_readonly_or_fail(db: str | None):
     """The read-only engine, or one clear sentence and exit 1."""
     from app.database import DatabaseError, open_readonly
 
@@ -34,7 +34,7 @@ def open_readonly_or_fail(db: str | None):  # noqa: ANN201
         raise click.ClickException(str(exc)) from None
 
 
-def open_for_writing_or_fail(db: str | None):  # noqa: ANN201
+def open_for_writing_or_fail(db: str | None):
     from app.database import DatabaseError, open_for_writing
 
     try:

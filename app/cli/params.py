@@ -39,7 +39,7 @@ class Since(click.ParamType):
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "DURATION|TIME"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+    def convert(self, value, param, ctx):
         if isinstance(value, datetime):
             return value
         try:
@@ -53,7 +53,7 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+    def convert(self, value, param, ctx):
         if isinstance(value, int | float):
             return float(value)
         try:
@@ -73,7 +73,7 @@ since_option = click.option(
 )
 
 
-def limit_option(default: int):  # noqa: ANN201
+def limit_option(default: int):
     return click.option(
         "--limit",
         type=click.IntRange(min=1),
@@ -83,7 +83,7 @@ def limit_option(default: int):  # noqa: ANN201
     )
 
 
-def open_existing_for_writing(db: str | None):  # noqa: ANN201
+def open_existing_for_writing(db: str | None):
     """A write engine, but never a new database: there is nothing to act on in one."""
     from app.cli.options import open_for_writing_or_fail
     from app.database import resolve

@@ -31,7 +31,7 @@ def processes() -> None:
 @click.option("--command", metavar="NAME", help="Only this command, e.g. ffmpeg.")
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options
-def list_(db, states, since, command, limit, as_json, as_csv) -> None:  # noqa: ANN001
+def list_(db, states, since, command, limit, as_json, as_csv) -> None:
     """List recorded processes, the most recently discovered first.
 
     Example: ffrtmp processes list --state dead --state retrying --json
@@ -56,7 +56,7 @@ def list_(db, states, since, command, limit, as_json, as_csv) -> None:  # noqa: 
 @click.argument("process_id", metavar="ID", type=int, required=False)
 @click.option("--pid", type=int, help="The newest process recorded with this pid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def show(db, process_id, pid, as_json) -> None:  # noqa: ANN001
+def show(db, process_id, pid, as_json) -> None:
     """Show one process (by its row ID, or the newest with --pid), its retry item and its
     event trail.
 

@@ -9,7 +9,7 @@ import click
 from app.cli.output import _plain, render_table
 
 
-def _jsonable(value):  # noqa: ANN001, ANN202
+def _jsonable(value):
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -53,12 +53,12 @@ def run(
     memory_limit,
     nice,
     cgroup_root,
-    cgroup_parent,  # noqa: ANN001
+    cgroup_parent,
     cgroup_version,
     as_json,
     db,
     command,
-) -> None:  # noqa: ANN001
+) -> None:
     """Start CMD under limits, wait for it, record it, and exit with its exit code
     (128+N when a signal N ended it).
 

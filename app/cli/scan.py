@@ -10,7 +10,7 @@ import click
 from app.cli.options import output_options
 
 
-def limits_text(limits) -> str:  # noqa: ANN001
+def limits_text(limits) -> str:
     quota = "max" if limits.cpu_quota is None else f"{limits.cpu_quota:g}%"
     memory = "max" if limits.memory_limit_mb is None else f"{limits.memory_limit_mb}MB"
     return f"cpu {quota}, weight {limits.cpu_weight}, memory {memory}"
@@ -20,7 +20,7 @@ def limits_text(limits) -> str:  # noqa: ANN001
 @click.option("--watch-config", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--target", "targets", multiple=True, metavar="COMMAND")
 @output_options
-def scan(watch_config, targets, as_json, as_csv) -> None:  # noqa: ANN001
+def scan(watch_config, targets, as_json, as_csv) -> None:
     """List the processes `watch` would attach now, with rule and limits, and those the
     filters leave out, with the reason. Changes nothing.
 

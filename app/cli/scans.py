@@ -22,7 +22,7 @@ def scans() -> None:
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options
-def list_(db, since, limit, as_json, as_csv) -> None:  # noqa: ANN001
+def list_(db, since, limit, as_json, as_csv) -> None:
     """List scans, newest first.
 
     Example: ffrtmp scans list --limit 20 --csv

@@ -13,7 +13,7 @@ from app.cli.options import db_option, load_failpoints_or_fail
 class DurationType(click.ParamType):
     name = "DURATION"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+    def convert(self, value, param, ctx):
         from app.durations import parse_duration
 
         try:
@@ -28,7 +28,7 @@ class DurationType(click.ParamType):
 DURATION = DurationType()
 
 
-def limit_options(func):  # noqa: ANN001, ANN201
+def limit_options(func):
     """--cpu-quota, --cpu-weight, --memory-limit: shared by watch, attach and run."""
     func = click.option(
         "--memory-limit", type=click.IntRange(min=1), metavar="MB",
@@ -83,19 +83,19 @@ def watch(
     targets,
     cpu_quota,
     cpu_weight,
-    memory_limit,  # noqa: ANN001
+    memory_limit,
     discovery,
     retry_enabled,
     max_retry_attempts,
     cgroup_root,
-    cgroup_parent,  # noqa: ANN001
+    cgroup_parent,
     cgroup_version,
     once,
     http_address,
     log_format,
     log_level,
     db,
-) -> None:  # noqa: ANN001
+) -> None:
     """Find transcoding processes, govern them, follow them to their end.
 
     Precedence: built-in defaults < --watch-config file < flags.
