@@ -101,6 +101,8 @@ class Daemon:
         self.next_retry_at: float | None = None
         self.reload_requested = False
         self.next_prune_at = 0.0
+        self._wakeup: tuple[int, ...] = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup_installed = False  # signals write to _wakeup[1] to end the loop's wait
 
     # --- signals -------------------------------------------------------------------------
 
@@ -118,6 +120,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        signal.set_wakeup_fd(self._wakeup[1], warn_on_full_buffer=False)
+        self._wakeup_installed = True
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -493,14 +497,7 @@ class Daemon:
             if self.once:
                 return 0
             while not self.stop_requested:
-                timeout = self.wait_seconds(time.time())
-                if self.listener is not None:
-                    try:
-                        select.select([self.listener.fileno()], [], [], timeout)
-                    except InterruptedError:
-                        pass
-                else:
-                    self._sleep(timeout)
+                self._wait(self.wait_seconds(time.time()))
                 if self.stop_requested:
                     break
                 if self.reload_requested:
@@ -513,14 +510,19 @@ class Daemon:
         finally:
             self.shutdown(time.time())
 
-    def _sleep(self, timeout: float) -> None:
-        # A short-sliced wait so a stop flag set by a signal is seen promptly.
-        deadline = time.monotonic() + timeout
-        while not self.stop_requested and not self.reload_requested:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.25))
+    def _wait(self, timeout: float) -> None:
+        """Until the timeout, a kernel event, or a signal. Python restarts a select() that a
+        signal interrupted, so signals also write to a wake-up pipe that select() watches."""
+        watched = [self._wakeup[0]]
+        if self.listener is not None:
+            watched.append(self.listener.fileno())
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if self._wakeup[0] in ready:
+            try:
+                while os.read(self._wakeup[0], 512):
+                    pass
+            except BlockingIOError:
+                pass
 
     def reload(self, now: float) -> None:
         """SIGHUP: a new config from the same file; a bad file keeps the old one."""
@@ -557,18 +559,28 @@ class Daemon:
             self.notifier.stopping()
         if self.http_server is not None:
             self.http_server.close()
-        if self.run_id is None:
-            return
         try:
-            if not self.once:
-                attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
-                self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
-            self.store.end_run(self.run_id, now=utc(now),
-                               reason="once" if self.once else "stopped")  # fmt: skip
+            if self.run_id is not None:
+                if not self.once:
+                    attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
+                    self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
+                self.store.end_run(self.run_id, now=utc(now),
+                                   reason="once" if self.once else "stopped")  # fmt: skip
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close what the daemon holds open; safe to call more than once."""
         if self.listener is not None:
             self.listener.close()
+        if self._wakeup_installed:
+            signal.set_wakeup_fd(-1)
+            self._wakeup_installed = False
+        for fd in self._wakeup:
+            os.close(fd)
+        self._wakeup = ()
 
 
 def default_notifier():

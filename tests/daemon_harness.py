@@ -90,8 +90,7 @@ def scans_recorded(db_path: Path) -> int:
 
 
 def close(daemon: Daemon) -> None:
-    if daemon.listener is not None:
-        daemon.listener.close()
+    daemon.release()
     daemon.store.close()
 
 

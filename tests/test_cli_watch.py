@@ -260,3 +260,36 @@ def test_json_logs_are_one_object_per_line(db_path):
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     assert any(e["logger"] == "app.daemon" and "effective configuration" in e["message"]
                for e in entries)  # fmt: skip
+
+
+@pytest.mark.parametrize("discovery", ["events", "poll"])
+def test_sigterm_stops_an_idle_daemon_at_once(tmp_path, db_path, spawn, cgroup_parent,
+                                              fake_ffmpeg, discovery):  # fmt: skip
+    """The loop may be waiting for a minute; a signal must end the wait, not the next event."""
+    import signal
+
+    from helpers_processes import wait_until
+
+    config = write_config(tmp_path, fake_ffmpeg)
+    argv = [
+        *FFRTMP,
+        "watch",
+        "--db",
+        str(db_path),
+        "--watch-config",
+        str(config),
+        "--cgroup-parent",
+        cgroup_parent,
+        "--scan-interval",
+        "60s",
+        "--discovery",
+        discovery,
+    ]
+    daemon = spawn(argv, wait_exec=False, stderr=subprocess.DEVNULL)
+    wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
+    time.sleep(0.3)  # into its long wait
+    sent = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0
+    assert time.monotonic() - sent < 2.0
+    assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]
