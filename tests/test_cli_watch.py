@@ -252,9 +252,9 @@ def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
     assert not db_path.exists()  # a dry run writes nothing
 
 
-def test_json_logs_are_one_object_per_line(db_path):
+def test_json_logs_are_one_object_per_line(db_path, cgroup_parent):
     result = ffrtmp("watch", "--once", "--db", str(db_path), "--target", "no-such-command-x",
-                    "--log-format", "json")  # fmt: skip
+                    "--cgroup-parent", cgroup_parent, "--log-format", "json")  # fmt: skip
     assert result.returncode == 0
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
