@@ -194,8 +194,7 @@ class Daemon:
                 # cgroup while we were away: attach again, on the same row.
                 self.store.mark_adopted(tracked.process_id, now=utc(now),
                                         state=ProcessState.DISCOVERED)  # fmt: skip
-                self._attach(tracked.process_id, ident, tracked.job_id,
-                             self._limits_for(tracked.rule), now)  # fmt: skip
+                self._attach(tracked.process_id, ident, tracked.job_id, tracked.limits, now)
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:

@@ -68,6 +68,7 @@ class TrackedProcess:
     state: str
     cgroup_paths: tuple[str, ...]
     started_at: datetime
+    limits: Limits  # as requested when it was recorded
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def _tracked(row: Process) -> TrackedProcess:
         state=row.state,
         cgroup_paths=tuple(row.cgroup_paths or ()),
         started_at=row.started_at,
+        limits=requested_limits(row),
     )
 
 
