@@ -20,7 +20,7 @@ from app.attach import Attacher, utc
 from app.candidate import Candidate
 from app.errors import classify
 from app.health import HealthThresholds, HealthTracker, SnapshotSchedule
-from app.identity import ProcessIdentity, boot_id, read_stat
+from app.identity import ProcessIdentity, boot_id
 from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
 from app.retry import RetryWorker
 from app.states import ProcessState
@@ -32,6 +32,7 @@ JOB_PREFIX = "auto"
 SHORT_LIVED_REASON = "exited before it could be attached"
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
+OTHERS_MARGIN_SECONDS = 5.0
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Daemon:
         self.next_retry_at: float | None = None
         self.reload_requested = False
         self.next_prune_at = 0.0
+        self._others_checked_at = 0.0  # set at start(): recovery covers rows before it
         self._wakeup: tuple[int, ...] = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup_installed = False  # signals write to _wakeup[1] to end the loop's wait
 
@@ -138,6 +140,7 @@ class Daemon:
                 self.unavailable,
             )
         self._restore_health_totals()
+        self._others_checked_at = now
         self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
         self.store.dead_letter_exhausted(now=utc(now))
@@ -177,8 +180,7 @@ class Daemon:
             if ident.boot_id != current_boot:
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
                 continue
-            stat = read_stat(ident.pid)
-            if stat is None or stat.start_ticks != ident.start_ticks or stat.state == "Z":
+            if not ident.is_running():
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_DAEMON_DOWN,
                             governed=tracked.job_id in leftovers)  # fmt: skip
                 continue
@@ -225,7 +227,7 @@ class Daemon:
                     errors += 1
                     self._record_error("scan", exc, now, pid=candidate.pid)
             self._forget_absent(present)
-            self._follow_rows_of_others()
+            self._follow_rows_of_others(now)
             drained: list[bool] = []
             self.lifecycle.poll(now, drain_events=lambda: drained.append(self._drain_events(now)))
             lost = any(drained)
@@ -329,16 +331,18 @@ class Daemon:
         for ident in [i for i in self.deferred if i not in present]:
             del self.deferred[ident]
 
-    def _follow_rows_of_others(self) -> None:
-        """Processes governed by `ffrtmp attach` while we run: follow them to their end."""
-        for tracked in self.store.unfinished_processes():
-            if self.lifecycle.by_pid.get(tracked.identity.pid) is not None:
-                continue
-            if tracked.identity in self.settled or tracked.state != ProcessState.ATTACHED:
-                continue
-            self.lifecycle.follow(
-                Followed(tracked.process_id, tracked.identity, tracked.job_id, governed=True)
-            )
+    def _follow_rows_of_others(self, now: float) -> None:
+        """Processes governed by `ffrtmp attach` while we run: follow them to their end.
+
+        Only rows attached since the last look are read (with a margin for a commit that
+        was in flight then); recovery took up everything older."""
+        since = self._others_checked_at - OTHERS_MARGIN_SECONDS
+        self._others_checked_at = now
+        for tracked in self.store.attached_since(utc(since)):
+            if self.lifecycle.by_pid.get(tracked.identity.pid) is None:
+                self.lifecycle.follow(
+                    Followed(tracked.process_id, tracked.identity, tracked.job_id, governed=True)
+                )
 
     # --- events --------------------------------------------------------------------------
 
@@ -416,7 +420,7 @@ class Daemon:
         not a scan interval later."""
         for ident in [i for i, until in self.deferred.items() if until <= now]:
             del self.deferred[ident]
-            if ident.is_alive():
+            if ident.is_running():
                 self._on_exec(ident.pid, now)
 
     def prune_slice(self, now: float) -> None:

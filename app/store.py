@@ -91,10 +91,14 @@ class RetryOutcome:
     next_attempt_at: datetime | None
 
 
+def _identity(row: Process) -> ProcessIdentity:
+    return ProcessIdentity(row.boot_id, row.pid, row.start_ticks)
+
+
 def _tracked(row: Process) -> TrackedProcess:
     return TrackedProcess(
         process_id=row.id,
-        identity=ProcessIdentity(row.boot_id, row.pid, row.start_ticks),
+        identity=_identity(row),
         command=row.command,
         rule=row.rule,
         job_id=row.job_id,
@@ -181,25 +185,15 @@ class Store:
             )
             return [_tracked(r) for r in rows]
 
-    def known_identity_ids(self, identities: Iterable[ProcessIdentity]) -> dict:
-        """Map of identity -> process id for those of `identities` already recorded."""
-        wanted = list(identities)
-        if not wanted:
-            return {}
-        found: dict[ProcessIdentity, int] = {}
+    def attached_since(self, since: datetime) -> list[TrackedProcess]:
+        """Processes attached at or after `since` and not yet ended (whoever attached them)."""
         with self.unit() as s:
-            pids = {i.pid for i in wanted}
-            rows = s.execute(
-                select(Process.id, Process.boot_id, Process.pid, Process.start_ticks).where(
-                    Process.pid.in_(pids)
+            rows = s.scalars(
+                select(Process).where(
+                    Process.state == ProcessState.ATTACHED, Process.attached_at >= since
                 )
             )
-            want = set(wanted)
-            for pid_row in rows:
-                ident = ProcessIdentity(pid_row.boot_id, pid_row.pid, pid_row.start_ticks)
-                if ident in want:
-                    found[ident] = pid_row.id
-        return found
+            return [_tracked(r) for r in rows]
 
     def register(
         self,
@@ -275,12 +269,6 @@ class Store:
             and row.state == ProcessState.DISCOVERED
             and row.job_id.startswith(job_prefix)
         )
-
-    def add_event(
-        self, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
-    ) -> None:
-        with self.unit() as s:
-            s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
 
     def record_attached(
         self,
@@ -478,7 +466,7 @@ class Store:
                 DueRetry(
                     retry_id=item.id,
                     process_id=p.id,
-                    identity=ProcessIdentity(p.boot_id, p.pid, p.start_ticks),
+                    identity=_identity(p),
                     command=p.command,
                     rule=p.rule,
                     job_id=p.job_id,

@@ -446,3 +446,34 @@ def test_an_attach_whose_outcome_the_store_refused_is_finished_on_the_next_scan(
         assert query(db_path, "SELECT count(*) FROM processes") == [(1,)]
     finally:
         close(daemon)
+
+
+def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    import subprocess
+    import sys
+
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent)
+    try:
+        daemon.start(time.time())
+        daemon.full_scan(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        pump(daemon, lambda: process_row(db_path, child.pid) is not None)
+        # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
+        daemon.lifecycle.by_pid.clear()
+        with daemon.store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM processes")
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "attach", "--pid", str(child.pid), "--db",
+             str(db_path), "--cgroup-parent", cgroup_parent],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        daemon.full_scan(time.time())  # sees the row as someone else's; follows it all the same
+        os.kill(child.pid, signal.SIGKILL)
+        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited", what="exit")
+        row = process_row(db_path, child.pid)
+        assert row[3] == 9 and row[5].startswith("manual-")
+    finally:
+        close(daemon)
