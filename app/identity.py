@@ -50,8 +50,14 @@ class ProcessIdentity:
         return datetime.fromtimestamp(boot_time() + self.start_ticks / CLOCK_TICKS, UTC)
 
     def is_alive(self) -> bool:
-        """True while this very process (not a later one with the same pid) exists."""
+        """True while this very process (not a later one with the same pid) exists, even as
+        a zombie its parent has not reaped."""
         return current_identity(self.pid) == self
+
+    def is_running(self) -> bool:
+        """True while this very process exists and has not exited (is not a zombie)."""
+        stat = read_stat(self.pid)
+        return stat is not None and stat.start_ticks == self.start_ticks and stat.state != "Z"
 
     def __str__(self) -> str:
         return f"pid {self.pid} (started at tick {self.start_ticks})"

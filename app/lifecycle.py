@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.attach import utc
-from app.exit_status import ExitInfo, decode_wait_status
-from app.identity import ProcessIdentity, read_stat
+from app.exit_status import ExitInfo, zombie_exit_status
+from app.identity import ProcessIdentity
 from app.states import ProcessState
 from app.store import Store
 
@@ -74,10 +74,9 @@ class Lifecycle:
         status = self._recent_exits.pop(identity.pid, None)
         if status is not None:
             return ExitInfo.from_wait_status(status)
-        stat = read_stat(identity.pid)
-        if stat is not None and stat.state == "Z" and stat.start_ticks == identity.start_ticks:
-            code, signo = decode_wait_status(stat.exit_code)
-            return ExitInfo(code, signo)
+        from_zombie = zombie_exit_status(identity.pid, identity.start_ticks)
+        if from_zombie is not None:
+            return ExitInfo(*from_zombie)
         return ExitInfo.unknown(reason)
 
     def poll(self, now: float, drain_events: Callable[[], object] | None = None) -> int:
@@ -86,7 +85,7 @@ class Lifecycle:
         The kernel queues a process's exit event before /proc shows it gone, so for the
         processes found gone, `drain_events` (reading that queue) finishes them with their
         real status; only those without an event are finished here."""
-        gone = [f for f in self.by_pid.values() if not self._alive(f)]
+        gone = [f for f in self.by_pid.values() if not f.identity.is_running()]
         if gone and drain_events is not None:
             drain_events()
         for followed in gone:
@@ -95,15 +94,6 @@ class Lifecycle:
                 self.finish(followed, info, now)
         self.retry_releases()
         return len(gone)
-
-    @staticmethod
-    def _alive(followed: Followed) -> bool:
-        stat = read_stat(followed.identity.pid)
-        return (
-            stat is not None
-            and stat.start_ticks == followed.identity.start_ticks
-            and stat.state != "Z"
-        )
 
     def finish(self, followed: Followed, info: ExitInfo, now: float,
                state: ProcessState = ProcessState.EXITED) -> None:  # fmt: skip
