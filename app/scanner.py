@@ -85,7 +85,6 @@ class Scanner:
         started = time.monotonic()
         names = os.listdir(self.proc_root)
         root = self.proc_root
-        command_filter = self._command_filter
         self_pid = self.self_pid
         ppids: dict[int, int] = {}  # ancestry looked up during this scan only
         matched: list[Candidate] = []
@@ -104,20 +103,8 @@ class Scanner:
             except OSError:
                 unreadable += 1
                 continue
-            if not raw:
-                continue  # a kernel thread, or a zombie whose memory is already gone
-            truncated = len(raw) == _FIRST_READ_BYTES  # judged in full by _examine
-            if command_filter is not None:
-                end = raw.find(b"\0")
-                argv0 = raw if end < 0 else raw[:end]
-                if argv0[argv0.rfind(b"/") + 1 :] not in command_filter and not (
-                    truncated and end < 0
-                ):
-                    continue
-            elif not truncated:
-                exe = _readlink_path(f"{root}/{name}/exe") if self._needs_exe else None
-                if self._first_match(_split_argv(raw), exe) is None:
-                    continue
+            if not self._may_match(raw, f"{root}/{name}"):
+                continue
             pid = int(name)
             if pid == self_pid:
                 continue
@@ -147,10 +134,36 @@ class Scanner:
         """
         if pid <= 0 or pid == self.self_pid:
             return None
+        if require_match:
+            # Called for every exec on the machine: the scan's cheap look at the command
+            # line first, the full read only for what may match.
+            path = f"{self.proc_root}/{pid}"
+            try:
+                with open(f"{path}/cmdline", "rb", buffering=0) as f:
+                    raw = f.read(_FIRST_READ_BYTES)
+            except OSError:
+                return None
+            if not self._may_match(raw, path):
+                return None
         try:
             return self._examine(pid, require_match=require_match, ppids={})
         except _Vanished:
             return None
+
+    def _may_match(self, raw: bytes, path: str) -> bool:
+        """Whether the first bytes of a command line can belong to a match: False rules a
+        process out for sure; True sends it to the full look in _examine."""
+        if not raw:
+            return False  # a kernel thread, or a zombie whose memory is already gone
+        truncated = len(raw) == _FIRST_READ_BYTES  # judged in full by _examine
+        if self._command_filter is not None:
+            end = raw.find(b"\0")
+            argv0 = raw if end < 0 else raw[:end]
+            return argv0[argv0.rfind(b"/") + 1 :] in self._command_filter or (truncated and end < 0)
+        if truncated:
+            return True
+        exe = _readlink_path(f"{path}/exe") if self._needs_exe else None
+        return self._first_match(_split_argv(raw), exe) is not None
 
     # -- one process -------------------------------------------------------------------------
 
