@@ -52,6 +52,7 @@ from app import defaults
 from app.backoff import BackoffPolicy
 from app.candidate import Candidate
 from app.durations import format_duration, parse_duration
+from app.health import HealthThresholds
 from app.limits import MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, MIN_MEMORY_LIMIT_MB, Limits
 from app.matching import MatchRule
 
@@ -518,6 +519,14 @@ class HealthSettings:
     unhealthy_scan_failures: int = defaults.HEALTH_UNHEALTHY_SCAN_FAILURES
     stale_scan_after_s: float = defaults.HEALTH_STALE_SCAN_SECONDS
     snapshot_interval_s: float = defaults.HEALTH_SNAPSHOT_INTERVAL_SECONDS
+
+    def thresholds(self) -> HealthThresholds:
+        return HealthThresholds(
+            degraded_scan_failures=self.degraded_scan_failures,
+            degraded_attach_failures=self.degraded_attach_failures,
+            unhealthy_scan_failures=self.unhealthy_scan_failures,
+            stale_scan_after=self.stale_scan_after_s,
+        )
 
     def __post_init__(self) -> None:
         _check_fields(self, _HEALTH_CHECKS)

@@ -7,6 +7,7 @@ Every step gets `now` passed in, so tests control time. Signal handlers only set
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import select
@@ -19,7 +20,7 @@ from app import __version__, defaults
 from app.attach import Attacher, utc
 from app.candidate import Candidate
 from app.errors import classify
-from app.health import HealthThresholds, HealthTracker, SnapshotSchedule
+from app.health import HealthTracker, SnapshotSchedule
 from app.identity import ProcessIdentity, boot_id
 from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
 from app.retry import RetryWorker
@@ -70,17 +71,8 @@ class Daemon:
         self.notifier = notifier
         self.stats = LoopStats()
         now = time.time()
-        h = config.health
-        self.health = HealthTracker(
-            HealthThresholds(
-                degraded_scan_failures=h.degraded_scan_failures,
-                degraded_attach_failures=h.degraded_attach_failures,
-                unhealthy_scan_failures=h.unhealthy_scan_failures,
-                stale_scan_after=h.stale_scan_after_s,
-            ),
-            started_at=now,
-        )
-        self.snapshots = SnapshotSchedule(h.snapshot_interval_s)
+        self.health = HealthTracker(config.health.thresholds(), started_at=now)
+        self.snapshots = SnapshotSchedule(config.health.snapshot_interval_s)
         from app.metrics import Metrics
 
         self.metrics = Metrics(self)
@@ -463,6 +455,9 @@ class Daemon:
             "followed": len(self.lifecycle.by_pid),
             "cgroups": self.unavailable or f"v{getattr(self.governor, 'version', '?')}",
             "pid": os.getpid(),
+            # What a reader of the database needs to judge this snapshot as we do.
+            "thresholds": dataclasses.asdict(self.health.thresholds),
+            "snapshot_interval_s": self.snapshots.interval,
         }
         try:
             self.store.record_health(

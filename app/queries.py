@@ -461,7 +461,6 @@ def current_health(
     died turns unhealthy by the passage of time alone. Queue depths are counted live."""
     from app.health import HealthThresholds, assess
 
-    thresholds = thresholds or HealthThresholds()
     depths = retry_depths(conn)
     snapshot = newest_health(conn)
     run = newest_daemon_run(conn)
@@ -478,6 +477,12 @@ def current_health(
         )
         return report
     details = snapshot["details"] or {}
+    if thresholds is None:
+        # Judge the snapshot by the thresholds the daemon that wrote it was configured with.
+        stored = details.get("thresholds")
+        thresholds = HealthThresholds(**stored) if stored else HealthThresholds()
+    # A daemon that snapshots less often than every two minutes is not absent between them.
+    no_daemon_after = max(no_daemon_after, 2 * float(details.get("snapshot_interval_s") or 0))
     last_success = snapshot["last_successful_scan_at"]
     snapshot_run = (
         daemon_run(conn, snapshot["daemon_run_id"]) if snapshot["daemon_run_id"] else None

@@ -477,3 +477,34 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
         assert row[3] == 9 and row[5].startswith("manual-")
     finally:
         close(daemon)
+
+
+def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
+    tmp_path, db_path, cgroup_parent, fake_ffmpeg
+):
+    from datetime import UTC, datetime, timedelta
+
+    from app import queries
+    from app.database import open_readonly
+
+    config = write_config(tmp_path, fake_ffmpeg,
+                          "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n")  # fmt: skip
+    daemon = make_daemon(db_path, config, cgroup_parent, events=False)
+    try:
+        now = time.time()
+        daemon.start(now)
+        daemon.step(now)
+    finally:
+        close(daemon)
+    engine = open_readonly(db_path)
+    try:
+        with engine.connect() as conn:
+            taken = datetime.fromtimestamp(now, UTC)
+            later = queries.current_health(conn, taken + timedelta(seconds=8))
+            stale = queries.current_health(conn, taken + timedelta(seconds=15))
+    finally:
+        engine.dispose()
+    # With the built-in 2-minute threshold both would be healthy.
+    assert later["status"] == "healthy"
+    assert stale["status"] == "unhealthy"
+    assert any("threshold 10s" in r for r in stale["reasons"])
