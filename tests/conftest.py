@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_processes import ProcessSpawner, make_ffmpeg
 
 from app import failpoints
 
@@ -42,50 +40,19 @@ def _no_failpoints() -> Iterator[None]:
 @pytest.fixture
 def fake_ffmpeg(tmp_path: Path) -> Path:
     """A copy of `sleep` named ffmpeg: matches the default rule, does nothing harmful."""
-    target = tmp_path / "bin" / "ffmpeg"
-    target.parent.mkdir(exist_ok=True)
-    shutil.copy(shutil.which("sleep"), target)
-    return target
-
-
-class Spawner:
-    """Starts real processes and guarantees each is killed (by its pid) and reaped."""
-
-    def __init__(self) -> None:
-        self.children: list[subprocess.Popen] = []
-
-    def __call__(self, argv: list, wait_exec: bool = True, **kwargs) -> subprocess.Popen:
-        """Start argv; by default return once its own command line is visible in /proc."""
-        kwargs.setdefault("stdout", subprocess.DEVNULL)
-        kwargs.setdefault("stderr", subprocess.DEVNULL)
-        child = subprocess.Popen([str(a) for a in argv], **kwargs)
-        self.children.append(child)
-        if wait_exec:
-            from helpers_processes import wait_for_exec
-
-            wait_for_exec(child.pid)
-        return child
-
-    def cleanup(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                try:
-                    os.kill(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+    directory = tmp_path / "bin"
+    directory.mkdir(exist_ok=True)
+    return make_ffmpeg(directory)
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
+def spawn() -> Iterator[ProcessSpawner]:
+    """Real processes for a test, each killed by its pid and reaped at the end."""
+    spawner = ProcessSpawner()
     try:
         yield spawner
     finally:
-        spawner.cleanup()
+        spawner.close()
 
 
 def _own_cgroup_dirs(parent_name: str) -> list[Path]:
@@ -116,7 +83,7 @@ def _remove_tree(directory: Path) -> None:
 
 
 @pytest.fixture
-def cgroup_parent(spawn: Spawner) -> Iterator[str]:
+def cgroup_parent(spawn: ProcessSpawner) -> Iterator[str]:
     """A unique job-cgroup parent below the test's own cgroups, removed afterwards, after
     the processes the test spawned are ended (a populated cgroup cannot be removed)."""
     import uuid
@@ -127,6 +94,6 @@ def cgroup_parent(spawn: Spawner) -> Iterator[str]:
     try:
         yield name
     finally:
-        spawn.cleanup()
+        spawn.close()
         for directory in _own_cgroup_dirs(name):
             _remove_tree(directory)

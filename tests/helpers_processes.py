@@ -28,13 +28,20 @@ class ProcessSpawner:
         self.processes: list[subprocess.Popen] = []
         self.extra_pids: list[int] = []  # grandchildren a test learned of; killed, not reaped
 
-    def spawn(self, argv: list[str], **popen_kwargs) -> subprocess.Popen:
+    def spawn(self, argv: list, wait_exec: bool = True, **popen_kwargs) -> subprocess.Popen:
+        """Start argv; by default return once its own command line is visible in /proc."""
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
         popen_kwargs.setdefault("stdout", subprocess.DEVNULL)
-        process = subprocess.Popen(argv, **popen_kwargs)
+        process = subprocess.Popen([str(a) for a in argv], **popen_kwargs)
         self.processes.append(process)
-        wait_for_exec(process.pid)
+        if wait_exec:
+            wait_for_exec(process.pid)
         return process
+
+    def __call__(self, argv: list, wait_exec: bool = True, **popen_kwargs) -> subprocess.Popen:
+        """The suite's `spawn` fixture: like spawn(), quiet on stderr unless told."""
+        popen_kwargs.setdefault("stderr", subprocess.DEVNULL)
+        return self.spawn(argv, wait_exec, **popen_kwargs)
 
     def close(self) -> None:
         for pid in self.extra_pids:
