@@ -9,19 +9,15 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from app.errors import CANCEL_REASON_PID_REUSED, CANCEL_REASON_TARGET_EXITED, classify
-from app.identity import ProcessIdentity
+from app.identity import ProcessIdentity, current_identity
 from app.limits import Limits
 from app.states import ProcessState
 from app.store import RetryOutcome, Store
+from app.utctime import utc
 
 log = logging.getLogger(__name__)
-
-
-def utc(now: float) -> datetime:
-    return datetime.fromtimestamp(now, UTC)
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,5 @@ class Attacher:
 
     @staticmethod
     def _pid_reused(identity: ProcessIdentity) -> bool:
-        from app.identity import current_identity
-
         now_there = current_identity(identity.pid)
         return now_there is not None and now_there != identity

@@ -17,15 +17,17 @@ import time
 from dataclasses import dataclass
 
 from app import __version__, defaults
-from app.attach import Attacher, utc
+from app.attach import Attacher
 from app.candidate import Candidate
 from app.errors import classify
+from app.governor import job_id_for
 from app.health import HealthTracker, SnapshotSchedule
 from app.identity import ProcessIdentity, boot_id
 from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
 from app.retry import RetryWorker
 from app.states import ProcessState
 from app.store import Store
+from app.utctime import utc
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +292,6 @@ class Daemon:
         return 1
 
     def governor_job_id(self, candidate: Candidate) -> str:
-        from app.governor import job_id_for
-
         return job_id_for(JOB_PREFIX, candidate.command, candidate.identity)
 
     def _limits_for(self, rule: str | None):

@@ -11,11 +11,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.attach import utc
 from app.exit_status import ExitInfo, zombie_exit_status
 from app.identity import ProcessIdentity
 from app.states import ProcessState
 from app.store import Store
+from app.utctime import utc
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 
 from app import defaults
-from app.attach import Attacher, utc
+from app.attach import Attacher
 from app.errors import CANCEL_REASON_PID_REUSED
 from app.identity import current_identity
 from app.lifecycle import Followed, Lifecycle
 from app.states import ProcessState
 from app.store import Store
+from app.utctime import utc
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,11 @@ from typing import Any
 from sqlalchemy import DateTime, TypeDecorator
 
 
+def utc(epoch_seconds: float) -> datetime:
+    """An epoch time (the daemon loop's `now`) as the aware UTC datetime the store takes."""
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
 class UTCDateTime(TypeDecorator):
     """Stored as naive UTC text ('2026-11-27 20:00:00.000000', comparable with SQLite's
     datetime('now')); read back as an aware UTC datetime. A naive datetime is refused."""

@@ -39,11 +39,12 @@ def attach(
     Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048
     """
     from app import defaults
-    from app.attach import Attacher, utc
+    from app.attach import Attacher
     from app.backoff import BackoffPolicy
     from app.scanner import Scanner
     from app.states import ProcessState
     from app.store import Store
+    from app.utctime import utc
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
     load_failpoints_or_fail()

@@ -64,7 +64,7 @@ def run(
 
     Example: ffrtmp run --cpu-quota 200 --memory-limit 4096 -- ffmpeg -i in.mp4 out.mkv
     """
-    from app.attach import Attacher, utc
+    from app.attach import Attacher
     from app.backoff import BackoffPolicy
     from app.candidate import Candidate
     from app.exit_status import ExitInfo
@@ -72,6 +72,7 @@ def run(
     from app.lifecycle import Followed, Lifecycle
     from app.states import ProcessState
     from app.store import Store
+    from app.utctime import utc
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
     load_failpoints_or_fail()
