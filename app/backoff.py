@@ -17,42 +17,40 @@ import random
 from dataclasses import dataclass
 
 from app import defaults
+from app.durations import format_duration
+from app.settings import Flag, InvalidSetting, duration, number, setting, validate, whole_number
 
 
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
-    """initial: seconds before the first retry; multiplier: growth per retry (≥ 1);
+    """initial_delay: seconds before the first retry; multiplier: growth per retry (≥ 1);
     max_delay: cap in seconds; jitter: relative spread in [0, 1); max_attempts: how many
     attempts the retry queue makes before it dead-letters an item."""
 
-    initial: float = defaults.RETRY_INITIAL_DELAY_SECONDS
-    multiplier: float = defaults.RETRY_MULTIPLIER
-    max_delay: float = defaults.RETRY_MAX_DELAY_SECONDS
-    jitter: float = defaults.RETRY_JITTER
-    max_attempts: int = defaults.RETRY_MAX_ATTEMPTS
+    initial_delay: float = setting(
+        "initial_delay", duration(), default=defaults.RETRY_INITIAL_DELAY_SECONDS
+    )
+    multiplier: float = setting("multiplier", number(minimum=1), default=defaults.RETRY_MULTIPLIER)
+    max_delay: float = setting("max_delay", duration(), default=defaults.RETRY_MAX_DELAY_SECONDS)
+    jitter: float = setting("jitter", number(minimum=0, below=1), default=defaults.RETRY_JITTER)
+    max_attempts: int = setting(
+        "max_attempts",
+        whole_number(1),
+        default=defaults.RETRY_MAX_ATTEMPTS,
+        flag=Flag(
+            "--max-retry-attempts",
+            f"Retries before a process is dead-lettered (default {defaults.RETRY_MAX_ATTEMPTS}).",
+        ),
+    )
 
     def __post_init__(self) -> None:
-        for name in ("initial", "multiplier", "max_delay", "jitter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"backoff {name} must be a number, not {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"backoff {name} must be a finite number, not {value}")
-        if not self.initial > 0:
-            raise ValueError(f"backoff initial delay must be positive, not {self.initial}")
-        if not self.multiplier >= 1:
-            raise ValueError(f"backoff multiplier must be at least 1, not {self.multiplier}")
-        if not self.max_delay >= self.initial:
-            raise ValueError(
-                f"backoff max_delay ({self.max_delay}) must not be below "
-                f"the initial delay ({self.initial})"
+        validate(self)
+        if self.max_delay < self.initial_delay:
+            raise InvalidSetting(
+                "max_delay",
+                f"must not be shorter than initial_delay ({format_duration(self.initial_delay)}), "
+                f"not {format_duration(self.max_delay)}",
             )
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"backoff jitter must be at least 0 and below 1, not {self.jitter}")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an integer, not {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
 
     def base_delay(self, attempt: int) -> float:
         """Seconds before retry number `attempt` (1-based), without jitter."""
@@ -65,7 +63,7 @@ class BackoffPolicy:
         if self.multiplier > 1 and exponent > self._exponent_reaching_cap():
             return self.max_delay
         try:
-            return min(self.max_delay, self.initial * self.multiplier**exponent)
+            return min(self.max_delay, self.initial_delay * self.multiplier**exponent)
         except OverflowError:
             # Only reachable with a tiny initial and a cap near the float limit.
             return self.max_delay
@@ -83,5 +81,5 @@ class BackoffPolicy:
 
     def _exponent_reaching_cap(self) -> float:
         # A difference of logs, not the log of a ratio that could overflow to inf.
-        gap = math.log(self.max_delay) - math.log(self.initial)
+        gap = math.log(self.max_delay) - math.log(self.initial_delay)
         return math.ceil(gap / math.log(self.multiplier))

@@ -14,7 +14,6 @@ import select
 import signal
 import socket
 import time
-from dataclasses import dataclass
 
 from app import __version__, defaults
 from app.attach import Attacher
@@ -36,16 +35,6 @@ SHORT_LIVED_REASON = "exited before it could be attached"
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
 OTHERS_MARGIN_SECONDS = 5.0
-
-
-@dataclass
-class LoopStats:
-    scans: int = 0
-    event_overflows: int = 0
-    exec_events: int = 0
-    exit_events: int = 0
-    last_scan_ms: float = 0.0
-    discovered: int = 0
 
 
 class Daemon:
@@ -71,17 +60,18 @@ class Daemon:
         self.once = once
         self.config_summary = config_summary or {}
         self.notifier = notifier
-        self.stats = LoopStats()
+        self.scans_run = 0
+        self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
-        self.health = HealthTracker(config.health.thresholds(), started_at=now)
-        self.snapshots = SnapshotSchedule(config.health.snapshot_interval_s)
+        self.health = HealthTracker(config.health.thresholds, started_at=now)
+        self.snapshots = SnapshotSchedule(config.health.snapshot_interval)
         from app.metrics import Metrics
 
         self.metrics = Metrics(self)
         self.http_server = None
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
         self.attacher = Attacher(
-            store, governor, config.retry.policy(), retry_enabled=config.retry.enabled,
+            store, governor, config.retry.policy, retry_enabled=config.retry.enabled,
             health=self.health, unavailable_reason=self.unavailable,
         )  # fmt: skip
         self.lifecycle = Lifecycle(store, governor)
@@ -231,8 +221,7 @@ class Daemon:
             errors += 1
             self._record_error("scan", exc, now)
         duration_ms = (time.perf_counter() - started) * 1000
-        self.stats.scans += 1
-        self.stats.last_scan_ms = duration_ms
+        self.scans_run += 1
         self.metrics.observe_scan(duration_ms / 1000, ok)
         self.health.record_scan(ok, now)
         try:
@@ -286,7 +275,6 @@ class Daemon:
             # owns it, never a second attach here.
             self.settled[ident] = process_id
             return 0
-        self.stats.discovered += 1
         self.metrics.discovered()
         self._attach(process_id, ident, job_id, limits, now)
         return 1
@@ -355,14 +343,12 @@ class Daemon:
                 return lost
             for event in events:
                 if isinstance(event, Overflow):
-                    self.stats.event_overflows += 1
+                    self.event_overflows += 1
                     self.metrics.overflow()
                     lost = True
                 elif isinstance(event, ExecEvent):
-                    self.stats.exec_events += 1
                     self._on_exec(event.pid, now)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.stats.exit_events += 1
                     self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
 
     def _on_exec(self, pid: int, now: float) -> None:
@@ -451,7 +437,7 @@ class Daemon:
             "discovery": self.discovery,
             "total_scans": report.total_scans,
             "total_attaches": report.total_attaches,
-            "event_overflows": self.stats.event_overflows,
+            "event_overflows": self.event_overflows,
             "followed": len(self.lifecycle.by_pid),
             "cgroups": self.unavailable or f"v{getattr(self.governor, 'version', '?')}",
             "pid": os.getpid(),
@@ -546,7 +532,7 @@ class Daemon:
         self.config = fresh
         self.scanner = Scanner(fresh.rules(), proc_root=self.scanner.proc_root,
                                self_pid=self.scanner.self_pid)  # fmt: skip
-        self.attacher.policy = fresh.retry.policy()
+        self.attacher.policy = fresh.retry.policy
         self.attacher.retry_enabled = fresh.retry.enabled
         self.next_scan_at = now  # apply the new rules to what runs now
         log.info("configuration reloaded from %s", source)
@@ -587,6 +573,3 @@ def default_notifier():
 
         return Notifier.from_environment()
     return None
-
-
-SCAN_INTERVAL_DEFAULT = defaults.SCAN_INTERVAL_SECONDS

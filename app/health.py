@@ -13,47 +13,42 @@ seconds passed in by the caller, so they can be stored and tests control them.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
 
 from app import defaults
+from app.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
 from app.states import HealthStatus
 
+SNAPSHOT_INTERVAL = duration()  # the kind of HealthSettings.snapshot_interval, checked here too
 SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 
 
 @dataclass(frozen=True, slots=True)
 class HealthThresholds:
-    degraded_scan_failures: int = defaults.HEALTH_DEGRADED_SCAN_FAILURES
-    degraded_attach_failures: int = defaults.HEALTH_DEGRADED_ATTACH_FAILURES
-    unhealthy_scan_failures: int = defaults.HEALTH_UNHEALTHY_SCAN_FAILURES
-    stale_scan_after: float = defaults.HEALTH_STALE_SCAN_SECONDS
+    degraded_scan_failures: int = setting(
+        "degraded_scan_failures", whole_number(1), default=defaults.HEALTH_DEGRADED_SCAN_FAILURES
+    )
+    degraded_attach_failures: int = setting(
+        "degraded_attach_failures",
+        whole_number(1),
+        default=defaults.HEALTH_DEGRADED_ATTACH_FAILURES,
+    )
+    unhealthy_scan_failures: int = setting(
+        "unhealthy_scan_failures", whole_number(1), default=defaults.HEALTH_UNHEALTHY_SCAN_FAILURES
+    )
+    stale_scan_after: float = setting(
+        "stale_scan_after", duration(), default=defaults.HEALTH_STALE_SCAN_SECONDS
+    )
 
     def __post_init__(self) -> None:
-        for name in (
-            "degraded_scan_failures",
-            "degraded_attach_failures",
-            "unhealthy_scan_failures",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"health threshold {name} must be an integer of at least 1, not {value!r}"
-                )
-        if self.degraded_scan_failures > self.unhealthy_scan_failures:
-            raise ValueError(
-                f"health threshold degraded_scan_failures ({self.degraded_scan_failures}) must not "
-                f"exceed unhealthy_scan_failures ({self.unhealthy_scan_failures})"
-            )
-        stale = self.stale_scan_after
-        if isinstance(stale, bool) or not isinstance(stale, int | float):
-            raise ValueError(f"health threshold stale_scan_after must be a number, not {stale!r}")
-        if not (math.isfinite(stale) and stale > 0):
-            raise ValueError(
-                "health threshold stale_scan_after must be a positive number of seconds, "
-                f"not {stale}"
+        validate(self)
+        if self.unhealthy_scan_failures < self.degraded_scan_failures:
+            raise InvalidSetting(
+                "unhealthy_scan_failures",
+                f"must not be below degraded_scan_failures ({self.degraded_scan_failures}), "
+                f"not {self.unhealthy_scan_failures}",
             )
 
 
@@ -255,13 +250,10 @@ class SnapshotSchedule:
     `interval` seconds otherwise."""
 
     def __init__(self, interval: float = defaults.HEALTH_SNAPSHOT_INTERVAL_SECONDS) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise ValueError(f"snapshot interval must be a number, not {interval!r}")
-        if not (math.isfinite(interval) and interval > 0):
-            raise ValueError(
-                f"snapshot interval must be a positive number of seconds, not {interval}"
-            )
-        self.interval = float(interval)
+        try:
+            self.interval = SNAPSHOT_INTERVAL.accept(interval)
+        except Invalid as exc:
+            raise InvalidSetting("snapshot_interval", exc.predicate) from None
         self._last_status: HealthStatus | None = None
         self._last_at: float | None = None
 

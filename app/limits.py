@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from app import defaults
+from app.settings import (
+    PERCENT_OF_CORE,
+    Flag,
+    optional,
+    setting,
+    validate,
+    whole_number,
+)
 
 MIN_CPU_WEIGHT = 1
 MAX_CPU_WEIGHT = 10000
 MIN_MEMORY_LIMIT_MB = 1
 CPU_PERIOD_US = 100_000
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,25 +27,27 @@ class Limits:
     cpu_weight: relative share, 1..10000 (cgroup v2 scale; v1 shares are derived).
     memory_limit_mb: hard memory limit in MiB, None for no limit."""
 
-    cpu_quota: float | None = defaults.CPU_QUOTA_PERCENT
-    cpu_weight: int = defaults.CPU_WEIGHT
-    memory_limit_mb: int | None = defaults.MEMORY_LIMIT_MB
+    cpu_quota: float | None = setting(
+        "cpu_quota",
+        optional(PERCENT_OF_CORE),
+        default=defaults.CPU_QUOTA_PERCENT,
+        flag=Flag("--cpu-quota", "CPU quota in percent of one core (150 = one and a half cores)."),
+    )
+    cpu_weight: int = setting(
+        "cpu_weight",
+        whole_number(MIN_CPU_WEIGHT, MAX_CPU_WEIGHT),
+        default=defaults.CPU_WEIGHT,
+        flag=Flag("--cpu-weight", f"CPU weight (default {defaults.CPU_WEIGHT})."),
+    )
+    memory_limit_mb: int | None = setting(
+        "memory_limit",
+        optional(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB")),
+        default=defaults.MEMORY_LIMIT_MB,
+        flag=Flag("--memory-limit", "Memory limit in MB."),
+    )
 
     def __post_init__(self) -> None:
-        if self.cpu_quota is not None and not self.cpu_quota > 0:
-            raise ValueError(f"cpu_quota must be a positive percentage, not {self.cpu_quota}")
-        if isinstance(self.cpu_weight, bool) or not isinstance(self.cpu_weight, int):
-            raise ValueError(f"cpu_weight must be an integer, not {self.cpu_weight!r}")
-        if not MIN_CPU_WEIGHT <= self.cpu_weight <= MAX_CPU_WEIGHT:
-            raise ValueError(
-                f"cpu_weight must be between {MIN_CPU_WEIGHT} and {MAX_CPU_WEIGHT}, "
-                f"not {self.cpu_weight}"
-            )
-        if self.memory_limit_mb is not None and self.memory_limit_mb < MIN_MEMORY_LIMIT_MB:
-            raise ValueError(
-                f"memory_limit must be at least {MIN_MEMORY_LIMIT_MB} MB, "
-                f"not {self.memory_limit_mb}"
-            )
+        validate(self)
 
     @property
     def cpu_quota_us(self) -> int | None:
@@ -45,7 +56,7 @@ class Limits:
 
     @property
     def memory_limit_bytes(self) -> int | None:
-        return None if self.memory_limit_mb is None else self.memory_limit_mb * 1024 * 1024
+        return None if self.memory_limit_mb is None else self.memory_limit_mb * MIB
 
     @property
     def cpu_shares_v1(self) -> int:

@@ -41,7 +41,7 @@ attempts = st.integers(min_value=1, max_value=10**6) | st.integers(min_value=1, 
 def test_defaults_come_from_the_defaults_module():
     policy = BackoffPolicy()
     assert (
-        policy.initial,
+        policy.initial_delay,
         policy.multiplier,
         policy.max_delay,
         policy.jitter,
@@ -80,13 +80,13 @@ def test_huge_attempt_numbers_do_not_overflow():
 
 
 def test_extreme_but_valid_policy_does_not_overflow():
-    policy = BackoffPolicy(initial=5e-324, multiplier=1.5, max_delay=1.7e308, jitter=0.0)
+    policy = BackoffPolicy(initial_delay=5e-324, multiplier=1.5, max_delay=1.7e308, jitter=0.0)
     assert policy.base_delay(1) == 5e-324
     assert policy.base_delay(5000) == 1.7e308
 
 
 def test_multiplier_one_is_a_constant_delay():
-    policy = BackoffPolicy(initial=3.0, multiplier=1.0, max_delay=10.0, jitter=0.0)
+    policy = BackoffPolicy(initial_delay=3.0, multiplier=1.0, max_delay=10.0, jitter=0.0)
     assert {policy.base_delay(n) for n in (1, 2, 50, 10**300)} == {3.0}
 
 
@@ -104,7 +104,7 @@ def test_seeded_rng_gives_repeatable_delays():
 
 
 def test_jitter_spreads_over_the_whole_range():
-    policy = BackoffPolicy(initial=10.0, jitter=0.5)
+    policy = BackoffPolicy(initial_delay=10.0, jitter=0.5)
     rng = random.Random(7)
     draws = [policy.delay(1, rng) for _ in range(2000)]
     assert min(draws) < 5.5 and max(draws) > 14.5
@@ -114,21 +114,21 @@ def test_jitter_spreads_over_the_whole_range():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"initial": 0}, "backoff initial delay must be positive, not 0"),
-        ({"initial": -1.0}, "backoff initial delay must be positive, not -1.0"),
-        ({"multiplier": 0.5}, "backoff multiplier must be at least 1, not 0.5"),
+        ({"initial_delay": 0}, "initial_delay must be a positive duration, not 0"),
+        ({"initial_delay": -1.0}, "initial_delay must be a positive duration, not -1.0"),
+        ({"multiplier": 0.5}, "multiplier must be at least 1, not 0.5"),
         (
-            {"initial": 10.0, "max_delay": 5.0},
-            "backoff max_delay (5.0) must not be below the initial delay (10.0)",
+            {"initial_delay": 10.0, "max_delay": 5.0},
+            "max_delay must not be shorter than initial_delay (10s), not 5s",
         ),
-        ({"jitter": 1.0}, "backoff jitter must be at least 0 and below 1, not 1.0"),
-        ({"jitter": -0.1}, "backoff jitter must be at least 0 and below 1, not -0.1"),
+        ({"jitter": 1.0}, "jitter must be at least 0 and below 1, not 1"),
+        ({"jitter": -0.1}, "jitter must be at least 0 and below 1, not -0.1"),
         ({"max_attempts": 0}, "max_attempts must be at least 1, not 0"),
-        ({"max_attempts": 2.5}, "max_attempts must be an integer, not 2.5"),
-        ({"max_attempts": True}, "max_attempts must be an integer, not True"),
-        ({"initial": float("nan")}, "backoff initial must be a finite number, not nan"),
-        ({"max_delay": float("inf")}, "backoff max_delay must be a finite number, not inf"),
-        ({"multiplier": "2"}, "backoff multiplier must be a number, not '2'"),
+        ({"max_attempts": 2.5}, "max_attempts must be a whole number, not 2.5"),
+        ({"max_attempts": True}, "max_attempts must be a whole number, not true"),
+        ({"initial_delay": float("nan")}, "initial_delay must be a positive duration, not nan"),
+        ({"max_delay": float("inf")}, "max_delay must be a positive duration, not inf"),
+        ({"multiplier": "2"}, "multiplier must be a number, not '2'"),
     ],
 )
 def test_constructor_rejects_bad_values(kwargs, message):
@@ -145,13 +145,13 @@ def test_attempt_must_be_a_positive_integer(attempt):
 
 @given(policy=any_policy)
 def test_property_first_retry_waits_the_initial_delay(policy):
-    assert policy.base_delay(1) == policy.initial
+    assert policy.base_delay(1) == policy.initial_delay
 
 
 @given(policy=any_policy, attempt=attempts, step=st.integers(min_value=1, max_value=1000))
 def test_property_base_delay_is_monotone_and_capped(policy, attempt, step):
     here, later = policy.base_delay(attempt), policy.base_delay(attempt + step)
-    assert policy.initial <= here <= later <= policy.max_delay
+    assert policy.initial_delay <= here <= later <= policy.max_delay
 
 
 @given(policy=any_policy, attempt=attempts, seed=st.integers())

@@ -20,13 +20,13 @@ from app.cli import main as cli
 from app.config import (
     CommandConfig,
     ConfigError,
-    Decision,
-    Filters,
+    MatchCriteria,
     WatchConfig,
     apply_overrides,
     effective_dict,
     load_config,
 )
+from app.filters import Decision, Filters
 from app.identity import ProcessIdentity, boot_id, current_identity
 from app.limits import Limits
 
@@ -83,7 +83,7 @@ def test_no_file_and_an_empty_file_give_the_defaults(tmp_path: Path) -> None:
     assert config.scan_interval == defaults.SCAN_INTERVAL_SECONDS
     assert config.target_commands == defaults.TARGET_COMMANDS
     assert config.default_limits == Limits()
-    assert config.retry.max_attempts == defaults.RETRY_MAX_ATTEMPTS
+    assert config.retry.policy.max_attempts == defaults.RETRY_MAX_ATTEMPTS
     assert config.cgroup.version == defaults.CGROUP_VERSION
 
 
@@ -122,10 +122,14 @@ def test_every_section_is_read(tmp_path: Path) -> None:
         max_runtime_s=7200.0,
         blocked_dirs=("/tmp",),
     )
-    assert (config.retry.enabled, config.retry.max_attempts, config.retry.jitter) == (False, 7, 0)
-    assert config.retry.policy().base_delay(2) == 6.0
-    assert config.health.stale_scan_after_s == 90.0
-    assert config.health.snapshot_interval_s == 15.0
+    assert (config.retry.enabled, config.retry.policy.max_attempts, config.retry.policy.jitter) == (
+        False,
+        7,
+        0,
+    )
+    assert config.retry.policy.base_delay(2) == 6.0
+    assert config.health.thresholds.stale_scan_after == 90.0
+    assert config.health.snapshot_interval == 15.0
     assert config.retention_s == 7 * 86400
     assert (str(config.cgroup.root), config.cgroup.parent, config.cgroup.version) == (
         "/tmp/cg",
@@ -472,7 +476,7 @@ def test_runtime_defers_young_processes_and_skips_old_ones(spawn) -> None:
 
 
 def test_filters_reject_bad_values_when_built_directly() -> None:
-    with pytest.raises(ValueError, match="allowed_dirs entry must be an absolute path, not 'x'"):
+    with pytest.raises(ValueError, match=r"allowed_dirs\[0\] must be an absolute path, not 'x'"):
         Filters(allowed_dirs=("x",))
     with pytest.raises(ValueError, match="max_runtime must be longer than min_runtime"):
         Filters(min_runtime_s=10, max_runtime_s=5)
@@ -515,7 +519,7 @@ def test_defaults_then_file_then_flags(tmp_path: Path) -> None:
     )
     assert flagged.scan_interval == 2.0
     assert flagged.discovery == "events"
-    assert (flagged.retry.max_attempts, flagged.retry.enabled) == (9, False)
+    assert (flagged.retry.policy.max_attempts, flagged.retry.enabled) == (9, False)
     # A limit flag wins everywhere, per-command limits included; the others stay as filed.
     assert flagged.default_limits == Limits(cpu_weight=50, memory_limit_mb=512)
     assert flagged.limits_for("ffmpeg") == Limits(cpu_quota=150, cpu_weight=50, memory_limit_mb=512)
@@ -683,7 +687,7 @@ def configs(draw: st.DrawFn) -> WatchConfig:
         name: CommandConfig(
             limits=draw(limits),
             filters=draw(st.none() | filter_sets),
-            cmdline_regex=draw(st.none() | st.just(r"-f\s+flv")),
+            match=MatchCriteria(cmdline_regex=draw(st.none() | st.just(r"-f\s+flv"))),
         )
         for name in draw(st.lists(names, max_size=3, unique=True))
     }

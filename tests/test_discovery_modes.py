@@ -118,8 +118,8 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
         assert query(db_path, "SELECT pid FROM processes WHERE state = 'attached' "
                               "ORDER BY pid") == [(p,) for p in pids]  # fmt: skip
         assert query(db_path, "SELECT new > 0 FROM scans WHERE trigger = 'overflow'") == [(1,)]
-        assert daemon.stats.event_overflows >= 1
-        assert overflows_in_snapshot(daemon, db_path, now) == daemon.stats.event_overflows
+        assert daemon.event_overflows >= 1
+        assert overflows_in_snapshot(daemon, db_path, now) == daemon.event_overflows
     finally:
         close(daemon)
 
@@ -141,7 +141,7 @@ def test_an_overflow_is_counted_once_and_scanned_for_at_once(
             ("overflow",),
         ]
         assert query(db_path, "SELECT pid, state FROM processes") == [(child.pid, "attached")]
-        assert daemon.stats.event_overflows == 1
+        assert daemon.event_overflows == 1
         assert overflows_in_snapshot(daemon, db_path, now) == 1
     finally:
         close(daemon)

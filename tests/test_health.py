@@ -239,24 +239,23 @@ def test_restore_rejects_impossible_totals(kwargs, message):
     [
         (
             {"degraded_scan_failures": 0},
-            "health threshold degraded_scan_failures must be an integer of at least 1, not 0",
+            "degraded_scan_failures must be at least 1, not 0",
         ),
         (
             {"degraded_attach_failures": 2.5},
-            "health threshold degraded_attach_failures must be an integer of at least 1, not 2.5",
+            "degraded_attach_failures must be a whole number, not 2.5",
         ),
         (
             {"degraded_scan_failures": 6},
-            "health threshold degraded_scan_failures (6) must not exceed "
-            "unhealthy_scan_failures (5)",
+            "unhealthy_scan_failures must not be below degraded_scan_failures (6), not 5",
         ),
         (
             {"stale_scan_after": 0},
-            "health threshold stale_scan_after must be a positive number of seconds, not 0",
+            "stale_scan_after must be a positive duration, not 0",
         ),
         (
             {"stale_scan_after": float("inf")},
-            "health threshold stale_scan_after must be a positive number of seconds, not inf",
+            "stale_scan_after must be a positive duration, not inf",
         ),
     ],
 )
@@ -303,7 +302,7 @@ class TestSnapshotSchedule:
 
     @pytest.mark.parametrize("interval", [0, -1.0, float("nan")])
     def test_rejects_a_bad_interval(self, interval):
-        with pytest.raises(ValueError, match="snapshot interval must be a positive number"):
+        with pytest.raises(ValueError, match="snapshot_interval must be a positive duration"):
             SnapshotSchedule(interval)
 
 

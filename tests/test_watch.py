@@ -319,7 +319,7 @@ def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
         daemon.full_scan(time.time())
         assert process_row(db_path, shell.pid) is None
         pump(daemon, lambda: (process_row(db_path, shell.pid) or [0, ""])[1] == "attached")
-        assert daemon.stats.scans == 1  # found by the event, not by another scan
+        assert daemon.scans_run == 1  # found by the event, not by another scan
     finally:
         close(daemon)
 
@@ -388,7 +388,7 @@ def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
         pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached",
              timeout=3)  # fmt: skip
         assert time.monotonic() - started < 2.5
-        assert daemon.stats.scans == 1
+        assert daemon.scans_run == 1
     finally:
         close(daemon)
 

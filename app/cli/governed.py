@@ -18,15 +18,13 @@ def cgroup_options(func):
 
 
 def limits_from(cpu_quota, cpu_weight, memory_limit):
+    from app.config import ConfigError, overridden
     from app.limits import Limits
 
+    given = {"cpu_quota": cpu_quota, "cpu_weight": cpu_weight, "memory_limit": memory_limit}
     try:
-        return Limits(
-            cpu_quota=cpu_quota,
-            cpu_weight=cpu_weight if cpu_weight is not None else defaults.CPU_WEIGHT,
-            memory_limit_mb=memory_limit,
-        )
-    except ValueError as exc:
+        return overridden(Limits(), {k: v for k, v in given.items() if v is not None})
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
 
