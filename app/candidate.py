@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.identity import ProcessIdentity
 
@@ -19,7 +19,6 @@ class Candidate:
     exe: str | None = None
     cwd: str | None = None
     parent_command: str | None = None  # basename(argv[0]) of the parent, for parent filters
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def pid(self) -> int:

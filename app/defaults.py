@@ -61,17 +61,17 @@ PROC_EVENTS_RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024  # room for a fork storm betw
 PROC_EVENTS_MAX_PER_READ = 4096  # events returned by one read_events() call at most
 PROC_EVENTS_ACK_TIMEOUT_SECONDS = 1.0  # wait for the kernel to confirm the subscription
 
-# Watch config file (appended with app/config.py)
+# Watch config file
 CGROUP_VERSION = "auto"  # auto | v1 | v2
 FILTER_MIN_RUNTIME_SECONDS = 0.0  # attach at once
 FILTER_MAX_RUNTIME_SECONDS = None  # no maximum
 
-# Job ids and their cgroups (appended with app/governor.py)
+# Job ids and their cgroups
 JOB_ID_PREFIXES = ("auto", "manual", "run")  # auto: watch; manual: attach; run: run
 
-# Operator read commands (appended with app/queries.py)
+# Operator read commands
 CLI_LIST_LIMIT = 100  # rows a list command prints unless --limit says otherwise
 
-# Operator surface (appended with app/http.py, app/metrics.py, app/sd_notify.py)
+# Operator surface: HTTP, metrics
 HTTP_REQUEST_TIMEOUT_SECONDS = 5.0  # a client that sends nothing holds one server thread, no more
 METRICS_STORE_CACHE_SECONDS = 2.0  # retry-queue depths read from SQLite at most this often

@@ -51,8 +51,10 @@ PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
 PROC_EVENT_EXIT = 0x80000000
 # Since Linux 6.6 a listener can ask for a subset of event types; older kernels ignore the
-# request and send everything, which parse_messages copes with anyway.
-WANTED_EVENTS = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
+# request and send everything, and the listener drops what was not asked for. The daemon needs
+# exec and exit only: forks, the most frequent kind, are for those who ask.
+EXEC_AND_EXIT = PROC_EVENT_EXEC | PROC_EVENT_EXIT
+ALL_EVENTS = PROC_EVENT_FORK | EXEC_AND_EXIT
 
 NLMSG_NOOP = 1
 NLMSG_ERROR = 2
@@ -204,11 +206,14 @@ class ProcEventListener:
         receive_buffer_bytes: int = defaults.PROC_EVENTS_RECEIVE_BUFFER_BYTES,
         include_threads: bool = False,
         ack_timeout_seconds: float = defaults.PROC_EVENTS_ACK_TIMEOUT_SECONDS,
+        kinds: int = EXEC_AND_EXIT,
     ) -> None:
         if receive_buffer_bytes <= 0:
             raise ValueError(f"receive buffer must be positive, not {receive_buffer_bytes}")
         self.receive_buffer_bytes = receive_buffer_bytes
         self.include_threads = include_threads
+        self.wants_forks = bool(kinds & PROC_EVENT_FORK)
+        self.kinds = kinds
         self.ack_timeout_seconds = ack_timeout_seconds
         self.overflows = 0
         self._sock: socket.socket | None = None
@@ -234,7 +239,7 @@ class ProcEventListener:
             # subscription; the filter request that follows is only an optimisation.
             sock.send(_control_message(port_id, PROC_CN_MCAST_LISTEN, nonce, None))
             self._pending = self._keep(self._await_ack(sock, nonce))
-            sock.send(_control_message(port_id, PROC_CN_MCAST_LISTEN, nonce + 1, WANTED_EVENTS))
+            sock.send(_control_message(port_id, PROC_CN_MCAST_LISTEN, nonce + 1, self.kinds))
             # Set after the acknowledgement so a deliberately small buffer cannot lose it.
             self._set_receive_buffer(sock)
             sock.setblocking(False)
@@ -311,6 +316,8 @@ class ProcEventListener:
         return events
 
     def _keep(self, events: list[ProcEvent]) -> list[ProcEvent]:
+        if not self.wants_forks:
+            events = [e for e in events if not isinstance(e, ForkEvent)]
         if self.include_threads:
             return events
         return [e for e in events if not getattr(e, "is_thread", False)]

@@ -94,13 +94,8 @@ class Scanner:
             if not name.isdigit():
                 continue
             seen += 1
-            try:
-                fd = os.open(f"{root}/{name}/cmdline", os.O_RDONLY)
-                try:
-                    raw = os.read(fd, _FIRST_READ_BYTES)
-                finally:
-                    os.close(fd)
-            except OSError:
+            raw = _first_page_of_cmdline(f"{root}/{name}")
+            if raw is None:
                 unreadable += 1
                 continue
             if not self._may_match(raw, f"{root}/{name}"):
@@ -138,12 +133,8 @@ class Scanner:
             # Called for every exec on the machine: the scan's cheap look at the command
             # line first, the full read only for what may match.
             path = f"{self.proc_root}/{pid}"
-            try:
-                with open(f"{path}/cmdline", "rb", buffering=0) as f:
-                    raw = f.read(_FIRST_READ_BYTES)
-            except OSError:
-                return None
-            if not self._may_match(raw, path):
+            raw = _first_page_of_cmdline(path)
+            if raw is None or not self._may_match(raw, path):
                 return None
         try:
             return self._examine(pid, require_match=require_match, ppids={})
@@ -238,14 +229,7 @@ class Scanner:
     def _command_of(self, pid: int) -> str | None:
         if pid <= 0:
             return None
-        try:
-            fd = os.open(f"{self.proc_root}/{pid}/cmdline", os.O_RDONLY)
-            try:
-                raw = os.read(fd, _FIRST_READ_BYTES)
-            finally:
-                os.close(fd)
-        except OSError:
-            return None
+        raw = _first_page_of_cmdline(f"{self.proc_root}/{pid}")
         if not raw:
             return None
         return os.path.basename(_split_argv(raw)[0]) or None
@@ -262,6 +246,21 @@ class Scanner:
 
 
 # -- reading /proc -----------------------------------------------------------------------------
+
+
+def _first_page_of_cmdline(process_dir: str) -> bytes | None:
+    """The first bytes of a process's command line (empty for a kernel thread or a zombie),
+    None when it cannot be read: the one read a scan makes of every process."""
+    try:
+        fd = os.open(f"{process_dir}/cmdline", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, _FIRST_READ_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _split_argv(raw: bytes) -> tuple[str, ...]:

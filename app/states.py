@@ -15,14 +15,6 @@ class ProcessState(StrEnum):
     EXITED = "exited"  # followed to its end
 
 
-FINISHED_PROCESS_STATES = (
-    ProcessState.EXITED,
-    ProcessState.VANISHED,
-    ProcessState.SKIPPED,
-    ProcessState.DEAD,
-)
-
-
 class RetryState(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"

@@ -10,6 +10,7 @@ import pytest
 from app import failpoints
 from app.exit_status import decode_wait_status
 from app.proc_events import (
+    ALL_EVENTS,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -115,7 +116,7 @@ def spawn(spawn):
 
 @pytest.fixture
 def listener():
-    with ProcEventListener() as opened:
+    with ProcEventListener(kinds=ALL_EVENTS) as opened:
         yield opened
 
 
@@ -181,8 +182,19 @@ def test_fork_and_exec_events_of_a_new_process(listener, spawn):
 
 
 @needs_connector
+def test_fork_events_come_only_to_a_listener_that_asks(spawn):
+    with ProcEventListener() as exec_and_exit:
+        proc = spawn(["sleep", "30"])
+        seen = collect_until(
+            exec_and_exit, lambda e: isinstance(e, ExecEvent) and e.pid == proc.pid
+        )
+    assert seen, "the exec event itself was read"
+    assert not [e for e in seen if isinstance(e, ForkEvent)]
+
+
+@needs_connector
 def test_thread_exits_are_dropped_unless_asked_for(listener, spawn):
-    with ProcEventListener(include_threads=True) as all_threads:
+    with ProcEventListener(include_threads=True, kinds=ALL_EVENTS) as all_threads:
         code = "import threading; t = threading.Thread(target=print); t.start(); t.join()"
         proc = spawn([sys.executable, "-c", code])
         with_threads = collect_until(all_threads, exit_of(proc.pid))
