@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from app import __version__, defaults
 from app.attach import Attacher
 from app.candidate import Candidate
+from app.cgroups import job_id_for
 from app.errors import classify
-from app.governor import job_id_for
 from app.health import HealthTracker, SnapshotSchedule
 from app.identity import ProcessIdentity, boot_id
 from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle

@@ -66,7 +66,7 @@ CGROUP_VERSION = "auto"  # auto | v1 | v2
 FILTER_MIN_RUNTIME_SECONDS = 0.0  # attach at once
 FILTER_MAX_RUNTIME_SECONDS = None  # no maximum
 
-# Job ids and their cgroups (appended with app/governor.py)
+# Job ids and their cgroups (appended with app/cgroups/)
 JOB_ID_PREFIXES = ("auto", "manual", "run")  # auto: watch; manual: attach; run: run
 
 # Operator read commands (appended with app/queries.py)

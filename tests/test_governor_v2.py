@@ -18,13 +18,14 @@ import pytest
 from helpers_processes import SLEEP_BINARY, ProcessSpawner
 
 from app import failpoints
-from app.governor import (
+from app.cgroups import (
     Attachment,
     CgroupFiles,
     Governor,
     GovernorError,
     TargetGone,
     Usage,
+    create_governor,
     is_job_name,
     job_id_for,
 )
@@ -140,7 +141,7 @@ class FakeMachine:
     service: Path  # the delegated cgroup of the daemon's systemd unit
 
     def governor(self, parent: str | None = None) -> Governor:
-        return Governor.create(self.root, parent=parent, proc_root=self.proc, files=self.files)
+        return create_governor(self.root, parent=parent, proc_root=self.proc, files=self.files)
 
 
 def build_machine(tmp_path: Path, *, subgroup: bool = True, controllers: str = "cpu io memory"):
@@ -307,7 +308,7 @@ def test_controllers_the_root_does_not_offer_fail_clearly_and_create_nothing(tmp
     files = FakeCgroupV2Files(root, proc)
     files.make_root("hugetlb")
     files.put_process(os.getpid(), root)
-    governor = Governor.create(root, proc_root=proc, files=files)
+    governor = create_governor(root, proc_root=proc, files=files)
 
     problem = governor.check()
 
@@ -420,14 +421,14 @@ def test_job_id_holds_pid_and_start_ticks_and_only_safe_characters():
 
 
 def test_no_cgroup_filesystem_is_reported_by_check(tmp_path):
-    governor = Governor.create(tmp_path, proc_root=tmp_path)
+    governor = create_governor(tmp_path, proc_root=tmp_path)
 
     assert governor.check() == (
         f"{tmp_path} is neither a cgroup v2 mount (it has no cgroup.controllers) "
         "nor a directory of cgroup v1 cpu and memory hierarchies"
     )
     with pytest.raises(ValueError, match="cgroup version must be 1 or 2, not 3"):
-        Governor.create(tmp_path, version=3)
+        create_governor(tmp_path, version=3)
 
 
 class KernelIgnoringMemoryMax(FakeCgroupV2Files):
@@ -443,7 +444,7 @@ class KernelIgnoringMemoryMax(FakeCgroupV2Files):
 def test_a_limit_that_does_not_read_back_fails_the_attach_before_the_move(tmp_path, sleeper):
     machine = build_machine(tmp_path / "other")
     files = KernelIgnoringMemoryMax(machine.root, machine.proc)
-    governor = Governor.create(machine.root, proc_root=machine.proc, files=files)
+    governor = create_governor(machine.root, proc_root=machine.proc, files=files)
     job_id = job_id_for("auto", "sleep", sleeper)
     files.put_process(sleeper.pid, machine.root / "system.slice" / "other.service")
 

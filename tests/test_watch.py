@@ -20,6 +20,7 @@ from daemon_harness import (
 )
 
 from app import failpoints
+from app.cgroups import create_governor
 from app.identity import ProcessIdentity, current_identity
 
 
@@ -255,11 +256,9 @@ def test_filtered_out_process_is_recorded_once_with_the_reason(
 def test_without_writable_cgroups_processes_are_observed_never_attached(
     tmp_path, db_path, spawn, fake_ffmpeg
 ):
-    from app.governor import Governor
-
     empty_root = tmp_path / "no-cgroups"
     empty_root.mkdir()
-    governor = Governor.create(root=empty_root, version=2)
+    governor = create_governor(root=empty_root, version=2)
     assert governor.check() is not None
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
     try:

@@ -1,6 +1,6 @@
 """The governor: puts a process into a cgroup of its own with verified CPU and memory limits.
 
-`Governor.create()` picks cgroup v2 (`app.cgroup_v2`) or v1 (`app.cgroup_v1`); both share the
+Each cgroup layout (`app.cgroups.v1`, `app.cgroups.v2`) subclasses `Governor`, and all share the
 attach sequence defined here, in an order that never leaves a process half-governed:
 
 1. create the job cgroup (in every hierarchy that is needed),
@@ -236,7 +236,8 @@ def resolve_parent(parent: str | None, anchor_path: str) -> PurePosixPath:
 
 
 class Governor:
-    """Puts processes into job cgroups with verified limits. Build it with `Governor.create`."""
+    """Puts processes into job cgroups with verified limits. Build it with
+    `app.cgroups.create_governor`, which picks the layout."""
 
     version: int = 0
 
@@ -252,33 +253,6 @@ class Governor:
             self.hierarchies = self._find_hierarchies(parent)
         except GovernorError as err:
             self._problem = err
-
-    @classmethod
-    def create(
-        cls,
-        root: Path | str = defaults.CGROUP_ROOT,
-        parent: str | None = None,
-        version: int | None = None,
-        proc_root: Path | str = "/proc",
-        files: CgroupFiles | None = None,
-    ) -> Governor:
-        """A governor for the cgroup version mounted at `root` (or `version` when given).
-        Problems of the machine (no cgroups, read-only, no permission) do not raise here:
-        `check()` reports them and `attach()` raises them."""
-        from app.cgroup_v1 import CgroupV1Governor, has_v1_hierarchies
-        from app.cgroup_v2 import CgroupV2Governor
-
-        root, proc_root = Path(root), Path(proc_root)
-        if version is None:
-            is_v1 = not (root / "cgroup.controllers").is_file() and has_v1_hierarchies(
-                root, proc_root
-            )
-            version = 1 if is_v1 else 2
-        if version == 2:
-            return CgroupV2Governor(root, parent, proc_root, files)
-        if version == 1:
-            return CgroupV1Governor(root, parent, proc_root, files)
-        raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
 
     @property
     def parents(self) -> tuple[Path, ...]:

@@ -22,7 +22,7 @@ import errno
 import os
 from pathlib import Path
 
-from app.governor import (
+from app.cgroups.governor import (
     V2_HIERARCHY_KEY,
     Governor,
     GovernorError,

@@ -13,7 +13,7 @@ import errno
 from dataclasses import replace
 from pathlib import Path
 
-from app.governor import (
+from app.cgroups.governor import (
     Governor,
     GovernorError,
     Hierarchy,
