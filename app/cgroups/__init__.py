@@ -1,8 +1,10 @@
 """Governing processes with cgroups: the one place that picks the cgroup layout.
 
-`governor` holds what every layout shares (the attach sequence, usage, release, leftovers);
-`v1` and `v2` hold one layout each. Callers build a governor with `create_governor` and import
-the names they need from this package.
+What every layout shares: `errors` (GovernorError, TargetGone), `jobs` (job ids and the
+ownership rule), `hierarchies` (mounts, /proc/<pid>/cgroup, where a cgroup's directory is),
+`files` (cgroupfs access and file formats) and `governor` (the attach sequence, usage, release,
+leftovers). `v1` and `v2` hold one layout each. Callers build a governor with `create_governor`
+and import the names they need from this package.
 """
 
 from __future__ import annotations
@@ -10,17 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from app import defaults
-from app.cgroups.governor import (
-    Attachment,
-    CgroupFiles,
-    Governor,
-    GovernorError,
-    TargetGone,
-    Usage,
-    is_job_name,
-    job_id_for,
-    read_proc_cgroups,
-)
+from app.cgroups.errors import GovernorError, TargetGone
+from app.cgroups.files import CgroupFiles
+from app.cgroups.governor import Attachment, Governor, Usage
+from app.cgroups.hierarchies import read_proc_cgroups
+from app.cgroups.jobs import is_job_name, job_id_for
 from app.cgroups.v1 import CgroupV1Governor, has_v1_hierarchies
 from app.cgroups.v2 import CgroupV2Governor
 

@@ -13,18 +13,15 @@ import errno
 from dataclasses import replace
 from pathlib import Path
 
-from app.cgroups.governor import (
-    Governor,
-    GovernorError,
+from app.cgroups.errors import GovernorError, wrapped_error
+from app.cgroups.files import int_or_none, parse_keyed
+from app.cgroups.governor import Governor, Usage
+from app.cgroups.hierarchies import (
     Hierarchy,
     Mount,
-    Usage,
-    int_or_none,
-    parse_keyed,
     read_mounts,
     read_proc_cgroups,
     resolve_parent,
-    wrapped_error,
 )
 from app.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 

@@ -22,18 +22,15 @@ import errno
 import os
 from pathlib import Path
 
-from app.cgroups.governor import (
+from app.cgroups.errors import GovernorError, wrapped_error
+from app.cgroups.files import int_or_none, parse_keyed
+from app.cgroups.governor import Governor, Usage
+from app.cgroups.hierarchies import (
     V2_HIERARCHY_KEY,
-    Governor,
-    GovernorError,
     Hierarchy,
-    Usage,
-    int_or_none,
     mount_root_of,
-    parse_keyed,
     read_proc_cgroups,
     resolve_parent,
-    wrapped_error,
 )
 from app.limits import CPU_PERIOD_US, Limits
 
