@@ -31,10 +31,9 @@ from app.cgroups import (
     read_proc_cgroups,
 )
 from app.identity import ProcessIdentity, current_identity
-from app.limits import Limits
+from app.limits import MIB, Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-MIB = 1024 * 1024
 
 pytestmark = pytest.mark.root
 

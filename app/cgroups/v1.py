@@ -30,7 +30,6 @@ USED_CONTROLLERS = ("cpu", "cpuacct", "memory")
 # The kernel shows "no memory limit" as its page counter maximum (9223372036854771712 with 4 KiB
 # pages); anything this large is no limit.
 UNLIMITED_MEMORY_BYTES = 1 << 62
-MIB = 1024 * 1024
 
 
 def v1_mounts(root: Path, proc_root: Path) -> dict[str, Mount]:
@@ -134,11 +133,11 @@ class CgroupV1Governor(Governor):
         quota = int(self._read(cpu / "cpu.cfs_quota_us"))
         shares = int(self._read(cpu / "cpu.shares"))
         memory_bytes = int(self._read(memory / "memory.limit_in_bytes"))
-        return Limits(
-            cpu_quota=None if quota < 0 else quota / 1000,
+        return Limits.from_cgroup_units(
+            cpu_quota_us=None if quota < 0 else quota,
             # The inverse of Limits.cpu_shares_v1; exact for every weight it maps.
             cpu_weight=max(MIN_CPU_WEIGHT, min(MAX_CPU_WEIGHT, round(shares * 100 / 1024))),
-            memory_limit_mb=None if memory_bytes >= UNLIMITED_MEMORY_BYTES else memory_bytes // MIB,
+            memory_limit_bytes=None if memory_bytes >= UNLIMITED_MEMORY_BYTES else memory_bytes,
         )
 
     def _read_usage(self, job_id: str) -> Usage:

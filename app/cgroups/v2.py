@@ -36,7 +36,6 @@ from app.limits import CPU_PERIOD_US, Limits
 
 NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
 DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
-MIB = 1024 * 1024
 
 
 def is_delegated(directory: Path) -> bool:
@@ -183,10 +182,10 @@ class CgroupV2Governor(Governor):
         job = self.hierarchies[0].parent / job_id
         quota, _period = self._read(job / "cpu.max").split()
         memory = self._read(job / "memory.max").strip()
-        return Limits(
-            cpu_quota=None if quota == "max" else int(quota) / 1000,
+        return Limits.from_cgroup_units(
+            cpu_quota_us=None if quota == "max" else int(quota),
             cpu_weight=int(self._read(job / "cpu.weight")),
-            memory_limit_mb=None if memory == "max" else int(memory) // MIB,
+            memory_limit_bytes=None if memory == "max" else int(memory),
         )
 
     def _read_usage(self, job_id: str) -> Usage:
