@@ -26,7 +26,7 @@ from pathlib import Path
 
 from app import failpoints
 from app.cgroups.errors import GovernorError, TargetGone, wrapped_error
-from app.cgroups.files import CgroupFiles
+from app.cgroups.files import CgroupFiles, int_or_none, parse_keyed
 from app.cgroups.hierarchies import Hierarchy, read_proc_cgroups
 from app.cgroups.jobs import is_job_name, require_job_name
 from app.identity import ProcessIdentity
@@ -54,6 +54,12 @@ class Usage:
     cpu_seconds: float | None
     oom_killed: bool | None
 
+    @classmethod
+    def from_counters(
+        cls, peak_memory_bytes: int | None, cpu_seconds: float | None, oom_kills: int | None
+    ) -> Usage:
+        return cls(peak_memory_bytes, cpu_seconds, None if oom_kills is None else oom_kills > 0)
+
 
 class Governor:
     """Puts processes into job cgroups with verified limits. Build it with
@@ -79,6 +85,15 @@ class Governor:
         return tuple(h.parent for h in self.hierarchies)
 
     @property
+    def own_cgroup_file(self) -> Path:
+        return self.proc_root / "self" / "cgroup"
+
+    def job_directories(self, job_id: str) -> tuple[Path, ...]:
+        """The job's cgroup directories, one per hierarchy used, whether they exist or not."""
+        require_job_name(job_id)
+        return tuple(h.parent / job_id for h in self.hierarchies)
+
+    @property
     def parent_description(self) -> str:
         """The parent cgroup directories, for people: one per hierarchy used."""
         return ", ".join(str(p) for p in self.parents)
@@ -94,9 +109,8 @@ class Governor:
 
     def attach(self, identity: ProcessIdentity, job_id: str, limits: Limits) -> Attachment:
         """Move the process into job cgroup `job_id` with `limits`, or raise saying why not."""
-        require_job_name(job_id)
+        directories = self.job_directories(job_id)
         self._ready()
-        directories = [h.parent / job_id for h in self.hierarchies]
         created: list[Path] = []
         moved: list[tuple[Hierarchy, str | None]] = []  # where the pid was, to undo a move
         try:
@@ -131,19 +145,17 @@ class Governor:
 
     def usage(self, job_id: str) -> Usage:
         """The job's counters; readable after its process exited, until release()."""
-        require_job_name(job_id)
-        if not any((h.parent / job_id).is_dir() for h in self.hierarchies):
-            path = self.hierarchies[0].parent / job_id if self.hierarchies else self.root
+        directories = self.job_directories(job_id)
+        if not any(directory.is_dir() for directory in directories):
+            path = directories[0] if directories else self.root
             raise GovernorError(errno.ENOENT, f"there is no job cgroup {path}", path)
         return self._read_usage(job_id)
 
     def release(self, job_id: str) -> bool:
         """Remove the job's cgroups. False (and nothing raised) while a process is still in
         one; True once none is left."""
-        require_job_name(job_id)
         all_gone = True
-        for hierarchy in self.hierarchies:
-            directory = hierarchy.parent / job_id
+        for directory in self.job_directories(job_id):
             try:
                 self.files.rmdir(directory)
             except FileNotFoundError:
@@ -256,6 +268,12 @@ class Governor:
         except OSError as err:
             raise wrapped_error(err, "read", path) from err
 
+    def _counter(self, path: Path, key: str | None = None) -> int | None:
+        """A number from a counter file: the whole file, or its `key value` line of `key`;
+        None when this kernel does not offer it."""
+        text = self._read_optional(path)
+        return int_or_none(text) if key is None else parse_keyed(text).get(key)
+
     def _read_optional(self, path: Path) -> str | None:
         try:
             return self.files.read(path)
@@ -274,6 +292,13 @@ class Governor:
         text = self._read_optional(directory / "cgroup.procs") or ""
         return {int(line) for line in text.split()}
 
+    def _own_cgroups(self) -> dict[str, str]:
+        """The daemon's own cgroups, which the default parent is placed below."""
+        try:
+            return read_proc_cgroups(self.own_cgroup_file)
+        except OSError as err:
+            raise wrapped_error(err, "read", self.own_cgroup_file) from err
+
     def _memberships(self, identity: ProcessIdentity) -> dict[str, str]:
         try:
             return read_proc_cgroups(self.proc_root / str(identity.pid) / "cgroup")
@@ -282,7 +307,7 @@ class Governor:
         except OSError as err:
             raise wrapped_error(err, "read", self.proc_root / str(identity.pid) / "cgroup") from err
 
-    def _verify_membership(self, identity: ProcessIdentity, directories: list[Path]) -> None:
+    def _verify_membership(self, identity: ProcessIdentity, directories: Iterable[Path]) -> None:
         memberships = self._memberships(identity)
         if not identity.is_alive():
             raise TargetGone(identity, "right after it was moved into its cgroup")

@@ -3,11 +3,13 @@ which directory of a hierarchy that name is."""
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from app import defaults
+from app.cgroups.errors import GovernorError
 
 V2_HIERARCHY_KEY = ""  # the `0::/path` line of /proc/<pid>/cgroup names no controller
 
@@ -26,6 +28,22 @@ class Hierarchy:
         """The directory of a cgroup given as /proc/<pid>/cgroup names it."""
         relative = PurePosixPath(cgroup_path).relative_to(self.mount_root)
         return self.mount.joinpath(*relative.parts)
+
+    def directory_within(self, cgroup_path: str, what: str) -> Path:
+        """directory(), or a GovernorError saying that `what` (the parent cgroup, the daemon's
+        cgroup) lies outside this hierarchy's mount."""
+        try:
+            return self.directory(cgroup_path)
+        except ValueError:
+            raise GovernorError(
+                errno.ENOENT, f"{what} {cgroup_path} is outside {self.description}", self.mount
+            ) from None
+
+    @property
+    def description(self) -> str:
+        if self.key == V2_HIERARCHY_KEY:
+            return f"the cgroup v2 mount at {self.mount}"
+        return f"the {self.name} hierarchy mounted at {self.mount}"
 
     def cgroup_path(self, directory: Path) -> str:
         """The name /proc/<pid>/cgroup shows for a cgroup directory."""

@@ -13,16 +13,9 @@ import errno
 from dataclasses import replace
 from pathlib import Path
 
-from app.cgroups.errors import GovernorError, wrapped_error
-from app.cgroups.files import int_or_none, parse_keyed
+from app.cgroups.errors import GovernorError
 from app.cgroups.governor import Governor, Usage
-from app.cgroups.hierarchies import (
-    Hierarchy,
-    Mount,
-    read_mounts,
-    read_proc_cgroups,
-    resolve_parent,
-)
+from app.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
 from app.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 
 NEEDED_CONTROLLERS = ("cpu", "memory")
@@ -66,11 +59,7 @@ class CgroupV1Governor(Governor):
                 f"no cgroup v1 {' or '.join(missing)} hierarchy is mounted below {self.root}",
                 self.root,
             )
-        own_file = self.proc_root / "self" / "cgroup"
-        try:
-            own = read_proc_cgroups(own_file)
-        except OSError as err:
-            raise wrapped_error(err, "read", own_file) from err
+        own = self._own_cgroups()
         hierarchies: list[Hierarchy] = []
         self._by_controller = {}
         for controller in USED_CONTROLLERS:
@@ -84,21 +73,14 @@ class CgroupV1Governor(Governor):
             own_path = own.get(controller)
             if own_path is None:
                 raise GovernorError(
-                    errno.ENOENT, f"{own_file} names no cgroup in the {controller} hierarchy"
+                    errno.ENOENT,
+                    f"{self.own_cgroup_file} names no cgroup in the {controller} hierarchy",
                 )
             probe = Hierarchy(
                 controller, controller, mount.mount_point, mount.mount_root, mount.mount_point
             )
             parent_path = resolve_parent(parent, own_path)
-            try:
-                parent_dir = probe.directory(str(parent_path))
-            except ValueError:
-                raise GovernorError(
-                    errno.ENOENT,
-                    f"the parent cgroup {parent_path} is outside the {controller} hierarchy "
-                    f"mounted at {mount.mount_point}",
-                    mount.mount_point,
-                ) from None
+            parent_dir = probe.directory_within(str(parent_path), "the parent cgroup")
             hierarchy = replace(probe, parent=parent_dir)
             hierarchies.append(hierarchy)
             self._by_controller[controller] = hierarchy
@@ -142,12 +124,9 @@ class CgroupV1Governor(Governor):
 
     def _read_usage(self, job_id: str) -> Usage:
         memory, cpuacct = self._job("memory", job_id), self._job("cpuacct", job_id)
-        nanoseconds = None if cpuacct is None else self._read_optional(cpuacct / "cpuacct.usage")
-        oom_kills = parse_keyed(self._read_optional(memory / "memory.oom_control")).get("oom_kill")
-        return Usage(
-            peak_memory_bytes=int_or_none(
-                self._read_optional(memory / "memory.max_usage_in_bytes")
-            ),
-            cpu_seconds=None if nanoseconds is None else int(nanoseconds) / 1e9,
-            oom_killed=None if oom_kills is None else oom_kills > 0,
+        nanoseconds = None if cpuacct is None else self._counter(cpuacct / "cpuacct.usage")
+        return Usage.from_counters(
+            peak_memory_bytes=self._counter(memory / "memory.max_usage_in_bytes"),
+            cpu_seconds=None if nanoseconds is None else nanoseconds / 1e9,
+            oom_kills=self._counter(memory / "memory.oom_control", "oom_kill"),
         )
