@@ -194,7 +194,7 @@ class Daemon:
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
-                self.lifecycle.release(job_id)
+                self.lifecycle.release(job_id, now)
 
     def _close(self, process_id: int, ident: ProcessIdentity, job_id: str, now: float,
                reason: str, governed: bool = False) -> None:  # fmt: skip

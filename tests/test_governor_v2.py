@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers_processes import SLEEP_BINARY, ProcessSpawner
+from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
+from sqlalchemy import select
 
 from app import failpoints
+from app.attach import Attacher
+from app.backoff import BackoffPolicy
+from app.candidate import Candidate
 from app.cgroups import (
     Attachment,
     CgroupFiles,
@@ -30,7 +36,11 @@ from app.cgroups import (
     job_id_for,
 )
 from app.identity import ProcessIdentity, current_identity
+from app.lifecycle import Followed, Lifecycle
 from app.limits import Limits
+from app.models import Process, ProcessEvent
+from app.states import EventKind, ProcessState
+from app.utctime import utc
 
 LIMIT_FILES = ("cpu.max", "cpu.weight", "memory.max")
 
@@ -385,6 +395,50 @@ def test_release_keeps_a_populated_cgroup_and_removes_an_empty_one(machine, slee
     assert not job.exists()
     assert (machine.service / "ffrtmp").is_dir()
     assert governor.release(job_id) is True  # already gone is gone
+
+
+def cgroup_removed_details(store, process_id: int) -> list[dict]:
+    with store.unit() as s:
+        return list(
+            s.scalars(
+                select(ProcessEvent.details).where(
+                    ProcessEvent.process_id == process_id,
+                    ProcessEvent.kind == EventKind.CGROUP_REMOVED,
+                )
+            )
+        )
+
+
+def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
+    machine, sleeper, store
+):
+    governor = machine.governor()
+    job_id = job_id_for("auto", "sleep", sleeper)
+    job = machine.service / "ffrtmp" / job_id
+    candidate = Candidate(sleeper, "sleep", ("sleep", "60"), os.getpid(), "sleep")
+    process_id, _ = store.register(candidate, job_id=job_id, limits=Limits(), now=utc(time.time()))
+    attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
+    attached = attacher.attach(process_id, sleeper, job_id, Limits(), now=time.time())
+    assert attached.state == ProcessState.ATTACHED
+    lifecycle = Lifecycle(store, governor)
+    lifecycle.follow(Followed(process_id, sleeper, job_id, governed=True))
+
+    os.kill(sleeper.pid, signal.SIGKILL)
+    wait_until(lambda: not sleeper.is_running(), timeout=10, what="the sleeper to die")
+    lifecycle.poll(time.time())
+    # The fake, unlike the kernel, keeps a pid in cgroup.procs until told: still populated.
+    with store.unit() as s:
+        assert s.get(Process, process_id).state == ProcessState.EXITED
+    assert job.is_dir()
+    assert cgroup_removed_details(store, process_id) == []
+
+    machine.files.exit_process(sleeper.pid)
+    lifecycle.poll(time.time())
+
+    assert not job.exists()
+    assert cgroup_removed_details(store, process_id) == [{"job_id": job_id, "cgroups": [str(job)]}]
+    lifecycle.poll(time.time())
+    assert len(cgroup_removed_details(store, process_id)) == 1
 
 
 def test_leftovers_lists_only_the_names_ffrtmp_generates(machine):
