@@ -3,7 +3,8 @@
 Exit statuses come, best first, from the kernel's exit event, from the zombie's
 /proc/<pid>/stat, or not at all: then the exit is stored with NULL and the reason.
 A job cgroup is removed once its process ended, retried at every poll while something still
-runs in it; its removal is recorded as a `cgroup_removed` event of the process.
+runs in it; its removal is recorded as a `cgroup_removed` event of the process, retried at
+every poll too until the store takes it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from app.exit_status import ExitInfo, zombie_exit_status
 from app.identity import ProcessIdentity
-from app.models import ProcessEvent
+from app.models import Process, ProcessEvent
 from app.states import EventKind, ProcessState
 from app.store import Store
 from app.utctime import utc
@@ -136,7 +137,11 @@ class Lifecycle:
         if not removed:
             return
         if process_id is not None:
-            self._record_cgroup_removed(process_id, job_id, now)
+            try:
+                self._record_cgroup_removed(process_id, job_id, now)
+            except Exception as exc:  # a store failure must not stop the other releases
+                log.warning("removal of cgroup %s not recorded yet: %s", job_id, exc)
+                return
         del self._pending_release[job_id]
 
     def retry_releases(self, now: float) -> None:
@@ -146,6 +151,8 @@ class Lifecycle:
     def _record_cgroup_removed(self, process_id: int, job_id: str, now: float) -> None:
         cgroups = [str(directory) for directory in self.governor.job_directories(job_id)]
         with self.store.unit() as s:
+            if s.get(Process, process_id) is None:
+                return  # pruned while its cgroup was still busy: no trail to add to
             s.add(
                 ProcessEvent(
                     process_id=process_id,

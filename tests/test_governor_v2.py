@@ -433,9 +433,12 @@ def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
     assert cgroup_removed_details(store, process_id) == []
 
     machine.files.exit_process(sleeper.pid)
+    failpoints.configure("store.commit=EIO*1")
     lifecycle.poll(time.time())
-
     assert not job.exists()
+    assert cgroup_removed_details(store, process_id) == []  # its commit failed: kept for later
+
+    lifecycle.poll(time.time())
     assert cgroup_removed_details(store, process_id) == [{"job_id": job_id, "cgroups": [str(job)]}]
     lifecycle.poll(time.time())
     assert len(cgroup_removed_details(store, process_id)) == 1
