@@ -18,8 +18,8 @@ import time
 from app import __version__, defaults
 from app.attach import Attacher
 from app.candidate import Candidate
+from app.cgroups import job_id_for
 from app.errors import classify
-from app.governor import job_id_for
 from app.health import HealthTracker, SnapshotSchedule
 from app.identity import ProcessIdentity, boot_id
 from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
@@ -184,7 +184,7 @@ class Daemon:
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
-                self.lifecycle.release(job_id)
+                self.lifecycle.release(job_id, now)
 
     def _close(self, process_id: int, ident: ProcessIdentity, job_id: str, now: float,
                reason: str, governed: bool = False) -> None:  # fmt: skip

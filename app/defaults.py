@@ -16,7 +16,6 @@ MEMORY_LIMIT_MB = None  # None = no limit
 # cgroups
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT_NAME = "ffrtmp"
-CGROUP_CHILD_PREFIX = "job-"
 
 # Retry
 RETRY_ENABLED = True

@@ -2,6 +2,9 @@
 
 Exit statuses come, best first, from the kernel's exit event, from the zombie's
 /proc/<pid>/stat, or not at all: then the exit is stored with NULL and the reason.
+A job cgroup is removed once its process ended, retried at every poll while something still
+runs in it; its removal is recorded as a `cgroup_removed` event of the process, retried at
+every poll too until the store takes it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 from app.exit_status import ExitInfo, zombie_exit_status
 from app.identity import ProcessIdentity
-from app.states import ProcessState
+from app.models import Process, ProcessEvent
+from app.states import EventKind, ProcessState
 from app.store import Store
 from app.utctime import utc
 
@@ -42,7 +46,9 @@ class Lifecycle:
         self.governor = governor
         self.by_pid: dict[int, Followed] = {}
         self._recent_exits: OrderedDict[int, int] = OrderedDict()  # pid -> wait status
-        self._pending_release: set[str] = set()
+        # Job id -> its process row (None when unknown): cgroups not yet removed, or removed
+        # but their cgroup_removed event not yet stored.
+        self._pending_release: dict[str, int | None] = {}
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
@@ -92,7 +98,7 @@ class Lifecycle:
             if self.by_pid.get(followed.identity.pid) is followed:
                 info = self.exit_info_for(followed.identity, REASON_NO_EVENT_SOURCE)
                 self.finish(followed, info, now)
-        self.retry_releases()
+        self.retry_releases(now)
         return len(gone)
 
     def finish(self, followed: Followed, info: ExitInfo, now: float,
@@ -115,19 +121,43 @@ class Lifecycle:
                  info.exit_code, info.exit_signal,
                  f" ({info.reason})" if info.reason else "")  # fmt: skip
         if followed.governed:
-            self.release(followed.job_id)
+            self.release(followed.job_id, now, followed.process_id)
 
-    def release(self, job_id: str) -> None:
+    def release(self, job_id: str, now: float, process_id: int | None = None) -> None:
+        """Remove the job's cgroups; until that succeeds, retry_releases() tries again.
+        With the process row known, the removal is recorded as its cgroup_removed event."""
+        if process_id is None:
+            process_id = self._pending_release.get(job_id)
+        self._pending_release[job_id] = process_id
         try:
             removed = self.governor.release(job_id)
         except OSError as exc:
             log.warning("cgroup of %s not removed: %s", job_id, exc)
-            removed = False
-        if removed:
-            self._pending_release.discard(job_id)
-        else:
-            self._pending_release.add(job_id)
+            return
+        if not removed:
+            return
+        if process_id is not None:
+            try:
+                self._record_cgroup_removed(process_id, job_id, now)
+            except Exception as exc:  # a store failure must not stop the other releases
+                log.warning("removal of cgroup %s not recorded yet: %s", job_id, exc)
+                return
+        del self._pending_release[job_id]
 
-    def retry_releases(self) -> None:
-        for job_id in list(self._pending_release):
-            self.release(job_id)
+    def retry_releases(self, now: float) -> None:
+        for job_id, process_id in list(self._pending_release.items()):
+            self.release(job_id, now, process_id)
+
+    def _record_cgroup_removed(self, process_id: int, job_id: str, now: float) -> None:
+        cgroups = [str(directory) for directory in self.governor.job_directories(job_id)]
+        with self.store.unit() as s:
+            if s.get(Process, process_id) is None:
+                return  # pruned while its cgroup was still busy: no trail to add to
+            s.add(
+                ProcessEvent(
+                    process_id=process_id,
+                    occurred_at=utc(now),
+                    kind=EventKind.CGROUP_REMOVED,
+                    details={"job_id": job_id, "cgroups": cgroups},
+                )
+            )

@@ -18,7 +18,7 @@ MIN_CPU_WEIGHT = 1
 MAX_CPU_WEIGHT = 10000
 MIN_MEMORY_LIMIT_MB = 1
 CPU_PERIOD_US = 100_000
-MIB = 1024 * 1024
+MIB = 1024 * 1024  # the memory limit is given in MiB, cgroups take bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,18 @@ class Limits:
         """cgroup v1 cpu.shares for this weight, mapped as systemd maps CPUWeight to CPUShares
         so that the default weight 100 is the default 1024 shares."""
         return max(2, min(262144, round(self.cpu_weight * 1024 / 100)))
+
+    @classmethod
+    def from_cgroup_units(
+        cls, cpu_quota_us: int | None, cpu_weight: int, memory_limit_bytes: int | None
+    ) -> Limits:
+        """The limits as a cgroup holds them (None: no limit); the inverse of cpu_quota_us and
+        memory_limit_bytes."""
+        return cls(
+            cpu_quota=None if cpu_quota_us is None else cpu_quota_us / 1000,
+            cpu_weight=cpu_weight,
+            memory_limit_mb=None if memory_limit_bytes is None else memory_limit_bytes // MIB,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)

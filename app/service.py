@@ -26,10 +26,10 @@ def open_store(db: str | None):
 
 
 def make_governor(config: WatchConfig):
-    from app.governor import Governor
+    from app.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(config.cgroup.version)
-    return Governor.create(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
+    return create_governor(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
 
 
 def choose_discovery(mode: str):

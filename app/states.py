@@ -42,7 +42,6 @@ class HealthStatus(StrEnum):
 class EventKind(StrEnum):
     DISCOVERED = "discovered"
     FILTERED_OUT = "filtered_out"
-    ATTACH_ATTEMPTED = "attach_attempted"
     LIMITS_APPLIED = "limits_applied"
     ATTACH_FAILED = "attach_failed"
     OBSERVED_WITHOUT_LIMITS = "observed_without_limits"

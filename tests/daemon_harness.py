@@ -14,10 +14,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from app.cgroups import create_governor
 from app.config import apply_overrides, load_config
 from app.daemon import Daemon
 from app.database import open_for_writing
-from app.governor import Governor
 from app.scanner import Scanner
 from app.store import Store
 
@@ -45,7 +45,7 @@ def make_daemon(
     config = apply_overrides(load_config(config_path), cgroup_parent=cgroup_parent, **overrides)
     store = Store(open_for_writing(db_path))
     if governor is None:
-        governor = Governor.create(parent=cgroup_parent)
+        governor = create_governor(parent=cgroup_parent)
     listener = None
     if events:
         from app.proc_events import ProcEventListener

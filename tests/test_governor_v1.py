@@ -21,19 +21,19 @@ from pathlib import Path
 import pytest
 from helpers_processes import SLEEP_BINARY, ProcessSpawner
 
-from app.governor import (
+from app.cgroups import (
     CgroupFiles,
     Governor,
     GovernorError,
     TargetGone,
+    create_governor,
     job_id_for,
     read_proc_cgroups,
 )
 from app.identity import ProcessIdentity, current_identity
-from app.limits import Limits
+from app.limits import MIB, Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-MIB = 1024 * 1024
 
 pytestmark = pytest.mark.root
 
@@ -78,7 +78,7 @@ def v1() -> Iterator[RealV1]:
     if os.geteuid() != 0:
         pytest.skip("writing cgroups needs root")
     parent_name = f"ffrtmp-test-{uuid.uuid4().hex[:12]}"
-    governor = Governor.create(CGROUP_ROOT, parent=parent_name)
+    governor = create_governor(CGROUP_ROOT, parent=parent_name)
     if governor.version != 1:
         pytest.skip(f"{CGROUP_ROOT} holds no cgroup v1 cpu and memory hierarchies")
     processes = ProcessSpawner()
@@ -174,7 +174,7 @@ class FailingMemoryMove(CgroupFiles):
 def test_a_partial_move_is_undone_and_leaves_no_folder(v1):
     child, identity = v1.start([SLEEP_BINARY, "60"])
     before = read_proc_cgroups(Path(f"/proc/{child.pid}/cgroup"))
-    governor = Governor.create(CGROUP_ROOT, parent=v1.parent_name, files=FailingMemoryMove())
+    governor = create_governor(CGROUP_ROOT, parent=v1.parent_name, files=FailingMemoryMove())
     job_id = job_id_for("auto", "sleep", identity)
 
     with pytest.raises(GovernorError) as caught:

@@ -10,26 +10,37 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers_processes import SLEEP_BINARY, ProcessSpawner
+from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
+from sqlalchemy import select
 
 from app import failpoints
-from app.governor import (
+from app.attach import Attacher
+from app.backoff import BackoffPolicy
+from app.candidate import Candidate
+from app.cgroups import (
     Attachment,
     CgroupFiles,
     Governor,
     GovernorError,
     TargetGone,
     Usage,
+    create_governor,
     is_job_name,
     job_id_for,
 )
 from app.identity import ProcessIdentity, current_identity
+from app.lifecycle import Followed, Lifecycle
 from app.limits import Limits
+from app.models import Process, ProcessEvent
+from app.states import EventKind, ProcessState
+from app.utctime import utc
 
 LIMIT_FILES = ("cpu.max", "cpu.weight", "memory.max")
 
@@ -140,7 +151,7 @@ class FakeMachine:
     service: Path  # the delegated cgroup of the daemon's systemd unit
 
     def governor(self, parent: str | None = None) -> Governor:
-        return Governor.create(self.root, parent=parent, proc_root=self.proc, files=self.files)
+        return create_governor(self.root, parent=parent, proc_root=self.proc, files=self.files)
 
 
 def build_machine(tmp_path: Path, *, subgroup: bool = True, controllers: str = "cpu io memory"):
@@ -307,7 +318,7 @@ def test_controllers_the_root_does_not_offer_fail_clearly_and_create_nothing(tmp
     files = FakeCgroupV2Files(root, proc)
     files.make_root("hugetlb")
     files.put_process(os.getpid(), root)
-    governor = Governor.create(root, proc_root=proc, files=files)
+    governor = create_governor(root, proc_root=proc, files=files)
 
     problem = governor.check()
 
@@ -386,6 +397,53 @@ def test_release_keeps_a_populated_cgroup_and_removes_an_empty_one(machine, slee
     assert governor.release(job_id) is True  # already gone is gone
 
 
+def cgroup_removed_details(store, process_id: int) -> list[dict]:
+    with store.unit() as s:
+        return list(
+            s.scalars(
+                select(ProcessEvent.details).where(
+                    ProcessEvent.process_id == process_id,
+                    ProcessEvent.kind == EventKind.CGROUP_REMOVED,
+                )
+            )
+        )
+
+
+def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
+    machine, sleeper, store
+):
+    governor = machine.governor()
+    job_id = job_id_for("auto", "sleep", sleeper)
+    job = machine.service / "ffrtmp" / job_id
+    candidate = Candidate(sleeper, "sleep", ("sleep", "60"), os.getpid(), "sleep")
+    process_id, _ = store.register(candidate, job_id=job_id, limits=Limits(), now=utc(time.time()))
+    attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
+    attached = attacher.attach(process_id, sleeper, job_id, Limits(), now=time.time())
+    assert attached.state == ProcessState.ATTACHED
+    lifecycle = Lifecycle(store, governor)
+    lifecycle.follow(Followed(process_id, sleeper, job_id, governed=True))
+
+    os.kill(sleeper.pid, signal.SIGKILL)
+    wait_until(lambda: not sleeper.is_running(), timeout=10, what="the sleeper to die")
+    lifecycle.poll(time.time())
+    # The fake, unlike the kernel, keeps a pid in cgroup.procs until told: still populated.
+    with store.unit() as s:
+        assert s.get(Process, process_id).state == ProcessState.EXITED
+    assert job.is_dir()
+    assert cgroup_removed_details(store, process_id) == []
+
+    machine.files.exit_process(sleeper.pid)
+    failpoints.configure("store.commit=EIO*1")
+    lifecycle.poll(time.time())
+    assert not job.exists()
+    assert cgroup_removed_details(store, process_id) == []  # its commit failed: kept for later
+
+    lifecycle.poll(time.time())
+    assert cgroup_removed_details(store, process_id) == [{"job_id": job_id, "cgroups": [str(job)]}]
+    lifecycle.poll(time.time())
+    assert len(cgroup_removed_details(store, process_id)) == 1
+
+
 def test_leftovers_lists_only_the_names_ffrtmp_generates(machine):
     governor = machine.governor()
     assert governor.check() is None
@@ -420,14 +478,14 @@ def test_job_id_holds_pid_and_start_ticks_and_only_safe_characters():
 
 
 def test_no_cgroup_filesystem_is_reported_by_check(tmp_path):
-    governor = Governor.create(tmp_path, proc_root=tmp_path)
+    governor = create_governor(tmp_path, proc_root=tmp_path)
 
     assert governor.check() == (
         f"{tmp_path} is neither a cgroup v2 mount (it has no cgroup.controllers) "
         "nor a directory of cgroup v1 cpu and memory hierarchies"
     )
     with pytest.raises(ValueError, match="cgroup version must be 1 or 2, not 3"):
-        Governor.create(tmp_path, version=3)
+        create_governor(tmp_path, version=3)
 
 
 class KernelIgnoringMemoryMax(FakeCgroupV2Files):
@@ -443,7 +501,7 @@ class KernelIgnoringMemoryMax(FakeCgroupV2Files):
 def test_a_limit_that_does_not_read_back_fails_the_attach_before_the_move(tmp_path, sleeper):
     machine = build_machine(tmp_path / "other")
     files = KernelIgnoringMemoryMax(machine.root, machine.proc)
-    governor = Governor.create(machine.root, proc_root=machine.proc, files=files)
+    governor = create_governor(machine.root, proc_root=machine.proc, files=files)
     job_id = job_id_for("auto", "sleep", sleeper)
     files.put_process(sleeper.pid, machine.root / "system.slice" / "other.service")
 

@@ -3,6 +3,7 @@ test's own cgroup), a real SQLite file, the kernel's process events."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from daemon_harness import (
 )
 
 from app import failpoints
+from app.cgroups import create_governor
 from app.identity import ProcessIdentity, current_identity
 
 
@@ -79,7 +81,37 @@ def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
         assert not os.path.exists(cpu_dir) and not os.path.exists(mem_dir)
         kinds = [k for (k,) in query(db_path, "SELECT kind FROM process_events WHERE "
                                               "process_id = ? ORDER BY id", (row[0],))]  # fmt: skip
-        assert kinds == ["discovered", "limits_applied", "exited"]
+        assert kinds == ["discovered", "limits_applied", "exited", "cgroup_removed"]
+    finally:
+        close(daemon)
+
+
+def cgroup_removed_details(db_path, process_id: int) -> list[dict]:
+    sql = "SELECT details FROM process_events WHERE process_id = ? AND kind = 'cgroup_removed'"
+    rows = query(db_path, sql, (process_id,))
+    return [json.loads(details) for (details,) in rows]
+
+
+def test_the_removal_of_an_ended_process_cgroups_is_recorded_with_their_paths(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent)
+    try:
+        daemon.start(time.time())
+        child = spawn([fake_ffmpeg, "30"])
+        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached")
+        row = process_row(db_path, child.pid)
+        process_id, job_id, cgroups = row[0], row[5], json.loads(row[6])
+        assert cgroups and all(os.path.isdir(path) for path in cgroups)
+        assert cgroup_removed_details(db_path, process_id) == []
+
+        os.kill(child.pid, signal.SIGKILL)
+        pump(daemon, lambda: cgroup_removed_details(db_path, process_id), what="cgroup_removed")
+
+        removed = cgroup_removed_details(db_path, process_id)
+        assert removed == [{"job_id": job_id, "cgroups": cgroups}]
+        assert not any(os.path.exists(path) for path in cgroups)
+        assert process_row(db_path, child.pid)[1] == "exited"
     finally:
         close(daemon)
 
@@ -255,11 +287,9 @@ def test_filtered_out_process_is_recorded_once_with_the_reason(
 def test_without_writable_cgroups_processes_are_observed_never_attached(
     tmp_path, db_path, spawn, fake_ffmpeg
 ):
-    from app.governor import Governor
-
     empty_root = tmp_path / "no-cgroups"
     empty_root.mkdir()
-    governor = Governor.create(root=empty_root, version=2)
+    governor = create_governor(root=empty_root, version=2)
     assert governor.check() is not None
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
     try:
@@ -304,6 +334,8 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
         assert (state, code, signo) == ("exited", None, None)
         assert reason == "exited while ffrtmp was not running"
         assert not any(os.path.exists(d) for d in casualty_dirs)  # its empty cgroup removed
+        casualty_id = process_row(db_path, casualty.pid)[0]
+        assert len(cgroup_removed_details(db_path, casualty_id)) == 1
         assert cgroup_of(survivor.pid)["cpu"].endswith(process_row(db_path, survivor.pid)[5])
     finally:
         close(second)

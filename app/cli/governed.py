@@ -30,10 +30,10 @@ def limits_from(cpu_quota, cpu_weight, memory_limit):
 
 def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
     """A governor that can write cgroups, or one clear sentence and exit 1."""
-    from app.governor import Governor
+    from app.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(cgroup_version)
-    governor = Governor.create(root=cgroup_root, parent=cgroup_parent, version=version)
+    governor = create_governor(root=cgroup_root, parent=cgroup_parent, version=version)
     problem = governor.check()
     if problem is not None:
         raise click.ClickException(f"cannot apply limits: {problem}")
@@ -43,7 +43,7 @@ def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
 def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:
     """The job id, which is also the cgroup's name. An operator's --job-id is kept when it
     is one ffrtmp could have generated, else prefixed so ffrtmp's ownership rule holds."""
-    from app.governor import is_job_name, job_id_for
+    from app.cgroups import is_job_name, job_id_for
 
     if given is None:
         return job_id_for(prefix, command, identity)

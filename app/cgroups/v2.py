@@ -22,24 +22,13 @@ import errno
 import os
 from pathlib import Path
 
-from app.governor import (
-    V2_HIERARCHY_KEY,
-    Governor,
-    GovernorError,
-    Hierarchy,
-    Usage,
-    int_or_none,
-    mount_root_of,
-    parse_keyed,
-    read_proc_cgroups,
-    resolve_parent,
-    wrapped_error,
-)
+from app.cgroups.errors import GovernorError, wrapped_error
+from app.cgroups.governor import Governor, Usage
+from app.cgroups.hierarchies import V2_HIERARCHY_KEY, Hierarchy, mount_root_of, resolve_parent
 from app.limits import CPU_PERIOD_US, Limits
 
 NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
 DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
-MIB = 1024 * 1024
 
 
 def is_delegated(directory: Path) -> bool:
@@ -65,32 +54,16 @@ class CgroupV2Governor(Governor):
                 "nor a directory of cgroup v1 cpu and memory hierarchies",
                 self.root,
             )
-        own_file = self.proc_root / "self" / "cgroup"
-        try:
-            own = read_proc_cgroups(own_file).get(V2_HIERARCHY_KEY)
-        except OSError as err:
-            raise wrapped_error(err, "read", own_file) from err
+        own = self._own_cgroups().get(V2_HIERARCHY_KEY)
         if own is None:
-            raise GovernorError(errno.ENOENT, f"{own_file} names no cgroup v2 (0::) cgroup")
+            raise GovernorError(
+                errno.ENOENT, f"{self.own_cgroup_file} names no cgroup v2 (0::) cgroup"
+            )
         mount_root = mount_root_of(self.proc_root, self.root)
         probe = Hierarchy("unified", V2_HIERARCHY_KEY, self.root, mount_root, self.root)
-        try:
-            self.anchor = self._choose_anchor(probe.directory(own))
-        except ValueError:
-            raise GovernorError(
-                errno.ENOENT,
-                f"the daemon's cgroup {own} is outside the cgroup v2 mount at {self.root}",
-                self.root,
-            ) from None
+        self.anchor = self._choose_anchor(probe.directory_within(own, "the daemon's cgroup"))
         parent_path = resolve_parent(parent, probe.cgroup_path(self.anchor))
-        try:
-            parent_dir = probe.directory(str(parent_path))
-        except ValueError:
-            raise GovernorError(
-                errno.ENOENT,
-                f"the parent cgroup {parent_path} is outside the cgroup v2 mount at {self.root}",
-                self.root,
-            ) from None
+        parent_dir = probe.directory_within(str(parent_path), "the parent cgroup")
         if not parent_dir.is_relative_to(self.anchor):
             # A parent the operator placed elsewhere is theirs to prepare above; ffrtmp may
             # create it and enable its controllers, nothing higher.
@@ -172,8 +145,12 @@ class CgroupV2Governor(Governor):
                 path,
             ) from err
 
+    def _job(self, job_id: str) -> Path:
+        (job,) = self.job_directories(job_id)  # v2 has one hierarchy
+        return job
+
     def _limit_writes(self, job_id: str, limits: Limits) -> list[tuple[Path, str]]:
-        job = self.hierarchies[0].parent / job_id
+        job = self._job(job_id)
         quota = limits.cpu_quota_us
         memory = limits.memory_limit_bytes
         return [
@@ -183,23 +160,22 @@ class CgroupV2Governor(Governor):
         ]
 
     def _applied_limits(self, job_id: str) -> Limits:
-        job = self.hierarchies[0].parent / job_id
+        job = self._job(job_id)
         quota, _period = self._read(job / "cpu.max").split()
         memory = self._read(job / "memory.max").strip()
-        return Limits(
-            cpu_quota=None if quota == "max" else int(quota) / 1000,
+        return Limits.from_cgroup_units(
+            cpu_quota_us=None if quota == "max" else int(quota),
             cpu_weight=int(self._read(job / "cpu.weight")),
-            memory_limit_mb=None if memory == "max" else int(memory) // MIB,
+            memory_limit_bytes=None if memory == "max" else int(memory),
         )
 
     def _read_usage(self, job_id: str) -> Usage:
-        job = self.hierarchies[0].parent / job_id
-        cpu = parse_keyed(self._read_optional(job / "cpu.stat")).get("usage_usec")
-        oom_kills = parse_keyed(self._read_optional(job / "memory.events")).get("oom_kill")
-        return Usage(
-            peak_memory_bytes=int_or_none(self._read_optional(job / "memory.peak")),
-            cpu_seconds=None if cpu is None else cpu / 1_000_000,
-            oom_killed=None if oom_kills is None else oom_kills > 0,
+        job = self._job(job_id)
+        microseconds = self._counter(job / "cpu.stat", "usage_usec")
+        return Usage.from_counters(
+            peak_memory_bytes=self._counter(job / "memory.peak"),
+            cpu_seconds=None if microseconds is None else microseconds / 1_000_000,
+            oom_kills=self._counter(job / "memory.events", "oom_kill"),
         )
 
 

@@ -13,19 +13,9 @@ import errno
 from dataclasses import replace
 from pathlib import Path
 
-from app.governor import (
-    Governor,
-    GovernorError,
-    Hierarchy,
-    Mount,
-    Usage,
-    int_or_none,
-    parse_keyed,
-    read_mounts,
-    read_proc_cgroups,
-    resolve_parent,
-    wrapped_error,
-)
+from app.cgroups.errors import GovernorError
+from app.cgroups.governor import Governor, Usage
+from app.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
 from app.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 
 NEEDED_CONTROLLERS = ("cpu", "memory")
@@ -33,7 +23,6 @@ USED_CONTROLLERS = ("cpu", "cpuacct", "memory")
 # The kernel shows "no memory limit" as its page counter maximum (9223372036854771712 with 4 KiB
 # pages); anything this large is no limit.
 UNLIMITED_MEMORY_BYTES = 1 << 62
-MIB = 1024 * 1024
 
 
 def v1_mounts(root: Path, proc_root: Path) -> dict[str, Mount]:
@@ -70,11 +59,7 @@ class CgroupV1Governor(Governor):
                 f"no cgroup v1 {' or '.join(missing)} hierarchy is mounted below {self.root}",
                 self.root,
             )
-        own_file = self.proc_root / "self" / "cgroup"
-        try:
-            own = read_proc_cgroups(own_file)
-        except OSError as err:
-            raise wrapped_error(err, "read", own_file) from err
+        own = self._own_cgroups()
         hierarchies: list[Hierarchy] = []
         self._by_controller = {}
         for controller in USED_CONTROLLERS:
@@ -88,21 +73,14 @@ class CgroupV1Governor(Governor):
             own_path = own.get(controller)
             if own_path is None:
                 raise GovernorError(
-                    errno.ENOENT, f"{own_file} names no cgroup in the {controller} hierarchy"
+                    errno.ENOENT,
+                    f"{self.own_cgroup_file} names no cgroup in the {controller} hierarchy",
                 )
             probe = Hierarchy(
                 controller, controller, mount.mount_point, mount.mount_root, mount.mount_point
             )
             parent_path = resolve_parent(parent, own_path)
-            try:
-                parent_dir = probe.directory(str(parent_path))
-            except ValueError:
-                raise GovernorError(
-                    errno.ENOENT,
-                    f"the parent cgroup {parent_path} is outside the {controller} hierarchy "
-                    f"mounted at {mount.mount_point}",
-                    mount.mount_point,
-                ) from None
+            parent_dir = probe.directory_within(str(parent_path), "the parent cgroup")
             hierarchy = replace(probe, parent=parent_dir)
             hierarchies.append(hierarchy)
             self._by_controller[controller] = hierarchy
@@ -137,21 +115,18 @@ class CgroupV1Governor(Governor):
         quota = int(self._read(cpu / "cpu.cfs_quota_us"))
         shares = int(self._read(cpu / "cpu.shares"))
         memory_bytes = int(self._read(memory / "memory.limit_in_bytes"))
-        return Limits(
-            cpu_quota=None if quota < 0 else quota / 1000,
+        return Limits.from_cgroup_units(
+            cpu_quota_us=None if quota < 0 else quota,
             # The inverse of Limits.cpu_shares_v1; exact for every weight it maps.
             cpu_weight=max(MIN_CPU_WEIGHT, min(MAX_CPU_WEIGHT, round(shares * 100 / 1024))),
-            memory_limit_mb=None if memory_bytes >= UNLIMITED_MEMORY_BYTES else memory_bytes // MIB,
+            memory_limit_bytes=None if memory_bytes >= UNLIMITED_MEMORY_BYTES else memory_bytes,
         )
 
     def _read_usage(self, job_id: str) -> Usage:
         memory, cpuacct = self._job("memory", job_id), self._job("cpuacct", job_id)
-        nanoseconds = None if cpuacct is None else self._read_optional(cpuacct / "cpuacct.usage")
-        oom_kills = parse_keyed(self._read_optional(memory / "memory.oom_control")).get("oom_kill")
-        return Usage(
-            peak_memory_bytes=int_or_none(
-                self._read_optional(memory / "memory.max_usage_in_bytes")
-            ),
-            cpu_seconds=None if nanoseconds is None else int(nanoseconds) / 1e9,
-            oom_killed=None if oom_kills is None else oom_kills > 0,
+        nanoseconds = None if cpuacct is None else self._counter(cpuacct / "cpuacct.usage")
+        return Usage.from_counters(
+            peak_memory_bytes=self._counter(memory / "memory.max_usage_in_bytes"),
+            cpu_seconds=None if nanoseconds is None else nanoseconds / 1e9,
+            oom_kills=self._counter(memory / "memory.oom_control", "oom_kill"),
         )

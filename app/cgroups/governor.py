@@ -1,6 +1,6 @@
 """The governor: puts a process into a cgroup of its own with verified CPU and memory limits.
 
-`Governor.create()` picks cgroup v2 (`app.cgroup_v2`) or v1 (`app.cgroup_v1`); both share the
+Each cgroup layout (`app.cgroups.v1`, `app.cgroups.v2`) subclasses `Governor`, and all share the
 attach sequence defined here, in an order that never leaves a process half-governed:
 
 1. create the job cgroup (in every hierarchy that is needed),
@@ -12,9 +12,7 @@ Every failure raises: a `GovernorError` (an OSError keeping the errno, so the er
 can key on it, plus the path) or `TargetGone` when the process is no longer there. The job
 cgroups created by a failed attach are removed again.
 
-Ownership rule: ffrtmp only ever creates, writes, lists or removes job cgroups whose names it
-generates (`job_id_for`: a prefix of defaults.JOB_ID_PREFIXES, `-`, then only [A-Za-z0-9_.-])
-below its parent cgroup. Anything else below the parent is never touched.
+Only job cgroups that follow the ownership rule of `app.cgroups.jobs` are ever touched.
 """
 
 from __future__ import annotations
@@ -22,40 +20,19 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from app import defaults, failpoints
+from app import failpoints
+from app.cgroups.errors import GovernorError, TargetGone, wrapped_error
+from app.cgroups.files import CgroupFiles, int_or_none, parse_keyed
+from app.cgroups.hierarchies import Hierarchy, read_proc_cgroups
+from app.cgroups.jobs import is_job_name, require_job_name
 from app.identity import ProcessIdentity
 from app.limits import Limits
 
 log = logging.getLogger(__name__)
-
-V2_HIERARCHY_KEY = ""  # the `0::/path` line of /proc/<pid>/cgroup names no controller
-JOB_COMMAND_MAX_CHARS = 64  # keeps every job id well below the 255-byte name limit
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-_JOB_PREFIXES_PATTERN = "|".join(map(re.escape, defaults.JOB_ID_PREFIXES))
-_JOB_NAME = re.compile(rf"^(?:{_JOB_PREFIXES_PATTERN})-[A-Za-z0-9_.-]{{1,200}}$")
-
-
-class GovernorError(OSError):
-    """A cgroup operation failed. `errno` is the kernel's; `filename` is the path involved;
-    str() is one sentence saying what could not be done and why."""
-
-    def __init__(self, code: int, message: str, path: os.PathLike | str | None = None) -> None:
-        super().__init__(code, message, None if path is None else str(path))
-
-    def __str__(self) -> str:
-        return self.strerror
-
-
-class TargetGone(GovernorError, ProcessLookupError):
-    """The process exited, or its pid now belongs to another process."""
-
-    def __init__(self, identity: ProcessIdentity, when: str) -> None:
-        super().__init__(errno.ESRCH, f"{identity} is gone {when}", f"/proc/{identity.pid}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,166 +54,16 @@ class Usage:
     cpu_seconds: float | None
     oom_killed: bool | None
 
-
-@dataclass(frozen=True, slots=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy the governor uses, and where its job cgroups go."""
-
-    name: str  # for messages: "unified", "cpu", "memory", "cpuacct"
-    key: str  # a controller of this hierarchy as named in /proc/<pid>/cgroup ("" for v2)
-    mount: Path  # where the hierarchy is mounted
-    mount_root: str  # which cgroup of the hierarchy is mounted there (mountinfo field 4)
-    parent: Path  # the directory ffrtmp's job cgroups are created in
-
-    def directory(self, cgroup_path: str) -> Path:
-        """The directory of a cgroup given as /proc/<pid>/cgroup names it."""
-        relative = PurePosixPath(cgroup_path).relative_to(self.mount_root)
-        return self.mount.joinpath(*relative.parts)
-
-    def cgroup_path(self, directory: Path) -> str:
-        """The name /proc/<pid>/cgroup shows for a cgroup directory."""
-        relative = directory.relative_to(self.mount)
-        return str(PurePosixPath(self.mount_root).joinpath(*relative.parts))
-
-
-class CgroupFiles:
-    """The file operations the governor does on cgroupfs. The tests of cgroup v2 replace it
-    with a fake tree, since no v2 controller can be enabled on the test machine."""
-
-    def mkdir(self, path: Path) -> None:
-        os.mkdir(path)
-
-    def rmdir(self, path: Path) -> None:
-        os.rmdir(path)
-
-    def read(self, path: Path) -> str:
-        with open(path) as f:
-            return f.read()
-
-    def write(self, path: Path, text: str) -> None:
-        # Without O_CREAT: a missing interface file is an error, never a new regular file.
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-
-
-def job_id_for(prefix: str, command: str, identity: ProcessIdentity) -> str:
-    """`auto-ffmpeg-1234-987654`: pid and start ticks, so a recycled pid gets a new cgroup."""
-    if prefix not in defaults.JOB_ID_PREFIXES:
-        raise ValueError(
-            f"job id prefix must be one of {', '.join(defaults.JOB_ID_PREFIXES)}, not {prefix!r}"
-        )
-    safe_command = _UNSAFE_NAME_CHARS.sub("_", command)[:JOB_COMMAND_MAX_CHARS] or "unknown"
-    return f"{prefix}-{safe_command}-{identity.pid}-{identity.start_ticks}"
-
-
-def is_job_name(name: str) -> bool:
-    """True for the cgroup names ffrtmp generates, and only those."""
-    return bool(_JOB_NAME.match(name))
-
-
-def _require_job_name(job_id: str) -> None:
-    if not is_job_name(job_id):
-        raise ValueError(
-            f"job id {job_id!r} is not one ffrtmp generates: it must start with "
-            f"{' or '.join(p + '-' for p in defaults.JOB_ID_PREFIXES)} and hold only "
-            "letters, digits, '_', '.' and '-'"
-        )
-
-
-def read_proc_cgroups(path: Path) -> dict[str, str]:
-    """Parse a /proc/<pid>/cgroup file into {controller: cgroup path}; the v2 line is under ""."""
-    memberships: dict[str, str] = {}
-    with open(path) as f:
-        for line in f:
-            _, sep, rest = line.rstrip("\n").partition(":")
-            controllers, sep2, cgroup_path = rest.partition(":")
-            if not (sep and sep2):
-                continue
-            if not controllers:
-                memberships[V2_HIERARCHY_KEY] = cgroup_path
-            for controller in controllers.split(","):
-                if controller:
-                    memberships[controller] = cgroup_path
-    return memberships
-
-
-def parse_keyed(text: str | None) -> dict[str, int]:
-    """Parse `key value` lines (cpu.stat, memory.events, memory.oom_control)."""
-    values = {}
-    for line in (text or "").splitlines():
-        key, _, value = line.partition(" ")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            continue
-    return values
-
-
-def int_or_none(text: str | None) -> int | None:
-    return None if text is None else int(text.strip())
-
-
-def _unescape_mount_field(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    mount_point: Path
-    mount_root: str
-    fs_type: str
-    super_options: tuple[str, ...]
-
-
-def read_mounts(proc_root: Path) -> list[Mount]:
-    """The mounts of /proc/self/mountinfo; an empty list when it cannot be read."""
-    mounts = []
-    try:
-        with open(proc_root / "self" / "mountinfo") as f:
-            lines = f.readlines()
-    except OSError:
-        return []
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 6 or len(tail) < 3:
-            continue
-        mounts.append(
-            Mount(
-                mount_point=Path(_unescape_mount_field(fields[4])),
-                mount_root=_unescape_mount_field(fields[3]),
-                fs_type=tail[0],
-                super_options=tuple(tail[2].split(",")),
-            )
-        )
-    return mounts
-
-
-def mount_root_of(proc_root: Path, mount_point: Path) -> str:
-    for mount in read_mounts(proc_root):
-        if mount.mount_point == mount_point:
-            return mount.mount_root
-    return "/"
-
-
-def resolve_parent(parent: str | None, anchor_path: str) -> PurePosixPath:
-    """The parent cgroup as /proc names it: default `<anchor>/ffrtmp`; an absolute parent is
-    taken from the hierarchy's root, a relative one from the anchor (the daemon's own cgroup)."""
-    if parent is None:
-        return PurePosixPath(anchor_path) / defaults.CGROUP_PARENT_NAME
-    given = PurePosixPath(parent)
-    if not parent.strip() or ".." in given.parts or given == PurePosixPath("/"):
-        raise ValueError(f"cgroup parent {parent!r} must name a cgroup, without '..'")
-    if given.is_absolute():
-        return given
-    return PurePosixPath(anchor_path) / given
+    @classmethod
+    def from_counters(
+        cls, peak_memory_bytes: int | None, cpu_seconds: float | None, oom_kills: int | None
+    ) -> Usage:
+        return cls(peak_memory_bytes, cpu_seconds, None if oom_kills is None else oom_kills > 0)
 
 
 class Governor:
-    """Puts processes into job cgroups with verified limits. Build it with `Governor.create`."""
+    """Puts processes into job cgroups with verified limits. Build it with
+    `app.cgroups.create_governor`, which picks the layout."""
 
     version: int = 0
 
@@ -253,36 +80,18 @@ class Governor:
         except GovernorError as err:
             self._problem = err
 
-    @classmethod
-    def create(
-        cls,
-        root: Path | str = defaults.CGROUP_ROOT,
-        parent: str | None = None,
-        version: int | None = None,
-        proc_root: Path | str = "/proc",
-        files: CgroupFiles | None = None,
-    ) -> Governor:
-        """A governor for the cgroup version mounted at `root` (or `version` when given).
-        Problems of the machine (no cgroups, read-only, no permission) do not raise here:
-        `check()` reports them and `attach()` raises them."""
-        from app.cgroup_v1 import CgroupV1Governor, has_v1_hierarchies
-        from app.cgroup_v2 import CgroupV2Governor
-
-        root, proc_root = Path(root), Path(proc_root)
-        if version is None:
-            is_v1 = not (root / "cgroup.controllers").is_file() and has_v1_hierarchies(
-                root, proc_root
-            )
-            version = 1 if is_v1 else 2
-        if version == 2:
-            return CgroupV2Governor(root, parent, proc_root, files)
-        if version == 1:
-            return CgroupV1Governor(root, parent, proc_root, files)
-        raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
-
     @property
     def parents(self) -> tuple[Path, ...]:
         return tuple(h.parent for h in self.hierarchies)
+
+    @property
+    def own_cgroup_file(self) -> Path:
+        return self.proc_root / "self" / "cgroup"
+
+    def job_directories(self, job_id: str) -> tuple[Path, ...]:
+        """The job's cgroup directories, one per hierarchy used, whether they exist or not."""
+        require_job_name(job_id)
+        return tuple(h.parent / job_id for h in self.hierarchies)
 
     @property
     def parent_description(self) -> str:
@@ -300,9 +109,8 @@ class Governor:
 
     def attach(self, identity: ProcessIdentity, job_id: str, limits: Limits) -> Attachment:
         """Move the process into job cgroup `job_id` with `limits`, or raise saying why not."""
-        _require_job_name(job_id)
+        directories = self.job_directories(job_id)
         self._ready()
-        directories = [h.parent / job_id for h in self.hierarchies]
         created: list[Path] = []
         moved: list[tuple[Hierarchy, str | None]] = []  # where the pid was, to undo a move
         try:
@@ -337,19 +145,17 @@ class Governor:
 
     def usage(self, job_id: str) -> Usage:
         """The job's counters; readable after its process exited, until release()."""
-        _require_job_name(job_id)
-        if not any((h.parent / job_id).is_dir() for h in self.hierarchies):
-            path = self.hierarchies[0].parent / job_id if self.hierarchies else self.root
+        directories = self.job_directories(job_id)
+        if not any(directory.is_dir() for directory in directories):
+            path = directories[0] if directories else self.root
             raise GovernorError(errno.ENOENT, f"there is no job cgroup {path}", path)
         return self._read_usage(job_id)
 
     def release(self, job_id: str) -> bool:
         """Remove the job's cgroups. False (and nothing raised) while a process is still in
         one; True once none is left."""
-        _require_job_name(job_id)
         all_gone = True
-        for hierarchy in self.hierarchies:
-            directory = hierarchy.parent / job_id
+        for directory in self.job_directories(job_id):
             try:
                 self.files.rmdir(directory)
             except FileNotFoundError:
@@ -462,6 +268,12 @@ class Governor:
         except OSError as err:
             raise wrapped_error(err, "read", path) from err
 
+    def _counter(self, path: Path, key: str | None = None) -> int | None:
+        """A number from a counter file: the whole file, or its `key value` line of `key`;
+        None when this kernel does not offer it."""
+        text = self._read_optional(path)
+        return int_or_none(text) if key is None else parse_keyed(text).get(key)
+
     def _read_optional(self, path: Path) -> str | None:
         try:
             return self.files.read(path)
@@ -480,6 +292,13 @@ class Governor:
         text = self._read_optional(directory / "cgroup.procs") or ""
         return {int(line) for line in text.split()}
 
+    def _own_cgroups(self) -> dict[str, str]:
+        """The daemon's own cgroups, which the default parent is placed below."""
+        try:
+            return read_proc_cgroups(self.own_cgroup_file)
+        except OSError as err:
+            raise wrapped_error(err, "read", self.own_cgroup_file) from err
+
     def _memberships(self, identity: ProcessIdentity) -> dict[str, str]:
         try:
             return read_proc_cgroups(self.proc_root / str(identity.pid) / "cgroup")
@@ -488,7 +307,7 @@ class Governor:
         except OSError as err:
             raise wrapped_error(err, "read", self.proc_root / str(identity.pid) / "cgroup") from err
 
-    def _verify_membership(self, identity: ProcessIdentity, directories: list[Path]) -> None:
+    def _verify_membership(self, identity: ProcessIdentity, directories: Iterable[Path]) -> None:
         memberships = self._memberships(identity)
         if not identity.is_alive():
             raise TargetGone(identity, "right after it was moved into its cgroup")
@@ -523,12 +342,3 @@ class Governor:
                     original,
                     err,
                 )
-
-
-def wrapped_error(err: OSError, doing: str, path: Path) -> GovernorError:
-    """`err` as a GovernorError with the same errno and a sentence naming what failed."""
-    if isinstance(err, GovernorError):
-        return err
-    code = err.errno if err.errno is not None else errno.EIO
-    reason = os.strerror(code) if err.errno is not None else str(err)
-    return GovernorError(code, f"could not {doing} {path}: {reason}", path)

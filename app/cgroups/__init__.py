@@ -1,0 +1,55 @@
+"""Governing processes with cgroups: the one place that picks the cgroup layout.
+
+What every layout shares: `errors` (GovernorError, TargetGone), `jobs` (job ids and the
+ownership rule), `hierarchies` (mounts, /proc/<pid>/cgroup, where a cgroup's directory is),
+`files` (cgroupfs access and file formats) and `governor` (the attach sequence, usage, release,
+leftovers). `v1` and `v2` hold one layout each. Callers build a governor with `create_governor`
+and import the names they need from this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app import defaults
+from app.cgroups.errors import GovernorError, TargetGone
+from app.cgroups.files import CgroupFiles
+from app.cgroups.governor import Attachment, Governor, Usage
+from app.cgroups.hierarchies import read_proc_cgroups
+from app.cgroups.jobs import is_job_name, job_id_for
+from app.cgroups.v1 import CgroupV1Governor, has_v1_hierarchies
+from app.cgroups.v2 import CgroupV2Governor
+
+__all__ = [
+    "Attachment",
+    "CgroupFiles",
+    "Governor",
+    "GovernorError",
+    "TargetGone",
+    "Usage",
+    "create_governor",
+    "is_job_name",
+    "job_id_for",
+    "read_proc_cgroups",
+]
+
+
+def create_governor(
+    root: Path | str = defaults.CGROUP_ROOT,
+    parent: str | None = None,
+    version: int | None = None,
+    proc_root: Path | str = "/proc",
+    files: CgroupFiles | None = None,
+) -> Governor:
+    """A governor for the cgroup version mounted at `root` (or `version` when given).
+    Problems of the machine (no cgroups, read-only, no permission) do not raise here:
+    `check()` reports them and `attach()` raises them."""
+    root, proc_root = Path(root), Path(proc_root)
+    if version is None:
+        is_v1 = not (root / "cgroup.controllers").is_file() and has_v1_hierarchies(root, proc_root)
+        version = 1 if is_v1 else 2
+    if version == 2:
+        return CgroupV2Governor(root, parent, proc_root, files)
+    if version == 1:
+        return CgroupV1Governor(root, parent, proc_root, files)
+    raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
