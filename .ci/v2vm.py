@@ -5,17 +5,20 @@ distributions boot with cgroup v2 only. This boots the installed distribution ke
 with virtme-ng (the host's root filesystem shared read-only, this repository and its .venv
 included), runs pytest inside as root, and exits with pytest's exit code.
 
-    .venv/bin/python .ci/v2vm.py [--timeout S] [--kvm] [-- PYTEST ARGS]   (default: -m cgroup_v2)
+    .venv/bin/python .ci/v2vm.py [--timeout S] [--kvm] [--keep DIR] [-- PYTEST ARGS]
+
+Without PYTEST ARGS: `-m cgroup_v2` over the test files that use that marker. The guest's CPU
+is emulated (--kvm makes the guest hang on these machines: nested virtualisation).
 
 A machine that cannot run the VM at all (no qemu, no kernel image, no vng, no static busybox)
 gets one line saying why and exit code 0, so the rest of the suite still counts, unless
 FFRTMP_REQUIRE_V2VM=1 (CI sets it): then that is a failure. A VM that is started but does not
 produce pytest's result is always a failure.
 
-The guest's stdout shares the serial line with the kernel console, so the result travels in a
-file in a directory shared read-write (--rwdir, 9p), not through stdout. 9p is also why the
-databases and pytest's basetemp live on a tmpfs mounted inside the guest: SQLite's WAL needs
-shared memory mappings, which 9p does not offer.
+What vng relays of the guest's output depends on its version (older ones mix the kernel console
+into it), so the result travels in a file in a directory shared read-write (--rwdir, 9p); the output
+is only echoed for people. 9p is also why the databases and pytest's basetemp live on a tmpfs
+mounted inside the guest: SQLite's WAL needs shared memory mappings, which 9p does not offer.
 """
 
 from __future__ import annotations
