@@ -19,7 +19,14 @@ import pytest
 from cgroup_hierarchy import CgroupHierarchy
 from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
 
-from app.governor import Attachment, Governor, GovernorError, TargetGone, job_id_for
+from app.cgroups import (
+    Attachment,
+    Governor,
+    GovernorError,
+    TargetGone,
+    create_governor,
+    job_id_for,
+)
 from app.identity import current_identity
 from app.limits import Limits
 
@@ -40,7 +47,7 @@ def v2(cgroup_hierarchy: CgroupHierarchy) -> CgroupHierarchy:
 
 @pytest.fixture
 def governor(v2: CgroupHierarchy, real_cgroup_parent: str) -> Governor:
-    return Governor.create(root=v2.root, parent=real_cgroup_parent, version=2)
+    return create_governor(root=v2.root, parent=real_cgroup_parent, version=2)
 
 
 def controllers(path: Path) -> set[str]:
@@ -73,7 +80,7 @@ def test_parent_enables_only_the_controllers_it_needs(
 
     assert governor.check() is None
 
-    assert Governor.create(root=v2.root, parent=real_cgroup_parent).version == 2
+    assert create_governor(root=v2.root, parent=real_cgroup_parent).version == 2
     # The relative parent lands below the delegated cgroup: the kernel keeps the xattr.
     assert governor.parents == (anchor / real_cgroup_parent,)
     assert controllers(anchor / "cgroup.subtree_control") == before | NEEDED
@@ -196,7 +203,7 @@ def test_check_explains_a_parent_whose_parent_holds_a_process(
     occupied.mkdir()
     sleeper = spawn([SLEEP_BINARY, "600"])
     (occupied / "cgroup.procs").write_text(str(sleeper.pid))
-    governor = Governor.create(root=v2.root, parent=f"{real_cgroup_parent}/ffrtmp", version=2)
+    governor = create_governor(root=v2.root, parent=f"{real_cgroup_parent}/ffrtmp", version=2)
 
     problem = governor.check()
 
