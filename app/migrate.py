@@ -47,15 +47,15 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def pending_model_changes(engine: Engine) -> list:
-    """Differences between the migrated database and app.models (empty when they agree)."""
+def differences_from_schema(engine: Engine) -> list:
+    """Differences between the migrated database and app.schema (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from app.models import Base
+    from app.schema import metadata
 
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "render_as_batch": True}
         )
-        return compare_metadata(context, Base.metadata)
+        return compare_metadata(context, metadata)

@@ -10,93 +10,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Connection,
-    Float,
-    Integer,
-    String,
-    column,
-    func,
-    select,
-    table,
-)
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.expression import TableClause
 
 from app import defaults
+from app.schema import (
+    daemon_runs,
+    error_events,
+    health_snapshots,
+    process_events,
+    processes,
+    retry_items,
+    scans,
+)
 from app.states import HealthStatus, RetryState
-from app.utctime import UTCDateTime
-
-# --- the columns read, described lightly ------------------------------------------------------
-# app.models maps the full schema for the writers; declaring its classes costs a read command
-# about a tenth of its start-up. These Core descriptions of the same tables are all a read
-# needs; tests/test_cli_queries.py checks them against app.models so the two cannot drift.
-
-
-_TYPES = {"int": Integer, "str": String, "float": Float, "bool": Boolean, "json": JSON,
-          "time": UTCDateTime}  # fmt: skip
-
-
-class LightTable:
-    """A table's columns as attributes (`Process.state`), like the mapped class offers."""
-
-    def __init__(self, name: str, columns: str) -> None:
-        pairs = [spec.split(":") for spec in columns.split()]
-        self.__table__: TableClause = table(
-            name, *(column(col, _TYPES[kind]()) for col, kind in pairs)
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__table__.c[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-DaemonRun = LightTable(
-    "daemon_runs",
-    "id:int started_at:time stopped_at:time stop_reason:str pid:int hostname:str version:str "
-    "discovery:str cgroup_version:int cgroup_parent:str config:json",
-)
-Process = LightTable(
-    "processes",
-    "id:int boot_id:str pid:int start_ticks:int started_at:time command:str argv:json exe:str "
-    "ppid:int uid:int user:str cwd:str rule:str job_id:str state:str state_reason:str "
-    "requested_cpu_quota:float requested_cpu_weight:int requested_memory_limit_mb:int "
-    "applied_cpu_quota:float applied_cpu_weight:int applied_memory_limit_mb:int "
-    "cgroup_version:int cgroup_paths:json discovered_at:time attached_at:time "
-    "last_seen_at:time exited_at:time exit_code:int exit_signal:int exit_reason:str "
-    "oom_killed:bool peak_memory_bytes:int cpu_seconds:float run_seconds:float",
-)
-ProcessEvent = LightTable(
-    "process_events", "id:int process_id:int occurred_at:time kind:str details:json"
-)
-RetryItem = LightTable(
-    "retry_items",
-    "id:int process_id:int operation:str state:str attempt:int max_attempts:int "
-    "created_at:time updated_at:time next_attempt_at:time last_attempt_at:time "
-    "last_error:str last_error_type:str claimed_until:time final_reason:str",
-)
-ErrorEvent = LightTable(
-    "error_events",
-    "id:int occurred_at:time operation:str process_id:int pid:int error_type:str "
-    "retryable:bool errno:int errno_name:str exception:str message:str",
-)
-Scan = LightTable(
-    "scans",
-    "id:int started_at:time duration_ms:float trigger:str ok:bool seen:int matched:int "
-    "new:int unreadable:int errors:int",
-)
-HealthSnapshot = LightTable(
-    "health_snapshots",
-    "id:int taken_at:time daemon_run_id:int status:str reasons:json last_scan_at:time "
-    "last_successful_scan_at:time consecutive_scan_failures:int "
-    "consecutive_attach_failures:int total_scan_failures:int total_attach_failures:int "
-    "retry_pending:int dead_letters:int errors_by_type:json details:json",
-)
-READ_TABLES = (DaemonRun, Process, ProcessEvent, RetryItem, ErrorEvent, Scan, HealthSnapshot)
 
 RETRY_COLUMNS = (
     "id",
@@ -128,7 +55,6 @@ PROCESS_COLUMNS = (
     "exit_signal",
     "state_reason",
 )
-EVENT_COLUMNS = ("id", "occurred_at", "kind", "details")
 ERROR_COLUMNS = (
     "id",
     "occurred_at",
@@ -197,20 +123,20 @@ def _dicts(result: Any) -> list[dict]:
 
 def _retry_select():
     return select(
-        RetryItem.id,
-        RetryItem.process_id,
-        Process.pid,
-        Process.command,
-        Process.job_id,
-        RetryItem.state,
-        RetryItem.attempt,
-        RetryItem.max_attempts,
-        RetryItem.next_attempt_at,
-        RetryItem.last_attempt_at,
-        RetryItem.last_error_type,
-        RetryItem.last_error,
-        RetryItem.final_reason,
-    ).join(Process.__table__, Process.id == RetryItem.process_id)
+        retry_items.c.id,
+        retry_items.c.process_id,
+        processes.c.pid,
+        processes.c.command,
+        processes.c.job_id,
+        retry_items.c.state,
+        retry_items.c.attempt,
+        retry_items.c.max_attempts,
+        retry_items.c.next_attempt_at,
+        retry_items.c.last_attempt_at,
+        retry_items.c.last_error_type,
+        retry_items.c.last_error,
+        retry_items.c.final_reason,
+    ).join(processes, processes.c.id == retry_items.c.process_id)
 
 
 # --- retries ----------------------------------------------------------------------------------
@@ -221,9 +147,9 @@ def list_retries(conn: Connection, states: Sequence[str] | None = RETRY_DEFAULT_
     others by id."""
     query = _retry_select()
     if states is not None:
-        query = query.where(RetryItem.state.in_([str(s) for s in states]))
-    pending_first = (RetryItem.state != RetryState.PENDING).label("not_pending")
-    query = query.order_by(pending_first, RetryItem.next_attempt_at, RetryItem.id)
+        query = query.where(retry_items.c.state.in_([str(s) for s in states]))
+    pending_first = (retry_items.c.state != RetryState.PENDING).label("not_pending")
+    query = query.order_by(pending_first, retry_items.c.next_attempt_at, retry_items.c.id)
     return _dicts(conn.execute(query))
 
 
@@ -231,18 +157,18 @@ def get_retry(conn: Connection, retry_id: int) -> dict | None:
     row = conn.execute(
         _retry_select()
         .add_columns(
-            RetryItem.operation,
-            RetryItem.created_at,
-            RetryItem.updated_at,
-            RetryItem.claimed_until,
+            retry_items.c.operation,
+            retry_items.c.created_at,
+            retry_items.c.updated_at,
+            retry_items.c.claimed_until,
         )
-        .where(RetryItem.id == retry_id)
+        .where(retry_items.c.id == retry_id)
     ).first()
     return dict(row._mapping) if row else None
 
 
 def retry_depths(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(RetryItem.state, func.count()).group_by(RetryItem.state))
+    rows = conn.execute(select(retry_items.c.state, func.count()).group_by(retry_items.c.state))
     return {state: count for state, count in rows}
 
 
@@ -257,47 +183,51 @@ def list_processes(
     command: str | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    query = select(*(getattr(Process, c) for c in PROCESS_COLUMNS))
+    query = select(*(processes.c[c] for c in PROCESS_COLUMNS))
     if states:
-        query = query.where(Process.state.in_([str(s) for s in states]))
+        query = query.where(processes.c.state.in_([str(s) for s in states]))
     if since is not None:
-        query = query.where(Process.discovered_at >= since)
+        query = query.where(processes.c.discovered_at >= since)
     if command:
-        query = query.where(Process.command == command)
-    query = query.order_by(Process.discovered_at.desc(), Process.id.desc()).limit(limit)
+        query = query.where(processes.c.command == command)
+    query = query.order_by(processes.c.discovered_at.desc(), processes.c.id.desc()).limit(limit)
     return _dicts(conn.execute(query))
 
 
 def get_process(conn: Connection, process_id: int) -> dict | None:
-    row = conn.execute(select(Process.__table__).where(Process.id == process_id)).first()
+    row = conn.execute(select(processes).where(processes.c.id == process_id)).first()
     return dict(row._mapping) if row else None
 
 
 def newest_process_for_pid(conn: Connection, pid: int) -> dict | None:
     """The latest process instance that had this pid (pids are recycled)."""
     row = conn.execute(
-        select(Process.__table__)
-        .where(Process.pid == pid)
-        .order_by(Process.started_at.desc(), Process.id.desc())
+        select(processes)
+        .where(processes.c.pid == pid)
+        .order_by(processes.c.started_at.desc(), processes.c.id.desc())
         .limit(1)
     ).first()
     return dict(row._mapping) if row else None
 
 
-def process_events(conn: Connection, process_id: int) -> list[dict]:
+def events_of_process(conn: Connection, process_id: int) -> list[dict]:
+    """The event trail of one process, oldest first."""
     return _dicts(
         conn.execute(
             select(
-                ProcessEvent.id, ProcessEvent.occurred_at, ProcessEvent.kind, ProcessEvent.details
+                process_events.c.id,
+                process_events.c.occurred_at,
+                process_events.c.kind,
+                process_events.c.details,
             )
-            .where(ProcessEvent.process_id == process_id)
-            .order_by(ProcessEvent.occurred_at, ProcessEvent.id)
+            .where(process_events.c.process_id == process_id)
+            .order_by(process_events.c.occurred_at, process_events.c.id)
         )
     )
 
 
 def retry_for_process(conn: Connection, process_id: int) -> dict | None:
-    row = conn.execute(_retry_select().where(RetryItem.process_id == process_id)).first()
+    row = conn.execute(_retry_select().where(retry_items.c.process_id == process_id)).first()
     return dict(row._mapping) if row else None
 
 
@@ -313,16 +243,16 @@ def list_errors(
     pid: int | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    query = select(*(getattr(ErrorEvent, c) for c in ERROR_COLUMNS))
+    query = select(*(error_events.c[c] for c in ERROR_COLUMNS))
     if types:
-        query = query.where(ErrorEvent.error_type.in_([str(t) for t in types]))
+        query = query.where(error_events.c.error_type.in_([str(t) for t in types]))
     if operations:
-        query = query.where(ErrorEvent.operation.in_(list(operations)))
+        query = query.where(error_events.c.operation.in_(list(operations)))
     if since is not None:
-        query = query.where(ErrorEvent.occurred_at >= since)
+        query = query.where(error_events.c.occurred_at >= since)
     if pid is not None:
-        query = query.where(ErrorEvent.pid == pid)
-    query = query.order_by(ErrorEvent.occurred_at.desc(), ErrorEvent.id.desc()).limit(limit)
+        query = query.where(error_events.c.pid == pid)
+    query = query.order_by(error_events.c.occurred_at.desc(), error_events.c.id.desc()).limit(limit)
     return _dicts(conn.execute(query))
 
 
@@ -330,14 +260,14 @@ def error_stats(conn: Connection, *, since: datetime | None = None) -> list[dict
     """Counts by error type and operation, the most frequent first."""
     count = func.count().label("count")
     query = select(
-        ErrorEvent.error_type,
-        ErrorEvent.operation,
+        error_events.c.error_type,
+        error_events.c.operation,
         count,
-        func.max(ErrorEvent.occurred_at).label("last_at"),
-    ).group_by(ErrorEvent.error_type, ErrorEvent.operation)
+        func.max(error_events.c.occurred_at).label("last_at"),
+    ).group_by(error_events.c.error_type, error_events.c.operation)
     if since is not None:
-        query = query.where(ErrorEvent.occurred_at >= since)
-    rows = _dicts(conn.execute(query.order_by(count.desc(), ErrorEvent.error_type)))
+        query = query.where(error_events.c.occurred_at >= since)
+    rows = _dicts(conn.execute(query.order_by(count.desc(), error_events.c.error_type)))
     for row in rows:
         # max() over the column loses its type: parse the stored text back into UTC.
         row["last_at"] = _stored_time(row["last_at"])
@@ -347,10 +277,10 @@ def error_stats(conn: Connection, *, since: datetime | None = None) -> list[dict
 def list_scans(
     conn: Connection, *, since: datetime | None = None, limit: int | None = None
 ) -> list[dict]:
-    query = select(*(getattr(Scan, c) for c in SCAN_COLUMNS))
+    query = select(*(scans.c[c] for c in SCAN_COLUMNS))
     if since is not None:
-        query = query.where(Scan.started_at >= since)
-    query = query.order_by(Scan.started_at.desc(), Scan.id.desc()).limit(limit)
+        query = query.where(scans.c.started_at >= since)
+    query = query.order_by(scans.c.started_at.desc(), scans.c.id.desc()).limit(limit)
     return _dicts(conn.execute(query))
 
 
@@ -359,8 +289,8 @@ def list_scans(
 
 def newest_health(conn: Connection) -> dict | None:
     row = conn.execute(
-        select(HealthSnapshot.__table__)
-        .order_by(HealthSnapshot.taken_at.desc(), HealthSnapshot.id.desc())
+        select(health_snapshots)
+        .order_by(health_snapshots.c.taken_at.desc(), health_snapshots.c.id.desc())
         .limit(1)
     ).first()
     return dict(row._mapping) if row else None
@@ -369,17 +299,23 @@ def newest_health(conn: Connection) -> dict | None:
 def list_health(
     conn: Connection, *, since: datetime | None = None, limit: int | None = None
 ) -> list[dict]:
-    query = select(*(getattr(HealthSnapshot, c) for c in HEALTH_HISTORY_COLUMNS))
+    query = select(*(health_snapshots.c[c] for c in HEALTH_HISTORY_COLUMNS))
     if since is not None:
-        query = query.where(HealthSnapshot.taken_at >= since)
-    query = query.order_by(HealthSnapshot.taken_at.desc(), HealthSnapshot.id.desc()).limit(limit)
+        query = query.where(health_snapshots.c.taken_at >= since)
+    newest_first = (health_snapshots.c.taken_at.desc(), health_snapshots.c.id.desc())
+    query = query.order_by(*newest_first).limit(limit)
     return _dicts(conn.execute(query))
 
 
 def newest_daemon_run(conn: Connection) -> dict | None:
     row = conn.execute(
-        select(DaemonRun.id, DaemonRun.started_at, DaemonRun.stopped_at, DaemonRun.stop_reason)
-        .order_by(DaemonRun.started_at.desc(), DaemonRun.id.desc())
+        select(
+            daemon_runs.c.id,
+            daemon_runs.c.started_at,
+            daemon_runs.c.stopped_at,
+            daemon_runs.c.stop_reason,
+        )
+        .order_by(daemon_runs.c.started_at.desc(), daemon_runs.c.id.desc())
         .limit(1)
     ).first()
     return dict(row._mapping) if row else None
@@ -388,8 +324,11 @@ def newest_daemon_run(conn: Connection) -> dict | None:
 def daemon_run(conn: Connection, run_id: int) -> dict | None:
     row = conn.execute(
         select(
-            DaemonRun.id, DaemonRun.started_at, DaemonRun.stopped_at, DaemonRun.stop_reason
-        ).where(DaemonRun.id == run_id)
+            daemon_runs.c.id,
+            daemon_runs.c.started_at,
+            daemon_runs.c.stopped_at,
+            daemon_runs.c.stop_reason,
+        ).where(daemon_runs.c.id == run_id)
     ).first()
     return dict(row._mapping) if row else None
 

@@ -1,5 +1,5 @@
 """The read commands (processes, errors, scans) and what they share: --since, --limit, output
-shapes, user errors, read-only opening, light imports, and the read schema matching the models."""
+shapes, user errors, read-only opening and light imports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import JSON, Boolean
 
 from app import queries
 from app.candidate import Candidate
@@ -19,9 +18,7 @@ from app.cli import main
 from app.cli.params import parse_since
 from app.errors import classify
 from app.identity import ProcessIdentity, boot_id
-from app.models import Base
 from app.states import ProcessState
-from app.utctime import UTCDateTime
 
 NOW = datetime.now(UTC)
 
@@ -280,21 +277,3 @@ def test_read_commands_import_neither_alembic_nor_psutil_nor_the_orm_models(stor
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
     assert done.stderr.strip() == "[]"
-
-
-def test_read_tables_match_the_models():
-    """queries.py reads through light Core tables; each must be the mapped table's twin."""
-    kinds = {UTCDateTime: "time", JSON: "json", Boolean: "bool"}
-
-    def kind(col) -> str:
-        for cls, name in kinds.items():
-            if isinstance(col.type, cls):
-                return name
-        return "other"
-
-    for light in queries.READ_TABLES:
-        table = light.__table__
-        mapped = Base.metadata.tables[table.name]
-        assert [c.name for c in table.columns] == [c.name for c in mapped.columns], table.name
-        for col in table.columns:
-            assert kind(col) == kind(mapped.columns[col.name]), f"{table.name}.{col.name}"

@@ -55,7 +55,7 @@ def current(db: str | None) -> None:
 @db.command()
 @db_option
 def check(db: str | None) -> None:
-    """Exit 0 when the database is at this version's schema and matches the models.
+    """Exit 0 when the database is at this version's schema and matches its definition.
 
     Example: ffrtmp db check && echo ok
     """
@@ -64,11 +64,11 @@ def check(db: str | None) -> None:
 
     engine = open_readonly_or_fail(db)
     try:
-        diff = migrate.pending_model_changes(engine)
+        diff = migrate.differences_from_schema(engine)
     finally:
         engine.dispose()
     if diff:
-        raise click.ClickException(f"the schema differs from the models: {diff}")
+        raise click.ClickException(f"the database differs from the schema definition: {diff}")
     click.echo("schema matches")
 
 

@@ -80,7 +80,7 @@ def show(db, process_id, pid, as_json) -> None:
                 if process is None:
                     raise click.ClickException(f"process {process_id} does not exist")
             retry = queries.retry_for_process(conn, process["id"])
-            events = queries.process_events(conn, process["id"])
+            events = queries.events_of_process(conn, process["id"])
     finally:
         engine.dispose()
     print_record({"process": process, "retry_item": retry, "events": events}, as_json=as_json)

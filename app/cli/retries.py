@@ -69,7 +69,7 @@ def show(db: str | None, retry_id: int, as_json: bool) -> None:
             if item is None:
                 raise click.ClickException(f"retry item {retry_id} does not exist")
             process = queries.get_process(conn, item["process_id"])
-            events = queries.process_events(conn, item["process_id"])
+            events = queries.events_of_process(conn, item["process_id"])
     finally:
         engine.dispose()
     print_record(
