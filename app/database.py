@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from app import defaults
-from app.schema_version import HEAD_REVISION
+from app.revisions import head_revision, known_revisions
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def open_readonly(db: str | os.PathLike | None = None) -> Engine:
     except Exception as exc:
         engine.dispose()
         raise DatabaseError(f"database {location} cannot be read: {exc}") from None
-    if revision != HEAD_REVISION:
+    if revision != head_revision():
         engine.dispose()
         raise DatabaseError(_revision_mismatch(location, revision))
     return engine
@@ -150,15 +150,12 @@ def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
         )
     return (
         f"database {location} has schema revision {revision}, which this ffrtmp "
-        f"({HEAD_REVISION}) does not know; use the newer ffrtmp that wrote it"
+        f"({head_revision()}) does not know; use the newer ffrtmp that wrote it"
     )
 
 
 def _is_known_older(revision: str) -> bool:
-    from app.migrate import known_revisions
-
-    known = known_revisions()
-    return revision in known and revision != HEAD_REVISION
+    return revision in known_revisions() and revision != head_revision()
 
 
 def _prepare_file(path: Path) -> None:
@@ -190,7 +187,7 @@ def backup(path: Path, now: datetime | None = None) -> Path:
 
 
 def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> Engine:
-    """An engine for the daemon and write commands, with the schema at HEAD_REVISION:
+    """An engine for the daemon and write commands, with the schema at the head revision:
     a missing or empty database is created; an older one is upgraded after a backup copy;
     a newer or unknown one is refused and left untouched."""
     location = db if isinstance(db, DatabaseLocation) else resolve(db)
@@ -208,7 +205,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     engine = make_engine(location)
     try:
         revision = stored_revision(engine)
-        if revision == HEAD_REVISION:
+        if revision == head_revision():
             return engine
         if revision is not None and not _is_known_older(revision):
             raise DatabaseError(_revision_mismatch(location, revision))
@@ -218,7 +215,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
         from app.migrate import upgrade
 
         upgrade(engine)
-        log.info("database %s upgraded from %s to %s", location, revision, HEAD_REVISION)
+        log.info("database %s upgraded from %s to %s", location, revision, head_revision())
         return engine
     except Exception:
         engine.dispose()
@@ -235,5 +232,5 @@ def _refuse_unusable(location: DatabaseLocation) -> None:
         raise DatabaseError(f"{location} is not a usable SQLite database: {exc}") from None
     finally:
         engine.dispose()
-    if revision is not None and revision != HEAD_REVISION and not _is_known_older(revision):
+    if revision is not None and revision != head_revision() and not _is_known_older(revision):
         raise DatabaseError(_revision_mismatch(location, revision))

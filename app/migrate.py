@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+from app.revisions import MIGRATIONS
+
+PROJECT_ROOT = MIGRATIONS.parent
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -21,16 +18,6 @@ def alembic_config(engine: Engine | None = None) -> Config:
     if engine is not None:
         cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
-
-
-@lru_cache(maxsize=1)
-def known_revisions() -> frozenset[str]:
-    script = ScriptDirectory.from_config(alembic_config())
-    return frozenset(rev.revision for rev in script.walk_revisions())
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from app import database
 from app.cli import main
-from app.schema_version import HEAD_REVISION
+from app.revisions import head_revision
 
 
 def digest(path) -> str:
@@ -26,7 +26,7 @@ def digest(path) -> str:
 def test_missing_database_is_created_at_head_with_private_modes(db_path):
     engine = database.open_for_writing(db_path)
     try:
-        assert database.stored_revision(engine) == HEAD_REVISION
+        assert database.stored_revision(engine) == head_revision()
     finally:
         engine.dispose()
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
@@ -118,7 +118,7 @@ def test_backup_is_a_consistent_private_copy(db_path):
     assert copy.name.startswith("ffrtmp.db.bak-")
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     con = sqlite3.connect(copy)
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD_REVISION,)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
     con.close()
 
 

@@ -35,7 +35,7 @@ def current(db: str | None) -> None:
     Example: ffrtmp db current
     """
     from app import database
-    from app.schema_version import HEAD_REVISION
+    from app.revisions import head_revision
 
     location = database.resolve(db)
     if location.path is not None and not location.path.exists():
@@ -48,7 +48,8 @@ def current(db: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
         raise click.ClickException(f"database {location} cannot be read: {exc}") from None
-    state = "head" if revision == HEAD_REVISION else f"head is {HEAD_REVISION}"
+    head = head_revision()
+    state = "head" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'none'} ({state})")
 
 
