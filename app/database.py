@@ -3,6 +3,8 @@
 SQLite is opened with WAL (readers never block the writer), foreign keys on, a busy timeout,
 synchronous=FULL (a committed retry item survives a power cut) and write transactions that
 begin IMMEDIATE (a write that reads first takes the lock up front instead of failing later).
+A writer's reads go through for_reading(engine): deferred, they neither take nor wait for the
+write lock.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from app.revisions import head_revision, known_revisions
 log = logging.getLogger(__name__)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Execution option of for_reading(): its transactions begin deferred on a writer's engine.
+DEFERRED_BEGIN = "ffrtmp_deferred_begin"
 
 
 class DatabaseError(Exception):
@@ -90,9 +95,16 @@ def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        deferred = readonly or conn.get_execution_options().get(DEFERRED_BEGIN, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def for_reading(engine: Engine) -> Engine:
+    """The same engine (pool, settings, listeners) with transactions that begin deferred: they
+    only read, so they must not queue behind another connection's write lock."""
+    return engine.execution_options(**{DEFERRED_BEGIN: True})
 
 
 def stored_revision(engine: Engine) -> str | None:

@@ -1,7 +1,9 @@
 """The daemon's writes: the only module besides the read queries that talks SQL.
 
 Each public method is one unit of work in one transaction, so a crash leaves either all of
-it or none of it. The failpoint `store.commit` fails the commit of any of them.
+it or none of it. Writes begin IMMEDIATE (unit()); pure reads begin deferred (reading()), so
+they take no write lock and answer while another connection holds it. The failpoint
+`store.commit` fails the commit of any of them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import failpoints
 from app.candidate import Candidate
+from app.database import for_reading
 from app.identity import ProcessIdentity
 from app.limits import Limits
 from app.models import (
@@ -120,12 +123,26 @@ def requested_limits(row: Process) -> Limits:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
 
     @contextmanager
     def unit(self) -> Iterator[Session]:
-        """One transaction; the failpoint `store.commit` fails it just before the commit."""
-        with self._sessions() as session, session.begin():
+        """One write transaction, holding the write lock from its start."""
+        with self._transaction(self._write_sessions) as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One read-only transaction: no write lock, the last committed state."""
+        with self._transaction(self._read_sessions) as session:
+            yield session
+
+    @staticmethod
+    @contextmanager
+    def _transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+        # The failpoint `store.commit` fails the transaction just before its commit.
+        with sessions() as session, session.begin():
             yield session
             failpoints.check("store.commit")
 
@@ -177,7 +194,7 @@ class Store:
     # --- processes ---------------------------------------------------------------------
 
     def unfinished_processes(self) -> list[TrackedProcess]:
-        with self.unit() as s:
+        with self.reading() as s:
             # A dead-lettered process still runs, ungoverned: its exit is recorded too.
             still_running_dead = (Process.state == ProcessState.DEAD) & Process.exited_at.is_(None)
             rows = s.scalars(
@@ -187,7 +204,7 @@ class Store:
 
     def attached_since(self, since: datetime) -> list[TrackedProcess]:
         """Processes attached at or after `since` and not yet ended (whoever attached them)."""
-        with self.unit() as s:
+        with self.reading() as s:
             rows = s.scalars(
                 select(Process).where(
                     Process.state == ProcessState.ATTACHED, Process.attached_at >= since
@@ -260,7 +277,7 @@ class Store:
 
     def attach_was_cut_short(self, process_id: int, job_prefix: str) -> bool:
         """True for a row of ours still 'discovered': its attach never recorded an outcome."""
-        with self.unit() as s:
+        with self.reading() as s:
             row = s.execute(
                 select(Process.state, Process.job_id).where(Process.id == process_id)
             ).first()
@@ -453,7 +470,7 @@ class Store:
         s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
 
     def due_retries(self, now: datetime, limit: int = 100) -> list[DueRetry]:
-        with self.unit() as s:
+        with self.reading() as s:
             rows = s.execute(
                 select(RetryItem, Process)
                 .join(Process, Process.id == RetryItem.process_id)
@@ -478,7 +495,7 @@ class Store:
             ]
 
     def next_retry_at(self) -> datetime | None:
-        with self.unit() as s:
+        with self.reading() as s:
             return s.scalar(
                 select(func.min(RetryItem.next_attempt_at)).where(
                     RetryItem.state == RetryState.PENDING
@@ -672,7 +689,7 @@ class Store:
             )
 
     def retry_depths(self) -> dict[str, int]:
-        with self.unit() as s:
+        with self.reading() as s:
             rows = s.execute(select(RetryItem.state, func.count()).group_by(RetryItem.state))
             return {state: count for state, count in rows}
 
@@ -709,5 +726,5 @@ class Store:
             )
 
     def last_health(self) -> HealthSnapshot | None:
-        with self.unit() as s:
+        with self.reading() as s:
             return s.scalars(select(HealthSnapshot).order_by(HealthSnapshot.id.desc())).first()
