@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import defaults
@@ -89,6 +89,7 @@ HEALTH_HISTORY_COLUMNS = (
     "dead_letters",
     "reasons",
 )
+DAEMON_RUN_COLUMNS = ("id", "started_at", "stopped_at", "stop_reason")
 
 HEALTH_KEYS = (
     "status",
@@ -117,11 +118,31 @@ class QueryError(Exception):
     """An operator's SQL that SQLite refused; the message is one sentence."""
 
 
-def _dicts(result: Any) -> list[dict]:
-    return [dict(row._mapping) for row in result]
+def _all(conn: Connection, query: Select) -> list[dict]:
+    return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def _retry_select():
+def _first(conn: Connection, query: Select) -> dict | None:
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def _newest_first(
+    query: Select, table: Table, time: str, *, since: datetime | None = None, limit: int | None
+) -> Select:
+    """`query` over `table` from `since` on, the newest first by the `time` column (then id,
+    for rows of the same moment), at most `limit` rows."""
+    column = table.c[time]
+    if since is not None:
+        query = query.where(column >= since)
+    return query.order_by(column.desc(), table.c.id.desc()).limit(limit)
+
+
+def _columns(table: Table, names: Sequence[str]) -> Select:
+    return select(*(table.c[name] for name in names))
+
+
+def _retry_select() -> Select:
     return select(
         retry_items.c.id,
         retry_items.c.process_id,
@@ -150,24 +171,21 @@ def list_retries(conn: Connection, states: Sequence[str] | None = RETRY_DEFAULT_
         query = query.where(retry_items.c.state.in_([str(s) for s in states]))
     pending_first = (retry_items.c.state != RetryState.PENDING).label("not_pending")
     query = query.order_by(pending_first, retry_items.c.next_attempt_at, retry_items.c.id)
-    return _dicts(conn.execute(query))
+    return _all(conn, query)
 
 
 def get_retry(conn: Connection, retry_id: int) -> dict | None:
-    row = conn.execute(
-        _retry_select()
-        .add_columns(
-            retry_items.c.operation,
-            retry_items.c.created_at,
-            retry_items.c.updated_at,
-            retry_items.c.claimed_until,
-        )
-        .where(retry_items.c.id == retry_id)
-    ).first()
-    return dict(row._mapping) if row else None
+    details = (
+        retry_items.c.operation,
+        retry_items.c.created_at,
+        retry_items.c.updated_at,
+        retry_items.c.claimed_until,
+    )
+    return _first(conn, _retry_select().add_columns(*details).where(retry_items.c.id == retry_id))
 
 
 def retry_depths(conn: Connection) -> dict[str, int]:
+    """How many retry items are in each state."""
     rows = conn.execute(select(retry_items.c.state, func.count()).group_by(retry_items.c.state))
     return {state: count for state, count in rows}
 
@@ -183,52 +201,36 @@ def list_processes(
     command: str | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    query = select(*(processes.c[c] for c in PROCESS_COLUMNS))
+    query = _columns(processes, PROCESS_COLUMNS)
     if states:
         query = query.where(processes.c.state.in_([str(s) for s in states]))
-    if since is not None:
-        query = query.where(processes.c.discovered_at >= since)
     if command:
         query = query.where(processes.c.command == command)
-    query = query.order_by(processes.c.discovered_at.desc(), processes.c.id.desc()).limit(limit)
-    return _dicts(conn.execute(query))
+    return _all(conn, _newest_first(query, processes, "discovered_at", since=since, limit=limit))
 
 
 def get_process(conn: Connection, process_id: int) -> dict | None:
-    row = conn.execute(select(processes).where(processes.c.id == process_id)).first()
-    return dict(row._mapping) if row else None
+    return _first(conn, select(processes).where(processes.c.id == process_id))
 
 
 def newest_process_for_pid(conn: Connection, pid: int) -> dict | None:
     """The latest process instance that had this pid (pids are recycled)."""
-    row = conn.execute(
-        select(processes)
-        .where(processes.c.pid == pid)
-        .order_by(processes.c.started_at.desc(), processes.c.id.desc())
-        .limit(1)
-    ).first()
-    return dict(row._mapping) if row else None
+    query = select(processes).where(processes.c.pid == pid)
+    return _first(conn, _newest_first(query, processes, "started_at", limit=1))
 
 
 def events_of_process(conn: Connection, process_id: int) -> list[dict]:
     """The event trail of one process, oldest first."""
-    return _dicts(
-        conn.execute(
-            select(
-                process_events.c.id,
-                process_events.c.occurred_at,
-                process_events.c.kind,
-                process_events.c.details,
-            )
-            .where(process_events.c.process_id == process_id)
-            .order_by(process_events.c.occurred_at, process_events.c.id)
-        )
+    query = (
+        _columns(process_events, ("id", "occurred_at", "kind", "details"))
+        .where(process_events.c.process_id == process_id)
+        .order_by(process_events.c.occurred_at, process_events.c.id)
     )
+    return _all(conn, query)
 
 
 def retry_for_process(conn: Connection, process_id: int) -> dict | None:
-    row = conn.execute(_retry_select().where(retry_items.c.process_id == process_id)).first()
-    return dict(row._mapping) if row else None
+    return _first(conn, _retry_select().where(retry_items.c.process_id == process_id))
 
 
 # --- errors and scans -------------------------------------------------------------------------
@@ -243,17 +245,14 @@ def list_errors(
     pid: int | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    query = select(*(error_events.c[c] for c in ERROR_COLUMNS))
+    query = _columns(error_events, ERROR_COLUMNS)
     if types:
         query = query.where(error_events.c.error_type.in_([str(t) for t in types]))
     if operations:
         query = query.where(error_events.c.operation.in_(list(operations)))
-    if since is not None:
-        query = query.where(error_events.c.occurred_at >= since)
     if pid is not None:
         query = query.where(error_events.c.pid == pid)
-    query = query.order_by(error_events.c.occurred_at.desc(), error_events.c.id.desc()).limit(limit)
-    return _dicts(conn.execute(query))
+    return _all(conn, _newest_first(query, error_events, "occurred_at", since=since, limit=limit))
 
 
 def error_stats(conn: Connection, *, since: datetime | None = None) -> list[dict]:
@@ -267,7 +266,7 @@ def error_stats(conn: Connection, *, since: datetime | None = None) -> list[dict
     ).group_by(error_events.c.error_type, error_events.c.operation)
     if since is not None:
         query = query.where(error_events.c.occurred_at >= since)
-    rows = _dicts(conn.execute(query.order_by(count.desc(), error_events.c.error_type)))
+    rows = _all(conn, query.order_by(count.desc(), error_events.c.error_type))
     for row in rows:
         # max() over the column loses its type: parse the stored text back into UTC.
         row["last_at"] = _stored_time(row["last_at"])
@@ -277,60 +276,33 @@ def error_stats(conn: Connection, *, since: datetime | None = None) -> list[dict
 def list_scans(
     conn: Connection, *, since: datetime | None = None, limit: int | None = None
 ) -> list[dict]:
-    query = select(*(scans.c[c] for c in SCAN_COLUMNS))
-    if since is not None:
-        query = query.where(scans.c.started_at >= since)
-    query = query.order_by(scans.c.started_at.desc(), scans.c.id.desc()).limit(limit)
-    return _dicts(conn.execute(query))
+    query = _columns(scans, SCAN_COLUMNS)
+    return _all(conn, _newest_first(query, scans, "started_at", since=since, limit=limit))
 
 
 # --- health -----------------------------------------------------------------------------------
 
 
 def newest_health(conn: Connection) -> dict | None:
-    row = conn.execute(
-        select(health_snapshots)
-        .order_by(health_snapshots.c.taken_at.desc(), health_snapshots.c.id.desc())
-        .limit(1)
-    ).first()
-    return dict(row._mapping) if row else None
+    query = select(health_snapshots)
+    return _first(conn, _newest_first(query, health_snapshots, "taken_at", limit=1))
 
 
 def list_health(
     conn: Connection, *, since: datetime | None = None, limit: int | None = None
 ) -> list[dict]:
-    query = select(*(health_snapshots.c[c] for c in HEALTH_HISTORY_COLUMNS))
-    if since is not None:
-        query = query.where(health_snapshots.c.taken_at >= since)
-    newest_first = (health_snapshots.c.taken_at.desc(), health_snapshots.c.id.desc())
-    query = query.order_by(*newest_first).limit(limit)
-    return _dicts(conn.execute(query))
+    query = _columns(health_snapshots, HEALTH_HISTORY_COLUMNS)
+    return _all(conn, _newest_first(query, health_snapshots, "taken_at", since=since, limit=limit))
 
 
 def newest_daemon_run(conn: Connection) -> dict | None:
-    row = conn.execute(
-        select(
-            daemon_runs.c.id,
-            daemon_runs.c.started_at,
-            daemon_runs.c.stopped_at,
-            daemon_runs.c.stop_reason,
-        )
-        .order_by(daemon_runs.c.started_at.desc(), daemon_runs.c.id.desc())
-        .limit(1)
-    ).first()
-    return dict(row._mapping) if row else None
+    query = _columns(daemon_runs, DAEMON_RUN_COLUMNS)
+    return _first(conn, _newest_first(query, daemon_runs, "started_at", limit=1))
 
 
 def daemon_run(conn: Connection, run_id: int) -> dict | None:
-    row = conn.execute(
-        select(
-            daemon_runs.c.id,
-            daemon_runs.c.started_at,
-            daemon_runs.c.stopped_at,
-            daemon_runs.c.stop_reason,
-        ).where(daemon_runs.c.id == run_id)
-    ).first()
-    return dict(row._mapping) if row else None
+    query = _columns(daemon_runs, DAEMON_RUN_COLUMNS).where(daemon_runs.c.id == run_id)
+    return _first(conn, query)
 
 
 # --- free SQL ---------------------------------------------------------------------------------
