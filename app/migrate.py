@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app.revisions import MIGRATIONS
 
@@ -34,15 +34,12 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def differences_from_schema(engine: Engine) -> list:
+def differences_from_schema(conn: Connection) -> list:
     """Differences between the migrated database and app.schema (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
     from app.schema import metadata
 
-    with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "render_as_batch": True}
-        )
-        return compare_metadata(context, metadata)
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+    return compare_metadata(context, metadata)

@@ -16,7 +16,8 @@ def test_migrations_on_an_empty_file_match_the_schema(tmp_path):
     engine = database.make_engine(database.resolve(tmp_path / "fresh.db"))
     migrate.upgrade(engine)
     assert migrate.current(engine) == head_revision()
-    assert migrate.differences_from_schema(engine) == []
+    with engine.connect() as conn:
+        assert migrate.differences_from_schema(conn) == []
     engine.dispose()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli.options import db_option, open_for_writing_or_fail
+from app.cli.connect import open_for_writing_or_fail, reading
+from app.cli.options import db_option
 
 
 @click.group()
@@ -61,13 +62,9 @@ def check(db: str | None) -> None:
     Example: ffrtmp db check && echo ok
     """
     from app import migrate
-    from app.cli.options import open_readonly_or_fail
 
-    engine = open_readonly_or_fail(db)
-    try:
-        diff = migrate.differences_from_schema(engine)
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        diff = migrate.differences_from_schema(conn)
     if diff:
         raise click.ClickException(f"the database differs from the schema definition: {diff}")
     click.echo("schema matches")

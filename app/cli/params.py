@@ -81,16 +81,3 @@ def limit_option(default: int):
         show_default=True,
         help="Print at most this many rows, newest first.",
     )
-
-
-def open_existing_for_writing(db: str | None):
-    """A write engine, but never a new database: there is nothing to act on in one."""
-    from app.cli.options import open_for_writing_or_fail
-    from app.database import resolve
-
-    location = resolve(db)
-    if location.path is not None and (
-        not location.path.exists() or location.path.stat().st_size == 0
-    ):
-        raise click.ClickException(f"database {location.path} does not exist")
-    return open_for_writing_or_fail(db)
