@@ -9,13 +9,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from app import queries
 from app.candidate import Candidate
 from app.cli import main
-from app.cli.params import parse_since
+from app.cli.params import DURATION, POSITIVE_DURATION, parse_since
 from app.errors import classify
 from app.identity import ProcessIdentity, boot_id
 from app.states import ProcessState
@@ -200,6 +201,17 @@ def test_since_accepts_durations_and_iso_times():
     assert parse_since("2026-01-30T08:00:00+02:00") == datetime(2026, 1, 30, 6, tzinfo=UTC)
     local = datetime(2026, 1, 30, 8).astimezone()
     assert parse_since("2026-01-30T08:00") == local.astimezone(UTC)
+
+
+def test_one_duration_type_for_every_flag_and_only_the_scan_interval_must_be_positive():
+    assert DURATION.convert("1m30s", None, None) == 90.0
+    assert DURATION.convert(2.5, None, None) == 2.5  # a default given as a number
+    assert DURATION.convert("0s", None, None) == 0.0  # db prune --older-than 0s: all finished
+    assert POSITIVE_DURATION.convert("500ms", None, None) == 0.5
+    with pytest.raises(click.BadParameter, match="'0s' must be a positive duration"):
+        POSITIVE_DURATION.convert("0s", None, None)
+    with pytest.raises(click.BadParameter, match="'a month' is not a duration"):
+        POSITIVE_DURATION.convert("a month", None, None)
 
 
 def test_since_with_an_iso_time_filters(store, db_path, history):

@@ -7,7 +7,7 @@ import click
 from app import defaults
 from app.cli.connect import reading
 from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from app.cli.params import limit_option, repeatable_choice_option, since_option
 from app.states import ErrorType
 
 
@@ -22,13 +22,7 @@ def errors() -> None:
 
 @errors.command("list")
 @db_option
-@click.option(
-    "--type",
-    "types",
-    type=click.Choice([t.value for t in ErrorType]),
-    multiple=True,
-    help="Only errors of this type (repeatable).",
-)
+@repeatable_choice_option("--type", "types", ErrorType, "Only errors of this type (repeatable).")
 @click.option(
     "--operation", "operations", multiple=True, metavar="NAME",
     help="Only errors of this operation, e.g. attach (repeatable).",

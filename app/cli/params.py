@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -49,21 +50,26 @@ class Since(click.ParamType):
 
 
 class Duration(click.ParamType):
-    """A duration written like 90s, 15m, 2h, 7d or 1h30m; converts to seconds."""
+    """A duration written like 500ms, 90s, 15m, 2h, 7d or 1h30m; converts to seconds."""
 
     name = "duration"
 
+    def __init__(self, *, positive: bool = False) -> None:
+        self.positive = positive
+
     def convert(self, value, param, ctx):
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return parse_duration(str(value))
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if self.positive and seconds <= 0:
+            self.fail(f"{value!r} must be a positive duration", param, ctx)
+        return seconds
 
 
 SINCE = Since()
 DURATION = Duration()
+POSITIVE_DURATION = Duration(positive=True)
 
 since_option = click.option(
     "--since",
@@ -71,6 +77,13 @@ since_option = click.option(
     default=None,
     help="Only rows from this far back: 90s, 15m, 2h, 7d, or an ISO time.",
 )
+
+
+def repeatable_choice_option(flag: str, dest: str, choices: Iterable[str], help: str):
+    """A filter given any number of times (`--state dead --state retrying`), each value one of
+    `choices`."""
+    values = [str(choice) for choice in choices]
+    return click.option(flag, dest, type=click.Choice(values), multiple=True, help=help)
 
 
 def limit_option(default: int):

@@ -7,7 +7,7 @@ import click
 from app import defaults
 from app.cli.connect import reading
 from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from app.cli.params import limit_option, repeatable_choice_option, since_option
 from app.states import ProcessState
 
 
@@ -21,12 +21,8 @@ def processes() -> None:
 
 @processes.command("list")
 @db_option
-@click.option(
-    "--state",
-    "states",
-    type=click.Choice([s.value for s in ProcessState]),
-    multiple=True,
-    help="Only processes in this state (repeatable).",
+@repeatable_choice_option(
+    "--state", "states", ProcessState, "Only processes in this state (repeatable)."
 )
 @since_option
 @click.option("--command", metavar="NAME", help="Only this command, e.g. ffmpeg.")

@@ -8,24 +8,7 @@ import click
 
 from app import defaults
 from app.cli.options import db_option, load_failpoints_or_fail
-
-
-class DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value, param, ctx):
-        from app.durations import parse_duration
-
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if seconds <= 0:
-            self.fail(f"{value!r} must be a positive duration", param, ctx)
-        return seconds
-
-
-DURATION = DurationType()
+from app.cli.params import POSITIVE_DURATION
 
 
 def limit_options(func):
@@ -48,7 +31,7 @@ def limit_options(func):
 @click.command()
 @click.option("--watch-config", type=click.Path(dir_okay=False), metavar="FILE",
               help="YAML watch config; flags given here win over it.")  # fmt: skip
-@click.option("--scan-interval", type=DURATION,
+@click.option("--scan-interval", type=POSITIVE_DURATION,
               help=f"Full scan every DURATION (500ms, 10s, 1m30s; default "
                    f"{defaults.SCAN_INTERVAL_SECONDS:g}s).")  # fmt: skip
 @click.option("--target", "targets", multiple=True, metavar="COMMAND",
