@@ -1,4 +1,4 @@
-"""`ffrtmp db`: the database's schema revision."""
+"""`ffrtmp db`: the database's schema revision, and pruning its history (app/cli/prune.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import click
 
 from app.cli.connect import open_for_writing_or_fail, reading
 from app.cli.options import db_option
+from app.cli.prune import prune
 
 
 @click.group()
 def db() -> None:
     """Create, upgrade and check the database schema."""
+
+
+db.add_command(prune)
 
 
 @db.command()
@@ -68,8 +72,3 @@ def check(db: str | None) -> None:
     if diff:
         raise click.ClickException(f"the database differs from the schema definition: {diff}")
     click.echo("schema matches")
-
-
-from app.cli.prune import prune as _prune  # noqa: E402
-
-db.add_command(_prune)
