@@ -1,7 +1,8 @@
 """The ORM classes the daemon writes through, mapped onto the tables of app.schema.
 
-The columns are defined once, in app.schema; a class here only names a table for the Session.
-Read commands use app.schema directly and never load this module or the ORM.
+The columns are defined once, in app.schema; a class here names a table for the Session and
+adds what a row means to the daemon (a process row's identity). Read commands use app.schema
+directly and never load this module or the ORM.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from app import schema
+from app.identity import ProcessIdentity
 
 
 class Base(DeclarativeBase):
@@ -21,6 +23,10 @@ class DaemonRun(Base):
 
 class Process(Base):
     __table__ = schema.processes
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        return ProcessIdentity(self.boot_id, self.pid, self.start_ticks)
 
 
 class ProcessEvent(Base):
