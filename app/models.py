@@ -1,8 +1,8 @@
 """The ORM classes the daemon writes through, mapped onto the tables of app.schema.
 
 The columns are defined once, in app.schema; a class here names a table for the Session and
-adds what a row means to the daemon (a process row's identity). Read commands use app.schema
-directly and never load this module or the ORM.
+adds what a row means to the daemon (a process row's identity). Read commands never load this
+module or the ORM: they query app/read_tables.py, generated from app.schema.
 """
 
 from __future__ import annotations

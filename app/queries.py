@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Select, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import defaults
-from app.schema import (
+from app.read_tables import (
     daemon_runs,
     error_events,
     health_snapshots,

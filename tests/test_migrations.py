@@ -1,5 +1,5 @@
-"""The migrations build exactly app.schema, the ORM maps that very schema, and the revisions
-read without Alembic are Alembic's."""
+"""The migrations build exactly app.schema, the ORM maps that very schema, the read commands'
+light tables are generated from it, and the revisions read without Alembic are Alembic's."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ def test_the_orm_classes_map_exactly_the_tables_the_read_queries_use():
     mapped = {mapper.local_table for mapper in Base.registry.mappers}
     assert mapped == set(schema.metadata.tables.values())
     assert Base.metadata is schema.metadata
+
+
+def test_the_read_tables_are_generated_from_the_schema():
+    from pathlib import Path
+
+    import app.read_tables
+
+    stale = "app/read_tables.py is stale: run `python -m app.schema > app/read_tables.py`"
+    assert Path(app.read_tables.__file__).read_text() == schema.read_tables_source(), stale
+    for name, table in schema.metadata.tables.items():
+        light = getattr(app.read_tables, name)
+        assert [(c.name, type(c.type)) for c in light.columns] == [
+            (c.name, type(c.type)) for c in table.columns
+        ]
 
 
 def test_the_revisions_read_without_alembic_are_alembics():
