@@ -11,13 +11,10 @@ tests/test_migrations.py asserts that this reading agrees with Alembic's.
 from __future__ import annotations
 
 import ast
-import re
 from functools import lru_cache
 from pathlib import Path
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 class RevisionsError(Exception):
@@ -27,16 +24,29 @@ class RevisionsError(Exception):
 def read_graph(versions: Path) -> dict[str, tuple[str, ...]]:
     """Each revision in `versions` with the revisions it follows (none for the first)."""
     graph: dict[str, tuple[str, ...]] = {}
-    for path in sorted(versions.glob("*.py")):
-        assigned: dict[str, object] = {}
-        for name, value in _ASSIGNMENT.findall(path.read_text()):
-            assigned.setdefault(name, ast.literal_eval(value))
+    if not versions.is_dir():
+        return graph
+    for path in sorted(versions.iterdir()):
+        if path.suffix != ".py":
+            continue
+        assigned = _top_level_assignments(path.read_text(), ("revision", "down_revision"))
         revision = assigned.get("revision")
         if not isinstance(revision, str):
             raise RevisionsError(f"{path} does not assign its revision id as a string")
         follows = assigned.get("down_revision")
         graph[revision] = (follows,) if isinstance(follows, str) else tuple(follows or ())
     return graph
+
+
+def _top_level_assignments(source: str, names: tuple[str, ...]) -> dict[str, object]:
+    """The literal values assigned to `names` at the start of a line (`name: type = value`)."""
+    found: dict[str, object] = {}
+    for line in source.splitlines():
+        target, equals, value = line.partition("=")
+        name = target.partition(":")[0].strip()
+        if equals and name in names and name not in found and line.startswith(name):
+            found[name] = ast.literal_eval(value.strip())
+    return found
 
 
 def find_head(graph: dict[str, tuple[str, ...]]) -> str:

@@ -76,6 +76,8 @@ def test_a_new_migration_moves_the_head_and_a_merge_joins_two_heads(tmp_path):
 def test_no_migrations_is_an_error_that_says_so(tmp_path):
     with pytest.raises(RevisionsError, match="no migrations"):
         find_head(read_graph(tmp_path))
+    with pytest.raises(RevisionsError, match="no migrations"):
+        find_head(read_graph(tmp_path / "not-installed"))
 
 
 def test_schema_has_the_documented_indexes(tmp_path):
