@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from app import defaults
 from app.revisions import head_revision, known_revisions
@@ -82,9 +82,11 @@ def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:
 
 
 def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine:
-    url = location.url
+    url: str | URL = location.url
     if readonly and location.path is not None:
-        url = f"sqlite:///file:{location.path}?mode=ro&uri=true"
+        # SQLite's own read-only mode; a URL object, not text, so the path is never parsed.
+        query = {"mode": "ro", "uri": "true"}
+        url = URL.create("sqlite", database=f"file:{location.path}", query=query)
     engine = create_engine(url)
     if engine.dialect.name != "sqlite":
         return engine
@@ -139,17 +141,35 @@ def open_readonly(db: str | os.PathLike | None = None) -> Engine:
             )
     engine = make_engine(location, readonly=True)
     try:
-        revision = stored_revision(engine)
+        revision = _revision_of(engine, location)
+        if revision != head_revision():
+            raise DatabaseError(_revision_mismatch(location, revision))
     except DatabaseError:
         engine.dispose()
         raise
-    except Exception as exc:
-        engine.dispose()
-        raise DatabaseError(f"database {location} cannot be read: {exc}") from None
-    if revision != head_revision():
-        engine.dispose()
-        raise DatabaseError(_revision_mismatch(location, revision))
     return engine
+
+
+def read_revision(location: DatabaseLocation) -> str | None:
+    """The revision of an existing database, looked at through a read-only engine (a writer's
+    pragmas would alter the file) that is closed again."""
+    engine = make_engine(location, readonly=True)
+    try:
+        return _revision_of(engine, location)
+    finally:
+        engine.dispose()
+
+
+def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
+    """stored_revision(), any failure turned into one sentence naming the database."""
+    try:
+        return stored_revision(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        # The driver's own words ("file is not a database"), not SQLAlchemy's SQL and link.
+        reason = getattr(exc, "orig", None) or exc
+        raise DatabaseError(f"database {location} cannot be read: {reason}") from None
 
 
 def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
@@ -235,14 +255,6 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
 
 
 def _refuse_unusable(location: DatabaseLocation) -> None:
-    engine = make_engine(location, readonly=True)
-    try:
-        revision = stored_revision(engine)
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        raise DatabaseError(f"{location} is not a usable SQLite database: {exc}") from None
-    finally:
-        engine.dispose()
+    revision = read_revision(location)
     if revision is not None and revision != head_revision() and not _is_known_older(revision):
         raise DatabaseError(_revision_mismatch(location, revision))

@@ -81,6 +81,35 @@ def test_newer_schema_is_refused_and_untouched(db_path):
         database.open_readonly(db_path)
 
 
+def test_db_current_reports_any_revision_and_changes_nothing(tmp_path, db_path):
+    def current(path):
+        return CliRunner().invoke(main, ["db", "current", "--db", str(path)])
+
+    database.open_for_writing(db_path).dispose()
+    assert (current(db_path).exit_code, current(db_path).output) == (
+        0,
+        f"{head_revision()} (head)\n",
+    )
+    con = sqlite3.connect(db_path)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    before = digest(db_path)
+    assert current(db_path).output == f"9999 (head is {head_revision()})\n"
+    assert digest(db_path) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    refused = current(notes)
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"Error: database {notes} cannot be read: ")
+    assert refused.output.count("\n") == 1
+    missing = current(tmp_path / "absent.db")
+    assert (missing.exit_code, missing.output) == (
+        1,
+        f"Error: database {tmp_path / 'absent.db'} does not exist\n",
+    )
+
+
 def test_foreign_database_with_tables_is_refused(tmp_path):
     path = tmp_path / "other.db"
     con = sqlite3.connect(path)

@@ -25,7 +25,7 @@ def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
     A database that cannot be read ends the command: one sentence and `exit_code`."""
     from app.database import open_readonly
 
-    with _refusal_as_one_sentence(exit_code):
+    with refusal_as_one_sentence(exit_code):
         engine = open_readonly(db)
     try:
         with engine.connect() as conn:
@@ -55,12 +55,13 @@ def open_for_writing_or_fail(db: str | None) -> Engine:
     """The writer's engine (creating or upgrading the database), or one sentence and exit 1."""
     from app.database import open_for_writing
 
-    with _refusal_as_one_sentence():
+    with refusal_as_one_sentence():
         return open_for_writing(db)
 
 
 @contextmanager
-def _refusal_as_one_sentence(exit_code: int = 1) -> Iterator[None]:
+def refusal_as_one_sentence(exit_code: int = 1) -> Iterator[None]:
+    """A database that cannot be used as asked ends the command: its one sentence, `exit_code`."""
     from app.database import DatabaseError
 
     try:

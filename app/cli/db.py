@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.connect import open_for_writing_or_fail, reading
+from app.cli.connect import open_for_writing_or_fail, reading, refusal_as_one_sentence
 from app.cli.options import db_option
 from app.cli.prune import prune
 
@@ -45,14 +45,8 @@ def current(db: str | None) -> None:
     location = database.resolve(db)
     if location.path is not None and not location.path.exists():
         raise click.ClickException(f"database {location} does not exist")
-    try:
-        engine = database.make_engine(location, readonly=True)
-        revision = database.stored_revision(engine)
-        engine.dispose()
-    except database.DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(f"database {location} cannot be read: {exc}") from None
+    with refusal_as_one_sentence():
+        revision = database.read_revision(location)
     head = head_revision()
     state = "head" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'none'} ({state})")
