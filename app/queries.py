@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from app import defaults
 from app.read_tables import (
     daemon_runs,
     error_events,
@@ -23,7 +21,7 @@ from app.read_tables import (
     retry_items,
     scans,
 )
-from app.states import HealthStatus, RetryState
+from app.states import RetryState
 
 RETRY_COLUMNS = (
     "id",
@@ -90,32 +88,6 @@ HEALTH_HISTORY_COLUMNS = (
     "reasons",
 )
 DAEMON_RUN_COLUMNS = ("id", "started_at", "stopped_at", "stop_reason")
-
-HEALTH_KEYS = (
-    "status",
-    "reasons",
-    "snapshot_id",
-    "snapshot_taken_at",
-    "snapshot_age_s",
-    "snapshot_status",
-    "daemon_run_id",
-    "daemon_pid",
-    "discovery",
-    "last_scan_at",
-    "last_successful_scan_at",
-    "seconds_since_last_successful_scan",
-    "consecutive_scan_failures",
-    "consecutive_attach_failures",
-    "total_scan_failures",
-    "total_attach_failures",
-    "errors_by_type",
-    "retry_pending",
-    "dead_letters",
-)
-
-
-class QueryError(Exception):
-    """An operator's SQL that SQLite refused; the message is one sentence."""
 
 
 def _all(conn: Connection, query: Select) -> list[dict]:
@@ -305,143 +277,7 @@ def daemon_run(conn: Connection, run_id: int) -> dict | None:
     return _first(conn, query)
 
 
-# --- free SQL ---------------------------------------------------------------------------------
-
-
-def run_sql(conn: Connection, statement: str) -> tuple[list[str], list[dict]]:
-    """The column names and rows of the operator's own statement, which may only read.
-
-    The engine opened the file read-only (mode=ro); on top of that this connection is made
-    query-only and ATTACH is denied, since ATTACH would create a new database file."""
-    import sqlite3
-
-    raw = conn.connection.driver_connection
-    is_sqlite = isinstance(raw, sqlite3.Connection)
-    try:
-        if is_sqlite:
-            conn.exec_driver_sql("PRAGMA query_only = ON")
-            raw.set_authorizer(_deny_attach)
-        # exec_driver_sql: the operator's text goes to SQLite as written ('12:30' is no bind).
-        result = conn.exec_driver_sql(statement)
-        if not result.returns_rows:
-            return [], []
-        columns = list(result.keys())
-        return columns, [dict(zip(columns, row, strict=True)) for row in result]
-    except SQLAlchemyError as exc:
-        raise QueryError(_sql_message(exc)) from None
-    finally:
-        if is_sqlite:
-            raw.set_authorizer(None)
-
-
-def _deny_attach(action: int, *_args: Any) -> int:
-    import sqlite3
-
-    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
-def _sql_message(exc: SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None)
-    reason = str(original) if original is not None else str(exc).split("\n")[0]
-    if "not authorized" in reason:
-        return "the database is opened read-only: ATTACH and DETACH are not allowed"
-    if "readonly" in reason or "read-only" in reason:
-        return f"the database is opened read-only: {reason}; nothing was changed"
-    return f"the SQL failed: {reason}"
-
-
 def _stored_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
-
-
-# --- health, aged by the clock ----------------------------------------------------------------
-
-
-def current_health(
-    conn: Connection,
-    now: datetime,
-    *,
-    thresholds: Any = None,
-    no_daemon_after: float = defaults.HEALTH_NO_DAEMON_SECONDS,
-) -> dict:
-    """The newest snapshot's counters judged again at `now`: a daemon that stopped, hangs or
-    died turns unhealthy by the passage of time alone. Queue depths are counted live."""
-    from app.health import HealthThresholds, assess
-
-    depths = retry_depths(conn)
-    snapshot = newest_health(conn)
-    run = newest_daemon_run(conn)
-    report: dict[str, Any] = dict.fromkeys(HEALTH_KEYS)
-    report.update(
-        retry_pending=depths.get(RetryState.PENDING, 0),
-        dead_letters=depths.get(RetryState.DEAD, 0),
-        errors_by_type={},
-    )
-    if snapshot is None:
-        report.update(
-            status=HealthStatus.UNHEALTHY.value,
-            reasons=["no daemon has recorded its health in this database yet"],
-        )
-        return report
-    details = snapshot["details"] or {}
-    if thresholds is None:
-        # Judge the snapshot by the thresholds the daemon that wrote it was configured with.
-        stored = details.get("thresholds")
-        thresholds = HealthThresholds(**stored) if stored else HealthThresholds()
-    # A daemon that snapshots less often than every two minutes is not absent between them.
-    no_daemon_after = max(no_daemon_after, 2 * float(details.get("snapshot_interval_s") or 0))
-    last_success = snapshot["last_successful_scan_at"]
-    snapshot_run = (
-        daemon_run(conn, snapshot["daemon_run_id"]) if snapshot["daemon_run_id"] else None
-    )
-    if last_success is not None:
-        reference = last_success
-    elif snapshot_run is not None:
-        reference = snapshot_run["started_at"]
-    else:
-        reference = snapshot["taken_at"]
-    without_success = max(0.0, (now - reference).total_seconds())
-    status, reasons = assess(
-        thresholds,
-        snapshot["consecutive_scan_failures"],
-        snapshot["consecutive_attach_failures"],
-        without_success,
-        ever_scanned_successfully=last_success is not None,
-    )
-    age = max(0.0, (now - snapshot["taken_at"]).total_seconds())
-    absent: list[str] = []
-    if run is not None and run["stopped_at"] is not None:
-        stopped_for = max(0.0, (now - run["stopped_at"]).total_seconds())
-        absent.append(
-            f"the daemon stopped {stopped_for:.0f}s ago ({run['stop_reason'] or 'no reason given'})"
-        )
-    elif age > no_daemon_after:
-        absent.append(f"no daemon seen for {age:.0f}s")
-    if absent:
-        status, reasons = HealthStatus.UNHEALTHY, tuple(absent) + reasons
-    report.update(
-        status=status.value,
-        reasons=list(reasons),
-        snapshot_id=snapshot["id"],
-        snapshot_taken_at=snapshot["taken_at"],
-        snapshot_age_s=round(age, 3),
-        snapshot_status=snapshot["status"],
-        daemon_run_id=snapshot["daemon_run_id"],
-        daemon_pid=details.get("pid"),
-        discovery=details.get("discovery"),
-        last_scan_at=snapshot["last_scan_at"],
-        last_successful_scan_at=last_success,
-        seconds_since_last_successful_scan=(
-            None if last_success is None else round(without_success, 3)
-        ),
-        consecutive_scan_failures=snapshot["consecutive_scan_failures"],
-        consecutive_attach_failures=snapshot["consecutive_attach_failures"],
-        total_scan_failures=snapshot["total_scan_failures"],
-        total_attach_failures=snapshot["total_attach_failures"],
-        errors_by_type=dict(snapshot["errors_by_type"] or {}),
-    )
-    return report

@@ -32,7 +32,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
-    from app import queries
+    from app import queries, stored_health
 
     if as_csv and not history:
         raise click.UsageError("--csv lists rows: use it with --history")
@@ -40,7 +40,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
         if history:
             rows = queries.list_health(conn, since=since, limit=limit)
         else:
-            report = queries.current_health(conn, datetime.now(UTC))
+            report = stored_health.current_health(conn, datetime.now(UTC))
     if history:
         from app.cli.output import emit
 

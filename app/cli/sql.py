@@ -18,13 +18,13 @@ def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:
 
     Example: ffrtmp sql "SELECT state, count(*) FROM processes GROUP BY state"
     """
-    from app import queries
+    from app import operator_sql
     from app.cli.output import emit
 
     with reading(db) as conn:
         try:
-            columns, rows = queries.run_sql(conn, statement)
-        except queries.QueryError as exc:
+            columns, rows = operator_sql.run_sql(conn, statement)
+        except operator_sql.QueryError as exc:
             raise click.ClickException(str(exc)) from None
     if not columns:
         click.echo("the statement returned no rows")
