@@ -3,6 +3,8 @@
 SQLite is opened with WAL (readers never block the writer), foreign keys on, a busy timeout,
 synchronous=FULL (a committed retry item survives a power cut) and write transactions that
 begin IMMEDIATE (a write that reads first takes the lock up front instead of failing later).
+A writer's reads go through for_reading(engine): deferred, they neither take nor wait for the
+write lock.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from app import defaults
-from app.schema_version import HEAD_REVISION
+from app.revisions import head_revision, known_revisions
 
 log = logging.getLogger(__name__)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Execution option of for_reading(): its transactions begin deferred on a writer's engine.
+DEFERRED_BEGIN = "ffrtmp_deferred_begin"
 
 
 class DatabaseError(Exception):
@@ -77,9 +82,11 @@ def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:
 
 
 def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine:
-    url = location.url
+    url: str | URL = location.url
     if readonly and location.path is not None:
-        url = f"sqlite:///file:{location.path}?mode=ro&uri=true"
+        # SQLite's own read-only mode; a URL object, not text, so the path is never parsed.
+        query = {"mode": "ro", "uri": "true"}
+        url = URL.create("sqlite", database=f"file:{location.path}", query=query)
     engine = create_engine(url)
     if engine.dialect.name != "sqlite":
         return engine
@@ -90,9 +97,16 @@ def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        deferred = readonly or conn.get_execution_options().get(DEFERRED_BEGIN, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def for_reading(engine: Engine) -> Engine:
+    """The same engine (pool, settings, listeners) with transactions that begin deferred: they
+    only read, so they must not queue behind another connection's write lock."""
+    return engine.execution_options(**{DEFERRED_BEGIN: True})
 
 
 def stored_revision(engine: Engine) -> str | None:
@@ -127,17 +141,35 @@ def open_readonly(db: str | os.PathLike | None = None) -> Engine:
             )
     engine = make_engine(location, readonly=True)
     try:
-        revision = stored_revision(engine)
+        revision = _revision_of(engine, location)
+        if revision != head_revision():
+            raise DatabaseError(_revision_mismatch(location, revision))
     except DatabaseError:
         engine.dispose()
         raise
-    except Exception as exc:
-        engine.dispose()
-        raise DatabaseError(f"database {location} cannot be read: {exc}") from None
-    if revision != HEAD_REVISION:
-        engine.dispose()
-        raise DatabaseError(_revision_mismatch(location, revision))
     return engine
+
+
+def read_revision(location: DatabaseLocation) -> str | None:
+    """The revision of an existing database, looked at through a read-only engine (a writer's
+    pragmas would alter the file) that is closed again."""
+    engine = make_engine(location, readonly=True)
+    try:
+        return _revision_of(engine, location)
+    finally:
+        engine.dispose()
+
+
+def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
+    """stored_revision(), any failure turned into one sentence naming the database."""
+    try:
+        return stored_revision(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        # The driver's own words ("file is not a database"), not SQLAlchemy's SQL and link.
+        reason = getattr(exc, "orig", None) or exc
+        raise DatabaseError(f"database {location} cannot be read: {reason}") from None
 
 
 def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
@@ -150,15 +182,12 @@ def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
         )
     return (
         f"database {location} has schema revision {revision}, which this ffrtmp "
-        f"({HEAD_REVISION}) does not know; use the newer ffrtmp that wrote it"
+        f"({head_revision()}) does not know; use the newer ffrtmp that wrote it"
     )
 
 
 def _is_known_older(revision: str) -> bool:
-    from app.migrate import known_revisions
-
-    known = known_revisions()
-    return revision in known and revision != HEAD_REVISION
+    return revision in known_revisions() and revision != head_revision()
 
 
 def _prepare_file(path: Path) -> None:
@@ -190,7 +219,7 @@ def backup(path: Path, now: datetime | None = None) -> Path:
 
 
 def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> Engine:
-    """An engine for the daemon and write commands, with the schema at HEAD_REVISION:
+    """An engine for the daemon and write commands, with the schema at the head revision:
     a missing or empty database is created; an older one is upgraded after a backup copy;
     a newer or unknown one is refused and left untouched."""
     location = db if isinstance(db, DatabaseLocation) else resolve(db)
@@ -208,7 +237,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     engine = make_engine(location)
     try:
         revision = stored_revision(engine)
-        if revision == HEAD_REVISION:
+        if revision == head_revision():
             return engine
         if revision is not None and not _is_known_older(revision):
             raise DatabaseError(_revision_mismatch(location, revision))
@@ -218,7 +247,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
         from app.migrate import upgrade
 
         upgrade(engine)
-        log.info("database %s upgraded from %s to %s", location, revision, HEAD_REVISION)
+        log.info("database %s upgraded from %s to %s", location, revision, head_revision())
         return engine
     except Exception:
         engine.dispose()
@@ -226,14 +255,6 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
 
 
 def _refuse_unusable(location: DatabaseLocation) -> None:
-    engine = make_engine(location, readonly=True)
-    try:
-        revision = stored_revision(engine)
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        raise DatabaseError(f"{location} is not a usable SQLite database: {exc}") from None
-    finally:
-        engine.dispose()
-    if revision is not None and revision != HEAD_REVISION and not _is_known_older(revision):
+    revision = read_revision(location)
+    if revision is not None and revision != head_revision() and not _is_known_older(revision):
         raise DatabaseError(_revision_mismatch(location, revision))

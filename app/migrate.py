@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+from app.revisions import MIGRATIONS
+
+PROJECT_ROOT = MIGRATIONS.parent
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -21,16 +18,6 @@ def alembic_config(engine: Engine | None = None) -> Config:
     if engine is not None:
         cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
-
-
-@lru_cache(maxsize=1)
-def known_revisions() -> frozenset[str]:
-    script = ScriptDirectory.from_config(alembic_config())
-    return frozenset(rev.revision for rev in script.walk_revisions())
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -47,15 +34,12 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def pending_model_changes(engine: Engine) -> list:
-    """Differences between the migrated database and app.models (empty when they agree)."""
+def differences_from_schema(conn: Connection) -> list:
+    """Differences between the migrated database and app.schema (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from app.models import Base
+    from app.schema import metadata
 
-    with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "render_as_batch": True}
-        )
-        return compare_metadata(context, Base.metadata)
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+    return compare_metadata(context, metadata)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from app.identity import ProcessIdentity, current_identity
-from app.models import Process, ProcessEvent, RetryItem
+from app.identity import current_identity
+from app.models import Process, RetryItem
 from app.states import EventKind, ProcessState, RetryState
-from app.store import Store
+from app.store import Store, add_event, finish_retry
 
 DISCARD_REASON = "discarded by operator"
 REQUEUE_REASON = "requeued by operator"
@@ -32,14 +33,6 @@ class RequeueSummary:
     refused: tuple[str, ...]  # one sentence per item left alone
 
 
-def _identity(process: Process) -> ProcessIdentity:
-    return ProcessIdentity(process.boot_id, process.pid, process.start_ticks)
-
-
-def _still_running(process: Process) -> bool:
-    return current_identity(process.pid) == _identity(process)
-
-
 def _exit_reason(process: Process) -> str:
     now_there = current_identity(process.pid)
     if now_there is None or process.exited_at is not None:
@@ -52,11 +45,8 @@ def _exit_reason(process: Process) -> str:
 def requeue(store: Store, retry_id: int, *, now: datetime) -> None:
     """Make the item due now with its attempts reset, while its process still runs."""
     with store.unit() as s:
-        item = s.get(RetryItem, retry_id)
-        if item is None:
-            raise ActionRefused(f"retry item {retry_id} does not exist")
-        process = s.get(Process, item.process_id)
-        _requeue_one(s, item, process, now)
+        item = _existing_item(s, retry_id)
+        _requeue_one(s, item, s.get(Process, item.process_id), now)
 
 
 def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
@@ -85,29 +75,20 @@ def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:
         raise ActionRefused(
             f"retry item {item.id} cannot be requeued: it succeeded (the process was attached)"
         )
-    if not _still_running(process):
+    if not process.identity.is_alive():
         raise ActionRefused(f"retry item {item.id} cannot be requeued: {_exit_reason(process)}")
     previous = {"retry_id": item.id, "previous_state": item.state, "previous_attempt": item.attempt}
     item.state, item.attempt = RetryState.PENDING, 0
     item.next_attempt_at, item.claimed_until = now, None
     item.final_reason, item.updated_at = None, now
     process.state, process.state_reason = ProcessState.RETRYING, REQUEUE_REASON
-    s.add(
-        ProcessEvent(
-            process_id=process.id,
-            occurred_at=now,
-            kind=EventKind.REQUEUED,
-            details={**previous, "by": "operator"},
-        )
-    )
+    add_event(s, process.id, EventKind.REQUEUED, now, {**previous, "by": "operator"})
 
 
 def discard(store: Store, retry_id: int, *, now: datetime) -> bool:
     """Cancel a pending or dead item; False when it was cancelled already (nothing to do)."""
     with store.unit() as s:
-        item = s.get(RetryItem, retry_id)
-        if item is None:
-            raise ActionRefused(f"retry item {retry_id} does not exist")
+        item = _existing_item(s, retry_id)
         if item.state == RetryState.CANCELLED:
             return False
         if item.state == RetryState.SUCCEEDED:
@@ -115,24 +96,17 @@ def discard(store: Store, retry_id: int, *, now: datetime) -> bool:
                 f"retry item {retry_id} cannot be discarded: it succeeded (the process was "
                 "attached)"
             )
-        previous_state = item.state
-        item.state, item.final_reason = RetryState.CANCELLED, DISCARD_REASON
-        item.next_attempt_at, item.claimed_until, item.updated_at = None, None, now
+        trail = {"retry_id": retry_id, "previous_state": item.state, "by": "operator"}
+        finish_retry(s, item, RetryState.CANCELLED, DISCARD_REASON, now, trail)
         process = s.get(Process, item.process_id)
         if process.state == ProcessState.RETRYING:
             # Still followed to its exit, but no attach will be tried again: ungoverned.
             process.state, process.state_reason = ProcessState.OBSERVED, DISCARD_REASON
-        s.add(
-            ProcessEvent(
-                process_id=item.process_id,
-                occurred_at=now,
-                kind=EventKind.RETRY_CANCELLED,
-                details={
-                    "reason": DISCARD_REASON,
-                    "retry_id": retry_id,
-                    "previous_state": previous_state,
-                    "by": "operator",
-                },
-            )
-        )
         return True
+
+
+def _existing_item(s: Session, retry_id: int) -> RetryItem:
+    item = s.get(RetryItem, retry_id)
+    if item is None:
+        raise ActionRefused(f"retry item {retry_id} does not exist")
+    return item

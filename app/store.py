@@ -1,14 +1,16 @@
 """The daemon's writes: the only module besides the read queries that talks SQL.
 
 Each public method is one unit of work in one transaction, so a crash leaves either all of
-it or none of it. The failpoint `store.commit` fails the commit of any of them.
+it or none of it. Writes begin IMMEDIATE (unit()); pure reads begin deferred (reading()), so
+they take no write lock and answer while another connection holds it. The failpoint
+`store.commit` fails the commit of any of them.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -17,8 +19,9 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import failpoints
+from app import failpoints, queries
 from app.candidate import Candidate
+from app.database import for_reading
 from app.identity import ProcessIdentity
 from app.limits import Limits
 from app.models import (
@@ -31,6 +34,14 @@ from app.models import (
     Scan,
 )
 from app.states import EventKind, ProcessState, RetryState
+
+# The failure counters of a health snapshot, stored under these column names.
+FAILURE_COUNTERS = (
+    "consecutive_scan_failures",
+    "consecutive_attach_failures",
+    "total_scan_failures",
+    "total_attach_failures",
+)
 
 # States of a process the daemon still follows (or must look at again after a restart).
 UNFINISHED_STATES = (
@@ -72,16 +83,12 @@ class TrackedProcess:
 
 
 @dataclass(frozen=True)
-class DueRetry:
+class DueRetry(TrackedProcess):
+    """A tracked process whose pending retry item is due."""
+
     retry_id: int
-    process_id: int
-    identity: ProcessIdentity
-    command: str
-    rule: str | None
-    job_id: str
     attempt: int
     max_attempts: int
-    limits: Limits
 
 
 @dataclass(frozen=True)
@@ -91,14 +98,11 @@ class RetryOutcome:
     next_attempt_at: datetime | None
 
 
-def _identity(row: Process) -> ProcessIdentity:
-    return ProcessIdentity(row.boot_id, row.pid, row.start_ticks)
-
-
-def _tracked(row: Process) -> TrackedProcess:
-    return TrackedProcess(
+def _tracked_fields(row: Process) -> dict[str, Any]:
+    """What a TrackedProcess (and so a DueRetry) holds of its process row."""
+    return dict(
         process_id=row.id,
-        identity=_identity(row),
+        identity=row.identity,
         command=row.command,
         rule=row.rule,
         job_id=row.job_id,
@@ -109,6 +113,12 @@ def _tracked(row: Process) -> TrackedProcess:
     )
 
 
+def _due_and_unclaimed(now: datetime) -> tuple:
+    """A retry item that is pending, due at `now`, and not claimed by an attempt running."""
+    unclaimed = RetryItem.claimed_until.is_(None) | (RetryItem.claimed_until <= now)
+    return RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at <= now, unclaimed
+
+
 def requested_limits(row: Process) -> Limits:
     return Limits(
         cpu_quota=row.requested_cpu_quota,
@@ -117,17 +127,27 @@ def requested_limits(row: Process) -> Limits:
     )
 
 
+@contextmanager
+def _transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    # The failpoint `store.commit` fails the transaction just before its commit.
+    with sessions() as session, session.begin():
+        yield session
+        failpoints.check("store.commit")
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
 
-    @contextmanager
-    def unit(self) -> Iterator[Session]:
-        """One transaction; the failpoint `store.commit` fails it just before the commit."""
-        with self._sessions() as session, session.begin():
-            yield session
-            failpoints.check("store.commit")
+    def unit(self) -> AbstractContextManager[Session]:
+        """One write transaction, holding the write lock from its start."""
+        return _transaction(self._write_sessions)
+
+    def reading(self) -> AbstractContextManager[Session]:
+        """One read-only transaction: no write lock, the last committed state."""
+        return _transaction(self._read_sessions)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -177,23 +197,23 @@ class Store:
     # --- processes ---------------------------------------------------------------------
 
     def unfinished_processes(self) -> list[TrackedProcess]:
-        with self.unit() as s:
+        with self.reading() as s:
             # A dead-lettered process still runs, ungoverned: its exit is recorded too.
             still_running_dead = (Process.state == ProcessState.DEAD) & Process.exited_at.is_(None)
             rows = s.scalars(
                 select(Process).where(Process.state.in_(UNFINISHED_STATES) | still_running_dead)
             )
-            return [_tracked(r) for r in rows]
+            return [TrackedProcess(**_tracked_fields(r)) for r in rows]
 
     def attached_since(self, since: datetime) -> list[TrackedProcess]:
         """Processes attached at or after `since` and not yet ended (whoever attached them)."""
-        with self.unit() as s:
+        with self.reading() as s:
             rows = s.scalars(
                 select(Process).where(
                     Process.state == ProcessState.ATTACHED, Process.attached_at >= since
                 )
             )
-            return [_tracked(r) for r in rows]
+            return [TrackedProcess(**_tracked_fields(r)) for r in rows]
 
     def register(
         self,
@@ -253,14 +273,12 @@ class Store:
                 event_details["reason"] = reason
             if details:
                 event_details.update(details)
-            s.add(
-                ProcessEvent(process_id=inserted, occurred_at=now, kind=kind, details=event_details)
-            )
+            add_event(s, inserted, kind, now, event_details)
             return inserted, True
 
     def attach_was_cut_short(self, process_id: int, job_prefix: str) -> bool:
         """True for a row of ours still 'discovered': its attach never recorded an outcome."""
-        with self.unit() as s:
+        with self.reading() as s:
             row = s.execute(
                 select(Process.state, Process.job_id).where(Process.id == process_id)
             ).first()
@@ -297,25 +315,9 @@ class Store:
                     applied_memory_limit_mb=applied.memory_limit_mb,
                 )
             )
-            s.add(
-                ProcessEvent(
-                    process_id=process_id,
-                    occurred_at=now,
-                    kind=EventKind.LIMITS_APPLIED,
-                    details={"attempt": attempt, "cgroups": paths, "limits": applied.as_dict()},
-                )
-            )
-            s.execute(
-                update(RetryItem)
-                .where(RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING)
-                .values(
-                    state=RetryState.SUCCEEDED,
-                    final_reason="attached",
-                    updated_at=now,
-                    claimed_until=None,
-                    next_attempt_at=None,
-                )
-            )
+            details = {"attempt": attempt, "cgroups": paths, "limits": applied.as_dict()}
+            add_event(s, process_id, EventKind.LIMITS_APPLIED, now, details)
+            _finish_pending_retry(s, process_id, RetryState.SUCCEEDED, "attached", now)
 
     def record_observed(self, process_id: int, *, reason: str, now: datetime) -> None:
         """Followed to its exit without limits: never reported as attached."""
@@ -325,14 +327,7 @@ class Store:
                 .where(Process.id == process_id)
                 .values(state=ProcessState.OBSERVED, state_reason=reason, last_seen_at=now)
             )
-            s.add(
-                ProcessEvent(
-                    process_id=process_id,
-                    occurred_at=now,
-                    kind=EventKind.OBSERVED_WITHOUT_LIMITS,
-                    details={"reason": reason},
-                )
-            )
+            add_event(s, process_id, EventKind.OBSERVED_WITHOUT_LIMITS, now, {"reason": reason})
 
     def record_attach_failure(
         self,
@@ -354,33 +349,27 @@ class Store:
             self._add_error(
                 s, "attach", error, now, process_id=process_id, pid=process.pid if process else None
             )
-            s.add(
-                ProcessEvent(
-                    process_id=process_id,
-                    occurred_at=now,
-                    kind=EventKind.ATTACH_FAILED,
-                    details={
-                        "attempt": attempt,
-                        "error_type": str(error.error_type),
-                        "errno": error.errno_name,
-                        "message": error.message,
-                        "retryable": error.retryable,
-                    },
-                )
-            )
-            item = s.scalars(select(RetryItem).where(RetryItem.process_id == process_id)).first()
+            failure = {
+                "attempt": attempt,
+                "error_type": str(error.error_type),
+                "errno": error.errno_name,
+                "message": error.message,
+                "retryable": error.retryable,
+            }
+            add_event(s, process_id, EventKind.ATTACH_FAILED, now, failure)
+            item = _retry_item(s, process_id)
             message = f"{error.errno_name + ': ' if error.errno_name else ''}{error.message}"
             if item is not None:
                 item.last_error, item.last_error_type = message, str(error.error_type)
                 item.updated_at, item.claimed_until = now, None
             if error.target_gone:
                 if item is not None and item.state == RetryState.PENDING:
-                    self._finish_retry(s, item, RetryState.CANCELLED, cancel_reason, now)
+                    finish_retry(s, item, RetryState.CANCELLED, cancel_reason, now)
                 return RetryOutcome("cancelled" if item else "none", attempt, None)
             if not (error.retryable and retry_enabled):
                 reason = "not retryable" if not error.retryable else "retry disabled"
                 if item is not None and item.state == RetryState.PENDING:
-                    self._dead_letter(s, item, f"{reason}: {message}", message, now)
+                    _dead_letter(s, item, f"{reason}: {message}", message, now)
                     return RetryOutcome(RetryState.DEAD, attempt, None)
                 return RetryOutcome("none", attempt, None)
             if item is None:
@@ -397,88 +386,41 @@ class Store:
                 )
                 s.add(item)
             if attempt >= item.max_attempts:
-                self._dead_letter(s, item, "max attempts reached", message, now)
+                _dead_letter(s, item, "max attempts reached", message, now)
                 return RetryOutcome(RetryState.DEAD, attempt, None)
             delay = policy.delay(attempt + 1, rng)
             item.next_attempt_at = now + timedelta(seconds=delay)
             item.state = RetryState.PENDING
-            self._set_state(s, process_id, ProcessState.RETRYING, message)
-            self._event(
-                s,
-                process_id,
-                EventKind.RETRY_SCHEDULED,
-                now,
-                {
-                    "next_attempt": attempt + 1,
-                    "delay_s": round(delay, 3),
-                    "next_attempt_at": item.next_attempt_at.isoformat(),
-                },
-            )
+            _set_state(s, process_id, ProcessState.RETRYING, message)
+            schedule = {
+                "next_attempt": attempt + 1,
+                "delay_s": round(delay, 3),
+                "next_attempt_at": item.next_attempt_at.isoformat(),
+            }
+            add_event(s, process_id, EventKind.RETRY_SCHEDULED, now, schedule)
             return RetryOutcome(RetryState.PENDING, attempt, item.next_attempt_at)
 
-    @staticmethod
-    def _finish_retry(
-        s: Session, item: RetryItem, state: RetryState, reason: str, now: datetime
-    ) -> None:
-        item.state, item.final_reason = state, reason
-        item.next_attempt_at, item.claimed_until, item.updated_at = None, None, now
-        if state == RetryState.CANCELLED:
-            s.add(
-                ProcessEvent(
-                    process_id=item.process_id,
-                    occurred_at=now,
-                    kind=EventKind.RETRY_CANCELLED,
-                    details={"reason": reason},
-                )
-            )
-
-    def _dead_letter(self, s: Session, item: RetryItem, reason: str, last_error: str,
-                     now: datetime) -> None:  # fmt: skip
-        """The item joins the dead-letter list and its process says so."""
-        self._finish_retry(s, item, RetryState.DEAD, reason, now)
-        self._set_state(s, item.process_id, ProcessState.DEAD, last_error)
-        details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
-        self._event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
-
-    @staticmethod
-    def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:
-        s.execute(
-            update(Process).where(Process.id == process_id).values(state=state, state_reason=reason)
-        )
-
-    @staticmethod
-    def _event(
-        s: Session, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
-    ) -> None:
-        s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
-
     def due_retries(self, now: datetime, limit: int = 100) -> list[DueRetry]:
-        with self.unit() as s:
+        with self.reading() as s:
             rows = s.execute(
                 select(RetryItem, Process)
                 .join(Process, Process.id == RetryItem.process_id)
-                .where(RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at <= now)
-                .where((RetryItem.claimed_until.is_(None)) | (RetryItem.claimed_until <= now))
+                .where(*_due_and_unclaimed(now))
                 .order_by(RetryItem.next_attempt_at)
                 .limit(limit)
             ).all()
             return [
                 DueRetry(
+                    **_tracked_fields(process),
                     retry_id=item.id,
-                    process_id=p.id,
-                    identity=_identity(p),
-                    command=p.command,
-                    rule=p.rule,
-                    job_id=p.job_id,
                     attempt=item.attempt,
                     max_attempts=item.max_attempts,
-                    limits=requested_limits(p),
                 )
-                for item, p in rows
+                for item, process in rows
             ]
 
     def next_retry_at(self) -> datetime | None:
-        with self.unit() as s:
+        with self.reading() as s:
             return s.scalar(
                 select(func.min(RetryItem.next_attempt_at)).where(
                     RetryItem.state == RetryState.PENDING
@@ -492,12 +434,7 @@ class Store:
         with self.unit() as s:
             attempt = s.execute(
                 update(RetryItem)
-                .where(
-                    RetryItem.id == retry_id,
-                    RetryItem.state == RetryState.PENDING,
-                    RetryItem.next_attempt_at <= now,
-                    (RetryItem.claimed_until.is_(None)) | (RetryItem.claimed_until <= now),
-                )
+                .where(RetryItem.id == retry_id, *_due_and_unclaimed(now))
                 .values(
                     attempt=RetryItem.attempt + 1,
                     last_attempt_at=now,
@@ -521,20 +458,13 @@ class Store:
             ).all()
             for item in items:
                 reason = "max attempts reached (the last one was interrupted)"
-                self._dead_letter(s, item, reason, item.last_error or "", now)
+                _dead_letter(s, item, reason, item.last_error or "", now)
             return len(items)
 
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
+        """Cancel the process's pending retry item; False when it has none."""
         with self.unit() as s:
-            item = s.scalars(
-                select(RetryItem).where(
-                    RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING
-                )
-            ).first()
-            if item is None:
-                return False
-            self._finish_retry(s, item, RetryState.CANCELLED, reason, now)
-            return True
+            return _finish_pending_retry(s, process_id, RetryState.CANCELLED, reason, now)
 
     def record_exit(
         self,
@@ -570,16 +500,10 @@ class Store:
             if reason:
                 details["reason"] = reason
             kind = EventKind.VANISHED if state == ProcessState.VANISHED else EventKind.EXITED
-            self._event(s, process_id, kind, now, details)
+            add_event(s, process_id, kind, now, details)
             if oom_killed:
-                self._event(s, process_id, EventKind.OOM_KILLED, now)
-            item = s.scalars(
-                select(RetryItem).where(
-                    RetryItem.process_id == process_id, RetryItem.state == RetryState.PENDING
-                )
-            ).first()
-            if item is not None:
-                self._finish_retry(s, item, RetryState.CANCELLED, "target_exited", now)
+                add_event(s, process_id, EventKind.OOM_KILLED, now)
+            _finish_pending_retry(s, process_id, RetryState.CANCELLED, "target_exited", now)
 
     def mark_detached(self, process_ids: Iterable[int], *, now: datetime, reason: str) -> None:
         ids = list(process_ids)
@@ -591,13 +515,13 @@ class Store:
                 .where(Process.id.in_(ids), Process.state == ProcessState.ATTACHED)
                 .values(state=ProcessState.DETACHED, state_reason=reason, last_seen_at=now)
             )
-            for pid in ids:
-                self._event(s, pid, EventKind.DETACHED, now, {"reason": reason})
+            for process_id in ids:
+                add_event(s, process_id, EventKind.DETACHED, now, {"reason": reason})
 
     def mark_adopted(self, process_id: int, *, now: datetime, state: ProcessState) -> None:
         with self.unit() as s:
-            self._set_state(s, process_id, state, None)
-            self._event(s, process_id, EventKind.ADOPTED, now)
+            _set_state(s, process_id, state, None)
+            add_event(s, process_id, EventKind.ADOPTED, now)
 
     def touch_seen(self, process_ids: Iterable[int], *, now: datetime) -> None:
         ids = list(process_ids)
@@ -672,9 +596,8 @@ class Store:
             )
 
     def retry_depths(self) -> dict[str, int]:
-        with self.unit() as s:
-            rows = s.execute(select(RetryItem.state, func.count()).group_by(RetryItem.state))
-            return {state: count for state, count in rows}
+        with self.reading() as s:
+            return queries.retry_depths(s.connection())
 
     def record_health(
         self,
@@ -687,8 +610,10 @@ class Store:
         errors_by_type: dict,
         details: dict | None = None,
     ) -> None:
-        depths = self.retry_depths()
+        """`counters` holds the scan times and FAILURE_COUNTERS by their column names; the
+        queue depths are counted in the same transaction."""
         with self.unit() as s:
+            depths = queries.retry_depths(s.connection())
             s.add(
                 HealthSnapshot(
                     taken_at=now,
@@ -697,10 +622,7 @@ class Store:
                     reasons=list(reasons),
                     last_scan_at=counters.get("last_scan_at"),
                     last_successful_scan_at=counters.get("last_successful_scan_at"),
-                    consecutive_scan_failures=counters.get("consecutive_scan_failures", 0),
-                    consecutive_attach_failures=counters.get("consecutive_attach_failures", 0),
-                    total_scan_failures=counters.get("total_scan_failures", 0),
-                    total_attach_failures=counters.get("total_attach_failures", 0),
+                    **{name: counters.get(name, 0) for name in FAILURE_COUNTERS},
                     retry_pending=depths.get(RetryState.PENDING, 0),
                     dead_letters=depths.get(RetryState.DEAD, 0),
                     errors_by_type=dict(errors_by_type),
@@ -709,5 +631,59 @@ class Store:
             )
 
     def last_health(self) -> HealthSnapshot | None:
-        with self.unit() as s:
+        with self.reading() as s:
             return s.scalars(select(HealthSnapshot).order_by(HealthSnapshot.id.desc())).first()
+
+
+# --- pieces of a unit of work, shared by the methods above and app.operator_actions ---------
+
+
+def add_event(
+    s: Session, process_id: int, kind: EventKind, now: datetime, details: dict | None = None
+) -> None:
+    s.add(ProcessEvent(process_id=process_id, occurred_at=now, kind=kind, details=details))
+
+
+def finish_retry(
+    s: Session,
+    item: RetryItem,
+    state: RetryState,
+    reason: str,
+    now: datetime,
+    event_details: dict | None = None,
+) -> None:
+    """Make the item final; a cancellation leaves an event (`event_details` added to it)."""
+    item.state, item.final_reason = state, reason
+    item.next_attempt_at, item.claimed_until, item.updated_at = None, None, now
+    if state == RetryState.CANCELLED:
+        details = {"reason": reason, **(event_details or {})}
+        add_event(s, item.process_id, EventKind.RETRY_CANCELLED, now, details)
+
+
+def _retry_item(s: Session, process_id: int) -> RetryItem | None:
+    """The process's retry item, in whatever state: a process has at most one."""
+    return s.scalars(select(RetryItem).where(RetryItem.process_id == process_id)).first()
+
+
+def _finish_pending_retry(
+    s: Session, process_id: int, state: RetryState, reason: str, now: datetime
+) -> bool:
+    item = _retry_item(s, process_id)
+    if item is None or item.state != RetryState.PENDING:
+        return False
+    finish_retry(s, item, state, reason, now)
+    return True
+
+
+def _dead_letter(s: Session, item: RetryItem, reason: str, last_error: str, now: datetime) -> None:
+    """The item joins the dead-letter list and its process says so."""
+    finish_retry(s, item, RetryState.DEAD, reason, now)
+    _set_state(s, item.process_id, ProcessState.DEAD, last_error)
+    details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
+    add_event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
+
+
+def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:
+    s.execute(
+        update(Process).where(Process.id == process_id).values(state=state, state_reason=reason)
+    )

@@ -4,10 +4,10 @@ the database the same way the app does (-x db=..., else FFRTMP_DB, else the defa
 from alembic import context
 
 from app import database
-from app.models import Base
+from app.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations(connection) -> None:  # noqa: ANN001

@@ -36,11 +36,11 @@ DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
 
 @dataclass(frozen=True)
 class CgroupHierarchy:
-    """What `Governor.create(root=root, parent=<a relative name>, version=version)` governs
+    """What `create_governor(root=root, parent=<a relative name>, version=version)` governs
     with here."""
 
     version: int
-    root: Path  # Governor.create's root: the v2 mount, or the directory of the v1 mounts
+    root: Path  # create_governor's root: the v2 mount, or the directory of the v1 mounts
     bases: tuple[Path, ...]  # where a relative parent name lands, one per hierarchy used
 
     def directories(self, parent_name: str) -> list[Path]:
@@ -140,7 +140,7 @@ def _v1(mounts: list[_Mount], own: dict[str, str]) -> CgroupHierarchy | str:
 
 def detect() -> CgroupHierarchy | str:
     """This process's usable hierarchy, or one sentence saying why there is none. As
-    Governor.create decides: v2 when the root is a cgroup2 mount, else v1."""
+    create_governor decides: v2 when the root is a cgroup2 mount, else v1."""
     try:
         mounts, own = _mounts(), _own_cgroups()
     except OSError as err:
@@ -181,7 +181,7 @@ def remove_tree(directory: Path) -> None:
 
 @pytest.fixture
 def real_cgroup_parent(cgroup_hierarchy: CgroupHierarchy, spawn) -> Iterator[str]:
-    """A unique relative parent name for `Governor.create(parent=...)` in the real hierarchy,
+    """A unique relative parent name for `create_governor(parent=...)` in the real hierarchy,
     removed afterwards with all below it, after the test's processes are ended (a populated
     cgroup cannot be removed)."""
     name = f"ffrtmp-test-{uuid.uuid4().hex[:10]}"

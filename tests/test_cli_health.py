@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from app import defaults
 from app.cli import main
-from app.queries import HEALTH_HISTORY_COLUMNS, HEALTH_KEYS
+from app.queries import HEALTH_HISTORY_COLUMNS
+from app.stored_health import HEALTH_KEYS
 
 
 def run(db_path, *args: str):

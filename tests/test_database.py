@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from app import database
 from app.cli import main
-from app.schema_version import HEAD_REVISION
+from app.revisions import head_revision
 
 
 def digest(path) -> str:
@@ -26,7 +26,7 @@ def digest(path) -> str:
 def test_missing_database_is_created_at_head_with_private_modes(db_path):
     engine = database.open_for_writing(db_path)
     try:
-        assert database.stored_revision(engine) == HEAD_REVISION
+        assert database.stored_revision(engine) == head_revision()
     finally:
         engine.dispose()
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
@@ -81,6 +81,35 @@ def test_newer_schema_is_refused_and_untouched(db_path):
         database.open_readonly(db_path)
 
 
+def test_db_current_reports_any_revision_and_changes_nothing(tmp_path, db_path):
+    def current(path):
+        return CliRunner().invoke(main, ["db", "current", "--db", str(path)])
+
+    database.open_for_writing(db_path).dispose()
+    assert (current(db_path).exit_code, current(db_path).output) == (
+        0,
+        f"{head_revision()} (head)\n",
+    )
+    con = sqlite3.connect(db_path)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    before = digest(db_path)
+    assert current(db_path).output == f"9999 (head is {head_revision()})\n"
+    assert digest(db_path) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    refused = current(notes)
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"Error: database {notes} cannot be read: ")
+    assert refused.output.count("\n") == 1
+    missing = current(tmp_path / "absent.db")
+    assert (missing.exit_code, missing.output) == (
+        1,
+        f"Error: database {tmp_path / 'absent.db'} does not exist\n",
+    )
+
+
 def test_foreign_database_with_tables_is_refused(tmp_path):
     path = tmp_path / "other.db"
     con = sqlite3.connect(path)
@@ -118,7 +147,7 @@ def test_backup_is_a_consistent_private_copy(db_path):
     assert copy.name.startswith("ffrtmp.db.bak-")
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     con = sqlite3.connect(copy)
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD_REVISION,)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
     con.close()
 
 

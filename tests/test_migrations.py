@@ -1,23 +1,83 @@
-"""The migrations build exactly the models, and the revision constant is Alembic's head."""
+"""The migrations build exactly app.schema, the ORM maps that very schema, the read commands'
+light tables are generated from it, and the revisions read without Alembic are Alembic's."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from app import database, migrate
-from app.schema_version import HEAD_REVISION
+import pytest
+from alembic.script import ScriptDirectory
+
+from app import database, migrate, schema
+from app.revisions import RevisionsError, find_head, head_revision, known_revisions, read_graph
 
 
-def test_migrations_on_an_empty_file_match_the_models(tmp_path):
+def test_migrations_on_an_empty_file_match_the_schema(tmp_path):
     engine = database.make_engine(database.resolve(tmp_path / "fresh.db"))
     migrate.upgrade(engine)
-    assert migrate.current(engine) == HEAD_REVISION
-    assert migrate.pending_model_changes(engine) == []
+    assert migrate.current(engine) == head_revision()
+    with engine.connect() as conn:
+        assert migrate.differences_from_schema(conn) == []
     engine.dispose()
 
 
-def test_head_revision_constant_is_alembics_head():
-    assert migrate.head_revision() == HEAD_REVISION
+def test_the_orm_classes_map_exactly_the_tables_the_read_queries_use():
+    """One definition: the daemon writes through the very Table objects the reads select from."""
+    from app.models import Base
+
+    mapped = {mapper.local_table for mapper in Base.registry.mappers}
+    assert mapped == set(schema.metadata.tables.values())
+    assert Base.metadata is schema.metadata
+
+
+def test_the_read_tables_are_generated_from_the_schema():
+    from pathlib import Path
+
+    import app.read_tables
+
+    stale = "app/read_tables.py is stale: run `python -m app.schema > app/read_tables.py`"
+    assert Path(app.read_tables.__file__).read_text() == schema.read_tables_source(), stale
+    for name, table in schema.metadata.tables.items():
+        light = getattr(app.read_tables, name)
+        assert [(c.name, type(c.type)) for c in light.columns] == [
+            (c.name, type(c.type)) for c in table.columns
+        ]
+
+
+def test_the_revisions_read_without_alembic_are_alembics():
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert head_revision() == script.get_current_head()
+    assert known_revisions() == {rev.revision for rev in script.walk_revisions()}
+
+
+def _write_revision(versions, revision, down_revision) -> None:
+    # The header migrations/script.py.mako writes, with a docstring that mentions both names.
+    (versions / f"{revision}_step.py").write_text(
+        f'"""step\n\nRevision ID: {revision}\nRevises: {down_revision}\n"""\n\n'
+        "from collections.abc import Sequence\n\n"
+        f"revision: str = {revision!r}\n"
+        f"down_revision: str | None = {down_revision!r}\n"
+        "branch_labels: str | Sequence[str] | None = None\n"
+    )
+
+
+def test_a_new_migration_moves_the_head_and_a_merge_joins_two_heads(tmp_path):
+    _write_revision(tmp_path, "0001", None)
+    _write_revision(tmp_path, "0002", "0001")
+    assert read_graph(tmp_path) == {"0001": (), "0002": ("0001",)}
+    assert find_head(read_graph(tmp_path)) == "0002"
+    _write_revision(tmp_path, "0003", "0001")
+    with pytest.raises(RevisionsError, match=r"2 heads \(0002, 0003\)"):
+        find_head(read_graph(tmp_path))
+    _write_revision(tmp_path, "0004", ("0002", "0003"))
+    assert find_head(read_graph(tmp_path)) == "0004"
+
+
+def test_no_migrations_is_an_error_that_says_so(tmp_path):
+    with pytest.raises(RevisionsError, match="no migrations"):
+        find_head(read_graph(tmp_path))
+    with pytest.raises(RevisionsError, match="no migrations"):
+        find_head(read_graph(tmp_path / "not-installed"))
 
 
 def test_schema_has_the_documented_indexes(tmp_path):

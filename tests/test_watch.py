@@ -516,8 +516,8 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
 ):
     from datetime import UTC, datetime, timedelta
 
-    from app import queries
     from app.database import open_readonly
+    from app.stored_health import current_health
 
     config = write_config(tmp_path, fake_ffmpeg,
                           "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n")  # fmt: skip
@@ -532,8 +532,8 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     try:
         with engine.connect() as conn:
             taken = datetime.fromtimestamp(now, UTC)
-            later = queries.current_health(conn, taken + timedelta(seconds=8))
-            stale = queries.current_health(conn, taken + timedelta(seconds=15))
+            later = current_health(conn, taken + timedelta(seconds=8))
+            stale = current_health(conn, taken + timedelta(seconds=15))
     finally:
         engine.dispose()
     # With the built-in 2-minute threshold both would be healthy.

@@ -7,7 +7,6 @@ command does not pay for the daemon's imports (psutil, Alembic).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
@@ -32,19 +31,14 @@ SUBCOMMANDS = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in SUBCOMMANDS if self._available(name))
+        return sorted(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = SUBCOMMANDS.get(cmd_name)
-        if target is None or not self._available(cmd_name):
+        if target is None:
             return None
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
-
-    @staticmethod
-    def _available(name: str) -> bool:
-        # Commands whose module is not written yet are simply absent from the CLI.
-        return importlib.util.find_spec(SUBCOMMANDS[name].split(":")[0]) is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

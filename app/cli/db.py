@@ -1,15 +1,20 @@
-"""`ffrtmp db`: the database's schema revision."""
+"""`ffrtmp db`: the database's schema revision, and pruning its history (app/cli/prune.py)."""
 
 from __future__ import annotations
 
 import click
 
-from app.cli.options import db_option, open_for_writing_or_fail
+from app.cli.connect import open_for_writing_or_fail, reading, refusal_as_one_sentence
+from app.cli.options import db_option
+from app.cli.prune import prune
 
 
 @click.group()
 def db() -> None:
     """Create, upgrade and check the database schema."""
+
+
+db.add_command(prune)
 
 
 @db.command()
@@ -35,43 +40,29 @@ def current(db: str | None) -> None:
     Example: ffrtmp db current
     """
     from app import database
-    from app.schema_version import HEAD_REVISION
+    from app.revisions import head_revision
 
     location = database.resolve(db)
     if location.path is not None and not location.path.exists():
         raise click.ClickException(f"database {location} does not exist")
-    try:
-        engine = database.make_engine(location, readonly=True)
-        revision = database.stored_revision(engine)
-        engine.dispose()
-    except database.DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(f"database {location} cannot be read: {exc}") from None
-    state = "head" if revision == HEAD_REVISION else f"head is {HEAD_REVISION}"
+    with refusal_as_one_sentence():
+        revision = database.read_revision(location)
+    head = head_revision()
+    state = "head" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'none'} ({state})")
 
 
 @db.command()
 @db_option
 def check(db: str | None) -> None:
-    """Exit 0 when the database is at this version's schema and matches the models.
+    """Exit 0 when the database is at this version's schema and matches its definition.
 
     Example: ffrtmp db check && echo ok
     """
     from app import migrate
-    from app.cli.options import open_readonly_or_fail
 
-    engine = open_readonly_or_fail(db)
-    try:
-        diff = migrate.pending_model_changes(engine)
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        diff = migrate.differences_from_schema(conn)
     if diff:
-        raise click.ClickException(f"the schema differs from the models: {diff}")
+        raise click.ClickException(f"the database differs from the schema definition: {diff}")
     click.echo("schema matches")
-
-
-from app.cli.prune import prune as _prune  # noqa: E402
-
-db.add_command(_prune)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from app import defaults
+from app.cli.connect import reading
 from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from app.cli.params import limit_option, repeatable_choice_option, since_option
 from app.states import ErrorType
 
 
@@ -21,13 +22,7 @@ def errors() -> None:
 
 @errors.command("list")
 @db_option
-@click.option(
-    "--type",
-    "types",
-    type=click.Choice([t.value for t in ErrorType]),
-    multiple=True,
-    help="Only errors of this type (repeatable).",
-)
+@repeatable_choice_option("--type", "types", ErrorType, "Only errors of this type (repeatable).")
 @click.option(
     "--operation", "operations", multiple=True, metavar="NAME",
     help="Only errors of this operation, e.g. attach (repeatable).",
@@ -42,17 +37,12 @@ def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:
     Example: ffrtmp errors list --type resource --since 2h
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.output import emit
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            rows = queries.list_errors(
-                conn, types=types, operations=operations, since=since, pid=pid, limit=limit
-            )
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        rows = queries.list_errors(
+            conn, types=types, operations=operations, since=since, pid=pid, limit=limit
+        )
     emit(rows, queries.ERROR_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")
 
 
@@ -66,13 +56,8 @@ def stats(db, since, as_json, as_csv) -> None:
     Example: ffrtmp errors stats --since 7d --json
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.output import emit
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            rows = queries.error_stats(conn, since=since)
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        rows = queries.error_stats(conn, since=since)
     emit(rows, queries.ERROR_STATS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")

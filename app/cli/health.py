@@ -7,6 +7,7 @@ import sys
 import click
 
 from app import defaults
+from app.cli.connect import reading
 from app.cli.options import db_option, output_options
 from app.cli.params import limit_option, since_option
 
@@ -31,24 +32,15 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
-    from app import queries
-    from app.database import DatabaseError, open_readonly
+    from app import queries, stored_health
 
     if as_csv and not history:
         raise click.UsageError("--csv lists rows: use it with --history")
-    try:
-        engine = open_readonly(db)
-    except DatabaseError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_NO_DAEMON)
-    try:
-        with engine.connect() as conn:
-            if history:
-                rows = queries.list_health(conn, since=since, limit=limit)
-            else:
-                report = queries.current_health(conn, datetime.now(UTC))
-    finally:
-        engine.dispose()
+    with reading(db, exit_code=EXIT_NO_DAEMON) as conn:
+        if history:
+            rows = queries.list_health(conn, since=since, limit=limit)
+        else:
+            report = stored_health.current_health(conn, datetime.now(UTC))
     if history:
         from app.cli.output import emit
 

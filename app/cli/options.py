@@ -24,25 +24,6 @@ def output_options(func):
     return func
 
 
-def open_readonly_or_fail(db: str | None):
-    """The read-only engine, or one clear sentence and exit 1."""
-    from app.database import DatabaseError, open_readonly
-
-    try:
-        return open_readonly(db)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def open_for_writing_or_fail(db: str | None):
-    from app.database import DatabaseError, open_for_writing
-
-    try:
-        return open_for_writing(db)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 def load_failpoints_or_fail() -> None:
     """Arm FFRTMP_FAILPOINTS for a command that acts, or say what is wrong with it (exit 2)."""
     from app import failpoints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -49,15 +50,13 @@ class Since(click.ParamType):
 
 
 class Duration(click.ParamType):
-    """A duration written like 90s, 15m, 2h, 7d or 1h30m; converts to seconds."""
+    """A duration written like 500ms, 90s, 15m, 2h, 7d or 1h30m; converts to seconds."""
 
     name = "duration"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return parse_duration(str(value))
+            return parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -73,6 +72,13 @@ since_option = click.option(
 )
 
 
+def repeatable_choice_option(flag: str, dest: str, choices: Iterable[str], help: str):
+    """A filter given any number of times (`--state dead --state retrying`), each value one of
+    `choices`."""
+    values = [str(choice) for choice in choices]
+    return click.option(flag, dest, type=click.Choice(values), multiple=True, help=help)
+
+
 def limit_option(default: int):
     return click.option(
         "--limit",
@@ -81,16 +87,3 @@ def limit_option(default: int):
         show_default=True,
         help="Print at most this many rows, newest first.",
     )
-
-
-def open_existing_for_writing(db: str | None):
-    """A write engine, but never a new database: there is nothing to act on in one."""
-    from app.cli.options import open_for_writing_or_fail
-    from app.database import resolve
-
-    location = resolve(db)
-    if location.path is not None and (
-        not location.path.exists() or location.path.stat().st_size == 0
-    ):
-        raise click.ClickException(f"database {location.path} does not exist")
-    return open_for_writing_or_fail(db)

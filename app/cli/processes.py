@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from app import defaults
+from app.cli.connect import reading
 from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from app.cli.params import limit_option, repeatable_choice_option, since_option
 from app.states import ProcessState
 
 
@@ -20,12 +21,8 @@ def processes() -> None:
 
 @processes.command("list")
 @db_option
-@click.option(
-    "--state",
-    "states",
-    type=click.Choice([s.value for s in ProcessState]),
-    multiple=True,
-    help="Only processes in this state (repeatable).",
+@repeatable_choice_option(
+    "--state", "states", ProcessState, "Only processes in this state (repeatable)."
 )
 @since_option
 @click.option("--command", metavar="NAME", help="Only this command, e.g. ffmpeg.")
@@ -37,17 +34,12 @@ def list_(db, states, since, command, limit, as_json, as_csv) -> None:
     Example: ffrtmp processes list --state dead --state retrying --json
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.output import emit
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            rows = queries.list_processes(
-                conn, states=states, since=since, command=command, limit=limit
-            )
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        rows = queries.list_processes(
+            conn, states=states, since=since, command=command, limit=limit
+        )
     emit(rows, queries.PROCESS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no processes")
 
 
@@ -65,22 +57,17 @@ def show(db, process_id, pid, as_json) -> None:
     if (process_id is None) == (pid is None):
         raise click.UsageError("give either a process ID or --pid")
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.records import print_record
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            if pid is not None:
-                process = queries.newest_process_for_pid(conn, pid)
-                if process is None:
-                    raise click.ClickException(f"no process with pid {pid} is recorded")
-            else:
-                process = queries.get_process(conn, process_id)
-                if process is None:
-                    raise click.ClickException(f"process {process_id} does not exist")
-            retry = queries.retry_for_process(conn, process["id"])
-            events = queries.process_events(conn, process["id"])
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        if pid is not None:
+            process = queries.newest_process_for_pid(conn, pid)
+            if process is None:
+                raise click.ClickException(f"no process with pid {pid} is recorded")
+        else:
+            process = queries.get_process(conn, process_id)
+            if process is None:
+                raise click.ClickException(f"process {process_id} does not exist")
+        retry = queries.retry_for_process(conn, process["id"])
+        events = queries.events_of_process(conn, process["id"])
     print_record({"process": process, "retry_item": retry, "events": events}, as_json=as_json)

@@ -7,6 +7,7 @@ import sys
 import click
 
 from app import defaults
+from app.cli.connect import existing_store
 from app.cli.options import db_option
 from app.cli.params import DURATION
 
@@ -34,23 +35,19 @@ def prune(db: str | None, older_than_s: float, dry_run: bool, include_dead: bool
     from datetime import UTC, datetime
 
     from app import prune as pruning
-    from app.cli.params import open_existing_for_writing
     from app.durations import format_duration
 
-    engine = open_existing_for_writing(db)
     now = datetime.now(UTC)
-    try:
+    with existing_store(db) as store:
         if dry_run or not sys.stdout.isatty():
-            counts = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+            counts = pruning.prune(store, older_than_s, now, include_dead=include_dead,
                                    dry_run=dry_run)  # fmt: skip
         else:
-            expected = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+            expected = pruning.prune(store, older_than_s, now, include_dead=include_dead,
                                      dry_run=True)  # fmt: skip
             with click.progressbar(length=sum(expected.values()), label="pruning") as bar:
-                counts = pruning.prune(engine, older_than_s, now, include_dead=include_dead,
+                counts = pruning.prune(store, older_than_s, now, include_dead=include_dead,
                                        on_batch=lambda _table, rows: bar.update(rows))  # fmt: skip
-    finally:
-        engine.dispose()
     older_than = format_duration(older_than_s)
     verb = "would remove" if dry_run else "removed"
     total = sum(counts.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.connect import existing_store, reading
 from app.cli.options import db_option, output_options
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
@@ -33,16 +34,11 @@ def list_(db: str | None, states: tuple[str, ...], as_json: bool, as_csv: bool) 
     Example: ffrtmp retries list --json
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.output import emit
 
     wanted = None if "all" in states else (states or queries.RETRY_DEFAULT_STATES)
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            rows = queries.list_retries(conn, wanted)
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        rows = queries.list_retries(conn, wanted)
     scope = "" if wanted is None else f" in state {', '.join(wanted)}"
     emit(
         rows, queries.RETRY_COLUMNS, as_json=as_json, as_csv=as_csv, empty=f"no retry items{scope}"
@@ -59,19 +55,14 @@ def show(db: str | None, retry_id: int, as_json: bool) -> None:
     Example: ffrtmp retries show 7
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.records import print_record
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            item = queries.get_retry(conn, retry_id)
-            if item is None:
-                raise click.ClickException(f"retry item {retry_id} does not exist")
-            process = queries.get_process(conn, item["process_id"])
-            events = queries.process_events(conn, item["process_id"])
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        item = queries.get_retry(conn, retry_id)
+        if item is None:
+            raise click.ClickException(f"retry item {retry_id} does not exist")
+        process = queries.get_process(conn, item["process_id"])
+        events = queries.events_of_process(conn, item["process_id"])
     print_record(
         {"retry_item": item, "process": process, "events": events},
         as_json=as_json,
@@ -93,21 +84,17 @@ def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
     from datetime import UTC, datetime
 
     from app import operator_actions
-    from app.cli.params import open_existing_for_writing
-    from app.store import Store
 
-    store = Store(open_existing_for_writing(db))
     now = datetime.now(UTC)
-    try:
-        if retry_id is not None:
-            operator_actions.requeue(store, retry_id, now=now)
-            click.echo(f"retry item {retry_id} requeued: due now, attempts reset to 0")
-            return
-        summary = operator_actions.requeue_all_dead(store, now=now)
-    except operator_actions.ActionRefused as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
+    with existing_store(db) as store:
+        try:
+            if retry_id is not None:
+                operator_actions.requeue(store, retry_id, now=now)
+                click.echo(f"retry item {retry_id} requeued: due now, attempts reset to 0")
+                return
+            summary = operator_actions.requeue_all_dead(store, now=now)
+        except operator_actions.ActionRefused as exc:
+            raise click.ClickException(str(exc)) from None
     for reason in summary.refused:
         click.echo(f"skipped: {reason}", err=True)
     if not summary.requeued and not summary.refused:
@@ -129,16 +116,12 @@ def discard(db: str | None, retry_id: int) -> None:
     from datetime import UTC, datetime
 
     from app import operator_actions
-    from app.cli.params import open_existing_for_writing
-    from app.store import Store
 
-    store = Store(open_existing_for_writing(db))
-    try:
-        changed = operator_actions.discard(store, retry_id, now=datetime.now(UTC))
-    except operator_actions.ActionRefused as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
+    with existing_store(db) as store:
+        try:
+            changed = operator_actions.discard(store, retry_id, now=datetime.now(UTC))
+        except operator_actions.ActionRefused as exc:
+            raise click.ClickException(str(exc)) from None
     if changed:
         click.echo(f"retry item {retry_id} discarded")
     else:

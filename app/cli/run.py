@@ -10,8 +10,9 @@ import time
 
 import click
 
+from app.cli.connect import open_for_writing_or_fail
 from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from app.cli.options import db_option, load_failpoints_or_fail, open_for_writing_or_fail
+from app.cli.options import db_option, load_failpoints_or_fail
 from app.cli.watch import limit_options
 
 

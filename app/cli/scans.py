@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from app import defaults
+from app.cli.connect import reading
 from app.cli.options import db_option, output_options
 from app.cli.params import limit_option, since_option
 
@@ -28,13 +29,8 @@ def list_(db, since, limit, as_json, as_csv) -> None:
     Example: ffrtmp scans list --limit 20 --csv
     """
     from app import queries
-    from app.cli.options import open_readonly_or_fail
     from app.cli.output import emit
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            rows = queries.list_scans(conn, since=since, limit=limit)
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        rows = queries.list_scans(conn, since=since, limit=limit)
     emit(rows, queries.SCAN_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no scans")

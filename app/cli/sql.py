@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.connect import reading
 from app.cli.options import db_option, output_options
 
 
@@ -17,18 +18,14 @@ def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:
 
     Example: ffrtmp sql "SELECT state, count(*) FROM processes GROUP BY state"
     """
-    from app import queries
-    from app.cli.options import open_readonly_or_fail
+    from app import operator_sql
     from app.cli.output import emit
 
-    engine = open_readonly_or_fail(db)
-    try:
-        with engine.connect() as conn:
-            columns, rows = queries.run_sql(conn, statement)
-    except queries.QueryError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        engine.dispose()
+    with reading(db) as conn:
+        try:
+            columns, rows = operator_sql.run_sql(conn, statement)
+        except operator_sql.QueryError as exc:
+            raise click.ClickException(str(exc)) from None
     if not columns:
         click.echo("the statement returned no rows")
         return

@@ -1,0 +1,72 @@
+"""How a command gets at the database, in one place: read commands through a read-only
+connection, operator actions through the store of a database that already exists, and every
+failure to open as one sentence instead of a traceback.
+
+Only click is imported up front: the database modules load when a command opens one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from app.store import Store
+
+
+@contextmanager
+def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
+    """A read-only connection for one command, closed with its engine when the block ends.
+    A database that cannot be read ends the command: one sentence and `exit_code`."""
+    from app.database import open_readonly
+
+    with refusal_as_one_sentence(exit_code):
+        engine = open_readonly(db)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def existing_store(db: str | None) -> Iterator[Store]:
+    """The store of a database that exists already, for an operator's action (a new database
+    has nothing to act on, so none is created), closed when the block ends."""
+    from app.database import resolve
+    from app.store import Store
+
+    path = resolve(db).path
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        raise click.ClickException(f"database {path} does not exist")
+    store = Store(open_for_writing_or_fail(db))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def open_for_writing_or_fail(db: str | None) -> Engine:
+    """The writer's engine (creating or upgrading the database), or one sentence and exit 1."""
+    from app.database import open_for_writing
+
+    with refusal_as_one_sentence():
+        return open_for_writing(db)
+
+
+@contextmanager
+def refusal_as_one_sentence(exit_code: int = 1) -> Iterator[None]:
+    """A database that cannot be used as asked ends the command: its one sentence, `exit_code`."""
+    from app.database import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as exc:
+        failure = click.ClickException(str(exc))
+        failure.exit_code = exit_code
+        raise failure from None
