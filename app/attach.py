@@ -29,9 +29,17 @@ class AttachResult:
 
 
 class Attacher:
-    def __init__(self, store: Store, governor, policy, *, retry_enabled: bool,
-                 health=None, unavailable_reason: str | None = None,
-                 rng: random.Random | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        governor,
+        policy,
+        *,
+        retry_enabled: bool,
+        health=None,
+        unavailable_reason: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.governor = governor
         self.policy = policy
@@ -40,8 +48,16 @@ class Attacher:
         self.unavailable_reason = unavailable_reason
         self.rng = rng or random.Random()
 
-    def attach(self, process_id: int, identity: ProcessIdentity, job_id: str, limits: Limits,
-               *, now: float, attempt: int = 0) -> AttachResult:  # fmt: skip
+    def attach(
+        self,
+        process_id: int,
+        identity: ProcessIdentity,
+        job_id: str,
+        limits: Limits,
+        *,
+        now: float,
+        attempt: int = 0,
+    ) -> AttachResult:
         when = utc(now)
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
@@ -57,15 +73,26 @@ class Attacher:
             else:
                 reason = CANCEL_REASON_TARGET_EXITED
             outcome = self.store.record_attach_failure(
-                process_id, error, now=when, policy=self.policy,
-                retry_enabled=self.retry_enabled, attempt=attempt, rng=self.rng,
+                process_id,
+                error,
+                now=when,
+                policy=self.policy,
+                retry_enabled=self.retry_enabled,
+                attempt=attempt,
+                rng=self.rng,
                 cancel_reason=reason,
-            )  # fmt: skip
+            )
             if self.health is not None:
                 self.health.record_attach(False, now)
                 self.health.record_error(str(error.error_type))
-            log.warning("attach of %s (%s) failed: %s [%s]; %s", identity, job_id,
-                        error.message, error.error_type, outcome.state)  # fmt: skip
+            log.warning(
+                "attach of %s (%s) failed: %s [%s]; %s",
+                identity,
+                job_id,
+                error.message,
+                error.error_type,
+                outcome.state,
+            )
             if error.target_gone:
                 return AttachResult(ProcessState.VANISHED, error=error.message, retry=outcome)
             if outcome.state == "pending":
@@ -77,9 +104,13 @@ class Attacher:
             )
             return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)
         self.store.record_attached(
-            process_id, cgroup_version=attachment.version, cgroup_paths=attachment.cgroup_paths,
-            applied=attachment.applied, now=when, attempt=attempt,
-        )  # fmt: skip
+            process_id,
+            cgroup_version=attachment.version,
+            cgroup_paths=attachment.cgroup_paths,
+            applied=attachment.applied,
+            now=when,
+            attempt=attempt,
+        )
         if self.health is not None:
             self.health.record_attach(True, now)
         log.info("attached %s as %s: %s", identity, job_id, attachment.applied)

@@ -71,9 +71,13 @@ class Daemon:
         self.http_server = None
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
         self.attacher = Attacher(
-            store, governor, config.retry.policy, retry_enabled=config.retry.enabled,
-            health=self.health, unavailable_reason=self.unavailable,
-        )  # fmt: skip
+            store,
+            governor,
+            config.retry.policy,
+            retry_enabled=config.retry.enabled,
+            health=self.health,
+            unavailable_reason=self.unavailable,
+        )
         self.lifecycle = Lifecycle(store, governor)
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
         # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
@@ -113,11 +117,15 @@ class Daemon:
 
     def start(self, now: float) -> None:
         self.run_id = self.store.begin_run(
-            now=utc(now), pid=os.getpid(), hostname=socket.gethostname(), version=__version__,
-            discovery=self.discovery, cgroup_version=getattr(self.governor, "version", None),
+            now=utc(now),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            version=__version__,
+            discovery=self.discovery,
+            cgroup_version=getattr(self.governor, "version", None),
             cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
             config=self.config_summary,
-        )  # fmt: skip
+        )
         if self.unavailable:
             log.error(
                 "NO RESOURCE LIMITS WILL BE APPLIED: %s. Processes are recorded as observed.",
@@ -138,13 +146,14 @@ class Daemon:
         details = last.details or {}
         try:
             restored = HealthTracker.restore(
-                self.health.thresholds, self.health.started_at,
+                self.health.thresholds,
+                self.health.started_at,
                 total_scans=int(details.get("total_scans", 0)),
                 total_scan_failures=last.total_scan_failures,
                 total_attaches=int(details.get("total_attaches", 0)),
                 total_attach_failures=last.total_attach_failures,
                 errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
-            )  # fmt: skip
+            )
         except (TypeError, ValueError) as exc:
             log.warning("health totals of the last run not restored: %s", exc)
             return
@@ -165,29 +174,44 @@ class Daemon:
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
                 continue
             if not ident.is_running():
-                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_DAEMON_DOWN,
-                            governed=tracked.job_id in leftovers)  # fmt: skip
+                self._close(
+                    tracked.process_id,
+                    ident,
+                    tracked.job_id,
+                    now,
+                    REASON_DAEMON_DOWN,
+                    governed=tracked.job_id in leftovers,
+                )
                 continue
             in_cgroup = ident.pid in leftovers.get(tracked.job_id, ())
             if tracked.state in (ProcessState.ATTACHED, ProcessState.DETACHED) and in_cgroup:
-                self.store.mark_adopted(tracked.process_id, now=utc(now),
-                                        state=ProcessState.ATTACHED)  # fmt: skip
+                self.store.mark_adopted(
+                    tracked.process_id, now=utc(now), state=ProcessState.ATTACHED
+                )
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
             elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
             else:
                 # Discovered but never attached (a crash in between), or moved out of its
                 # cgroup while we were away: attach again, on the same row.
-                self.store.mark_adopted(tracked.process_id, now=utc(now),
-                                        state=ProcessState.DISCOVERED)  # fmt: skip
+                self.store.mark_adopted(
+                    tracked.process_id, now=utc(now), state=ProcessState.DISCOVERED
+                )
                 self._attach(tracked.process_id, ident, tracked.job_id, tracked.limits, now)
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id, now)
 
-    def _close(self, process_id: int, ident: ProcessIdentity, job_id: str, now: float,
-               reason: str, governed: bool = False) -> None:  # fmt: skip
+    def _close(
+        self,
+        process_id: int,
+        ident: ProcessIdentity,
+        job_id: str,
+        now: float,
+        reason: str,
+        governed: bool = False,
+    ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
         self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), now)
 
@@ -226,11 +250,16 @@ class Daemon:
         self.health.record_scan(ok, now)
         try:
             self.store.record_scan(
-                started_at=utc(now), duration_ms=duration_ms, trigger=trigger, ok=ok,
+                started_at=utc(now),
+                duration_ms=duration_ms,
+                trigger=trigger,
+                ok=ok,
                 seen=result.seen if result else 0,
-                matched=len(result.matched) if result else 0, new=new,
-                unreadable=result.unreadable if result else 0, errors=errors,
-            )  # fmt: skip
+                matched=len(result.matched) if result else 0,
+                new=new,
+                unreadable=result.unreadable if result else 0,
+                errors=errors,
+            )
         except Exception as exc:
             self._record_error("store", exc, now)
         # Events lost while we walked /proc: the next scan is due at once.
@@ -257,14 +286,19 @@ class Daemon:
         job_id = self.governor_job_id(candidate)
         if verdict.decision == "skip":
             process_id, is_new = self.store.register(
-                candidate, job_id=job_id, limits=None, now=utc(now),
-                state=ProcessState.SKIPPED, reason=verdict.reason,
-            )  # fmt: skip
+                candidate,
+                job_id=job_id,
+                limits=None,
+                now=utc(now),
+                state=ProcessState.SKIPPED,
+                reason=verdict.reason,
+            )
             self.settled[ident] = process_id
             return int(is_new)
         limits = self._limits_for(candidate.rule)
-        process_id, is_new = self.store.register(candidate, job_id=job_id, limits=limits,
-                                                 now=utc(now))  # fmt: skip
+        process_id, is_new = self.store.register(
+            candidate, job_id=job_id, limits=limits, now=utc(now)
+        )
         if not is_new:
             if self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
                 # Our own attach of it failed before its outcome was stored (the store
@@ -285,11 +319,16 @@ class Daemon:
     def _limits_for(self, rule: str | None):
         return self.config.limits_for(rule) if rule else self.config.default_limits
 
-    def _attach(self, process_id: int, ident: ProcessIdentity, job_id: str, limits,
-                now: float) -> None:  # fmt: skip
+    def _attach(
+        self, process_id: int, ident: ProcessIdentity, job_id: str, limits, now: float
+    ) -> None:
         result = self.attacher.attach(process_id, ident, job_id, limits, now=now)
-        if result.state in (ProcessState.ATTACHED, ProcessState.OBSERVED, ProcessState.RETRYING,
-                            ProcessState.DEAD):  # fmt: skip
+        if result.state in (
+            ProcessState.ATTACHED,
+            ProcessState.OBSERVED,
+            ProcessState.RETRYING,
+            ProcessState.DEAD,
+        ):
             governed = result.state == ProcessState.ATTACHED
             self.lifecycle.follow(Followed(process_id, ident, job_id, governed))
         elif result.state == ProcessState.VANISHED:
@@ -302,8 +341,7 @@ class Daemon:
             self.settled[ident] = process_id
         if result.retry is not None and result.retry.next_attempt_at is not None:
             due = result.retry.next_attempt_at.timestamp()
-            self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at,
-                                                                             due)  # fmt: skip
+            self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at, due)
 
     def _forget_absent(self, present: set[ProcessIdentity]) -> None:
         for ident in [i for i in self.settled if i not in present]:
@@ -365,12 +403,18 @@ class Daemon:
         at = self.store.next_retry_at()
         return at.timestamp() if at is not None else None
 
-    def _record_error(self, operation: str, exc: BaseException, now: float,
-                      pid: int | None = None) -> None:  # fmt: skip
+    def _record_error(
+        self, operation: str, exc: BaseException, now: float, pid: int | None = None
+    ) -> None:
         error = classify(exc)
         self.health.record_error(str(error.error_type))
-        log.warning("%s failed%s: %s [%s]", operation, f" for pid {pid}" if pid else "",
-                    error.message, error.error_type)  # fmt: skip
+        log.warning(
+            "%s failed%s: %s [%s]",
+            operation,
+            f" for pid {pid}" if pid else "",
+            error.message,
+            error.error_type,
+        )
         try:
             self.store.record_error(operation, error, now=utc(now), pid=pid)
         except Exception as store_exc:  # the store itself is failing: the log must do
@@ -406,8 +450,9 @@ class Daemon:
         from app.prune import prune
 
         try:
-            removed = prune(self.store, self.config.retention_s, utc(now),
-                            max_batches=PRUNE_BATCHES_PER_STEP)  # fmt: skip
+            removed = prune(
+                self.store, self.config.retention_s, utc(now), max_batches=PRUNE_BATCHES_PER_STEP
+            )
         except Exception as exc:
             self._record_error("prune", exc, now)
             self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
@@ -447,10 +492,14 @@ class Daemon:
         }
         try:
             self.store.record_health(
-                now=utc(now), run_id=self.run_id, status=str(report.status),
-                reasons=list(report.reasons), counters=counters,
-                errors_by_type=report.errors_by_type, details=details,
-            )  # fmt: skip
+                now=utc(now),
+                run_id=self.run_id,
+                status=str(report.status),
+                reasons=list(report.reasons),
+                counters=counters,
+                errors_by_type=report.errors_by_type,
+                details=details,
+            )
             self.snapshots.mark(report, now)
         except Exception as exc:
             self._record_error("store", exc, now)
@@ -530,8 +579,9 @@ class Daemon:
         from app.scanner import Scanner
 
         self.config = fresh
-        self.scanner = Scanner(fresh.rules(), proc_root=self.scanner.proc_root,
-                               self_pid=self.scanner.self_pid)  # fmt: skip
+        self.scanner = Scanner(
+            fresh.rules(), proc_root=self.scanner.proc_root, self_pid=self.scanner.self_pid
+        )
         self.attacher.policy = fresh.retry.policy
         self.attacher.retry_enabled = fresh.retry.enabled
         self.next_scan_at = now  # apply the new rules to what runs now
@@ -548,8 +598,9 @@ class Daemon:
                 if not self.once:
                     attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
                     self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
-                self.store.end_run(self.run_id, now=utc(now),
-                                   reason="once" if self.once else "stopped")  # fmt: skip
+                self.store.end_run(
+                    self.run_id, now=utc(now), reason="once" if self.once else "stopped"
+                )
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
         finally:

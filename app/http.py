@@ -152,26 +152,36 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
     attach_status, _ = assess(thresholds, 0, report.consecutive_attach_failures, 0.0)
     checks = {
         "scan:consecutiveFailures": [
-            _check(report.consecutive_scan_failures, DRAFT_STATUS[scan_status],
-                   at=_iso(report.last_scan_at),
-                   degradedAt=thresholds.degraded_scan_failures,
-                   unhealthyAt=thresholds.unhealthy_scan_failures)
+            _check(
+                report.consecutive_scan_failures,
+                DRAFT_STATUS[scan_status],
+                at=_iso(report.last_scan_at),
+                degradedAt=thresholds.degraded_scan_failures,
+                unhealthyAt=thresholds.unhealthy_scan_failures,
+            )
         ],
         "scan:secondsSinceLastSuccess": [
-            _check(round(without_success, 3), DRAFT_STATUS[stale_status], unit="s",
-                   at=_iso(report.last_successful_scan_at),
-                   unhealthyAbove=thresholds.stale_scan_after)
+            _check(
+                round(without_success, 3),
+                DRAFT_STATUS[stale_status],
+                unit="s",
+                at=_iso(report.last_successful_scan_at),
+                unhealthyAbove=thresholds.stale_scan_after,
+            )
         ],
         "attach:consecutiveFailures": [
-            _check(report.consecutive_attach_failures, DRAFT_STATUS[attach_status],
-                   degradedAt=thresholds.degraded_attach_failures)
+            _check(
+                report.consecutive_attach_failures,
+                DRAFT_STATUS[attach_status],
+                degradedAt=thresholds.degraded_attach_failures,
+            )
         ],
         "scans:total": [_check(report.total_scans, "pass")],
         "scans:failed": [_check(report.total_scan_failures, "pass")],
         "attaches:total": [_check(report.total_attaches, "pass")],
         "attaches:failed": [_check(report.total_attach_failures, "pass")],
         "errors:byType": [_check(dict(report.errors_by_type), "pass")],
-    }  # fmt: skip
+    }
     try:
         checks["processes:attached"] = [_check(attached_now(daemon), "pass")]
     except Exception as exc:
@@ -193,8 +203,14 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
     return int(code), body
 
 
-def _check(value: object, status: str, *, unit: str | None = None, at: str | None = None,
-           **thresholds: float) -> dict:  # fmt: skip
+def _check(
+    value: object,
+    status: str,
+    *,
+    unit: str | None = None,
+    at: str | None = None,
+    **thresholds: float,
+) -> dict:
     entry: dict = {"componentType": "component", "observedValue": value, "status": status}
     if unit:
         entry["observedUnit"] = unit

@@ -101,8 +101,13 @@ class Lifecycle:
         self.retry_releases(now)
         return len(gone)
 
-    def finish(self, followed: Followed, info: ExitInfo, now: float,
-               state: ProcessState = ProcessState.EXITED) -> None:  # fmt: skip
+    def finish(
+        self,
+        followed: Followed,
+        info: ExitInfo,
+        now: float,
+        state: ProcessState = ProcessState.EXITED,
+    ) -> None:
         usage = None
         if followed.governed:
             try:
@@ -110,16 +115,25 @@ class Lifecycle:
             except OSError as exc:
                 log.warning("usage of %s unreadable: %s", followed.job_id, exc)
         self.store.record_exit(
-            followed.process_id, now=utc(now), exit_code=info.exit_code,
-            exit_signal=info.exit_signal, reason=info.reason,
+            followed.process_id,
+            now=utc(now),
+            exit_code=info.exit_code,
+            exit_signal=info.exit_signal,
+            reason=info.reason,
             peak_memory_bytes=getattr(usage, "peak_memory_bytes", None),
             cpu_seconds=getattr(usage, "cpu_seconds", None),
-            oom_killed=getattr(usage, "oom_killed", None), state=state,
-        )  # fmt: skip
+            oom_killed=getattr(usage, "oom_killed", None),
+            state=state,
+        )
         self.by_pid.pop(followed.identity.pid, None)
-        log.info("%s (%s) ended: code %s signal %s%s", followed.identity, followed.job_id,
-                 info.exit_code, info.exit_signal,
-                 f" ({info.reason})" if info.reason else "")  # fmt: skip
+        log.info(
+            "%s (%s) ended: code %s signal %s%s",
+            followed.identity,
+            followed.job_id,
+            info.exit_code,
+            info.exit_signal,
+            f" ({info.reason})" if info.reason else "",
+        )
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)
 

@@ -21,8 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class RetryWorker:
-    def __init__(self, store: Store, attacher: Attacher, lifecycle: Lifecycle,
-                 claim_seconds: float = defaults.RETRY_CLAIM_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        attacher: Attacher,
+        lifecycle: Lifecycle,
+        claim_seconds: float = defaults.RETRY_CLAIM_SECONDS,
+    ) -> None:
         self.store = store
         self.attacher = attacher
         self.lifecycle = lifecycle

@@ -78,8 +78,10 @@ class Notifier:
         report = daemon.health.evaluate(time.time())
         if report.status == HealthStatus.UNHEALTHY:
             if not self._withheld:
-                log.error("withholding the systemd watchdog while unhealthy: %s",
-                          "; ".join(report.reasons))  # fmt: skip
+                log.error(
+                    "withholding the systemd watchdog while unhealthy: %s",
+                    "; ".join(report.reasons),
+                )
                 self._withheld = True
             return
         self._withheld = False

@@ -45,15 +45,17 @@ def choose_discovery(mode: str):
         problem = unavailable_reason(exc)
         if mode == "events":
             raise StartupError(f"--discovery events is not possible here: {problem}") from None
-        log.warning("discovery: poll, because the kernel's process events are unavailable: %s",
-                    problem)  # fmt: skip
+        log.warning(
+            "discovery: poll, because the kernel's process events are unavailable: %s", problem
+        )
         return "poll", None
     log.info("discovery: events (kernel process-events connector), with full scans as well")
     return "events", listener
 
 
-def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
-                 http_address: str | None = None) -> Daemon:  # fmt: skip
+def build_daemon(
+    config: WatchConfig, *, db: str | None, once: bool = False, http_address: str | None = None
+) -> Daemon:
     from app.scanner import Scanner
 
     # Every refusal comes before the database is touched: a daemon that cannot start
@@ -75,9 +77,16 @@ def build_daemon(config: WatchConfig, *, db: str | None, once: bool = False,
     governor = make_governor(config)
     scanner = Scanner(config.rules(), self_pid=os.getpid())
     daemon = Daemon(
-        config, store, governor, scanner, listener=listener, discovery=mode, once=once,
-        config_summary=effective_dict(config), notifier=default_notifier(),
-    )  # fmt: skip
+        config,
+        store,
+        governor,
+        scanner,
+        listener=listener,
+        discovery=mode,
+        once=once,
+        config_summary=effective_dict(config),
+        notifier=default_notifier(),
+    )
     if http_address:
         from app.http import start_http_server
 

@@ -47,63 +47,111 @@ def build(path: Path, rows: int) -> dict[str, int]:
         conn.execute(
             insert(Process),
             [
-                dict(boot_id=boot, pid=1000 + i, start_ticks=i, started_at=at(i),
-                     command="ffmpeg", argv=["ffmpeg", "-i", f"rtmp://in/{i}"],
-                     job_id=f"auto-ffmpeg-{1000 + i}",
-                     state="exited" if i >= PENDING + DEAD else "retrying", discovered_at=at(i),
-                     last_seen_at=at(i + 60), exited_at=at(i + 60) if i >= PENDING + DEAD else None,
-                     exit_code=0)
+                dict(
+                    boot_id=boot,
+                    pid=1000 + i,
+                    start_ticks=i,
+                    started_at=at(i),
+                    command="ffmpeg",
+                    argv=["ffmpeg", "-i", f"rtmp://in/{i}"],
+                    job_id=f"auto-ffmpeg-{1000 + i}",
+                    state="exited" if i >= PENDING + DEAD else "retrying",
+                    discovered_at=at(i),
+                    last_seen_at=at(i + 60),
+                    exited_at=at(i + 60) if i >= PENDING + DEAD else None,
+                    exit_code=0,
+                )
                 for i in range(n["processes"])
             ],
-        )  # fmt: skip
+        )
         conn.execute(
             insert(ProcessEvent),
             [
-                dict(process_id=1 + i % n["processes"], occurred_at=at(i), kind="discovered",
-                     details={"rule": "ffmpeg"})
+                dict(
+                    process_id=1 + i % n["processes"],
+                    occurred_at=at(i),
+                    kind="discovered",
+                    details={"rule": "ffmpeg"},
+                )
                 for i in range(n["events"])
             ],
-        )  # fmt: skip
+        )
         conn.execute(
             insert(ErrorEvent),
             [
-                dict(occurred_at=at(i), operation="attach", process_id=1 + i % n["processes"],
-                     pid=1000 + i % n["processes"], error_type="transient", retryable=True,
-                     errno=11, errno_name="EAGAIN", exception="BlockingIOError",
-                     message="Resource temporarily unavailable")
+                dict(
+                    occurred_at=at(i),
+                    operation="attach",
+                    process_id=1 + i % n["processes"],
+                    pid=1000 + i % n["processes"],
+                    error_type="transient",
+                    retryable=True,
+                    errno=11,
+                    errno_name="EAGAIN",
+                    exception="BlockingIOError",
+                    message="Resource temporarily unavailable",
+                )
                 for i in range(n["errors"])
             ],
-        )  # fmt: skip
+        )
         conn.execute(
             insert(Scan),
             [
-                dict(started_at=at(i), duration_ms=4.2, trigger="poll", ok=True, seen=300,
-                     matched=3, new=0, unreadable=0, errors=0)
+                dict(
+                    started_at=at(i),
+                    duration_ms=4.2,
+                    trigger="poll",
+                    ok=True,
+                    seen=300,
+                    matched=3,
+                    new=0,
+                    unreadable=0,
+                    errors=0,
+                )
                 for i in range(n["scans"])
             ],
-        )  # fmt: skip
+        )
         conn.execute(
             insert(RetryItem),
             [
-                dict(process_id=1 + i, operation="attach",
-                     state="pending" if i < PENDING else "dead" if i < PENDING + DEAD
-                     else "succeeded", attempt=1, max_attempts=3, created_at=at(i),
-                     updated_at=at(i), next_attempt_at=at(i + 1) if i < PENDING else None,
-                     last_attempt_at=at(i), last_error="EAGAIN: try again",
-                     last_error_type="transient")
+                dict(
+                    process_id=1 + i,
+                    operation="attach",
+                    state="pending"
+                    if i < PENDING
+                    else "dead"
+                    if i < PENDING + DEAD
+                    else "succeeded",
+                    attempt=1,
+                    max_attempts=3,
+                    created_at=at(i),
+                    updated_at=at(i),
+                    next_attempt_at=at(i + 1) if i < PENDING else None,
+                    last_attempt_at=at(i),
+                    last_error="EAGAIN: try again",
+                    last_error_type="transient",
+                )
                 for i in range(n["retries"])
             ],
-        )  # fmt: skip
+        )
         conn.execute(
             insert(HealthSnapshot),
             [
-                dict(taken_at=at(i), status="healthy", reasons=[], consecutive_scan_failures=0,
-                     consecutive_attach_failures=0, total_scan_failures=0,
-                     total_attach_failures=0, retry_pending=PENDING, dead_letters=DEAD,
-                     errors_by_type={"transient": i})
+                dict(
+                    taken_at=at(i),
+                    status="healthy",
+                    reasons=[],
+                    consecutive_scan_failures=0,
+                    consecutive_attach_failures=0,
+                    total_scan_failures=0,
+                    total_attach_failures=0,
+                    retry_pending=PENDING,
+                    dead_letters=DEAD,
+                    errors_by_type={"transient": i},
+                )
                 for i in range(n["snapshots"])
             ],
-        )  # fmt: skip
+        )
     engine.dispose()
     return n
 
@@ -128,8 +176,10 @@ def main() -> int:
             parser.error(f"{path} exists; give a new path")
         started = time.perf_counter()
         counts = build(path, args.rows)
-        print(f"built {path} with {sum(counts.values())} rows {counts} "
-              f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
+        print(
+            f"built {path} with {sum(counts.values())} rows {counts} "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
         script = Path(sys.executable).with_name("ffrtmp")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
         command += ["retries", "list", "--json", "--db", str(path)]
@@ -152,8 +202,10 @@ def main() -> int:
     print(
         f"import sqlalchemy.orm, click: median {base_median * 1000:.1f} ms over {args.repeat} runs"
     )
-    print(f"ratio {ratio:.2f} (target at most {TARGET_RATIO})"
-          + (" [PYTHONDONTWRITEBYTECODE set]" if env_note else ""))  # fmt: skip
+    print(
+        f"ratio {ratio:.2f} (target at most {TARGET_RATIO})"
+        + (" [PYTHONDONTWRITEBYTECODE set]" if env_note else "")
+    )
     return 0 if ratio <= TARGET_RATIO else 1
 
 

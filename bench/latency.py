@@ -93,8 +93,9 @@ class WatchDaemon:
         deadline = time.monotonic() + DAEMON_START_TIMEOUT
         while scans_recorded(self.db_path) == 0:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the daemon exited with {self.process.returncode}:\n"
-                                   f"{self.log_tail()}")  # fmt: skip
+                raise RuntimeError(
+                    f"the daemon exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the daemon did not scan within {DAEMON_START_TIMEOUT} s")
             time.sleep(0.05)
@@ -333,15 +334,27 @@ def limits_read_back(groups: dict[str, str]) -> bool:
     )
 
 
-def run_mode(mode: str, args: argparse.Namespace, workdir: Path, ffmpeg: Path,
-             clock: ExecClock) -> ModeResult:  # fmt: skip
+def run_mode(
+    mode: str, args: argparse.Namespace, workdir: Path, ffmpeg: Path, clock: ExecClock
+) -> ModeResult:
     parent = unique_parent(mode)
-    daemon = WatchDaemon(workdir, mode, [
-        "--watch-config", str(write_watch_config(workdir, ffmpeg)), "--discovery", mode,
-        "--cgroup-parent", parent, "--cpu-quota", str(CPU_QUOTA_PERCENT),
-        "--memory-limit", str(MEMORY_LIMIT_MB), *(["--scan-interval", args.scan_interval]
-                                                  if args.scan_interval else []),
-    ])  # fmt: skip
+    daemon = WatchDaemon(
+        workdir,
+        mode,
+        [
+            "--watch-config",
+            str(write_watch_config(workdir, ffmpeg)),
+            "--discovery",
+            mode,
+            "--cgroup-parent",
+            parent,
+            "--cpu-quota",
+            str(CPU_QUOTA_PERCENT),
+            "--memory-limit",
+            str(MEMORY_LIMIT_MB),
+            *(["--scan-interval", args.scan_interval] if args.scan_interval else []),
+        ],
+    )
     matching, churn = Children(), Children()
     poller = Poller(parent, clock)
     thread = threading.Thread(target=poller.run, name="cgroup-poller", daemon=True)
@@ -374,12 +387,17 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path, ffmpeg: Path,
         poller.stop.set()
         thread.join()
         wrong = sum(not limits_read_back(m.cgroup_paths) for m in poller.measured)
-        print(f"{mode}: {len(matching.processes)} matching and {churned} churn processes in "
-              f"{time.monotonic() - began:.1f} s; full scan every {scan_interval:g} s")  # fmt: skip
+        print(
+            f"{mode}: {len(matching.processes)} matching and {churned} churn processes in "
+            f"{time.monotonic() - began:.1f} s; full scan every {scan_interval:g} s"
+        )
         return ModeResult(
-            mode, args.count, [m.latency_ns / 1e6 for m in poller.measured], wrong,
+            mode,
+            args.count,
+            [m.latency_ns / 1e6 for m in poller.measured],
+            wrong,
             poller.clock_fallbacks,
-        )  # fmt: skip
+        )
     finally:
         poller.stop.set()
         if thread.is_alive():
@@ -396,8 +414,10 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path, ffmpeg: Path,
 def scan_interval_of(db_path: Path) -> str:
     con = sqlite3.connect(db_path, timeout=5)
     try:
-        (config,) = con.execute("SELECT json_extract(config, '$.scan_interval') FROM daemon_runs"
-                                " ORDER BY id DESC LIMIT 1").fetchone()  # fmt: skip
+        (config,) = con.execute(
+            "SELECT json_extract(config, '$.scan_interval') FROM daemon_runs"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     finally:
         con.close()
     return config
@@ -407,8 +427,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="matching processes per mode")
     parser.add_argument("--rate", type=float, default=10.0, help="matching starts per second")
-    parser.add_argument("--churn", type=float, default=20.0,
-                        help="non-matching starts per second (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--churn", type=float, default=20.0, help="non-matching starts per second (0: none)"
+    )
     parser.add_argument("--modes", default="events,poll", help="comma-separated: events, poll")
     parser.add_argument("--scan-interval", help="passed to the daemon (default: its own, 10s)")
     args = parser.parse_args()
@@ -452,8 +473,9 @@ def main() -> int:
         )
     if events and events.latencies_ms:
         met = events.percentile(99) <= EVENTS_TARGET_P99_MS
-        print(f"target p99 <= {EVENTS_TARGET_P99_MS:g} ms with events: "
-              f"{'met' if met else 'MISSED'}")  # fmt: skip
+        print(
+            f"target p99 <= {EVENTS_TARGET_P99_MS:g} ms with events: {'met' if met else 'MISSED'}"
+        )
         ok = ok and met
     return 0 if ok else 1
 

@@ -100,9 +100,18 @@ def scan_count(db_path: Path) -> int:
 def measure(mode: str, seconds: float, workdir: Path, ffmpeg: Path) -> Overhead:
     parent = unique_parent(f"overhead-{mode}")
     config = write_watch_config(workdir, ffmpeg)
-    daemon = WatchDaemon(workdir, f"overhead-{mode}", [
-        "--watch-config", str(config), "--discovery", mode, "--cgroup-parent", parent,
-    ])  # fmt: skip
+    daemon = WatchDaemon(
+        workdir,
+        f"overhead-{mode}",
+        [
+            "--watch-config",
+            str(config),
+            "--discovery",
+            mode,
+            "--cgroup-parent",
+            parent,
+        ],
+    )
     counter = ExecCounter()
     try:
         pid = daemon.start()
@@ -146,8 +155,11 @@ def main() -> int:
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     running = sum(1 for name in os.listdir("/proc") if name.isdigit())
     if running + args.processes + HEADROOM_PIDS > pid_max:
-        print(f"{args.processes} more processes would leave too few pids "
-              f"({running} run, pid_max {pid_max}).", file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.processes} more processes would leave too few pids "
+            f"({running} run, pid_max {pid_max}).",
+            file=sys.stderr,
+        )
         return 2
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still runs the cleanups
@@ -162,8 +174,10 @@ def main() -> int:
         for i in range(args.processes):
             sleepers.start(["sleep", f"3600.{i:05d}"])
         table = sum(1 for name in os.listdir("/proc") if name.isdigit())
-        print(f"spawned {args.processes} idle processes in {time.monotonic() - started:.1f} s; "
-              f"{table} in the process table")  # fmt: skip
+        print(
+            f"spawned {args.processes} idle processes in {time.monotonic() - started:.1f} s; "
+            f"{table} in the process table"
+        )
         for mode in modes:
             results.append(measure(mode, args.seconds, workdir, ffmpeg))
             print(results[-1].line(), flush=True)
@@ -175,8 +189,10 @@ def main() -> int:
         return 0
     percent = 100 * events.cpu_s / events.seconds
     met = percent < EVENTS_TARGET_CPU_PERCENT
-    print(f"target below {EVENTS_TARGET_CPU_PERCENT:g}% of one core with events: "
-          f"{'met' if met else 'MISSED'}")  # fmt: skip
+    print(
+        f"target below {EVENTS_TARGET_CPU_PERCENT:g}% of one core with events: "
+        f"{'met' if met else 'MISSED'}"
+    )
     return 0 if met else 1
 
 

@@ -52,8 +52,14 @@ def make_daemon(
 
         listener = ProcEventListener().open()
     scanner = Scanner(config.rules(), self_pid=None)
-    return Daemon(config, store, governor, scanner, listener=listener,
-                  discovery="events" if events else "poll")  # fmt: skip
+    return Daemon(
+        config,
+        store,
+        governor,
+        scanner,
+        listener=listener,
+        discovery="events" if events else "poll",
+    )
 
 
 def pump(daemon: Daemon, until, timeout: float = 8.0, what: str = "") -> None:

@@ -44,10 +44,24 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
     started = time.monotonic()
     config = write_config(tmp_path, fake_ffmpeg)
     with open(tmp_path / "daemon.log", "w") as log:
-        daemon = spawn([*FFRTMP, "watch", "--discovery", "events", "--scan-interval",
-                        SCAN_INTERVAL, "--db", db_path, "--watch-config", config,
-                        "--cgroup-parent", cgroup_parent], wait_exec=False,
-                       stderr=log)  # fmt: skip
+        daemon = spawn(
+            [
+                *FFRTMP,
+                "watch",
+                "--discovery",
+                "events",
+                "--scan-interval",
+                SCAN_INTERVAL,
+                "--db",
+                db_path,
+                "--watch-config",
+                config,
+                "--cgroup-parent",
+                cgroup_parent,
+            ],
+            wait_exec=False,
+            stderr=log,
+        )
     wait_until(lambda: scans_recorded(db_path), timeout=30, what="the daemon's first scan")
 
     short, long = [], []
@@ -61,24 +75,38 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
     long_pids = [c.pid for c in long]
     short_pids = [c.pid for c in short]
     wait_until(
-        lambda: query(db_path, f"SELECT count(*) FROM processes WHERE pid IN {in_list(long_pids)}"
-                               " AND state = 'exited'")[0][0] == len(long),
-        timeout=30, what="every long-lived process's exit recorded",
-    )  # fmt: skip
+        lambda: (
+            query(
+                db_path,
+                f"SELECT count(*) FROM processes WHERE pid IN {in_list(long_pids)}"
+                " AND state = 'exited'",
+            )[0][0]
+            == len(long)
+        ),
+        timeout=30,
+        what="every long-lived process's exit recorded",
+    )
     # Every job cgroup is removed once its process has gone.
-    wait_until(lambda: not any(job_cgroup_dirs(cgroup_parent)), timeout=10,
-               what="job cgroups removed")  # fmt: skip
+    wait_until(
+        lambda: not any(job_cgroup_dirs(cgroup_parent)), timeout=10, what="job cgroups removed"
+    )
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=20) == 0
 
-    rows = query(db_path, "SELECT pid, state, attached_at IS NOT NULL, exited_at IS NOT NULL, "
-                          "exit_code, exit_signal, exit_reason FROM processes")  # fmt: skip
+    rows = query(
+        db_path,
+        "SELECT pid, state, attached_at IS NOT NULL, exited_at IS NOT NULL, "
+        "exit_code, exit_signal, exit_reason FROM processes",
+    )
     by_pid = {row[0]: row[1:] for row in rows}
     assert set(by_pid) <= set(long_pids) | set(short_pids)
     # The unique constraint makes the first query empty by construction; the second would show
     # one process recorded twice under two start times.
-    twice = query(db_path, "SELECT boot_id, pid, start_ticks, count(*) FROM processes "
-                           "GROUP BY boot_id, pid, start_ticks HAVING count(*) > 1")  # fmt: skip
+    twice = query(
+        db_path,
+        "SELECT boot_id, pid, start_ticks, count(*) FROM processes "
+        "GROUP BY boot_id, pid, start_ticks HAVING count(*) > 1",
+    )
     assert twice == []
     assert query(db_path, "SELECT pid FROM processes GROUP BY pid HAVING count(*) > 1") == []
     assert len(rows) == len(by_pid)
@@ -92,7 +120,12 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
     for pid, (state, _attached, exited, *_exit) in short_rows.items():
         assert state in ("vanished", "exited"), f"short-lived pid {pid} is {state}"
         assert exited, f"short-lived pid {pid} has no exit time"
-    assert query(db_path, "SELECT p.pid, r.state FROM retry_items r "
-                          "JOIN processes p ON p.id = r.process_id") == []  # fmt: skip
+    assert (
+        query(
+            db_path,
+            "SELECT p.pid, r.state FROM retry_items r JOIN processes p ON p.id = r.process_id",
+        )
+        == []
+    )
     took = time.monotonic() - started
     assert took < 60, f"the burst took {took:.0f} s (spawning alone {burst_seconds:.1f} s)"

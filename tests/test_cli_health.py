@@ -36,9 +36,15 @@ def snapshot(
         "last_successful_scan_at": taken - timedelta(seconds=scan_age_s),
         **counters,
     }
-    store.record_health(now=taken, run_id=run_id, status=status, reasons=[], counters=values,
-                        errors_by_type={"transient": 3, "resource": 1},
-                        details={"discovery": "events", "pid": 4242})  # fmt: skip
+    store.record_health(
+        now=taken,
+        run_id=run_id,
+        status=status,
+        reasons=[],
+        counters=values,
+        errors_by_type={"transient": 3, "resource": 1},
+        details={"discovery": "events", "pid": 4242},
+    )
 
 
 def test_fresh_healthy_snapshot_exits_0(store, db_path):
@@ -97,15 +103,23 @@ def test_stale_scans_in_a_fresh_snapshot_are_aged_to_now(store, db_path):
     snapshot(store, age_s=1, scan_age_s=gap, status="healthy")
     result = run(db_path)
     assert result.exit_code == 2
-    assert re.match(r"status: unhealthy\n  - last successful scan 15\ds ago \(threshold 120s\)\n",
-                    result.stdout)  # fmt: skip
+    assert re.match(
+        r"status: unhealthy\n  - last successful scan 15\ds ago \(threshold 120s\)\n", result.stdout
+    )
 
 
 def test_a_stopped_daemon_is_unhealthy(store, db_path):
     now = datetime.now(UTC)
-    run_id = store.begin_run(now=now - timedelta(minutes=5), pid=4242, hostname="edge",
-                             version="0.1.0", discovery="poll", cgroup_version=2,
-                             cgroup_parent=None, config={})  # fmt: skip
+    run_id = store.begin_run(
+        now=now - timedelta(minutes=5),
+        pid=4242,
+        hostname="edge",
+        version="0.1.0",
+        discovery="poll",
+        cgroup_version=2,
+        cgroup_parent=None,
+        config={},
+    )
     snapshot(store, age_s=2, run_id=run_id)
     store.end_run(run_id, now=now, reason="sigterm")
     result = run(db_path)

@@ -51,10 +51,18 @@ def register(
 ) -> int:
     candidate = Candidate(
         identity=ProcessIdentity(boot_id(), pid, start_ticks),
-        command=command, argv=(command, "-i", "in"), ppid=1, rule=command,
-    )  # fmt: skip
-    process_id, _ = store.register(candidate, job_id=f"auto-{command}-{pid}", limits=None,
-                                   now=NOW - timedelta(seconds=age_s), state=state)  # fmt: skip
+        command=command,
+        argv=(command, "-i", "in"),
+        ppid=1,
+        rule=command,
+    )
+    process_id, _ = store.register(
+        candidate,
+        job_id=f"auto-{command}-{pid}",
+        limits=None,
+        now=NOW - timedelta(seconds=age_s),
+        state=state,
+    )
     return process_id
 
 
@@ -63,21 +71,33 @@ def history(store):
     """Three processes (one exited, one skipped gst, one recycled pid), errors and scans."""
     ids = {
         "old": register(store, 50001, age_s=7200),
-        "gst": register(store, 50002, age_s=1800, command="gst-launch-1.0",
-                        state=ProcessState.SKIPPED),
+        "gst": register(
+            store, 50002, age_s=1800, command="gst-launch-1.0", state=ProcessState.SKIPPED
+        ),
         "new": register(store, 50001, age_s=60, start_ticks=99),
-    }  # fmt: skip
-    store.record_exit(ids["old"], now=NOW - timedelta(seconds=7000), exit_code=0,
-                      exit_signal=None, reason=None)  # fmt: skip
-    store.record_error("attach", EAGAIN, now=NOW - timedelta(seconds=5000), pid=50001,
-                       process_id=ids["old"])  # fmt: skip
-    store.record_error("attach", EACCES, now=NOW - timedelta(seconds=30), pid=50001,
-                       process_id=ids["new"])  # fmt: skip
+    }
+    store.record_exit(
+        ids["old"], now=NOW - timedelta(seconds=7000), exit_code=0, exit_signal=None, reason=None
+    )
+    store.record_error(
+        "attach", EAGAIN, now=NOW - timedelta(seconds=5000), pid=50001, process_id=ids["old"]
+    )
+    store.record_error(
+        "attach", EACCES, now=NOW - timedelta(seconds=30), pid=50001, process_id=ids["new"]
+    )
     store.record_error("scan", EAGAIN, now=NOW - timedelta(seconds=20))
     for age, ok in ((3600, True), (90, False), (10, True)):
-        store.record_scan(started_at=NOW - timedelta(seconds=age), duration_ms=4.5,
-                          trigger="poll", ok=ok, seen=200, matched=2, new=0, unreadable=1,
-                          errors=0 if ok else 1)  # fmt: skip
+        store.record_scan(
+            started_at=NOW - timedelta(seconds=age),
+            duration_ms=4.5,
+            trigger="poll",
+            ok=ok,
+            seen=200,
+            matched=2,
+            new=0,
+            unreadable=1,
+            errors=0 if ok else 1,
+        )
     return ids
 
 
@@ -160,8 +180,10 @@ def test_errors_stats_counts_by_type_and_operation(store, db_path, history):
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert [(r["error_type"], r["operation"], r["count"]) for r in rows] == [
-        ("permanent", "attach", 1), ("transient", "attach", 1), ("transient", "scan", 1),
-    ]  # fmt: skip
+        ("permanent", "attach", 1),
+        ("transient", "attach", 1),
+        ("transient", "scan", 1),
+    ]
     assert rows[2]["last_at"] == (NOW - timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
     recent = json.loads(run(db_path, "errors", "stats", "--since", "25s", "--json").stdout)
     assert [(r["error_type"], r["count"]) for r in recent] == [("transient", 1)]
@@ -282,8 +304,7 @@ def test_read_commands_import_neither_alembic_nor_psutil_nor_the_orm_models(stor
         "    assert not exit.code, exit.code\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
     assert done.stderr.strip() == "[]"

@@ -63,8 +63,9 @@ def live_candidate(pid: int) -> Candidate:
 
 def pending_item(store, candidate: Candidate) -> tuple[int, int]:
     """A registered process with a pending retry item; returns (process id, retry id)."""
-    process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{candidate.pid}",
-                                   limits=None, now=NOW)  # fmt: skip
+    process_id, _ = store.register(
+        candidate, job_id=f"auto-ffmpeg-{candidate.pid}", limits=None, now=NOW
+    )
     outcome = store.record_attach_failure(
         process_id, TRANSIENT, now=NOW, policy=ONE_TRY, retry_enabled=True, attempt=0
     )
@@ -120,8 +121,9 @@ def four_states(store):
     process_id, ids["succeeded"] = pending_item(store, fake_candidate(40003))
     from app.limits import Limits
 
-    store.record_attached(process_id, cgroup_version=2, cgroup_paths=["/x"], applied=Limits(),
-                          now=NOW, attempt=1)  # fmt: skip
+    store.record_attached(
+        process_id, cgroup_version=2, cgroup_paths=["/x"], applied=Limits(), now=NOW, attempt=1
+    )
     process_id, ids["cancelled"] = pending_item(store, fake_candidate(40004))
     assert store.cancel_retry(process_id, reason="target_exited", now=NOW)
     return ids
@@ -206,8 +208,12 @@ def test_show_prints_item_process_and_event_trail(store, db_path, four_states):
     assert shown["process"]["pid"] == 40002
     assert shown["process"]["state"] == "dead"
     assert [e["kind"] for e in shown["events"]] == [
-        "discovered", "attach_failed", "retry_scheduled", "attach_failed", "dead_lettered",
-    ]  # fmt: skip
+        "discovered",
+        "attach_failed",
+        "retry_scheduled",
+        "attach_failed",
+        "dead_lettered",
+    ]
     table = run(db_path, "retries", "show", str(four_states["dead"]))
     assert table.exit_code == 0
     assert table.stdout.startswith("retry item\nFIELD")
@@ -309,15 +315,18 @@ def test_discard_cancels_a_pending_item(store, db_path):
     assert (result.exit_code, result.stdout) == (0, f"retry item {retry_id} discarded\n")
     item = item_row(store, retry_id)
     assert (item.state, item.final_reason, item.next_attempt_at) == (
-        RetryState.CANCELLED, "discarded by operator", None,
-    )  # fmt: skip
+        RetryState.CANCELLED,
+        "discarded by operator",
+        None,
+    )
     assert process_row(store, process_id).state == ProcessState.OBSERVED
     assert event_kinds(store, process_id)[-1] == EventKind.RETRY_CANCELLED
     assert store.due_retries(NOW + timedelta(days=1)) == []
     again = run(db_path, "retries", "discard", str(retry_id))
     assert (again.exit_code, again.stdout) == (
-        0, f"retry item {retry_id} was already cancelled; nothing to do\n",
-    )  # fmt: skip
+        0,
+        f"retry item {retry_id} was already cancelled; nothing to do\n",
+    )
 
 
 def test_discard_a_dead_letter_and_refuse_a_succeeded_item(store, db_path, four_states):
@@ -338,6 +347,7 @@ def test_write_commands_never_create_a_database(tmp_path):
     for args in (("requeue", "1"), ("discard", "1")):
         result = run(missing, "retries", *args)
         assert (result.exit_code, result.output) == (
-            1, f"Error: database {missing} does not exist\n",
-        )  # fmt: skip
+            1,
+            f"Error: database {missing} does not exist\n",
+        )
     assert not missing.parent.exists()

@@ -37,10 +37,14 @@ def run(db_path, *args: str):
 def queued(store):
     """Two processes, each with a pending retry item."""
     for pid in (60001, 60002):
-        candidate = Candidate(identity=ProcessIdentity(boot_id(), pid, 1), command="ffmpeg",
-                              argv=("ffmpeg",), ppid=1, rule="ffmpeg")  # fmt: skip
-        process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{pid}", limits=None,
-                                       now=NOW)  # fmt: skip
+        candidate = Candidate(
+            identity=ProcessIdentity(boot_id(), pid, 1),
+            command="ffmpeg",
+            argv=("ffmpeg",),
+            ppid=1,
+            rule="ffmpeg",
+        )
+        process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{pid}", limits=None, now=NOW)
         error = classify(OSError(errno.EAGAIN, "again"))
         store.record_attach_failure(
             process_id, error, now=NOW, policy=BackoffPolicy(), retry_enabled=True
@@ -50,8 +54,10 @@ def queued(store):
 
 def counts(store) -> tuple[int, int]:
     with store.unit() as s:
-        return (s.scalar(select(func.count()).select_from(RetryItem)),
-                s.scalar(select(func.count()).select_from(Process)))  # fmt: skip
+        return (
+            s.scalar(select(func.count()).select_from(RetryItem)),
+            s.scalar(select(func.count()).select_from(Process)),
+        )
 
 
 def test_select_prints_rows_as_json_csv_and_table(queued, db_path):
@@ -64,8 +70,10 @@ def test_select_prints_rows_as_json_csv_and_table(queued, db_path):
     ]
     assert run(db_path, query, "--csv").stdout == "pid,state\n60001,retrying\n60002,retrying\n"
     assert run(db_path, query).stdout.splitlines() == [
-        "PID    STATE", "60001  retrying", "60002  retrying",
-    ]  # fmt: skip
+        "PID    STATE",
+        "60001  retrying",
+        "60002  retrying",
+    ]
 
 
 def test_colons_in_the_sql_are_not_bind_parameters(queued, db_path):
@@ -101,8 +109,9 @@ def test_attach_is_refused_and_creates_no_file(queued, db_path, tmp_path):
     target = tmp_path / "other.db"
     result = run(db_path, f"ATTACH DATABASE '{target}' AS other")
     assert (result.exit_code, result.output) == (
-        1, "Error: the database is opened read-only: ATTACH and DETACH are not allowed\n",
-    )  # fmt: skip
+        1,
+        "Error: the database is opened read-only: ATTACH and DETACH are not allowed\n",
+    )
     assert not target.exists()
 
 

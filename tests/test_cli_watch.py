@@ -23,12 +23,21 @@ def ffrtmp(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedPro
     )
 
 
-def test_watch_once_attaches_what_it_finds(tmp_path, db_path, spawn, cgroup_parent,
-                                           fake_ffmpeg):  # fmt: skip
+def test_watch_once_attaches_what_it_finds(tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg):
     child = spawn([fake_ffmpeg, "30"])
     config = write_config(tmp_path, fake_ffmpeg)
-    result = ffrtmp("watch", "--once", "--db", str(db_path), "--watch-config", str(config),
-                    "--cgroup-parent", cgroup_parent, "--cpu-quota", "25")  # fmt: skip
+    result = ffrtmp(
+        "watch",
+        "--once",
+        "--db",
+        str(db_path),
+        "--watch-config",
+        str(config),
+        "--cgroup-parent",
+        cgroup_parent,
+        "--cpu-quota",
+        "25",
+    )
     assert result.returncode == 0, result.stderr
     rows = query(db_path, "SELECT pid, state, applied_cpu_quota, job_id FROM processes")
     assert rows == [(child.pid, "attached", 25.0, rows[0][3])]
@@ -63,9 +72,20 @@ def test_bad_flag_exits_2(db_path):
 
 
 def test_run_passes_the_exit_code_on_and_records_it(db_path, cgroup_parent):
-    result = ffrtmp("run", "--db", str(db_path), "--cgroup-parent", cgroup_parent,
-                    "--cpu-quota", "50", "--json", "--", "sh", "-c",
-                    "cat /proc/self/cgroup; exit 3")  # fmt: skip
+    result = ffrtmp(
+        "run",
+        "--db",
+        str(db_path),
+        "--cgroup-parent",
+        cgroup_parent,
+        "--cpu-quota",
+        "50",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; exit 3",
+    )
     assert result.returncode == 3, result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["exit_code"] == 3 and summary["exit_signal"] is None
@@ -76,16 +96,34 @@ def test_run_passes_the_exit_code_on_and_records_it(db_path, cgroup_parent):
 
 
 def test_run_reports_a_killing_signal_as_128_plus_n(db_path, cgroup_parent):
-    result = ffrtmp("run", "--db", str(db_path), "--cgroup-parent", cgroup_parent, "--",
-                    "sh", "-c", "kill -9 $$")  # fmt: skip
+    result = ffrtmp(
+        "run",
+        "--db",
+        str(db_path),
+        "--cgroup-parent",
+        cgroup_parent,
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    )
     assert result.returncode == 128 + 9
     assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
 
 
 def test_attach_by_pid_governs_and_records(db_path, spawn, cgroup_parent):
     child = spawn(["sleep", "30"])
-    result = ffrtmp("attach", "--pid", str(child.pid), "--db", str(db_path),
-                    "--cgroup-parent", cgroup_parent, "--memory-limit", "128")  # fmt: skip
+    result = ffrtmp(
+        "attach",
+        "--pid",
+        str(child.pid),
+        "--db",
+        str(db_path),
+        "--cgroup-parent",
+        cgroup_parent,
+        "--memory-limit",
+        "128",
+    )
     assert result.returncode == 0, result.stderr
     ((state, job_id, memory),) = query(
         db_path, "SELECT state, job_id, applied_memory_limit_mb FROM processes"
@@ -108,28 +146,61 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
     """ffmpeg encodes a synthetic source to a null output while `ffrtmp watch` runs."""
     ffmpeg = Path(shutil.which("ffmpeg")).resolve()
     config = write_config(tmp_path, ffmpeg, "scan_interval: 200ms\n")
-    daemon = spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
-                    "--cgroup-parent", cgroup_parent, "--cpu-quota", "50",
-                    "--memory-limit", "512"], wait_exec=False,
-                   stderr=open(tmp_path / "daemon.log", "w"))  # noqa: SIM115  # fmt: skip
+    daemon = spawn(
+        [
+            *FFRTMP,
+            "watch",
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            cgroup_parent,
+            "--cpu-quota",
+            "50",
+            "--memory-limit",
+            "512",
+        ],
+        wait_exec=False,
+    )
     from helpers_processes import wait_until
 
     wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
     source = "testsrc=duration=3:size=320x240:rate=25"
-    encoder = spawn([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-                     "-i", source, "-f", "null", "-"])  # fmt: skip
+    encoder = spawn(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-f",
+            "null",
+            "-",
+        ]
+    )
     wait_until(
-        lambda: query(db_path, "SELECT state FROM processes WHERE pid = ?", (encoder.pid,))
-        == [("attached",)],
-        timeout=10, what="ffmpeg attached",
-    )  # fmt: skip
+        lambda: (
+            query(db_path, "SELECT state FROM processes WHERE pid = ?", (encoder.pid,))
+            == [("attached",)]
+        ),
+        timeout=10,
+        what="ffmpeg attached",
+    )
     assert cgroup_of(encoder.pid)["cpu"].split("/")[-2] == cgroup_parent
     assert encoder.wait(timeout=60) == 0
     wait_until(
-        lambda: query(db_path, "SELECT state, exit_code FROM processes WHERE pid = ?",
-                      (encoder.pid,)) == [("exited", 0)],
-        timeout=10, what="exit recorded",
-    )  # fmt: skip
+        lambda: (
+            query(db_path, "SELECT state, exit_code FROM processes WHERE pid = ?", (encoder.pid,))
+            == [("exited", 0)]
+        ),
+        timeout=10,
+        what="exit recorded",
+    )
     ((quota, memory, cpu_seconds),) = query(
         db_path, "SELECT applied_cpu_quota, applied_memory_limit_mb, cpu_seconds FROM processes"
     )
@@ -148,9 +219,22 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
     from helpers_processes import wait_until
 
     config = write_config(tmp_path, fake_ffmpeg, "default_limits: {cpu_weight: 300}\n")
-    daemon = spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
-                    "--cgroup-parent", cgroup_parent, "--scan-interval", "200ms"],
-                   wait_exec=False, stderr=subprocess.DEVNULL)  # fmt: skip
+    daemon = spawn(
+        [
+            *FFRTMP,
+            "watch",
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            cgroup_parent,
+            "--scan-interval",
+            "200ms",
+        ],
+        wait_exec=False,
+        stderr=subprocess.DEVNULL,
+    )
     wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
 
     def weight_of(pid: int):
@@ -162,9 +246,14 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
 
     config.write_text(config.read_text() + "bogus_key: 1\n")
     daemon.send_signal(signal.SIGHUP)
-    wait_until(lambda: query(db_path, "SELECT count(*) FROM error_events "
-                                      "WHERE operation = 'config'")[0][0] == 1,
-               timeout=10, what="the refused reload recorded")  # fmt: skip
+    wait_until(
+        lambda: (
+            query(db_path, "SELECT count(*) FROM error_events WHERE operation = 'config'")[0][0]
+            == 1
+        ),
+        timeout=10,
+        what="the refused reload recorded",
+    )
     second = spawn([fake_ffmpeg, "31"])
     wait_until(lambda: weight_of(second.pid) == 300, timeout=10, what="old config kept")
 
@@ -187,8 +276,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_running_daemon_serves_healthz_and_metrics(tmp_path, db_path, spawn, cgroup_parent,
-                                                   fake_ffmpeg):  # fmt: skip
+def test_running_daemon_serves_healthz_and_metrics(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
     import urllib.request
 
     from helpers_processes import wait_until
@@ -196,13 +286,31 @@ def test_running_daemon_serves_healthz_and_metrics(tmp_path, db_path, spawn, cgr
 
     port = free_port()
     config = write_config(tmp_path, fake_ffmpeg)
-    spawn([*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
-           "--cgroup-parent", cgroup_parent, "--http", f"127.0.0.1:{port}"],
-          wait_exec=False, stderr=subprocess.DEVNULL)  # fmt: skip
+    spawn(
+        [
+            *FFRTMP,
+            "watch",
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            cgroup_parent,
+            "--http",
+            f"127.0.0.1:{port}",
+        ],
+        wait_exec=False,
+        stderr=subprocess.DEVNULL,
+    )
     wait_until(lambda: scans_recorded(db_path), timeout=20, what="the daemon's first scan")
     child = spawn([fake_ffmpeg, "30"])
-    wait_until(lambda: query(db_path, "SELECT state FROM processes WHERE pid = ?",
-                             (child.pid,)) == [("attached",)], timeout=10)  # fmt: skip
+    wait_until(
+        lambda: (
+            query(db_path, "SELECT state FROM processes WHERE pid = ?", (child.pid,))
+            == [("attached",)]
+        ),
+        timeout=10,
+    )
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("application/health+json")
@@ -237,9 +345,12 @@ def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
     allowed, other = tmp_path / "allowed", tmp_path / "other"
     allowed.mkdir()
     other.mkdir()
-    config = write_config(tmp_path, fake_ffmpeg,
-                          f"default_limits: {{cpu_quota: 150, memory_limit: 2048}}\n"
-                          f"filters: {{allowed_dirs: ['{allowed}']}}\n")  # fmt: skip
+    config = write_config(
+        tmp_path,
+        fake_ffmpeg,
+        f"default_limits: {{cpu_quota: 150, memory_limit: 2048}}\n"
+        f"filters: {{allowed_dirs: ['{allowed}']}}\n",
+    )
     inside = spawn([fake_ffmpeg, "30"], cwd=allowed)
     outside = spawn([fake_ffmpeg, "31"], cwd=other)
     result = ffrtmp("scan", "--watch-config", str(config), "--json")
@@ -253,18 +364,30 @@ def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
 
 
 def test_json_logs_are_one_object_per_line(db_path, cgroup_parent):
-    result = ffrtmp("watch", "--once", "--db", str(db_path), "--target", "no-such-command-x",
-                    "--cgroup-parent", cgroup_parent, "--log-format", "json")  # fmt: skip
+    result = ffrtmp(
+        "watch",
+        "--once",
+        "--db",
+        str(db_path),
+        "--target",
+        "no-such-command-x",
+        "--cgroup-parent",
+        cgroup_parent,
+        "--log-format",
+        "json",
+    )
     assert result.returncode == 0
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
-    assert any(e["logger"] == "app.daemon" and "effective configuration" in e["message"]
-               for e in entries)  # fmt: skip
+    assert any(
+        e["logger"] == "app.daemon" and "effective configuration" in e["message"] for e in entries
+    )
 
 
 @pytest.mark.parametrize("discovery", ["events", "poll"])
-def test_sigterm_stops_an_idle_daemon_at_once(tmp_path, db_path, spawn, cgroup_parent,
-                                              fake_ffmpeg, discovery):  # fmt: skip
+def test_sigterm_stops_an_idle_daemon_at_once(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg, discovery
+):
     """The loop may be waiting for a minute; a signal must end the wait, not the next event."""
     import signal
 

@@ -248,7 +248,7 @@ VALIDATION_ERRORS = [
         "retention: forever\n",
         "line 1: retention must be a positive duration, not 'forever' "
         "(write durations like 500ms, 10s or 1m30s)",
-    ),  # fmt: skip
+    ),
     (
         "cgroup:\n  parent: ../escape\n",
         "line 2: cgroup.parent must be a cgroup name relative to the cgroup root, such as "
@@ -261,7 +261,7 @@ VALIDATION_ERRORS = [
     (
         "scan_interval: 5s\n  bad: indent\n",
         "line 2: invalid YAML: mapping values are not allowed here",
-    ),  # fmt: skip
+    ),
     (
         "a: [1, 2\nb: 3\n",
         "line 2: invalid YAML: while parsing a flow sequence, expected ',' or ']', but got ':'",
@@ -638,9 +638,17 @@ def test_cpu_weight_is_accepted_exactly_within_its_range(tmp_path: Path, weight:
 
 
 schema_words = {
-    "scan_interval", "target_commands", "discovery", "default_limits", "filters", "commands",
-    "retry", "health", "retention", "cgroup",
-}  # fmt: skip
+    "scan_interval",
+    "target_commands",
+    "discovery",
+    "default_limits",
+    "filters",
+    "commands",
+    "retry",
+    "health",
+    "retention",
+    "cgroup",
+}
 
 
 @HYPOTHESIS

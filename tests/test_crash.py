@@ -108,13 +108,24 @@ class Fleet:
 class Watch:
     """One `ffrtmp watch` subprocess at a time; every run's log goes to one file."""
 
-    def __init__(self, spawn, tmp_path: Path, db_path: Path, config: Path,
-                 cgroup_parent: str) -> None:  # fmt: skip
+    def __init__(
+        self, spawn, tmp_path: Path, db_path: Path, config: Path, cgroup_parent: str
+    ) -> None:
         self.spawn = spawn
         self.db_path = db_path
         self.log_path = tmp_path / "daemon.log"
-        self.argv = [*FFRTMP, "watch", "--db", str(db_path), "--watch-config", str(config),
-                     "--cgroup-parent", cgroup_parent, "--discovery", "events"]  # fmt: skip
+        self.argv = [
+            *FFRTMP,
+            "watch",
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            cgroup_parent,
+            "--discovery",
+            "events",
+        ]
         self.process: subprocess.Popen | None = None
         self.runs = 0
 
@@ -143,8 +154,11 @@ class Watch:
         return code
 
     def log_tail(self, lines: int = 30) -> str:
-        kept = [line[:200] for line in self.log_path.read_text().splitlines()
-                if "effective configuration" not in line]  # fmt: skip
+        kept = [
+            line[:200]
+            for line in self.log_path.read_text().splitlines()
+            if "effective configuration" not in line
+        ]
         return "\n".join(kept[-lines:])
 
 
@@ -453,8 +467,11 @@ def test_attached_processes_are_adopted_after_sigkill(
     )
     assert sorted(adopted) == sorted((w.pid, 1) for w in survivors)
     # The ended process's job cgroup is removed once its usage is read.
-    wait_until(lambda: not any(Path(p).exists() for p in victim_paths), timeout=5,
-               what="the victim's job cgroups removed")  # fmt: skip
+    wait_until(
+        lambda: not any(Path(p).exists() for p in victim_paths),
+        timeout=5,
+        what="the victim's job cgroups removed",
+    )
 
     # A clean stop lets go of the workloads (detached); the next start takes them up again.
     assert watch.stop() == 0
@@ -481,8 +498,11 @@ def test_a_dead_lettered_process_that_ends_while_the_daemon_is_down_is_closed(
     fleet = Fleet(spawn, fake_ffmpeg)
     workload = fleet.start()
     watch.start(ATTACH_FAILS)
-    wait_until(lambda: read(db_path, "SELECT state FROM processes") == [("dead",)], timeout=20,
-               what="the process dead-lettered")  # fmt: skip
+    wait_until(
+        lambda: read(db_path, "SELECT state FROM processes") == [("dead",)],
+        timeout=20,
+        what="the process dead-lettered",
+    )
     watch.kill()
     fleet.end(workload)  # ends and is reaped while no daemon runs
 

@@ -35,21 +35,33 @@ REFUSAL_SENTENCE = (
 def watch_once(db_path, config, cgroup_parent, discovery: str, failpoints_spec: str = ""):
     env = dict(os.environ, FFRTMP_FAILPOINTS=failpoints_spec)
     return subprocess.run(
-        [*FFRTMP, "watch", "--once", "--discovery", discovery, "--db", str(db_path),
-         "--watch-config", str(config), "--cgroup-parent", cgroup_parent],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        [
+            *FFRTMP,
+            "watch",
+            "--once",
+            "--discovery",
+            discovery,
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            cgroup_parent,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def recorded_discovery(db_path) -> tuple[list, list]:
     runs = query(db_path, "SELECT discovery FROM daemon_runs")
-    snapshots = query(db_path, "SELECT json_extract(details, '$.discovery') "
-                               "FROM health_snapshots")  # fmt: skip
+    snapshots = query(db_path, "SELECT json_extract(details, '$.discovery') FROM health_snapshots")
     return runs, snapshots
 
 
-def test_auto_uses_the_kernel_events_where_they_work(tmp_path, db_path, cgroup_parent,
-                                                     fake_ffmpeg):  # fmt: skip
+def test_auto_uses_the_kernel_events_where_they_work(tmp_path, db_path, cgroup_parent, fake_ffmpeg):
     result = watch_once(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, "auto")
     assert result.returncode == 0, result.stderr
     assert recorded_discovery(db_path) == ([("events",)], [("events",)])
@@ -115,8 +127,9 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
             "overflow",
         ]
         pids = sorted(c.pid for c in children)
-        assert query(db_path, "SELECT pid FROM processes WHERE state = 'attached' "
-                              "ORDER BY pid") == [(p,) for p in pids]  # fmt: skip
+        assert query(
+            db_path, "SELECT pid FROM processes WHERE state = 'attached' ORDER BY pid"
+        ) == [(p,) for p in pids]
         assert query(db_path, "SELECT new > 0 FROM scans WHERE trigger = 'overflow'") == [(1,)]
         assert daemon.event_overflows >= 1
         assert overflows_in_snapshot(daemon, db_path, now) == daemon.event_overflows
@@ -127,8 +140,9 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
 def test_an_overflow_is_counted_once_and_scanned_for_at_once(
     tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         scan_interval="60s")  # fmt: skip
+    daemon = make_daemon(
+        db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, scan_interval="60s"
+    )
     try:
         now = time.time()
         daemon.start(now)
@@ -176,14 +190,36 @@ def test_an_idle_event_driven_daemon_looks_at_no_process_between_scans(
         spawn(["sleep", f"600.{i:04d}"], wait_exec=False)
     config = write_config(tmp_path, fake_ffmpeg)
     with open(tmp_path / "daemon.log", "w") as log:
-        daemon = spawn([*FFRTMP, "watch", "--discovery", "events", "--scan-interval", "60s",
-                        "--db", db_path, "--watch-config", config, "--cgroup-parent",
-                        cgroup_parent], wait_exec=False, stderr=log)  # fmt: skip
+        daemon = spawn(
+            [
+                *FFRTMP,
+                "watch",
+                "--discovery",
+                "events",
+                "--scan-interval",
+                "60s",
+                "--db",
+                db_path,
+                "--watch-config",
+                config,
+                "--cgroup-parent",
+                cgroup_parent,
+            ],
+            wait_exec=False,
+            stderr=log,
+        )
     # The start-up scan and the first health snapshot are written: start-up is over.
-    wait_until(lambda: db_path.exists() and query(db_path, "SELECT count(*) FROM sqlite_master "
-                                                  "WHERE name = 'health_snapshots'")[0][0]
-               and query(db_path, "SELECT count(*) FROM health_snapshots")[0][0],
-               timeout=30, what="the daemon's start-up")  # fmt: skip
+    wait_until(
+        lambda: (
+            db_path.exists()
+            and query(
+                db_path, "SELECT count(*) FROM sqlite_master WHERE name = 'health_snapshots'"
+            )[0][0]
+            and query(db_path, "SELECT count(*) FROM health_snapshots")[0][0]
+        ),
+        timeout=30,
+        what="the daemon's start-up",
+    )
     ((table_size,),) = query(db_path, "SELECT seen FROM scans")
     with ProcEventListener() as machine:
         machine.read_events()

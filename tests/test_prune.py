@@ -38,16 +38,23 @@ def ago(days: float) -> datetime:
 
 
 def register(store, pid: int, days: float, state=ProcessState.DISCOVERED) -> int:
-    candidate = Candidate(identity=ProcessIdentity(boot_id(), pid, 1), command="ffmpeg",
-                          argv=("ffmpeg",), ppid=1, rule="ffmpeg")  # fmt: skip
-    process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{pid}", limits=None,
-                                   now=ago(days), state=state)  # fmt: skip
+    candidate = Candidate(
+        identity=ProcessIdentity(boot_id(), pid, 1),
+        command="ffmpeg",
+        argv=("ffmpeg",),
+        ppid=1,
+        rule="ffmpeg",
+    )
+    process_id, _ = store.register(
+        candidate, job_id=f"auto-ffmpeg-{pid}", limits=None, now=ago(days), state=state
+    )
     return process_id
 
 
 def fail(store, process_id: int, days: float, policy=None) -> None:
-    store.record_attach_failure(process_id, EAGAIN, now=ago(days),
-                                policy=policy or BackoffPolicy(), retry_enabled=True)  # fmt: skip
+    store.record_attach_failure(
+        process_id, EAGAIN, now=ago(days), policy=policy or BackoffPolicy(), retry_enabled=True
+    )
 
 
 def exit_(store, process_id: int, days: float) -> None:
@@ -79,28 +86,49 @@ def history(store):
     # Old dead letter: stays unless include_dead.
     ids["old_dead"] = register(store, 70004, 40)
     fail(store, ids["old_dead"], 40, BackoffPolicy(max_attempts=1))
-    store.record_attach_failure(ids["old_dead"], EAGAIN, now=ago(39),
-                                policy=BackoffPolicy(max_attempts=1), retry_enabled=True,
-                                attempt=1)  # fmt: skip
+    store.record_attach_failure(
+        ids["old_dead"],
+        EAGAIN,
+        now=ago(39),
+        policy=BackoffPolicy(max_attempts=1),
+        retry_enabled=True,
+        attempt=1,
+    )
     exit_(store, ids["old_dead"], 38)
     # An old finished process that still has a pending retry item (a state the daemon should
     # never leave, made by hand): the pending item and the process both stay, always.
     ids["old_pending"] = register(store, 70005, 40)
     fail(store, ids["old_pending"], 40)
     with store.unit() as s:
-        s.execute(update(Process).where(Process.id == ids["old_pending"])
-                  .values(state=ProcessState.EXITED, exited_at=ago(39)))  # fmt: skip
+        s.execute(
+            update(Process)
+            .where(Process.id == ids["old_pending"])
+            .values(state=ProcessState.EXITED, exited_at=ago(39))
+        )
     for days in (40, 1):
         store.record_error("scan", EAGAIN, now=ago(days))
-        store.record_scan(started_at=ago(days), duration_ms=3.0, trigger="poll", ok=True,
-                          seen=10, matched=0, new=0, unreadable=0, errors=0)  # fmt: skip
+        store.record_scan(
+            started_at=ago(days),
+            duration_ms=3.0,
+            trigger="poll",
+            ok=True,
+            seen=10,
+            matched=0,
+            new=0,
+            unreadable=0,
+            errors=0,
+        )
     for days in (40, 35, 1):
-        store.record_health(now=ago(days), run_id=None, status="healthy", reasons=[],
-                            counters={}, errors_by_type={})  # fmt: skip
+        store.record_health(
+            now=ago(days), run_id=None, status="healthy", reasons=[], counters={}, errors_by_type={}
+        )
     with store.unit() as s:
         states = dict(s.execute(select(RetryItem.process_id, RetryItem.state)).all())
-    assert states == {ids["old_exited"]: RetryState.CANCELLED, ids["old_dead"]: RetryState.DEAD,
-                      ids["old_pending"]: RetryState.PENDING}  # fmt: skip
+    assert states == {
+        ids["old_exited"]: RetryState.CANCELLED,
+        ids["old_dead"]: RetryState.DEAD,
+        ids["old_pending"]: RetryState.PENDING,
+    }
     return ids
 
 
@@ -173,8 +201,17 @@ def test_the_daemon_can_write_between_batches(store, history):
     writes: list[str] = []
 
     def daemon_writes(table: str, rows: int) -> None:
-        daemon.record_scan(started_at=NOW, duration_ms=1.0, trigger="poll", ok=True, seen=1,
-                           matched=0, new=0, unreadable=0, errors=0)  # fmt: skip
+        daemon.record_scan(
+            started_at=NOW,
+            duration_ms=1.0,
+            trigger="poll",
+            ok=True,
+            seen=1,
+            matched=0,
+            new=0,
+            unreadable=0,
+            errors=0,
+        )
         writes.append(table)
 
     try:
@@ -205,8 +242,10 @@ def test_cli_dry_run_then_prune(store, db_path, history):
     dry = run(db_path, "--dry-run")
     assert dry.exit_code == 0, dry.output
     events = events_of(store, history["old_exited"], history["old_skipped"])
-    summary = (f"1 retry_items, {events} process_events, 2 processes, 5 error_events, 1 scans, "
-               "2 health_snapshots")  # fmt: skip
+    summary = (
+        f"1 retry_items, {events} process_events, 2 processes, 5 error_events, 1 scans, "
+        "2 health_snapshots"
+    )
     total = 1 + events + 2 + 5 + 1 + 2
     assert dry.stdout == f"would remove {total} rows older than 30d: {summary}\n"
     assert table_counts(store) == before

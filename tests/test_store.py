@@ -24,11 +24,17 @@ TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 
 def retrying_process(store) -> int:
     """A recorded process whose first attach failed: one pending retry item."""
-    candidate = Candidate(identity=ProcessIdentity(boot_id(), 4242, 7), command="ffmpeg",
-                          argv=("ffmpeg", "-i", "rtmp://in/x"), ppid=1, rule="ffmpeg")  # fmt: skip
+    candidate = Candidate(
+        identity=ProcessIdentity(boot_id(), 4242, 7),
+        command="ffmpeg",
+        argv=("ffmpeg", "-i", "rtmp://in/x"),
+        ppid=1,
+        rule="ffmpeg",
+    )
     process_id, _ = store.register(candidate, job_id="auto-ffmpeg-4242-7", limits=None, now=NOW)
-    outcome = store.record_attach_failure(process_id, TRANSIENT, now=NOW, retry_enabled=True,
-                                          policy=BackoffPolicy(max_attempts=3))  # fmt: skip
+    outcome = store.record_attach_failure(
+        process_id, TRANSIENT, now=NOW, retry_enabled=True, policy=BackoffPolicy(max_attempts=3)
+    )
     assert outcome.state == RetryState.PENDING
     return process_id
 
@@ -50,8 +56,9 @@ def can_take_write_lock(db_path) -> bool:
 
 def test_reads_answer_while_another_connection_holds_the_write_lock(store, db_path):
     process_id = retrying_process(store)
-    store.record_health(now=NOW, run_id=None, status="healthy", reasons=[], counters={},
-                        errors_by_type={})  # fmt: skip
+    store.record_health(
+        now=NOW, run_id=None, status="healthy", reasons=[], counters={}, errors_by_type={}
+    )
     due_at = store.next_retry_at()
     holder = sqlite3.connect(db_path, isolation_level=None)
     try:
@@ -90,7 +97,16 @@ def test_the_commit_failpoint_fails_reads_and_writes_alike(store):
     with pytest.raises(OSError):
         store.retry_depths()
     with pytest.raises(OSError):
-        store.record_scan(started_at=NOW, duration_ms=1.0, trigger="periodic", ok=True, seen=0,
-                          matched=0, new=0, unreadable=0, errors=0)  # fmt: skip
+        store.record_scan(
+            started_at=NOW,
+            duration_ms=1.0,
+            trigger="periodic",
+            ok=True,
+            seen=0,
+            matched=0,
+            new=0,
+            unreadable=0,
+            errors=0,
+        )
     assert store.retry_depths() == {}
     assert store.due_retries(NOW + timedelta(days=1)) == []

@@ -55,13 +55,17 @@ def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
     tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
 ):
     config = write_config(tmp_path, fake_ffmpeg)
-    daemon = make_daemon(db_path, config, cgroup_parent, cpu_quota=50, cpu_weight=200,
-                         memory_limit=64)  # fmt: skip
+    daemon = make_daemon(
+        db_path, config, cgroup_parent, cpu_quota=50, cpu_weight=200, memory_limit=64
+    )
     try:
         daemon.start(time.time())
         child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: (process_row(db_path, child.pid) or [None, ""])[1] == "attached",
-             what="attach")  # fmt: skip
+        pump(
+            daemon,
+            lambda: (process_row(db_path, child.pid) or [None, ""])[1] == "attached",
+            what="attach",
+        )
         row = process_row(db_path, child.pid)
         assert row[7:] == (50.0, 200, 64)
         groups = cgroup_of(child.pid)
@@ -79,8 +83,14 @@ def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
         row = process_row(db_path, child.pid)
         assert (row[2], row[3], row[4]) == (None, 9, None)
         assert not os.path.exists(cpu_dir) and not os.path.exists(mem_dir)
-        kinds = [k for (k,) in query(db_path, "SELECT kind FROM process_events WHERE "
-                                              "process_id = ? ORDER BY id", (row[0],))]  # fmt: skip
+        kinds = [
+            k
+            for (k,) in query(
+                db_path,
+                "SELECT kind FROM process_events WHERE process_id = ? ORDER BY id",
+                (row[0],),
+            )
+        ]
         assert kinds == ["discovered", "limits_applied", "exited", "cgroup_removed"]
     finally:
         close(daemon)
@@ -123,8 +133,9 @@ def test_exit_code_3_is_recorded_from_the_kernel_event(
     try:
         daemon.start(time.time())
         child = spawn([fake_dash, "-c", "sleep 0.5; exit 3"])
-        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "exited",
-             what="exit")  # fmt: skip
+        pump(
+            daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "exited", what="exit"
+        )
         row = process_row(db_path, child.pid)
         assert (row[2], row[3]) == (3, None)
         assert query(db_path, "SELECT attached_at IS NOT NULL FROM processes") == [(1,)]
@@ -135,8 +146,13 @@ def test_exit_code_3_is_recorded_from_the_kernel_event(
 def test_without_events_a_zombie_gives_the_exit_code(
     tmp_path, db_path, spawn, cgroup_parent, fake_dash
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_dash), cgroup_parent, events=False,
-                         scan_interval="100ms")  # fmt: skip
+    daemon = make_daemon(
+        db_path,
+        write_config(tmp_path, fake_dash),
+        cgroup_parent,
+        events=False,
+        scan_interval="100ms",
+    )
     try:
         daemon.start(time.time())
         child = spawn([fake_dash, "-c", "sleep 0.4; exit 7"])
@@ -153,8 +169,13 @@ def test_without_events_a_zombie_gives_the_exit_code(
 def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
     tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False, scan_interval="100ms")  # fmt: skip
+    daemon = make_daemon(
+        db_path,
+        write_config(tmp_path, fake_ffmpeg),
+        cgroup_parent,
+        events=False,
+        scan_interval="100ms",
+    )
     try:
         daemon.start(time.time())
         child = spawn([fake_ffmpeg, "30"])
@@ -169,8 +190,7 @@ def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
         close(daemon)
 
 
-def test_non_matching_process_is_not_touched(tmp_path, db_path, spawn, cgroup_parent,
-                                             fake_ffmpeg):  # fmt: skip
+def test_non_matching_process_is_not_touched(tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent)
     try:
         daemon.start(time.time())
@@ -190,8 +210,7 @@ def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
     `sleep`. Forcing the kernel to recycle a pid on demand is not possible, so the old
     identity is the live pid with an earlier start tick: exactly what a recycled pid looks like."""
     failpoints.configure("governor.attach=EBUSY*1")
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False)  # fmt: skip
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, events=False)
     try:
         now = time.time()
         daemon.start(now)
@@ -221,8 +240,13 @@ def test_failed_attaches_are_retried_then_dead_lettered(
     tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False, max_retry_attempts=3)  # fmt: skip
+    daemon = make_daemon(
+        db_path,
+        write_config(tmp_path, fake_ffmpeg),
+        cgroup_parent,
+        events=False,
+        max_retry_attempts=3,
+    )
     try:
         now = time.time()
         daemon.start(now)
@@ -236,19 +260,20 @@ def test_failed_attaches_are_retried_then_dead_lettered(
             assert attempt == expected_attempt
         assert state == "dead"
         assert process_row(db_path, child.pid)[1] == "dead"
-        errors = query(db_path, "SELECT operation, error_type, errno_name, retryable "
-                                "FROM error_events")  # fmt: skip
+        errors = query(
+            db_path, "SELECT operation, error_type, errno_name, retryable FROM error_events"
+        )
         assert errors == [("attach", "transient", "EBUSY", 1)] * 4
         assert cgroup_of(child.pid)["cpu"] == cgroup_of(os.getpid())["cpu"]
     finally:
         close(daemon)
 
 
-def test_retry_succeeds_after_transient_failures(tmp_path, db_path, spawn, cgroup_parent,
-                                                 fake_ffmpeg):  # fmt: skip
+def test_retry_succeeds_after_transient_failures(
+    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+):
     failpoints.configure("governor.attach=EAGAIN*2")
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False)  # fmt: skip
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, events=False)
     try:
         now = time.time()
         daemon.start(now)
@@ -365,12 +390,24 @@ def test_daemon_prunes_history_past_its_retention(tmp_path, db_path, cgroup_pare
         now = time.time()
         old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
         for _ in range(3):
-            daemon.store.record_scan(started_at=old, duration_ms=1, trigger="periodic", ok=True,
-                                     seen=1, matched=0, new=0, unreadable=0, errors=0)  # fmt: skip
+            daemon.store.record_scan(
+                started_at=old,
+                duration_ms=1,
+                trigger="periodic",
+                ok=True,
+                seen=1,
+                matched=0,
+                new=0,
+                unreadable=0,
+                errors=0,
+            )
         daemon.start(now)
         daemon.step(now)
-        assert query(db_path, "SELECT count(*), min(started_at) > ? FROM scans",
-                     (str(old.replace(tzinfo=None)),)) == [(1, 1)]  # fmt: skip
+        assert query(
+            db_path,
+            "SELECT count(*), min(started_at) > ? FROM scans",
+            (str(old.replace(tzinfo=None)),),
+        ) == [(1, 1)]
         assert daemon.next_prune_at > now + 60
     finally:
         close(daemon)
@@ -384,8 +421,13 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
     from app.operator_actions import requeue
 
     failpoints.configure("governor.attach=EBUSY*4")  # the first attach and three retries
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False, max_retry_attempts=3)  # fmt: skip
+    daemon = make_daemon(
+        db_path,
+        write_config(tmp_path, fake_ffmpeg),
+        cgroup_parent,
+        events=False,
+        max_retry_attempts=3,
+    )
     try:
         now = time.time()
         daemon.start(now)
@@ -417,16 +459,16 @@ def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
         started = time.monotonic()
         pump(daemon, lambda: time.monotonic() - started > 0.6)
         assert process_row(db_path, child.pid) is None
-        pump(daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached",
-             timeout=3)  # fmt: skip
+        pump(
+            daemon, lambda: (process_row(db_path, child.pid) or [0, ""])[1] == "attached", timeout=3
+        )
         assert time.monotonic() - started < 2.5
         assert daemon.scans_run == 1
     finally:
         close(daemon)
 
 
-def test_health_totals_carry_across_a_restart(tmp_path, db_path, spawn, cgroup_parent,
-                                              fake_ffmpeg):  # fmt: skip
+def test_health_totals_carry_across_a_restart(tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg):
     failpoints.configure("governor.attach=EBUSY*1")
     config = write_config(tmp_path, fake_ffmpeg)
     first = make_daemon(db_path, config, cgroup_parent, events=False)
@@ -452,8 +494,7 @@ def test_health_totals_carry_across_a_restart(tmp_path, db_path, spawn, cgroup_p
 def test_an_attach_whose_outcome_the_store_refused_is_finished_on_the_next_scan(
     tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent,
-                         events=False)  # fmt: skip
+    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, events=False)
     try:
         now = time.time()
         daemon.start(now)
@@ -497,10 +538,22 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
         with daemon.store.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM processes")
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "attach", "--pid", str(child.pid), "--db",
-             str(db_path), "--cgroup-parent", cgroup_parent],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "attach",
+                "--pid",
+                str(child.pid),
+                "--db",
+                str(db_path),
+                "--cgroup-parent",
+                cgroup_parent,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         daemon.full_scan(time.time())  # sees the row as someone else's; follows it all the same
         os.kill(child.pid, signal.SIGKILL)
@@ -519,8 +572,9 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     from app.database import open_readonly
     from app.stored_health import current_health
 
-    config = write_config(tmp_path, fake_ffmpeg,
-                          "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n")  # fmt: skip
+    config = write_config(
+        tmp_path, fake_ffmpeg, "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n"
+    )
     daemon = make_daemon(db_path, config, cgroup_parent, events=False)
     try:
         now = time.time()

@@ -62,14 +62,23 @@ def attach(
             f"pid {pid} is already recorded as process {process_id}; "
             f"see `ffrtmp processes show {process_id}`"
         )
-    attacher = Attacher(store, governor, BackoffPolicy(max_attempts=defaults.RETRY_MAX_ATTEMPTS),
-                        retry_enabled=False)  # fmt: skip
+    attacher = Attacher(
+        store,
+        governor,
+        BackoffPolicy(max_attempts=defaults.RETRY_MAX_ATTEMPTS),
+        retry_enabled=False,
+    )
     result = attacher.attach(process_id, candidate.identity, job_id, limits, now=now)
     store.close()
     summary = {
-        "process_id": process_id, "pid": pid, "job_id": job_id, "state": str(result.state),
-        "cgroups": list(result.cgroup_paths), "limits": limits.as_dict(), "error": result.error,
-    }  # fmt: skip
+        "process_id": process_id,
+        "pid": pid,
+        "job_id": job_id,
+        "state": str(result.state),
+        "cgroups": list(result.cgroup_paths),
+        "limits": limits.as_dict(),
+        "error": result.error,
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     if result.state != ProcessState.ATTACHED:

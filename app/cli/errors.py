@@ -24,9 +24,12 @@ def errors() -> None:
 @db_option
 @repeatable_choice_option("--type", "types", ErrorType, "Only errors of this type (repeatable).")
 @click.option(
-    "--operation", "operations", multiple=True, metavar="NAME",
+    "--operation",
+    "operations",
+    multiple=True,
+    metavar="NAME",
     help="Only errors of this operation, e.g. attach (repeatable).",
-)  # fmt: skip
+)
 @since_option
 @click.option("--pid", type=int, help="Only errors about this pid.")
 @limit_option(defaults.CLI_LIST_LIMIT)

@@ -8,12 +8,21 @@ from app import defaults
 
 
 def cgroup_options(func):
-    func = click.option("--cgroup-version", type=click.Choice(["auto", "v1", "v2"]),
-                        default="auto", show_default=True)(func)  # fmt: skip
-    func = click.option("--cgroup-parent", metavar="PATH",
-                        help="Default: ffrtmp below this command's own cgroup.")(func)  # fmt: skip
-    func = click.option("--cgroup-root", type=click.Path(file_okay=False),
-                        default=str(defaults.CGROUP_ROOT), show_default=True)(func)  # fmt: skip
+    func = click.option(
+        "--cgroup-version",
+        type=click.Choice(["auto", "v1", "v2"]),
+        default="auto",
+        show_default=True,
+    )(func)
+    func = click.option(
+        "--cgroup-parent", metavar="PATH", help="Default: ffrtmp below this command's own cgroup."
+    )(func)
+    func = click.option(
+        "--cgroup-root",
+        type=click.Path(file_okay=False),
+        default=str(defaults.CGROUP_ROOT),
+        show_default=True,
+    )(func)
     return func
 
 

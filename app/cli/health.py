@@ -44,8 +44,13 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     if history:
         from app.cli.output import emit
 
-        emit(rows, queries.HEALTH_HISTORY_COLUMNS, as_json=as_json, as_csv=as_csv,
-             empty="no health snapshots")  # fmt: skip
+        emit(
+            rows,
+            queries.HEALTH_HISTORY_COLUMNS,
+            as_json=as_json,
+            as_csv=as_csv,
+            empty="no health snapshots",
+        )
         return
     if as_json:
         from app.cli.records import print_record
@@ -69,8 +74,10 @@ def render_report(report: dict) -> str:
             f"daemon: run {report['daemon_run_id'] or '-'}, pid {report['daemon_pid'] or '-'}, "
             f"discovery {report['discovery'] or '-'}"
         )
-        for label, key in (("last scan", "last_scan_at"),
-                           ("last successful scan", "last_successful_scan_at")):  # fmt: skip
+        for label, key in (
+            ("last scan", "last_scan_at"),
+            ("last successful scan", "last_successful_scan_at"),
+        ):
             moment = report[key]
             shown = "never" if moment is None else f"{local_time(moment)} ({relative(moment)})"
             lines.append(f"{label}: {shown}")

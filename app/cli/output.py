@@ -58,8 +58,14 @@ def render_table(columns: Sequence[str], rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def emit(rows: Sequence[dict], columns: Sequence[str], *, as_json: bool = False,
-         as_csv: bool = False, empty: str = "nothing to show") -> None:  # fmt: skip
+def emit(
+    rows: Sequence[dict],
+    columns: Sequence[str],
+    *,
+    as_json: bool = False,
+    as_csv: bool = False,
+    empty: str = "nothing to show",
+) -> None:
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     if as_json:

@@ -40,14 +40,21 @@ def prune(db: str | None, older_than_s: float, dry_run: bool, include_dead: bool
     now = datetime.now(UTC)
     with existing_store(db) as store:
         if dry_run or not sys.stdout.isatty():
-            counts = pruning.prune(store, older_than_s, now, include_dead=include_dead,
-                                   dry_run=dry_run)  # fmt: skip
+            counts = pruning.prune(
+                store, older_than_s, now, include_dead=include_dead, dry_run=dry_run
+            )
         else:
-            expected = pruning.prune(store, older_than_s, now, include_dead=include_dead,
-                                     dry_run=True)  # fmt: skip
+            expected = pruning.prune(
+                store, older_than_s, now, include_dead=include_dead, dry_run=True
+            )
             with click.progressbar(length=sum(expected.values()), label="pruning") as bar:
-                counts = pruning.prune(store, older_than_s, now, include_dead=include_dead,
-                                       on_batch=lambda _table, rows: bar.update(rows))  # fmt: skip
+                counts = pruning.prune(
+                    store,
+                    older_than_s,
+                    now,
+                    include_dead=include_dead,
+                    on_batch=lambda _table, rows: bar.update(rows),
+                )
     older_than = format_duration(older_than_s)
     verb = "would remove" if dry_run else "removed"
     total = sum(counts.values())

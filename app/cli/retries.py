@@ -101,8 +101,10 @@ def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
         click.echo("no dead letters to requeue")
         return
     ids = ", ".join(str(i) for i in summary.requeued) or "none"
-    click.echo(f"requeued {len(summary.requeued)} retry items ({ids}); "
-               f"skipped {len(summary.refused)} whose process is gone")  # fmt: skip
+    click.echo(
+        f"requeued {len(summary.requeued)} retry items ({ids}); "
+        f"skipped {len(summary.refused)} whose process is gone"
+    )
 
 
 @retries.command()

@@ -85,16 +85,28 @@ def run(
     identity = current_identity(pid)
     name = os.path.basename(argv[0])
     job_id = job_id_from_flag(job_id, "run", name, identity)
-    candidate = Candidate(identity=identity, command=name, argv=tuple(argv), ppid=os.getpid(),
-                          rule="run", uid=os.getuid(), cwd=os.getcwd())  # fmt: skip
+    candidate = Candidate(
+        identity=identity,
+        command=name,
+        argv=tuple(argv),
+        ppid=os.getpid(),
+        rule="run",
+        uid=os.getuid(),
+        cwd=os.getcwd(),
+    )
     process_id, _ = store.register(candidate, job_id=job_id, limits=limits, now=utc(started))
     attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
     result = attacher.attach(process_id, identity, job_id, limits, now=started)
     if result.state != ProcessState.ATTACHED:
         os.close(release)  # the child sees EOF and exits without running CMD
         os.waitpid(pid, 0)
-        store.record_exit(process_id, now=utc(time.time()), exit_code=None, exit_signal=None,
-                          reason="not started: its limits could not be applied")  # fmt: skip
+        store.record_exit(
+            process_id,
+            now=utc(time.time()),
+            exit_code=None,
+            exit_signal=None,
+            reason="not started: its limits could not be applied",
+        )
         store.close()
         raise click.ClickException(f"{name} was not started: {result.error}")
     # While CMD runs, Ctrl-C belongs to it; we stay to record how it ended.
@@ -111,10 +123,19 @@ def run(
     store.close()
     code = info.exit_code if info.exit_code is not None else 128 + (info.exit_signal or 0)
     if as_json:
-        click.echo(json.dumps({
-            "process_id": process_id, "pid": pid, "job_id": job_id,
-            "cgroups": list(result.cgroup_paths), "limits": limits.as_dict(),
-            "exit_code": info.exit_code, "exit_signal": info.exit_signal,
-            "seconds": round(time.time() - started, 3),
-        }, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "process_id": process_id,
+                    "pid": pid,
+                    "job_id": job_id,
+                    "cgroups": list(result.cgroup_paths),
+                    "limits": limits.as_dict(),
+                    "exit_code": info.exit_code,
+                    "exit_signal": info.exit_signal,
+                    "seconds": round(time.time() - started, 3),
+                },
+                indent=2,
+            )
+        )
     sys.exit(code)

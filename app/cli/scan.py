@@ -42,14 +42,23 @@ def scan(watch_config, targets, as_json, as_csv) -> None:
     rows = []
     for c in sorted(result.matched, key=lambda c: c.pid):
         verdict = config.evaluate(c, now)
-        rows.append({
-            "pid": c.pid, "command": c.command, "rule": c.rule, "user": c.user,
-            "decision": str(verdict.decision),
-            "limits": limits_text(config.limits_for(c.rule)) if verdict.attach else None,
-            "reason": verdict.reason or None,
-            "cmdline": " ".join(c.argv),
-        })  # fmt: skip
-    emit(rows, ["pid", "command", "rule", "user", "decision", "limits", "reason", "cmdline"],
-         as_json=as_json, as_csv=as_csv,
-         empty=f"no matching process among {result.seen} (targets: "
-               f"{', '.join(config.target_commands)})")  # fmt: skip
+        rows.append(
+            {
+                "pid": c.pid,
+                "command": c.command,
+                "rule": c.rule,
+                "user": c.user,
+                "decision": str(verdict.decision),
+                "limits": limits_text(config.limits_for(c.rule)) if verdict.attach else None,
+                "reason": verdict.reason or None,
+                "cmdline": " ".join(c.argv),
+            }
+        )
+    emit(
+        rows,
+        ["pid", "command", "rule", "user", "decision", "limits", "reason", "cmdline"],
+        as_json=as_json,
+        as_csv=as_csv,
+        empty=f"no matching process among {result.seen} (targets: "
+        f"{', '.join(config.target_commands)})",
+    )

@@ -52,16 +52,29 @@ def watch_config_options(func):
 
 
 @click.command()
-@click.option("--watch-config", type=click.Path(dir_okay=False), metavar="FILE",
-              help="YAML watch config; flags given here win over it.")  # fmt: skip
+@click.option(
+    "--watch-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML watch config; flags given here win over it.",
+)
 @watch_config_options
 @click.option("--once", is_flag=True, help="One scan, attach what it finds, exit.")
-@click.option("--http", "http_address", metavar="HOST:PORT",
-              help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}).")  # fmt: skip
-@click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True)  # fmt: skip
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)  # fmt: skip
+@click.option(
+    "--http",
+    "http_address",
+    metavar="HOST:PORT",
+    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["human", "json"]), default="human", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 @db_option
 def watch(watch_config, once, http_address, log_format, log_level, db, **overrides) -> None:
     """Find transcoding processes, govern them, follow them to their end.
