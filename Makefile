@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/pytest $(ARGS)
 	$(MAKE) --no-print-directory test-v2
 
-# The tests marked cgroup_v2 on a real cgroup v2 kernel, booted in qemu by virtme-ng (the test
+# The tests marked vm on a real cgroup v2 kernel, booted in qemu by virtme-ng (the test
 # machines mount cgroup v1). Where no VM can be booted: one line saying why, and success.
 test-v2: $(STAMP)
 	$(BIN)/python .ci/v2vm.py $(V2ARGS)

@@ -1,4 +1,4 @@
-"""Run the tests marked `cgroup_v2` on a real cgroup v2 kernel, in a throwaway VM.
+"""Run the tests marked `vm` on a real cgroup v2 kernel, in a throwaway VM.
 
 The test machines mount cgroup v1, where a v2 controller can never be enabled; current
 distributions boot with cgroup v2 only. This boots the installed distribution kernel under qemu
@@ -7,7 +7,7 @@ included), runs pytest inside as root, and exits with pytest's exit code.
 
     .venv/bin/python .ci/v2vm.py [--timeout S] [--kvm] [--keep DIR] [-- PYTEST ARGS]
 
-Without PYTEST ARGS: `-m cgroup_v2` over the test files that use that marker. The guest's CPU
+Without PYTEST ARGS: `-m vm` over the test files that use that marker. The guest's CPU
 is emulated (--kvm makes the guest hang on these machines: nested virtualisation).
 
 A machine that cannot run the VM at all (no qemu, no kernel image, no vng, no static busybox)
@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "result.json"
 LOG_FILE = "pytest.log"
 JUNIT_FILE = "junit.xml"
-MARKER = "cgroup_v2"
+MARKER = "vm"
 # Software emulation: the boot takes ~20 s idle and several times that with the host's cores
 # busy; the tests inside are slow too. Generous, since a run that hits it is a failure anyway.
 DEFAULT_TIMEOUT_S = 1800
@@ -154,7 +154,7 @@ def host(args: argparse.Namespace) -> int:
 
 
 def default_pytest_args() -> list[str]:
-    """`-m cgroup_v2` over only the test files that use the marker: importing every test module
+    """`-m vm` over only the test files that use the marker: importing every test module
     under emulation costs ~45 s, more than the tests themselves."""
     files = [
         str(path.relative_to(REPO))
@@ -341,6 +341,8 @@ def run_pytest(rwdir: Path, scratch: Path, leaf: Path, pytest_args: list[str]) -
         "TMPDIR": str(scratch),
         "HOME": str(home),
         "HYPOTHESIS_STORAGE_DIRECTORY": str(scratch / "hypothesis"),
+        # A folder on 9p, for the tests of what a database on such a filesystem does.
+        "FFRTMP_TEST_9P_DIR": str(rwdir),
     }
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"]
     command += [f"--basetemp={basetemp}", f"--junitxml={rwdir / JUNIT_FILE}", *pytest_args]

@@ -10,12 +10,12 @@ import logging
 import random
 from dataclasses import dataclass
 
-from app.errors import CANCEL_REASON_PID_REUSED, CANCEL_REASON_TARGET_EXITED, classify
-from app.identity import ProcessIdentity, current_identity
-from app.limits import Limits
-from app.states import ProcessState
-from app.store import RetryOutcome, Store
-from app.utctime import utc
+from ffrtmp.errors import CANCEL_REASON_PID_REUSED, CANCEL_REASON_TARGET_EXITED, classify
+from ffrtmp.identity import ProcessIdentity, current_identity
+from ffrtmp.limits import Limits
+from ffrtmp.states import ProcessState
+from ffrtmp.store import RetryOutcome, Store
+from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from app import defaults
-from app.durations import format_duration
-from app.settings import Flag, InvalidSetting, duration, number, setting, validate, whole_number
+from ffrtmp import defaults
+from ffrtmp.durations import format_duration
+from ffrtmp.settings import Flag, InvalidSetting, duration, number, setting, validate, whole_number
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.identity import ProcessIdentity
+from ffrtmp.identity import ProcessIdentity
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,11 @@
 """The watch configuration: the YAML file, the flags that override it, and the effective
 configuration printed back.
 
-Precedence, lowest first: the built-in defaults (app.defaults) < the config file < command-line
+Precedence, lowest first: the built-in defaults (ffrtmp.defaults) < the config file < command-line
 flags (`apply_overrides`). A key the file leaves out keeps its default; a flag that is given
 wins over the file.
 
-Every key is declared once, as a field of a settings class (`app.settings`): its name in the
+Every key is declared once, as a field of a settings class (`ffrtmp.settings`): its name in the
 file, its kind, its default, its flag. The value classes check their own values (`Limits`,
 `BackoffPolicy`, `HealthThresholds`, `Filters`, the sections below); this module only walks
 the file, applies the flags and prints, and adds the file, line and key to their message.
@@ -48,14 +48,14 @@ from typing import Any, NoReturn
 
 import yaml
 
-from app import defaults
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.filters import Filters, Verdict
-from app.health import SNAPSHOT_INTERVAL, HealthThresholds
-from app.limits import Limits
-from app.matching import MatchRule
-from app.settings import (
+from ffrtmp import defaults
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.filters import Filters, Verdict
+from ffrtmp.health import SNAPSHOT_INTERVAL, HealthThresholds
+from ffrtmp.limits import Limits
+from ffrtmp.matching import MatchRule
+from ffrtmp.settings import (
     ABSOLUTE_PATH,
     BOOLEAN,
     COMMAND_NAME,

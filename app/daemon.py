@@ -15,18 +15,18 @@ import signal
 import socket
 import time
 
-from app import __version__, defaults
-from app.attach import Attacher
-from app.candidate import Candidate
-from app.cgroups import job_id_for
-from app.errors import classify
-from app.health import HealthTracker, SnapshotSchedule
-from app.identity import ProcessIdentity, boot_id
-from app.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
-from app.retry import RetryWorker
-from app.states import ProcessState
-from app.store import Store
-from app.utctime import utc
+from ffrtmp import __version__, defaults
+from ffrtmp.attach import Attacher
+from ffrtmp.candidate import Candidate
+from ffrtmp.cgroups import job_id_for
+from ffrtmp.errors import classify
+from ffrtmp.health import HealthTracker, SnapshotSchedule
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
+from ffrtmp.retry import RetryWorker
+from ffrtmp.states import ProcessState
+from ffrtmp.store import Store
+from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Daemon:
         now = time.time()
         self.health = HealthTracker(config.health.thresholds, started_at=now)
         self.snapshots = SnapshotSchedule(config.health.snapshot_interval)
-        from app.metrics import Metrics
+        from ffrtmp.metrics import Metrics
 
         self.metrics = Metrics(self)
         self.http_server = None
@@ -368,7 +368,7 @@ class Daemon:
         """Handle what the kernel told us; True when events were lost and a scan is due."""
         if self.listener is None:
             return False
-        from app.proc_events import ExecEvent, ExitEvent, Overflow
+        from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
         lost = False
         while True:
@@ -447,7 +447,7 @@ class Daemon:
 
     def prune_slice(self, now: float) -> None:
         """Retention, a few small batches at a time so a scan never waits long behind it."""
-        from app.prune import prune
+        from ffrtmp.prune import prune
 
         try:
             removed = prune(
@@ -563,7 +563,7 @@ class Daemon:
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
             return
-        from app.config import ConfigError, load_config
+        from ffrtmp.config import ConfigError, load_config
 
         try:
             fresh = load_config(source)
@@ -573,10 +573,10 @@ class Daemon:
             return
         overrides = getattr(self, "overrides", None)
         if overrides:
-            from app.config import apply_overrides
+            from ffrtmp.config import apply_overrides
 
             fresh = apply_overrides(fresh, **overrides)
-        from app.scanner import Scanner
+        from ffrtmp.scanner import Scanner
 
         self.config = fresh
         self.scanner = Scanner(
@@ -620,7 +620,7 @@ class Daemon:
 
 def default_notifier():
     if os.environ.get("NOTIFY_SOCKET"):
-        from app.sd_notify import Notifier
+        from ffrtmp.sd_notify import Notifier
 
         return Notifier.from_environment()
     return None

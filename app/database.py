@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
-from app import defaults
-from app.revisions import head_revision, known_revisions
+from ffrtmp import defaults
+from ffrtmp.revisions import head_revision, known_revisions
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,7 @@ def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
     except DatabaseError:
         raise
     except Exception as exc:
-        # The driver's own words ("file is not a database"), not SQLAlchemy's SQL and link.
-        reason = getattr(exc, "orig", None) or exc
-        raise DatabaseError(f"database {location} cannot be read: {reason}") from None
+        raise DatabaseError(f"database {location} cannot be read: {_why(exc)}") from None
 
 
 def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
@@ -236,22 +234,51 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
             ) from None
     engine = make_engine(location)
     try:
-        revision = stored_revision(engine)
-        if revision == head_revision():
-            return engine
-        if revision is not None and not _is_known_older(revision):
-            raise DatabaseError(_revision_mismatch(location, revision))
-        if revision is not None and location.path is not None:
-            copy = backup(location.path)
-            log.warning("database %s is at revision %s; backed up to %s", location, revision, copy)
-        from app.migrate import upgrade
-
-        upgrade(engine)
-        log.info("database %s upgraded from %s to %s", location, revision, head_revision())
-        return engine
-    except Exception:
+        _bring_to_head(engine, location)
+    except DatabaseError:
         engine.dispose()
         raise
+    except Exception as exc:
+        engine.dispose()
+        raise DatabaseError(
+            f"database {location} cannot be opened for writing: {_why(exc)}"
+        ) from None
+    return engine
+
+
+def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
+    revision = stored_revision(engine)
+    if revision == head_revision():
+        return
+    if revision is not None and not _is_known_older(revision):
+        raise DatabaseError(_revision_mismatch(location, revision))
+    if revision is not None and location.path is not None:
+        copy = backup(location.path)
+        log.warning("database %s is at revision %s; backed up to %s", location, revision, copy)
+    from ffrtmp.migrate import upgrade
+
+    upgrade(engine)
+    log.info("database %s upgraded from %s to %s", location, revision, head_revision())
+
+
+# SQLite's words for a WAL database whose folder cannot hold the shared-memory index (-shm):
+# network and virtual filesystems (NFS, 9p, some FUSE mounts) do not give shared mappings.
+_NO_SHARED_MEMORY = ("disk I/O error", "locking protocol")
+
+
+def _why(exc: BaseException) -> str:
+    """The cause in the driver's or the system's words, without SQLAlchemy's SQL and link."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror
+    else:
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if isinstance(cause, sqlite3.Error) and any(words in reason for words in _NO_SHARED_MEMORY):
+        reason += (
+            " (on NFS, 9p and some FUSE filesystems SQLite's WAL mode cannot share memory "
+            "between connections: put the database on a local filesystem with --db or FFRTMP_DB)"
+        )
+    return reason
 
 
 def _refuse_unusable(location: DatabaseLocation) -> None:

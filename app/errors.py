@@ -23,7 +23,7 @@ import errno as errno_module
 import sys
 from dataclasses import dataclass
 
-from app.states import RETRYABLE_ERROR_TYPES, ErrorType
+from ffrtmp.states import RETRYABLE_ERROR_TYPES, ErrorType
 
 CANCEL_REASON_TARGET_EXITED = "target_exited"
 CANCEL_REASON_PID_REUSED = "pid_reused"

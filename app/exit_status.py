@@ -12,7 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from app.identity import read_stat
+from ffrtmp.identity import read_stat
 
 _MAX_SIGNAL = signal.SIGRTMAX
 

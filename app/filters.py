@@ -1,7 +1,7 @@
 """The filters: the rules every matched process passes before it is governed.
 
 Each rule says attach, skip (for good, with the reason recorded) or defer (not yet: evaluate
-again later). Filters are settings like any other (`app.settings`): the file's `filters:`
+again later). Filters are settings like any other (`ffrtmp.settings`): the file's `filters:`
 section and each command's own `filters:` are read into this class.
 """
 
@@ -12,10 +12,10 @@ import pwd
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app import defaults
-from app.candidate import Candidate
-from app.durations import format_duration
-from app.settings import (
+from ffrtmp import defaults
+from ffrtmp.candidate import Candidate
+from ffrtmp.durations import format_duration
+from ffrtmp.settings import (
     ABSOLUTE_PATH,
     PARENT,
     UID,

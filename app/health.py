@@ -17,9 +17,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from app import defaults
-from app.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
-from app.states import HealthStatus
+from ffrtmp import defaults
+from ffrtmp.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
+from ffrtmp.states import HealthStatus
 
 SNAPSHOT_INTERVAL = duration()  # the kind of HealthSettings.snapshot_interval, checked here too
 SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}

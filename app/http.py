@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import __version__, defaults
-from app.health import assess
-from app.metrics import Metrics, attached_now
-from app.states import HealthStatus
+from ffrtmp import __version__, defaults
+from ffrtmp.health import assess
+from ffrtmp.metrics import Metrics, attached_now
+from ffrtmp.states import HealthStatus
 
 log = logging.getLogger(__name__)
 

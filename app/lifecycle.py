@@ -14,12 +14,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.exit_status import ExitInfo, zombie_exit_status
-from app.identity import ProcessIdentity
-from app.models import Process, ProcessEvent
-from app.states import EventKind, ProcessState
-from app.store import Store
-from app.utctime import utc
+from ffrtmp.exit_status import ExitInfo, zombie_exit_status
+from ffrtmp.identity import ProcessIdentity
+from ffrtmp.models import Process, ProcessEvent
+from ffrtmp.states import EventKind, ProcessState
+from ffrtmp.store import Store
+from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from app import defaults
-from app.settings import (
+from ffrtmp import defaults
+from ffrtmp.settings import (
     PERCENT_OF_CORE,
     Flag,
     optional,

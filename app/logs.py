@@ -1,6 +1,6 @@
 """Logging for the entry points: stderr, human lines by default or one JSON object per line.
 
-The library only names its loggers (`app.scanner`, ...); only the CLI calls `setup`.
+The library only names its loggers (`ffrtmp.scanner`, ...); only the CLI calls `setup`.
 """
 
 from __future__ import annotations
@@ -33,5 +33,5 @@ def setup(level: str = "info", fmt: str = "human") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Alembic narrates every migration step at INFO; the upgrade itself is logged by app.database.
+    # Alembic narrates every migration step at INFO; ffrtmp.database logs the upgrade itself.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from app import defaults
-from app.health import SEVERITY, HealthReport
-from app.states import ErrorType, RetryState
+from ffrtmp import defaults
+from ffrtmp.health import SEVERITY, HealthReport
+from ffrtmp.states import ErrorType, RetryState
 
 log = logging.getLogger(__name__)
 

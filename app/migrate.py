@@ -6,14 +6,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
-from app.revisions import MIGRATIONS
-
-PROJECT_ROOT = MIGRATIONS.parent
+from ffrtmp.revisions import MIGRATIONS
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
-    ini = PROJECT_ROOT / "alembic.ini"
-    cfg = Config(str(ini)) if ini.exists() else Config()
+    """The configuration alembic.ini gives the `alembic` command line, built here so that an
+    installed ffrtmp, which has no alembic.ini, upgrades exactly as a source checkout does."""
+    cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if engine is not None:
         cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -35,11 +34,11 @@ def current(engine: Engine) -> str | None:
 
 
 def differences_from_schema(conn: Connection) -> list:
-    """Differences between the migrated database and app.schema (empty when they agree)."""
+    """Differences between the migrated database and ffrtmp.schema (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from app.schema import metadata
+    from ffrtmp.schema import metadata
 
     context = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
     return compare_metadata(context, metadata)

@@ -1,16 +1,16 @@
-"""The ORM classes the daemon writes through, mapped onto the tables of app.schema.
+"""The ORM classes the daemon writes through, mapped onto the tables of ffrtmp.schema.
 
-The columns are defined once, in app.schema; a class here names a table for the Session and
+The columns are defined once, in ffrtmp.schema; a class here names a table for the Session and
 adds what a row means to the daemon (a process row's identity). Read commands never load this
-module or the ORM: they query app/read_tables.py, generated from app.schema.
+module or the ORM: they query app/read_tables.py, generated from ffrtmp.schema.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.orm import DeclarativeBase
 
-from app import schema
-from app.identity import ProcessIdentity
+from ffrtmp import schema
+from ffrtmp.identity import ProcessIdentity
 
 
 class Base(DeclarativeBase):

@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.identity import current_identity
-from app.models import Process, RetryItem
-from app.states import EventKind, ProcessState, RetryState
-from app.store import Store, add_event, finish_retry
+from ffrtmp.identity import current_identity
+from ffrtmp.models import Process, RetryItem
+from ffrtmp.states import EventKind, ProcessState, RetryState
+from ffrtmp.store import Store, add_event, finish_retry
 
 DISCARD_REASON = "discarded by operator"
 REQUEUE_REASON = "requeued by operator"

@@ -11,7 +11,7 @@ What the events mean:
   Fork events for new threads (child_pid != child_tgid) and exit events of threads
   (pid != tgid) say nothing about processes, so the listener drops them unless asked
   (`include_threads=True`); their `is_thread` property tells them apart.
-- `ExitEvent.exit_status` is the raw wait status (decode it with `app.exit_status`).
+- `ExitEvent.exit_status` is the raw wait status (decode it with `ffrtmp.exit_status`).
   `ExitEvent.exit_signal` is *not* the killing signal: it is the signal the parent gets
   (SIGCHLD, 17, almost always).
 - The exit event of a thread-group leader is sent when the leader thread exits. If the main
@@ -34,7 +34,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from app import defaults, failpoints
+from ffrtmp import defaults, failpoints
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, exists, func, not_, or_, select
 
-from app import defaults
-from app.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
-from app.states import ProcessState, RetryState
+from ffrtmp import defaults
+from ffrtmp.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
+from ffrtmp.states import ProcessState, RetryState
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, func, select
 
-from app.read_tables import (
+from ffrtmp.read_tables import (
     daemon_runs,
     error_events,
     health_snapshots,
@@ -21,7 +21,7 @@ from app.read_tables import (
     retry_items,
     scans,
 )
-from app.states import RetryState
+from ffrtmp.states import RetryState
 
 RETRY_COLUMNS = (
     "id",

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from app import defaults
-from app.attach import Attacher
-from app.errors import CANCEL_REASON_PID_REUSED
-from app.identity import current_identity
-from app.lifecycle import Followed, Lifecycle
-from app.states import ProcessState
-from app.store import Store
-from app.utctime import utc
+from ffrtmp import defaults
+from ffrtmp.attach import Attacher
+from ffrtmp.errors import CANCEL_REASON_PID_REUSED
+from ffrtmp.identity import current_identity
+from ffrtmp.lifecycle import Followed, Lifecycle
+from ffrtmp.states import ProcessState
+from ffrtmp.store import Store
+from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
 

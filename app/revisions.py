@@ -11,10 +11,13 @@ tests/test_migrations.py asserts that this reading agrees with Alembic's.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The migrations ship inside the package as ffrtmp.migrations (pyproject.toml maps the
+# top-level migrations/ folder there), so an installed ffrtmp finds them in its own files.
+MIGRATIONS = Path(importlib.util.find_spec("ffrtmp.migrations").submodule_search_locations[0])
 
 
 class RevisionsError(Exception):

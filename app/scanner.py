@@ -21,10 +21,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app import failpoints
-from app.candidate import Candidate
-from app.identity import ProcessIdentity, StatFields, boot_id, parse_stat
-from app.matching import MatchRule
+from ffrtmp import failpoints
+from ffrtmp.candidate import Candidate
+from ffrtmp.identity import ProcessIdentity, StatFields, boot_id, parse_stat
+from ffrtmp.matching import MatchRule
 
 logger = logging.getLogger(__name__)
 

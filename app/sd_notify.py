@@ -16,8 +16,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from app.metrics import attached_now
-from app.states import HealthStatus, RetryState
+from ffrtmp.metrics import attached_now
+from ffrtmp.states import HealthStatus, RetryState
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from app.config import WatchConfig, effective_dict
-from app.daemon import Daemon, default_notifier
+from ffrtmp.config import WatchConfig, effective_dict
+from ffrtmp.daemon import Daemon, default_notifier
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +16,18 @@ class StartupError(Exception):
 
 
 def open_store(db: str | None):
-    from app.database import DatabaseError, open_for_writing
-    from app.store import Store
+    from ffrtmp.database import DatabaseError, open_for_writing
+    from ffrtmp.revisions import RevisionsError
+    from ffrtmp.store import Store
 
     try:
         return Store(open_for_writing(db))
-    except DatabaseError as exc:
+    except (DatabaseError, RevisionsError) as exc:
         raise StartupError(str(exc)) from None
 
 
 def make_governor(config: WatchConfig):
-    from app.cgroups import create_governor
+    from ffrtmp.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(config.cgroup.version)
     return create_governor(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
@@ -37,7 +38,7 @@ def choose_discovery(mode: str):
     if mode == "poll":
         log.info("discovery: poll (full scans only)")
         return "poll", None
-    from app.proc_events import ProcEventListener, unavailable_reason
+    from ffrtmp.proc_events import ProcEventListener, unavailable_reason
 
     try:
         listener = ProcEventListener().open()
@@ -56,12 +57,12 @@ def choose_discovery(mode: str):
 def build_daemon(
     config: WatchConfig, *, db: str | None, once: bool = False, http_address: str | None = None
 ) -> Daemon:
-    from app.scanner import Scanner
+    from ffrtmp.scanner import Scanner
 
     # Every refusal comes before the database is touched: a daemon that cannot start
     # leaves no file behind.
     if http_address:
-        from app.http import parse_address
+        from ffrtmp.http import parse_address
 
         try:
             parse_address(http_address)
@@ -88,7 +89,7 @@ def build_daemon(
         notifier=default_notifier(),
     )
     if http_address:
-        from app.http import start_http_server
+        from ffrtmp.http import start_http_server
 
         try:
             daemon.http_server = start_http_server(http_address, daemon)

@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.durations import format_duration, parse_duration
+from ffrtmp.durations import format_duration, parse_duration
 
 
 class Invalid(Exception):

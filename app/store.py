@@ -19,12 +19,12 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import failpoints, queries
-from app.candidate import Candidate
-from app.database import for_reading
-from app.identity import ProcessIdentity
-from app.limits import Limits
-from app.models import (
+from ffrtmp import failpoints, queries
+from ffrtmp.candidate import Candidate
+from ffrtmp.database import for_reading
+from ffrtmp.identity import ProcessIdentity
+from ffrtmp.limits import Limits
+from ffrtmp.models import (
     DaemonRun,
     ErrorEvent,
     HealthSnapshot,
@@ -33,7 +33,7 @@ from app.models import (
     RetryItem,
     Scan,
 )
-from app.states import EventKind, ProcessState, RetryState
+from ffrtmp.states import EventKind, ProcessState, RetryState
 
 # The failure counters of a health snapshot, stored under these column names.
 FAILURE_COUNTERS = (
@@ -635,7 +635,7 @@ class Store:
             return s.scalars(select(HealthSnapshot).order_by(HealthSnapshot.id.desc())).first()
 
 
-# --- pieces of a unit of work, shared by the methods above and app.operator_actions ---------
+# --- pieces of a unit of work, shared by the methods above and ffrtmp.operator_actions ---------
 
 
 def add_event(

@@ -1,6 +1,6 @@
 """The health `ffrtmp health` reports: the newest stored snapshot judged again by the clock.
 
-The daemon judges itself with app.health as it runs; a reader of the database applies the same
+The daemon judges itself with ffrtmp.health as it runs; a reader of the database applies the same
 rules to the snapshot's counters at its own `now`, so a daemon that stopped, hangs or died turns
 unhealthy by the passage of time alone.
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import defaults, queries
-from app.health import HealthThresholds, assess
-from app.states import HealthStatus, RetryState
+from ffrtmp import defaults, queries
+from ffrtmp.health import HealthThresholds, assess
+from ffrtmp.states import HealthStatus, RetryState
 
 HEALTH_KEYS = (
     "status",

@@ -1,6 +1,6 @@
 """How the database stores time: naive UTC text, read back as aware UTC datetimes.
 
-Kept apart from app.models so the read commands can use it without loading the ORM.
+Kept apart from ffrtmp.models so the read commands can use it without loading the ORM.
 """
 
 from __future__ import annotations

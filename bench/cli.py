@@ -3,7 +3,7 @@ importing what it needs (`python -c "import sqlalchemy.orm, click"`).
 
     .venv/bin/python bench/cli.py [--rows 100000] [--repeat 15] [--db PATH]
 
-Builds the database through the real schema (app.database.open_for_writing) with bulk inserts:
+Builds the database through the real schema (ffrtmp.database.open_for_writing) with bulk inserts:
 `--rows` rows across processes, process events, error events, scans, retry items and health
 snapshots, of which 60 retry items pending and 40 dead. Then runs the two commands alternately,
 checks the command printed the 100 expected items, and prints both medians and their ratio.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from app.database import open_for_writing
-from app.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
+from ffrtmp.database import open_for_writing
+from ffrtmp.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
 
 PENDING, DEAD = 60, 40
 TARGET_RATIO = 1.3
@@ -181,7 +181,7 @@ def main() -> int:
             f"in {time.perf_counter() - started:.1f}s"
         )
         script = Path(sys.executable).with_name("ffrtmp")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "ffrtmp.cli"]
         command += ["retries", "list", "--json", "--db", str(path)]
         baseline = [sys.executable, "-c", "import sqlalchemy.orm, click"]
         env_note = os.environ.get("PYTHONDONTWRITEBYTECODE")

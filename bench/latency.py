@@ -39,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.durations import parse_duration
+from ffrtmp.durations import parse_duration
 
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "memory")  # the v1 hierarchies the daemon uses here
@@ -85,7 +85,7 @@ class WatchDaemon:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> int:
-        argv = [sys.executable, "-m", "app.cli", "watch", "--db", str(self.db_path), *self.args]
+        argv = [sys.executable, "-m", "ffrtmp.cli", "watch", "--db", str(self.db_path), *self.args]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -195,7 +195,7 @@ class ExecClock:
         self.listener = None
         self.exec_ns: dict[int, int] = {}
         try:
-            from app.proc_events import ProcEventListener
+            from ffrtmp.proc_events import ProcEventListener
 
             self.listener = ProcEventListener().open()
         except OSError as exc:
@@ -208,7 +208,7 @@ class ExecClock:
     def read(self) -> None:
         if self.listener is None:
             return
-        from app.proc_events import ExecEvent, Overflow
+        from ffrtmp.proc_events import ExecEvent, Overflow
 
         for event in self.listener.read_events():
             if isinstance(event, ExecEvent):

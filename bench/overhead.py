@@ -57,13 +57,13 @@ class ExecCounter:
     """Counts the machine's exec events, for the context of the figures."""
 
     def __init__(self) -> None:
-        from app.proc_events import ProcEventListener
+        from ffrtmp.proc_events import ProcEventListener
 
         self.listener = ProcEventListener().open()
         self.execs = 0
 
     def drain(self) -> None:
-        from app.proc_events import ExecEvent
+        from ffrtmp.proc_events import ExecEvent
 
         self.execs += sum(isinstance(e, ExecEvent) for e in self.listener.read_events())
 

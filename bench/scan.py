@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.defaults import TARGET_COMMANDS
-from app.matching import rules_for_commands
-from app.scanner import Scanner
+from ffrtmp.defaults import TARGET_COMMANDS
+from ffrtmp.matching import rules_for_commands
+from ffrtmp.scanner import Scanner
 
 SLEEP_SECONDS = 600
 HEADROOM_PIDS = 500  # left free for everything else on the machine while the bench runs

@@ -3,8 +3,8 @@ the database the same way the app does (-x db=..., else FFRTMP_DB, else the defa
 
 from alembic import context
 
-from app import database
-from app.schema import metadata
+from ffrtmp import database
+from ffrtmp.schema import metadata
 
 config = context.config
 target_metadata = metadata

@@ -13,7 +13,7 @@ import pytest
 from cgroup_hierarchy import cgroup_hierarchy, pytest_report_header, real_cgroup_parent  # noqa: F401
 from helpers_processes import ProcessSpawner, make_ffmpeg
 
-from app import failpoints
+from ffrtmp import failpoints
 
 
 @pytest.fixture
@@ -23,8 +23,8 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path):
-    from app.database import open_for_writing
-    from app.store import Store
+    from ffrtmp.database import open_for_writing
+    from ffrtmp.store import Store
 
     s = Store(open_for_writing(db_path))
     try:

@@ -14,12 +14,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from app.cgroups import create_governor
-from app.config import apply_overrides, load_config
-from app.daemon import Daemon
-from app.database import open_for_writing
-from app.scanner import Scanner
-from app.store import Store
+from ffrtmp.cgroups import create_governor
+from ffrtmp.config import apply_overrides, load_config
+from ffrtmp.daemon import Daemon
+from ffrtmp.database import open_for_writing
+from ffrtmp.scanner import Scanner
+from ffrtmp.store import Store
 
 
 def write_config(
@@ -48,7 +48,7 @@ def make_daemon(
         governor = create_governor(parent=cgroup_parent)
     listener = None
     if events:
-        from app.proc_events import ProcEventListener
+        from ffrtmp.proc_events import ProcEventListener
 
         listener = ProcEventListener().open()
     scanner = Scanner(config.rules(), self_pid=None)

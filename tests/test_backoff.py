@@ -1,4 +1,4 @@
-"""The backoff formula of app.backoff, checked exactly and as properties."""
+"""The backoff formula of ffrtmp.backoff, checked exactly and as properties."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import defaults
-from app.backoff import BackoffPolicy
+from ffrtmp import defaults
+from ffrtmp.backoff import BackoffPolicy
 
 finite = {"allow_nan": False, "allow_infinity": False}
 

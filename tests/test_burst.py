@@ -13,7 +13,7 @@ import pytest
 from daemon_harness import query, scans_recorded, write_config
 from helpers_processes import wait_until
 
-FFRTMP = [sys.executable, "-m", "app.cli"]
+FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 BURST = 500
 SHORT_EVERY = 3  # every third process exits after 50 ms, the rest after 3 s
 SCAN_INTERVAL = "1s"

@@ -19,7 +19,7 @@ import pytest
 from cgroup_hierarchy import CgroupHierarchy
 from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
 
-from app.cgroups import (
+from ffrtmp.cgroups import (
     Attachment,
     Governor,
     GovernorError,
@@ -27,10 +27,10 @@ from app.cgroups import (
     create_governor,
     job_id_for,
 )
-from app.identity import current_identity
-from app.limits import Limits
+from ffrtmp.identity import current_identity
+from ffrtmp.limits import Limits
 
-pytestmark = pytest.mark.cgroup_v2
+pytestmark = pytest.mark.vm
 
 NEEDED = {"cpu", "memory"}
 MIB = 1024 * 1024

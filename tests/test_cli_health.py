@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from app import defaults
-from app.cli import main
-from app.queries import HEALTH_HISTORY_COLUMNS
-from app.stored_health import HEALTH_KEYS
+from ffrtmp import defaults
+from ffrtmp.cli import main
+from ffrtmp.queries import HEALTH_HISTORY_COLUMNS
+from ffrtmp.stored_health import HEALTH_KEYS
 
 
 def run(db_path, *args: str):

@@ -13,13 +13,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from app import queries
-from app.candidate import Candidate
-from app.cli import main
-from app.cli.params import DURATION, parse_since
-from app.errors import classify
-from app.identity import ProcessIdentity, boot_id
-from app.states import ProcessState
+from ffrtmp import queries
+from ffrtmp.candidate import Candidate
+from ffrtmp.cli import main
+from ffrtmp.cli.params import DURATION, parse_since
+from ffrtmp.errors import classify
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.states import ProcessState
 
 NOW = datetime.now(UTC)
 
@@ -293,11 +293,11 @@ def test_read_commands_leave_the_file_untouched(store, db_path, history):
 
 
 def test_read_commands_import_neither_alembic_nor_psutil_nor_the_orm_models(store, db_path):
-    """Nor app.schema: its Table objects cost 5 ms; the reads use the generated light tables."""
-    heavy = ("alembic", "psutil", "app.models", "sqlalchemy.orm", "app.schema")
+    """Nor ffrtmp.schema: its Table objects cost 5 ms; the reads use the generated light tables."""
+    heavy = ("alembic", "psutil", "ffrtmp.models", "sqlalchemy.orm", "ffrtmp.schema")
     probe = (
         "import sys\n"
-        "from app.cli import main\n"
+        "from ffrtmp.cli import main\n"
         "try:\n"
         f"    main(['retries', 'list', '--json', '--db', {str(db_path)!r}])\n"
         "except SystemExit as exit:\n"

@@ -14,15 +14,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.cli import main
-from app.errors import classify
-from app.identity import ProcessIdentity, boot_id
-from app.models import Process, ProcessEvent, RetryItem
-from app.queries import RETRY_COLUMNS
-from app.scanner import Scanner
-from app.states import EventKind, ProcessState, RetryState
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.cli import main
+from ffrtmp.errors import classify
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.models import Process, ProcessEvent, RetryItem
+from ffrtmp.queries import RETRY_COLUMNS
+from ffrtmp.scanner import Scanner
+from ffrtmp.states import EventKind, ProcessState, RetryState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -119,7 +119,7 @@ def four_states(store):
     _, ids["pending"] = pending_item(store, fake_candidate(40001))
     _, ids["dead"] = dead_item(store, fake_candidate(40002))
     process_id, ids["succeeded"] = pending_item(store, fake_candidate(40003))
-    from app.limits import Limits
+    from ffrtmp.limits import Limits
 
     store.record_attached(
         process_id, cgroup_version=2, cgroup_paths=["/x"], applied=Limits(), now=NOW, attempt=1

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.cli import main
-from app.errors import classify
-from app.identity import ProcessIdentity, boot_id
-from app.models import Process, RetryItem
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.cli import main
+from ffrtmp.errors import classify
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.models import Process, RetryItem
 
 NOW = datetime.now(UTC)
 

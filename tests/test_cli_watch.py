@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import cgroup_of, query, scans_recorded, write_config
 
-FFRTMP = [sys.executable, "-m", "app.cli"]
+FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 
 
 def ffrtmp(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
@@ -379,9 +379,8 @@ def test_json_logs_are_one_object_per_line(db_path, cgroup_parent):
     assert result.returncode == 0
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
-    assert any(
-        e["logger"] == "app.daemon" and "effective configuration" in e["message"] for e in entries
-    )
+    logged = [e["message"] for e in entries if e["logger"] == "ffrtmp.daemon"]
+    assert any("effective configuration" in message for message in logged)
 
 
 @pytest.mark.parametrize("discovery", ["events", "poll"])

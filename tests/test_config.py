@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import defaults
-from app.candidate import Candidate
-from app.cli import main as cli
-from app.config import (
+from ffrtmp import defaults
+from ffrtmp.candidate import Candidate
+from ffrtmp.cli import main as cli
+from ffrtmp.config import (
     CommandConfig,
     ConfigError,
     MatchCriteria,
@@ -26,9 +26,9 @@ from app.config import (
     effective_dict,
     load_config,
 )
-from app.filters import Decision, Filters
-from app.identity import ProcessIdentity, boot_id, current_identity
-from app.limits import Limits
+from ffrtmp.filters import Decision, Filters
+from ffrtmp.identity import ProcessIdentity, boot_id, current_identity
+from ffrtmp.limits import Limits
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "watch-config.yaml"
 HYPOTHESIS = settings(

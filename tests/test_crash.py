@@ -28,10 +28,10 @@ import pytest
 from daemon_harness import cgroup_of, write_config
 from helpers_processes import wait_until
 
-from app.identity import ProcessIdentity, current_identity
-from app.lifecycle import REASON_DAEMON_DOWN
+from ffrtmp.identity import ProcessIdentity, current_identity
+from ffrtmp.lifecycle import REASON_DAEMON_DOWN
 
-FFRTMP = [sys.executable, "-m", "app.cli"]
+FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 SEED_ENV_VAR = "FFRTMP_CRASH_SEED"
 KILLS = 20
 MAX_ATTEMPTS = 4
@@ -523,8 +523,8 @@ def test_a_last_attempt_cut_short_by_a_crash_is_not_made_again(
     """The daemon counts an attempt (claim_retry) before it runs it. A SIGKILL between that
     count and the attempt's recorded failure is a window of milliseconds, so the state it leaves
     is made here with the daemon's own store call, as the killed daemon made it."""
-    from app.database import open_for_writing
-    from app.store import Store
+    from ffrtmp.database import open_for_writing
+    from ffrtmp.store import Store
 
     # Retry 1 after 100ms, retry 2 (the last) 10s later: time to step in before it.
     config = write_config(

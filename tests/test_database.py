@@ -14,9 +14,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from app import database
-from app.cli import main
-from app.revisions import head_revision
+from ffrtmp import database
+from ffrtmp.cli import main
+from ffrtmp.revisions import head_revision
 
 
 def digest(path) -> str:
@@ -166,8 +166,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from datetime import UTC, datetime
-    from app.database import open_for_writing
-    from app.store import Store
+    from ffrtmp.database import open_for_writing
+    from ffrtmp.store import Store
     store = Store(open_for_writing(sys.argv[1]))
     deadline = time.monotonic() + float(sys.argv[2])
     n = 0
@@ -205,3 +205,30 @@ def test_reader_and_writer_work_at_the_same_time(db_path):
     con = sqlite3.connect(db_path)
     assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == int(out)
     con.close()
+
+
+@pytest.mark.vm
+def test_a_database_on_a_filesystem_without_shared_memory_is_one_sentence(tmp_path):
+    """9p (the VM's shared folder; NFS and some FUSE mounts alike) cannot hold SQLite's WAL
+    shared-memory index: `db upgrade` and `watch` say so in one sentence, no traceback."""
+    shared = os.environ.get("FFRTMP_TEST_9P_DIR")
+    if not shared:
+        pytest.skip("needs a 9p folder (make test-v2 gives one in the VM)")
+    db = os.path.join(shared, f"ffrtmp-{os.getpid()}.db")
+    try:
+        for args in (["db", "upgrade"], ["watch", "--once", "--target", "ffrtmp-9p-check"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "ffrtmp.cli", *args, "--db", db],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert result.returncode == 1, result.stderr
+            message = result.stderr.strip()
+            assert "Traceback" not in message and "\n" not in message, message
+            assert message.startswith(f"Error: database {db} cannot be opened for writing:")
+            assert "local filesystem" in message
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)

@@ -20,10 +20,10 @@ import pytest
 from daemon_harness import close, make_daemon, query, write_config
 from helpers_processes import wait_until
 
-from app import failpoints
-from app.proc_events import ExecEvent, ProcEventListener
+from ffrtmp import failpoints
+from ffrtmp.proc_events import ExecEvent, ProcEventListener
 
-FFRTMP = [sys.executable, "-m", "app.cli"]
+FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 REFUSED = "proc_events.open=EPERM*inf"
 REFUSAL_SENTENCE = (
     "Error: --discovery events is not possible here: the kernel refused the process-events "

@@ -2,7 +2,7 @@
 
 Where the system can produce the error here it is produced for real (a reaped child, a zombie,
 a refused connection, a locked SQLite file, a bad write to /proc); errors the machine cannot be
-made to raise on demand (ENOMEM, ENOSPC, ...) are raised through app.failpoints, which raises
+made to raise on demand (ENOMEM, ENOSPC, ...) are raised through ffrtmp.failpoints, which raises
 exactly the OSError a failing system call would.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import failpoints
-from app.errors import (
+from ffrtmp import failpoints
+from ffrtmp.errors import (
     CANCEL_REASON_PID_REUSED,
     CANCEL_REASON_TARGET_EXITED,
     ERRNO_TYPES,
@@ -30,7 +30,7 @@ from app.errors import (
     Classification,
     classify,
 )
-from app.states import RETRYABLE_ERROR_TYPES, ErrorType
+from ffrtmp.states import RETRYABLE_ERROR_TYPES, ErrorType
 
 
 def raised(fn) -> BaseException:
@@ -361,7 +361,7 @@ def test_cancel_reasons():
 
 def test_importing_errors_does_not_import_psutil_or_sqlalchemy():
     code = (
-        "import sys, app.errors; "
+        "import sys, ffrtmp.errors; "
         "print(sorted(m for m in ('psutil', 'sqlalchemy', 'sqlite3') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

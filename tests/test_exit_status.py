@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.exit_status import ExitInfo, decode_wait_status, zombie_exit_status
-from app.identity import read_stat
+from ffrtmp.exit_status import ExitInfo, decode_wait_status, zombie_exit_status
+from ffrtmp.identity import read_stat
 
 
 @pytest.fixture

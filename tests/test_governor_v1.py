@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers_processes import SLEEP_BINARY, ProcessSpawner
 
-from app.cgroups import (
+from ffrtmp.cgroups import (
     CgroupFiles,
     Governor,
     GovernorError,
@@ -30,8 +30,8 @@ from app.cgroups import (
     job_id_for,
     read_proc_cgroups,
 )
-from app.identity import ProcessIdentity, current_identity
-from app.limits import MIB, Limits
+from ffrtmp.identity import ProcessIdentity, current_identity
+from ffrtmp.limits import MIB, Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

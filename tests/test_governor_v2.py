@@ -20,11 +20,11 @@ import pytest
 from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
 from sqlalchemy import select
 
-from app import failpoints
-from app.attach import Attacher
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.cgroups import (
+from ffrtmp import failpoints
+from ffrtmp.attach import Attacher
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.cgroups import (
     Attachment,
     CgroupFiles,
     Governor,
@@ -35,12 +35,12 @@ from app.cgroups import (
     is_job_name,
     job_id_for,
 )
-from app.identity import ProcessIdentity, current_identity
-from app.lifecycle import Followed, Lifecycle
-from app.limits import Limits
-from app.models import Process, ProcessEvent
-from app.states import EventKind, ProcessState
-from app.utctime import utc
+from ffrtmp.identity import ProcessIdentity, current_identity
+from ffrtmp.lifecycle import Followed, Lifecycle
+from ffrtmp.limits import Limits
+from ffrtmp.models import Process, ProcessEvent
+from ffrtmp.states import EventKind, ProcessState
+from ffrtmp.utctime import utc
 
 LIMIT_FILES = ("cpu.max", "cpu.weight", "memory.max")
 

@@ -1,4 +1,4 @@
-"""Health rules of app.health: boundaries, ageing by time alone, resets, snapshots, restore."""
+"""Health rules of ffrtmp.health: boundaries, ageing by time alone, resets, snapshots, restore."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import defaults
-from app.health import (
+from ffrtmp import defaults
+from ffrtmp.health import (
     SEVERITY,
     HealthThresholds,
     HealthTracker,
     SnapshotSchedule,
     assess,
 )
-from app.states import ErrorType, HealthStatus
+from ffrtmp.states import ErrorType, HealthStatus
 
 T0 = 1_700_000_000.0  # an epoch time; the rules only look at differences
 

@@ -1,7 +1,7 @@
 """/healthz and /metrics over a real socket on 127.0.0.1, against a real HealthTracker and a real
 SQLite store.
 
-`DaemonStandIn` stands in for app.daemon.Daemon with only the attributes the HTTP layer reads,
+`DaemonStandIn` stands in for ffrtmp.daemon.Daemon with only the attributes the HTTP layer reads,
 so the HTTP layer is tested alone; the full daemon with its HTTP server is tested elsewhere.
 """
 
@@ -22,19 +22,19 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.errors import classify
-from app.health import HealthThresholds, HealthTracker
-from app.http import parse_address, start_http_server
-from app.identity import current_identity
-from app.lifecycle import Followed
-from app.metrics import Metrics
-from app.states import ErrorType
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.errors import classify
+from ffrtmp.health import HealthThresholds, HealthTracker
+from ffrtmp.http import parse_address, start_http_server
+from ffrtmp.identity import current_identity
+from ffrtmp.lifecycle import Followed
+from ffrtmp.metrics import Metrics
+from ffrtmp.states import ErrorType
 
 
 class DaemonStandIn:
-    """The attributes of app.daemon.Daemon that app.http and app.metrics read."""
+    """The attributes of ffrtmp.daemon.Daemon that ffrtmp.http and ffrtmp.metrics read."""
 
     def __init__(self, health: HealthTracker, store=None) -> None:
         self.health = health

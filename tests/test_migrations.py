@@ -1,4 +1,4 @@
-"""The migrations build exactly app.schema, the ORM maps that very schema, the read commands'
+"""The migrations build exactly ffrtmp.schema, the ORM maps that very schema, the read commands'
 light tables are generated from it, and the revisions read without Alembic are Alembic's."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 from alembic.script import ScriptDirectory
 
-from app import database, migrate, schema
-from app.revisions import RevisionsError, find_head, head_revision, known_revisions, read_graph
+from ffrtmp import database, migrate, schema
+from ffrtmp.revisions import RevisionsError, find_head, head_revision, known_revisions, read_graph
 
 
 def test_migrations_on_an_empty_file_match_the_schema(tmp_path):
@@ -23,7 +23,7 @@ def test_migrations_on_an_empty_file_match_the_schema(tmp_path):
 
 def test_the_orm_classes_map_exactly_the_tables_the_read_queries_use():
     """One definition: the daemon writes through the very Table objects the reads select from."""
-    from app.models import Base
+    from ffrtmp.models import Base
 
     mapped = {mapper.local_table for mapper in Base.registry.mappers}
     assert mapped == set(schema.metadata.tables.values())
@@ -33,12 +33,12 @@ def test_the_orm_classes_map_exactly_the_tables_the_read_queries_use():
 def test_the_read_tables_are_generated_from_the_schema():
     from pathlib import Path
 
-    import app.read_tables
+    import ffrtmp.read_tables
 
-    stale = "app/read_tables.py is stale: run `python -m app.schema > app/read_tables.py`"
-    assert Path(app.read_tables.__file__).read_text() == schema.read_tables_source(), stale
+    stale = "app/read_tables.py is stale: run `python -m ffrtmp.schema > app/read_tables.py`"
+    assert Path(ffrtmp.read_tables.__file__).read_text() == schema.read_tables_source(), stale
     for name, table in schema.metadata.tables.items():
-        light = getattr(app.read_tables, name)
+        light = getattr(ffrtmp.read_tables, name)
         assert [(c.name, type(c.type)) for c in light.columns] == [
             (c.name, type(c.type)) for c in table.columns
         ]

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from app import failpoints
-from app.exit_status import decode_wait_status
-from app.proc_events import (
+from ffrtmp import failpoints
+from ffrtmp.exit_status import decode_wait_status
+from ffrtmp.proc_events import (
     ALL_EVENTS,
     ExecEvent,
     ExitEvent,

@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.cli import main
-from app.errors import classify
-from app.identity import ProcessIdentity, boot_id
-from app.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
-from app.prune import TABLES, prune
-from app.states import ProcessState, RetryState
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.cli import main
+from ffrtmp.errors import classify
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
+from ffrtmp.prune import TABLES, prune
+from ffrtmp.states import ProcessState, RetryState
 
 NOW = datetime.now(UTC)
 DAY = 86400.0
@@ -194,8 +194,8 @@ def test_slices_stop_and_a_later_call_carries_on(store, history):
 def test_the_daemon_can_write_between_batches(store, history):
     """Each batch commits before the next begins: a write from another connection (the daemon)
     in between succeeds at once instead of waiting for the whole prune."""
-    from app.database import open_for_writing
-    from app.store import Store
+    from ffrtmp.database import open_for_writing
+    from ffrtmp.store import Store
 
     daemon = Store(open_for_writing(store.engine.url.database))
     writes: list[str] = []

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from helpers_processes import ProcessSpawner, make_ffmpeg, wait_until
 
-from app.defaults import TARGET_COMMANDS
-from app.identity import ProcessIdentity, boot_id, current_identity, read_stat
-from app.matching import MatchRule, rules_for_commands
-from app.scanner import MANUAL_RULE, Scanner
+from ffrtmp.defaults import TARGET_COMMANDS
+from ffrtmp.identity import ProcessIdentity, boot_id, current_identity, read_stat
+from ffrtmp.matching import MatchRule, rules_for_commands
+from ffrtmp.scanner import MANUAL_RULE, Scanner
 
 NOBODY = 65534
 

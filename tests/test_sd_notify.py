@@ -1,6 +1,6 @@
 """The systemd notify protocol against a real AF_UNIX datagram socket standing in for systemd.
 
-`DaemonStandIn` stands in for app.daemon.Daemon with only the attributes the notifier reads,
+`DaemonStandIn` stands in for ffrtmp.daemon.Daemon with only the attributes the notifier reads,
 with a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
 """
 
@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.health import HealthThresholds, HealthTracker
-from app.identity import current_identity
-from app.lifecycle import Followed
-from app.sd_notify import Notifier, summary
+from ffrtmp.health import HealthThresholds, HealthTracker
+from ffrtmp.identity import current_identity
+from ffrtmp.lifecycle import Followed
+from ffrtmp.sd_notify import Notifier, summary
 
 
 class DaemonStandIn:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.backoff import BackoffPolicy
-from app.candidate import Candidate
-from app.errors import classify
-from app.identity import ProcessIdentity, boot_id
-from app.models import RetryItem
-from app.states import RetryState
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.candidate import Candidate
+from ffrtmp.errors import classify
+from ffrtmp.identity import ProcessIdentity, boot_id
+from ffrtmp.models import RetryItem
+from ffrtmp.states import RetryState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
@@ -91,7 +91,7 @@ def test_a_read_leaves_the_write_lock_free_and_a_write_takes_it_at_once(store, d
 
 
 def test_the_commit_failpoint_fails_reads_and_writes_alike(store):
-    from app import failpoints
+    from ffrtmp import failpoints
 
     failpoints.configure("store.commit=EIO*2")
     with pytest.raises(OSError):

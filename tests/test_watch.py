@@ -20,9 +20,9 @@ from daemon_harness import (
     write_config,
 )
 
-from app import failpoints
-from app.cgroups import create_governor
-from app.identity import ProcessIdentity, current_identity
+from ffrtmp import failpoints
+from ffrtmp.cgroups import create_governor
+from ffrtmp.identity import ProcessIdentity, current_identity
 
 
 def process_row(db_path, pid):
@@ -418,7 +418,7 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
 ):
     from datetime import UTC, datetime
 
-    from app.operator_actions import requeue
+    from ffrtmp.operator_actions import requeue
 
     failpoints.configure("governor.attach=EBUSY*4")  # the first attach and three retries
     daemon = make_daemon(
@@ -541,7 +541,7 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
             [
                 sys.executable,
                 "-m",
-                "app.cli",
+                "ffrtmp.cli",
                 "attach",
                 "--pid",
                 str(child.pid),
@@ -569,8 +569,8 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
 ):
     from datetime import UTC, datetime, timedelta
 
-    from app.database import open_readonly
-    from app.stored_health import current_health
+    from ffrtmp.database import open_readonly
+    from ffrtmp.stored_health import current_health
 
     config = write_config(
         tmp_path, fake_ffmpeg, "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n"

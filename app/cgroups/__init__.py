@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import defaults
-from app.cgroups.errors import GovernorError, TargetGone
-from app.cgroups.files import CgroupFiles
-from app.cgroups.governor import Attachment, Governor, Usage
-from app.cgroups.hierarchies import read_proc_cgroups
-from app.cgroups.jobs import is_job_name, job_id_for
-from app.cgroups.v1 import CgroupV1Governor, has_v1_hierarchies
-from app.cgroups.v2 import CgroupV2Governor
+from ffrtmp import defaults
+from ffrtmp.cgroups.errors import GovernorError, TargetGone
+from ffrtmp.cgroups.files import CgroupFiles
+from ffrtmp.cgroups.governor import Attachment, Governor, Usage
+from ffrtmp.cgroups.hierarchies import read_proc_cgroups
+from ffrtmp.cgroups.jobs import is_job_name, job_id_for
+from ffrtmp.cgroups.v1 import CgroupV1Governor, has_v1_hierarchies
+from ffrtmp.cgroups.v2 import CgroupV2Governor
 
 __all__ = [
     "Attachment",

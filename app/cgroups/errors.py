@@ -7,7 +7,7 @@ import errno
 import os
 from pathlib import Path
 
-from app.identity import ProcessIdentity
+from ffrtmp.identity import ProcessIdentity
 
 
 class GovernorError(OSError):

@@ -1,7 +1,7 @@
 """The governor: puts a process into a cgroup of its own with verified CPU and memory limits.
 
-Each cgroup layout (`app.cgroups.v1`, `app.cgroups.v2`) subclasses `Governor`, and all share the
-attach sequence defined here, in an order that never leaves a process half-governed:
+Each cgroup layout (`ffrtmp.cgroups.v1`, `ffrtmp.cgroups.v2`) subclasses `Governor`, and all share
+the attach sequence defined here, in an order that never leaves a process half-governed:
 
 1. create the job cgroup (in every hierarchy that is needed),
 2. write the limits, read them back and compare,
@@ -12,7 +12,7 @@ Every failure raises: a `GovernorError` (an OSError keeping the errno, so the er
 can key on it, plus the path) or `TargetGone` when the process is no longer there. The job
 cgroups created by a failed attach are removed again.
 
-Only job cgroups that follow the ownership rule of `app.cgroups.jobs` are ever touched.
+Only job cgroups that follow the ownership rule of `ffrtmp.cgroups.jobs` are ever touched.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import failpoints
-from app.cgroups.errors import GovernorError, TargetGone, wrapped_error
-from app.cgroups.files import CgroupFiles, int_or_none, parse_keyed
-from app.cgroups.hierarchies import Hierarchy, read_proc_cgroups
-from app.cgroups.jobs import is_job_name, require_job_name
-from app.identity import ProcessIdentity
-from app.limits import Limits
+from ffrtmp import failpoints
+from ffrtmp.cgroups.errors import GovernorError, TargetGone, wrapped_error
+from ffrtmp.cgroups.files import CgroupFiles, int_or_none, parse_keyed
+from ffrtmp.cgroups.hierarchies import Hierarchy, read_proc_cgroups
+from ffrtmp.cgroups.jobs import is_job_name, require_job_name
+from ffrtmp.identity import ProcessIdentity
+from ffrtmp.limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Usage:
 
 class Governor:
     """Puts processes into job cgroups with verified limits. Build it with
-    `app.cgroups.create_governor`, which picks the layout."""
+    `ffrtmp.cgroups.create_governor`, which picks the layout."""
 
     version: int = 0
 

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from app import defaults
-from app.cgroups.errors import GovernorError
+from ffrtmp import defaults
+from ffrtmp.cgroups.errors import GovernorError
 
 V2_HIERARCHY_KEY = ""  # the `0::/path` line of /proc/<pid>/cgroup names no controller
 

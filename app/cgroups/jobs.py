@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from app import defaults
-from app.identity import ProcessIdentity
+from ffrtmp import defaults
+from ffrtmp.identity import ProcessIdentity
 
 JOB_COMMAND_MAX_CHARS = 64  # keeps every job id well below the 255-byte name limit
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")

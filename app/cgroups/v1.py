@@ -13,10 +13,10 @@ import errno
 from dataclasses import replace
 from pathlib import Path
 
-from app.cgroups.errors import GovernorError
-from app.cgroups.governor import Governor, Usage
-from app.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
-from app.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
+from ffrtmp.cgroups.errors import GovernorError
+from ffrtmp.cgroups.governor import Governor, Usage
+from ffrtmp.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
+from ffrtmp.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 
 NEEDED_CONTROLLERS = ("cpu", "memory")
 USED_CONTROLLERS = ("cpu", "cpuacct", "memory")

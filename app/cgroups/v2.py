@@ -22,10 +22,10 @@ import errno
 import os
 from pathlib import Path
 
-from app.cgroups.errors import GovernorError, wrapped_error
-from app.cgroups.governor import Governor, Usage
-from app.cgroups.hierarchies import V2_HIERARCHY_KEY, Hierarchy, mount_root_of, resolve_parent
-from app.limits import CPU_PERIOD_US, Limits
+from ffrtmp.cgroups.errors import GovernorError, wrapped_error
+from ffrtmp.cgroups.governor import Governor, Usage
+from ffrtmp.cgroups.hierarchies import V2_HIERARCHY_KEY, Hierarchy, mount_root_of, resolve_parent
+from ffrtmp.limits import CPU_PERIOD_US, Limits
 
 NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
 DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")

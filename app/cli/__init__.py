@@ -10,22 +10,22 @@ import importlib
 
 import click
 
-from app import __version__
+from ffrtmp import __version__
 
 # command name -> "module:attribute" of its click command or group
 SUBCOMMANDS = {
-    "watch": "app.cli.watch:watch",
-    "scan": "app.cli.scan:scan",
-    "attach": "app.cli.attach:attach",
-    "run": "app.cli.run:run",
-    "config": "app.cli.config:config",
-    "db": "app.cli.db:db",
-    "retries": "app.cli.retries:retries",
-    "health": "app.cli.health:health",
-    "processes": "app.cli.processes:processes",
-    "errors": "app.cli.errors:errors",
-    "scans": "app.cli.scans:scans",
-    "sql": "app.cli.sql:sql",
+    "watch": "ffrtmp.cli.watch:watch",
+    "scan": "ffrtmp.cli.scan:scan",
+    "attach": "ffrtmp.cli.attach:attach",
+    "run": "ffrtmp.cli.run:run",
+    "config": "ffrtmp.cli.config:config",
+    "db": "ffrtmp.cli.db:db",
+    "retries": "ffrtmp.cli.retries:retries",
+    "health": "ffrtmp.cli.health:health",
+    "processes": "ffrtmp.cli.processes:processes",
+    "errors": "ffrtmp.cli.errors:errors",
+    "scans": "ffrtmp.cli.scans:scans",
+    "sql": "ffrtmp.cli.sql:sql",
 }
 
 

@@ -1,3 +1,3 @@
-from app.cli import main
+from ffrtmp.cli import main
 
 main()

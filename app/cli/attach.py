@@ -8,10 +8,10 @@ import time
 
 import click
 
-from app.cli.connect import open_for_writing_or_fail
-from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from app.cli.options import db_option, load_failpoints_or_fail
-from app.cli.watch import limit_options
+from ffrtmp.cli.connect import open_for_writing_or_fail
+from ffrtmp.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
+from ffrtmp.cli.options import db_option, load_failpoints_or_fail
+from ffrtmp.cli.watch import limit_options
 
 
 @click.command()
@@ -39,13 +39,13 @@ def attach(
 
     Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048
     """
-    from app import defaults
-    from app.attach import Attacher
-    from app.backoff import BackoffPolicy
-    from app.scanner import Scanner
-    from app.states import ProcessState
-    from app.store import Store
-    from app.utctime import utc
+    from ffrtmp import defaults
+    from ffrtmp.attach import Attacher
+    from ffrtmp.backoff import BackoffPolicy
+    from ffrtmp.scanner import Scanner
+    from ffrtmp.states import ProcessState
+    from ffrtmp.store import Store
+    from ffrtmp.utctime import utc
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
     load_failpoints_or_fail()

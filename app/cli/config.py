@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from app.config import ConfigError, effective_dict, load_config
+from ffrtmp.config import ConfigError, effective_dict, load_config
 
 
 class InvalidConfig(click.ClickException):

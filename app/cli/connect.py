@@ -16,14 +16,14 @@ import click
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-    from app.store import Store
+    from ffrtmp.store import Store
 
 
 @contextmanager
 def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
     """A read-only connection for one command, closed with its engine when the block ends.
     A database that cannot be read ends the command: one sentence and `exit_code`."""
-    from app.database import open_readonly
+    from ffrtmp.database import open_readonly
 
     with refusal_as_one_sentence(exit_code):
         engine = open_readonly(db)
@@ -38,8 +38,8 @@ def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
 def existing_store(db: str | None) -> Iterator[Store]:
     """The store of a database that exists already, for an operator's action (a new database
     has nothing to act on, so none is created), closed when the block ends."""
-    from app.database import resolve
-    from app.store import Store
+    from ffrtmp.database import resolve
+    from ffrtmp.store import Store
 
     path = resolve(db).path
     if path is not None and (not path.exists() or path.stat().st_size == 0):
@@ -53,7 +53,7 @@ def existing_store(db: str | None) -> Iterator[Store]:
 
 def open_for_writing_or_fail(db: str | None) -> Engine:
     """The writer's engine (creating or upgrading the database), or one sentence and exit 1."""
-    from app.database import open_for_writing
+    from ffrtmp.database import open_for_writing
 
     with refusal_as_one_sentence():
         return open_for_writing(db)
@@ -62,11 +62,12 @@ def open_for_writing_or_fail(db: str | None) -> Engine:
 @contextmanager
 def refusal_as_one_sentence(exit_code: int = 1) -> Iterator[None]:
     """A database that cannot be used as asked ends the command: its one sentence, `exit_code`."""
-    from app.database import DatabaseError
+    from ffrtmp.database import DatabaseError
+    from ffrtmp.revisions import RevisionsError
 
     try:
         yield
-    except DatabaseError as exc:
+    except (DatabaseError, RevisionsError) as exc:
         failure = click.ClickException(str(exc))
         failure.exit_code = exit_code
         raise failure from None

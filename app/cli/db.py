@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from app.cli.connect import open_for_writing_or_fail, reading, refusal_as_one_sentence
-from app.cli.options import db_option
-from app.cli.prune import prune
+from ffrtmp.cli.connect import open_for_writing_or_fail, reading, refusal_as_one_sentence
+from ffrtmp.cli.options import db_option
+from ffrtmp.cli.prune import prune
 
 
 @click.group()
@@ -24,7 +24,7 @@ def upgrade(db: str | None) -> None:
 
     Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
     """
-    from app import database
+    from ffrtmp import database
 
     location = database.resolve(db)
     engine = open_for_writing_or_fail(db)
@@ -39,8 +39,8 @@ def current(db: str | None) -> None:
 
     Example: ffrtmp db current
     """
-    from app import database
-    from app.revisions import head_revision
+    from ffrtmp import database
+    from ffrtmp.revisions import head_revision
 
     location = database.resolve(db)
     if location.path is not None and not location.path.exists():
@@ -59,7 +59,7 @@ def check(db: str | None) -> None:
 
     Example: ffrtmp db check && echo ok
     """
-    from app import migrate
+    from ffrtmp import migrate
 
     with reading(db) as conn:
         diff = migrate.differences_from_schema(conn)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from app import defaults
-from app.cli.connect import reading
-from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, repeatable_choice_option, since_option
-from app.states import ErrorType
+from ffrtmp import defaults
+from ffrtmp.cli.connect import reading
+from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
+from ffrtmp.states import ErrorType
 
 
 @click.group()
@@ -39,8 +39,8 @@ def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:
 
     Example: ffrtmp errors list --type resource --since 2h
     """
-    from app import queries
-    from app.cli.output import emit
+    from ffrtmp import queries
+    from ffrtmp.cli.output import emit
 
     with reading(db) as conn:
         rows = queries.list_errors(
@@ -58,8 +58,8 @@ def stats(db, since, as_json, as_csv) -> None:
 
     Example: ffrtmp errors stats --since 7d --json
     """
-    from app import queries
-    from app.cli.output import emit
+    from ffrtmp import queries
+    from ffrtmp.cli.output import emit
 
     with reading(db) as conn:
         rows = queries.error_stats(conn, since=since)

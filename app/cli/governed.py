@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app import defaults
+from ffrtmp import defaults
 
 
 def cgroup_options(func):
@@ -27,8 +27,8 @@ def cgroup_options(func):
 
 
 def limits_from(cpu_quota, cpu_weight, memory_limit):
-    from app.config import ConfigError, overridden
-    from app.limits import Limits
+    from ffrtmp.config import ConfigError, overridden
+    from ffrtmp.limits import Limits
 
     given = {"cpu_quota": cpu_quota, "cpu_weight": cpu_weight, "memory_limit": memory_limit}
     try:
@@ -39,7 +39,7 @@ def limits_from(cpu_quota, cpu_weight, memory_limit):
 
 def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
     """A governor that can write cgroups, or one clear sentence and exit 1."""
-    from app.cgroups import create_governor
+    from ffrtmp.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(cgroup_version)
     governor = create_governor(root=cgroup_root, parent=cgroup_parent, version=version)
@@ -52,7 +52,7 @@ def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
 def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:
     """The job id, which is also the cgroup's name. An operator's --job-id is kept when it
     is one ffrtmp could have generated, else prefixed so ffrtmp's ownership rule holds."""
-    from app.cgroups import is_job_name, job_id_for
+    from ffrtmp.cgroups import is_job_name, job_id_for
 
     if given is None:
         return job_id_for(prefix, command, identity)

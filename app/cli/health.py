@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from app import defaults
-from app.cli.connect import reading
-from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from ffrtmp import defaults
+from ffrtmp.cli.connect import reading
+from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.cli.params import limit_option, since_option
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_NO_DAEMON = 2
@@ -32,7 +32,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
-    from app import queries, stored_health
+    from ffrtmp import queries, stored_health
 
     if as_csv and not history:
         raise click.UsageError("--csv lists rows: use it with --history")
@@ -42,7 +42,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
         else:
             report = stored_health.current_health(conn, datetime.now(UTC))
     if history:
-        from app.cli.output import emit
+        from ffrtmp.cli.output import emit
 
         emit(
             rows,
@@ -53,7 +53,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
         )
         return
     if as_json:
-        from app.cli.records import print_record
+        from ffrtmp.cli.records import print_record
 
         print_record(report, as_json=True)
     else:
@@ -62,7 +62,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
 
 
 def render_report(report: dict) -> str:
-    from app.cli.output import local_time, relative
+    from ffrtmp.cli.output import local_time, relative
 
     lines = [f"status: {report['status']}"]
     lines += [f"  - {reason}" for reason in report["reasons"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app import defaults
+from ffrtmp import defaults
 
 db_option = click.option(
     "--db",
@@ -26,7 +26,7 @@ def output_options(func):
 
 def load_failpoints_or_fail() -> None:
     """Arm FFRTMP_FAILPOINTS for a command that acts, or say what is wrong with it (exit 2)."""
-    from app import failpoints
+    from ffrtmp import failpoints
 
     try:
         failpoints.configure()

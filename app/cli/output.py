@@ -22,7 +22,7 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     """'3m ago' / 'in 20s' for people."""
     if value is None:
         return "-"
-    from app.durations import format_duration
+    from ffrtmp.durations import format_duration
 
     delta = ((now or datetime.now(UTC)) - value).total_seconds()
     if abs(delta) < 1:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from app.durations import parse_duration
+from ffrtmp.durations import parse_duration
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

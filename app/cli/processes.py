@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from app import defaults
-from app.cli.connect import reading
-from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, repeatable_choice_option, since_option
-from app.states import ProcessState
+from ffrtmp import defaults
+from ffrtmp.cli.connect import reading
+from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
+from ffrtmp.states import ProcessState
 
 
 @click.group()
@@ -33,8 +33,8 @@ def list_(db, states, since, command, limit, as_json, as_csv) -> None:
 
     Example: ffrtmp processes list --state dead --state retrying --json
     """
-    from app import queries
-    from app.cli.output import emit
+    from ffrtmp import queries
+    from ffrtmp.cli.output import emit
 
     with reading(db) as conn:
         rows = queries.list_processes(
@@ -56,8 +56,8 @@ def show(db, process_id, pid, as_json) -> None:
     """
     if (process_id is None) == (pid is None):
         raise click.UsageError("give either a process ID or --pid")
-    from app import queries
-    from app.cli.records import print_record
+    from ffrtmp import queries
+    from ffrtmp.cli.records import print_record
 
     with reading(db) as conn:
         if pid is not None:

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from app import defaults
-from app.cli.connect import existing_store
-from app.cli.options import db_option
-from app.cli.params import DURATION
+from ffrtmp import defaults
+from ffrtmp.cli.connect import existing_store
+from ffrtmp.cli.options import db_option
+from ffrtmp.cli.params import DURATION
 
 
 @click.command()
@@ -34,8 +34,8 @@ def prune(db: str | None, older_than_s: float, dry_run: bool, include_dead: bool
     """
     from datetime import UTC, datetime
 
-    from app import prune as pruning
-    from app.durations import format_duration
+    from ffrtmp import prune as pruning
+    from ffrtmp.durations import format_duration
 
     now = datetime.now(UTC)
     with existing_store(db) as store:

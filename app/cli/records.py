@@ -6,7 +6,7 @@ import json
 
 import click
 
-from app.cli.output import _plain, render_table
+from ffrtmp.cli.output import _plain, render_table
 
 
 def _jsonable(value):

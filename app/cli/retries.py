@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli.connect import existing_store, reading
-from app.cli.options import db_option, output_options
+from ffrtmp.cli.connect import existing_store, reading
+from ffrtmp.cli.options import db_option, output_options
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
 
@@ -33,8 +33,8 @@ def list_(db: str | None, states: tuple[str, ...], as_json: bool, as_csv: bool) 
 
     Example: ffrtmp retries list --json
     """
-    from app import queries
-    from app.cli.output import emit
+    from ffrtmp import queries
+    from ffrtmp.cli.output import emit
 
     wanted = None if "all" in states else (states or queries.RETRY_DEFAULT_STATES)
     with reading(db) as conn:
@@ -54,8 +54,8 @@ def show(db: str | None, retry_id: int, as_json: bool) -> None:
 
     Example: ffrtmp retries show 7
     """
-    from app import queries
-    from app.cli.records import print_record
+    from ffrtmp import queries
+    from ffrtmp.cli.records import print_record
 
     with reading(db) as conn:
         item = queries.get_retry(conn, retry_id)
@@ -83,7 +83,7 @@ def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
         raise click.UsageError("give either a retry item ID or --all-dead")
     from datetime import UTC, datetime
 
-    from app import operator_actions
+    from ffrtmp import operator_actions
 
     now = datetime.now(UTC)
     with existing_store(db) as store:
@@ -117,7 +117,7 @@ def discard(db: str | None, retry_id: int) -> None:
     """
     from datetime import UTC, datetime
 
-    from app import operator_actions
+    from ffrtmp import operator_actions
 
     with existing_store(db) as store:
         try:

@@ -10,10 +10,10 @@ import time
 
 import click
 
-from app.cli.connect import open_for_writing_or_fail
-from app.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from app.cli.options import db_option, load_failpoints_or_fail
-from app.cli.watch import limit_options
+from ffrtmp.cli.connect import open_for_writing_or_fail
+from ffrtmp.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
+from ffrtmp.cli.options import db_option, load_failpoints_or_fail
+from ffrtmp.cli.watch import limit_options
 
 
 def _spawn_held(argv: list[str], nice: int | None) -> tuple[int, int]:
@@ -65,15 +65,15 @@ def run(
 
     Example: ffrtmp run --cpu-quota 200 --memory-limit 4096 -- ffmpeg -i in.mp4 out.mkv
     """
-    from app.attach import Attacher
-    from app.backoff import BackoffPolicy
-    from app.candidate import Candidate
-    from app.exit_status import ExitInfo
-    from app.identity import current_identity
-    from app.lifecycle import Followed, Lifecycle
-    from app.states import ProcessState
-    from app.store import Store
-    from app.utctime import utc
+    from ffrtmp.attach import Attacher
+    from ffrtmp.backoff import BackoffPolicy
+    from ffrtmp.candidate import Candidate
+    from ffrtmp.exit_status import ExitInfo
+    from ffrtmp.identity import current_identity
+    from ffrtmp.lifecycle import Followed, Lifecycle
+    from ffrtmp.states import ProcessState
+    from ffrtmp.store import Store
+    from ffrtmp.utctime import utc
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
     load_failpoints_or_fail()

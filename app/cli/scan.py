@@ -7,7 +7,7 @@ import time
 
 import click
 
-from app.cli.options import output_options
+from ffrtmp.cli.options import output_options
 
 
 def limits_text(limits) -> str:
@@ -28,9 +28,9 @@ def scan(watch_config, targets, as_json, as_csv) -> None:
     """
     import os
 
-    from app.cli.output import emit
-    from app.config import ConfigError, apply_overrides, load_config
-    from app.scanner import Scanner
+    from ffrtmp.cli.output import emit
+    from ffrtmp.config import ConfigError, apply_overrides, load_config
+    from ffrtmp.scanner import Scanner
 
     try:
         config = apply_overrides(load_config(watch_config), target_commands=list(targets) or None)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from app import defaults
-from app.cli.connect import reading
-from app.cli.options import db_option, output_options
-from app.cli.params import limit_option, since_option
+from ffrtmp import defaults
+from ffrtmp.cli.connect import reading
+from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.cli.params import limit_option, since_option
 
 
 @click.group()
@@ -28,8 +28,8 @@ def list_(db, since, limit, as_json, as_csv) -> None:
 
     Example: ffrtmp scans list --limit 20 --csv
     """
-    from app import queries
-    from app.cli.output import emit
+    from ffrtmp import queries
+    from ffrtmp.cli.output import emit
 
     with reading(db) as conn:
         rows = queries.list_scans(conn, since=since, limit=limit)

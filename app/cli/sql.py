@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli.connect import reading
-from app.cli.options import db_option, output_options
+from ffrtmp.cli.connect import reading
+from ffrtmp.cli.options import db_option, output_options
 
 
 @click.command()
@@ -18,8 +18,8 @@ def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:
 
     Example: ffrtmp sql "SELECT state, count(*) FROM processes GROUP BY state"
     """
-    from app import operator_sql
-    from app.cli.output import emit
+    from ffrtmp import operator_sql
+    from ffrtmp.cli.output import emit
 
     with reading(db) as conn:
         try:

@@ -6,13 +6,13 @@ import sys
 
 import click
 
-from app import defaults
-from app.cli.options import db_option, load_failpoints_or_fail
+from ffrtmp import defaults
+from ffrtmp.cli.options import db_option, load_failpoints_or_fail
 
 
 def setting_options(flags):
     """One click option per (Flag, Setting) pair: the flags that override config settings,
-    declared with the settings themselves (app.settings). Values reach apply_overrides as
+    declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
     given, so the settings' own checks judge them."""
 
     def decorate(func):
@@ -39,14 +39,14 @@ def setting_options(flags):
 
 def limit_options(func):
     """--cpu-quota, --cpu-weight, --memory-limit: shared by watch, attach and run."""
-    from app.config import flags
-    from app.limits import Limits
+    from ffrtmp.config import flags
+    from ffrtmp.limits import Limits
 
     return setting_options(flags(Limits))(func)
 
 
 def watch_config_options(func):
-    from app.config import flags
+    from ffrtmp.config import flags
 
     return setting_options(flags())(func)
 
@@ -83,8 +83,8 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
 
     Example: ffrtmp watch --watch-config /etc/ffrtmp/watch.yaml --http 127.0.0.1:9464
     """
-    from app import logs
-    from app.config import ConfigError, apply_overrides, effective_dict, load_config
+    from ffrtmp import logs
+    from ffrtmp.config import ConfigError, apply_overrides, effective_dict, load_config
 
     logs.setup(log_level, log_format)
     load_failpoints_or_fail()
@@ -94,7 +94,7 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
 
-    from app.service import StartupError, build_daemon
+    from ffrtmp.service import StartupError, build_daemon
 
     try:
         daemon = build_daemon(config, db=db, once=once, http_address=http_address)
@@ -103,6 +103,6 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
     daemon.overrides = overrides
     import logging
 
-    logging.getLogger("app.daemon").info("effective configuration: %s", effective_dict(config))
+    logging.getLogger("ffrtmp.daemon").info("effective configuration: %s", effective_dict(config))
     daemon.install_signal_handlers()
     sys.exit(daemon.run())

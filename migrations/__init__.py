@@ -1,0 +1,1 @@
+"""The Alembic migrations, shipped inside the ffrtmp package (see pyproject.toml)."""
