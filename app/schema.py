@@ -98,6 +98,9 @@ processes = Table(
     Index("ix_processes_state_discovered_at", "state", "discovered_at"),
     Index("ix_processes_pid", "pid"),
     Index("ix_processes_exited_at", "exited_at"),
+    # `processes list`, newest first, alone or with --since / --command (revision 0002).
+    Index("ix_processes_discovered_at", "discovered_at"),
+    Index("ix_processes_command_discovered_at", "command", "discovered_at"),
 )
 
 # Append-only audit trail of what happened to a process.

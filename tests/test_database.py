@@ -137,7 +137,9 @@ def test_readonly_engine_cannot_write(db_path):
             conn.exec_driver_sql("DELETE FROM alembic_version")
     finally:
         engine.dispose()
-    assert database.stored_revision(database.make_engine(database.resolve(db_path))) == "0001"
+    writer = database.make_engine(database.resolve(db_path))
+    assert database.stored_revision(writer) == head_revision()
+    writer.dispose()
 
 
 def test_backup_is_a_consistent_private_copy(db_path):
@@ -233,3 +235,37 @@ def test_a_database_on_a_filesystem_without_shared_memory_is_one_sentence(tmp_pa
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db + suffix):
                 os.unlink(db + suffix)
+
+
+def test_an_older_database_is_upgraded_after_a_backup_copy(db_path):
+    """A database a previous ffrtmp wrote (revision 0001) is brought to the head, its rows kept,
+    with a consistent backup copy of it as it was."""
+    from ffrtmp import migrate
+
+    db_path.parent.mkdir(mode=0o700)
+    old = database.make_engine(database.resolve(db_path))
+    migrate.upgrade(old, "0001")
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO scans (started_at, duration_ms, trigger, ok, seen, matched, new, "
+            "unreadable, errors) VALUES ('2026-11-01 00:00:00.000000', 1, 'periodic', 1, 1, 0, 0, "
+            "0, 0)"
+        )
+    old.dispose()
+    engine = database.open_for_writing(db_path)
+    try:
+        assert database.stored_revision(engine) == head_revision() != "0001"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM scans").scalar() == 1
+            indexes = {row[1] for row in conn.exec_driver_sql("PRAGMA index_list(processes)")}
+        assert "ix_processes_discovered_at" in indexes
+    finally:
+        engine.dispose()
+    (copy,) = db_path.parent.glob(f"{db_path.name}.bak-*")
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    backup = sqlite3.connect(copy)
+    try:
+        assert backup.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+        assert backup.execute("SELECT count(*) FROM scans").fetchone() == (1,)
+    finally:
+        backup.close()
