@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from ffrtmp.errors import CANCEL_REASON_PID_REUSED, CANCEL_REASON_TARGET_EXITED, classify
+from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
 from ffrtmp.states import ProcessState
@@ -18,6 +18,8 @@ from ffrtmp.store import RetryOutcome, Store
 from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
+
+VANISHED_REASON = "exited before it could be attached"
 
 
 @dataclass(frozen=True)
@@ -66,43 +68,7 @@ class Attacher:
         try:
             attachment = self.governor.attach(identity, job_id, limits)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
-            error = classify(exc)
-            if error.target_gone:
-                reused = self._pid_reused(identity)
-                reason = CANCEL_REASON_PID_REUSED if reused else CANCEL_REASON_TARGET_EXITED
-            else:
-                reason = CANCEL_REASON_TARGET_EXITED
-            outcome = self.store.record_attach_failure(
-                process_id,
-                error,
-                now=when,
-                policy=self.policy,
-                retry_enabled=self.retry_enabled,
-                attempt=attempt,
-                rng=self.rng,
-                cancel_reason=reason,
-            )
-            if self.health is not None:
-                self.health.record_attach(False, now)
-                self.health.record_error(str(error.error_type))
-            log.warning(
-                "attach of %s (%s) failed: %s [%s]; %s",
-                identity,
-                job_id,
-                error.message,
-                error.error_type,
-                outcome.state,
-            )
-            if error.target_gone:
-                return AttachResult(ProcessState.VANISHED, error=error.message, retry=outcome)
-            if outcome.state == "pending":
-                return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
-            if outcome.state == "dead":
-                return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
-            self.store.record_observed(
-                process_id, reason=f"attach failed: {error.message}", now=when
-            )
-            return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)
+            return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
         self.store.record_attached(
             process_id,
             cgroup_version=attachment.version,
@@ -115,6 +81,51 @@ class Attacher:
             self.health.record_attach(True, now)
         log.info("attached %s as %s: %s", identity, job_id, attachment.applied)
         return AttachResult(ProcessState.ATTACHED, cgroup_paths=tuple(attachment.cgroup_paths))
+
+    def _failed(
+        self,
+        process_id: int,
+        identity: ProcessIdentity,
+        job_id: str,
+        error: Classification,
+        now: float,
+        attempt: int,
+    ) -> AttachResult:
+        when = utc(now)
+        if error.target_gone:
+            # Thumbnails, probes, a client that hung up: a process that ended before its attach
+            # completed is a normal outcome, not an error, and says nothing about our health.
+            # The caller records how it ended (vanished); a pending retry item ends with it.
+            if self._pid_reused(identity):
+                self.store.cancel_retry(process_id, reason=CANCEL_REASON_PID_REUSED, now=when)
+            log.info("%s (%s) ended before it could be attached", identity, job_id)
+            return AttachResult(ProcessState.VANISHED, error=VANISHED_REASON)
+        outcome = self.store.record_attach_failure(
+            process_id,
+            error,
+            now=when,
+            policy=self.policy,
+            retry_enabled=self.retry_enabled,
+            attempt=attempt,
+            rng=self.rng,
+        )
+        if self.health is not None:
+            self.health.record_attach(False, now)
+            self.health.record_error(str(error.error_type))
+        log.warning(
+            "attach of %s (%s) failed: %s [%s]; %s",
+            identity,
+            job_id,
+            error.message,
+            error.error_type,
+            outcome.state,
+        )
+        if outcome.state == "pending":
+            return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
+        if outcome.state == "dead":
+            return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
+        self.store.record_observed(process_id, reason=f"attach failed: {error.message}", now=when)
+        return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)
 
     @staticmethod
     def _pid_reused(identity: ProcessIdentity) -> bool:

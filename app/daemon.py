@@ -14,9 +14,10 @@ import select
 import signal
 import socket
 import time
+from collections import deque
 
 from ffrtmp import __version__, defaults
-from ffrtmp.attach import Attacher
+from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import job_id_for
 from ffrtmp.errors import classify
@@ -31,7 +32,6 @@ from ffrtmp.utctime import utc
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "auto"
-SHORT_LIVED_REASON = "exited before it could be attached"
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
 OTHERS_MARGIN_SECONDS = 5.0
@@ -334,7 +334,7 @@ class Daemon:
         elif result.state == ProcessState.VANISHED:
             self.lifecycle.finish(
                 Followed(process_id, ident, job_id, False),
-                self.lifecycle.exit_info_for(ident, SHORT_LIVED_REASON),
+                self.lifecycle.exit_info_for(ident, VANISHED_REASON),
                 now,
                 ProcessState.VANISHED,
             )
@@ -365,37 +365,53 @@ class Daemon:
     # --- events --------------------------------------------------------------------------
 
     def _drain_events(self, now: float) -> bool:
-        """Handle what the kernel told us; True when events were lost and a scan is due."""
+        """Handle what the kernel told us; True when events were lost and a scan is due.
+
+        A burst of execs can queue faster than processes are attached (each attach writes
+        cgroups and commits). A short job may end meanwhile, and once its /proc entry is gone
+        nobody can tell whether it was a target. So the socket is read again before each attach
+        and every new exec is looked at at once; the attaches follow in order. One that
+        finds its process gone records it as vanished."""
         if self.listener is None:
             return False
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
         lost = False
+        identified: deque[Candidate] = deque()
         while True:
             try:
                 events = self.listener.read_events()
             except OSError as exc:
                 self._record_error("events", exc, now)
-                return True
-            if not events:
-                return lost
+                events, lost = [], True
             for event in events:
                 if isinstance(event, Overflow):
                     self.event_overflows += 1
                     self.metrics.overflow()
                     lost = True
                 elif isinstance(event, ExecEvent):
-                    self._on_exec(event.pid, now)
+                    candidate = self._inspect(event.pid, now)
+                    if candidate is not None:
+                        identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
                     self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
+            if identified:
+                self._consider_safely(identified.popleft(), now)
+            elif not events:
+                return lost
 
-    def _on_exec(self, pid: int, now: float) -> None:
+    def _inspect(self, pid: int, now: float) -> Candidate | None:
         try:
-            candidate = self.scanner.inspect(pid)
-            if candidate is not None:
-                self.consider(candidate, now)
+            return self.scanner.inspect(pid)
         except Exception as exc:
             self._record_error("events", exc, now, pid=pid)
+            return None
+
+    def _consider_safely(self, candidate: Candidate, now: float) -> None:
+        try:
+            self.consider(candidate, now)
+        except Exception as exc:
+            self._record_error("events", exc, now, pid=candidate.pid)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -442,8 +458,9 @@ class Daemon:
         not a scan interval later."""
         for ident in [i for i, until in self.deferred.items() if until <= now]:
             del self.deferred[ident]
-            if ident.is_running():
-                self._on_exec(ident.pid, now)
+            candidate = self._inspect(ident.pid, now) if ident.is_running() else None
+            if candidate is not None:
+                self._consider_safely(candidate, now)
 
     def prune_slice(self, now: float) -> None:
         """Retention, a few small batches at a time so a scan never waits long behind it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from ffrtmp import defaults
-from ffrtmp.attach import Attacher
+from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed, Lifecycle
@@ -52,18 +52,12 @@ class RetryWorker:
             result = self.attacher.attach(
                 due.process_id, due.identity, due.job_id, due.limits, now=now, attempt=attempt
             )
-            followed = self.lifecycle.by_pid.get(due.identity.pid)
             if result.state == ProcessState.ATTACHED:
                 self.lifecycle.follow(
                     Followed(due.process_id, due.identity, due.job_id, governed=True)
                 )
-            elif result.state == ProcessState.VANISHED and followed is not None:
-                self.lifecycle.finish(
-                    followed,
-                    self.lifecycle.exit_info_for(due.identity, "exited before it was attached"),
-                    now,
-                    ProcessState.VANISHED,
-                )
+            elif result.state == ProcessState.VANISHED:
+                self._target_gone(due, now, reason="")
         return ran
 
     def _target_gone(self, due, now: float, reason: str) -> None:
@@ -74,7 +68,7 @@ class RetryWorker:
             followed = Followed(due.process_id, due.identity, due.job_id, governed=False)
         self.lifecycle.finish(
             followed,
-            self.lifecycle.exit_info_for(due.identity, "exited before it was attached"),
+            self.lifecycle.exit_info_for(due.identity, VANISHED_REASON),
             now,
             ProcessState.VANISHED,
         )

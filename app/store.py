@@ -339,11 +339,11 @@ class Store:
         retry_enabled: bool,
         attempt: int = 0,
         rng: random.Random | None = None,
-        cancel_reason: str = "target_exited",
     ) -> RetryOutcome:
         """The error event, the retry item and the process state change together.
 
-        `attempt` is the retry attempt that failed (0 for the first attach)."""
+        `attempt` is the retry attempt that failed (0 for the first attach). A process that is
+        gone is no failure of ours: its caller records it as vanished instead."""
         with self.unit() as s:
             process = s.get(Process, process_id)
             self._add_error(
@@ -362,10 +362,6 @@ class Store:
             if item is not None:
                 item.last_error, item.last_error_type = message, str(error.error_type)
                 item.updated_at, item.claimed_until = now, None
-            if error.target_gone:
-                if item is not None and item.state == RetryState.PENDING:
-                    finish_retry(s, item, RetryState.CANCELLED, cancel_reason, now)
-                return RetryOutcome("cancelled" if item else "none", attempt, None)
             if not (error.retryable and retry_enabled):
                 reason = "not retryable" if not error.retryable else "retry disabled"
                 if item is not None and item.state == RetryState.PENDING:
