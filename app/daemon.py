@@ -79,6 +79,8 @@ class Daemon:
             unavailable_reason=self.unavailable,
         )
         self.lifecycle = Lifecycle(store, governor)
+        if listener is not None:
+            listener.thread_groups = self.lifecycle.leader_left
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
         # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
         # forgotten once their pid leaves the process table, so it never outgrows the table.
@@ -395,6 +397,8 @@ class Daemon:
                         identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
                     self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
+                elif isinstance(event, ExitEvent):
+                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, now)
             if identified:
                 self._consider_safely(identified.popleft(), now)
             elif not events:

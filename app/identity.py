@@ -55,9 +55,14 @@ class ProcessIdentity:
         return current_identity(self.pid) == self
 
     def is_running(self) -> bool:
-        """True while this very process exists and has not exited (is not a zombie)."""
+        """True while this very process exists and has not exited (is not a zombie).
+
+        A main thread that ended with pthread_exit leaves the process's own stat saying
+        zombie while its other threads run on: such a process is still running."""
         stat = read_stat(self.pid)
-        return stat is not None and stat.start_ticks == self.start_ticks and stat.state != "Z"
+        if stat is None or stat.start_ticks != self.start_ticks:
+            return False
+        return stat.state != "Z" or _has_live_thread(self.pid)
 
     def __str__(self) -> str:
         return f"pid {self.pid} (started at tick {self.start_ticks})"
@@ -85,12 +90,25 @@ def parse_stat(raw: bytes) -> StatFields:
     )
 
 
-def read_stat(pid: int) -> StatFields | None:
+def read_stat(pid: int | str) -> StatFields | None:
+    """/proc/<pid>/stat's fields; `pid` may also be "<pid>/task/<tid>" for one thread."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return parse_stat(f.read())
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+
+
+def _has_live_thread(pid: int) -> bool:
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in threads:
+        stat = read_stat(f"{pid}/task/{tid}")
+        if stat is not None and stat.state not in ("Z", "X"):
+            return True
+    return False
 
 
 def current_identity(pid: int) -> ProcessIdentity | None:

@@ -49,6 +49,10 @@ class Lifecycle:
         # Job id -> its process row (None when unknown): cgroups not yet removed, or removed
         # but their cgroup_removed event not yet stored.
         self._pending_release: dict[str, int | None] = {}
+        # Followed processes whose main thread ended (pthread_exit) while others run on: the
+        # kernel sent the leader's exit event, but the process ends later, with its own status.
+        # The event listener shares this set, to pass on those processes' thread exits.
+        self.leader_left: set[int] = set()
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
@@ -69,12 +73,31 @@ class Lifecycle:
             self._recent_exits.popitem(last=False)
 
     def on_exit_event(self, pid: int, wait_status: int, now: float) -> bool:
+        """The exit event of a thread-group leader; True when it ended a followed process."""
         followed = self.by_pid.get(pid)
         if followed is None:
             self.note_exit_status(pid, wait_status)
             return False
+        if followed.identity.is_running():
+            self.leader_left.add(pid)
+            log.info("%s: its main thread ended, its other threads run on", followed.identity)
+            return False
         self.finish(followed, ExitInfo.from_wait_status(wait_status), now)
         return True
+
+    def on_thread_exit(self, tgid: int, wait_status: int, now: float) -> None:
+        """A thread of a process whose main thread ended early: the last one ends it, and
+        its status (that of exit() or of the killing signal) is the process's."""
+        if tgid not in self.leader_left:
+            return
+        followed = self.by_pid.get(tgid)
+        if followed is None:
+            self.leader_left.discard(tgid)
+            return
+        # Kept for poll() too: /proc may still show the thread for a moment after its event.
+        self.note_exit_status(tgid, wait_status)
+        if not followed.identity.is_running():
+            self.finish(followed, ExitInfo.from_wait_status(wait_status), now)
 
     def exit_info_for(self, identity: ProcessIdentity, reason: str) -> ExitInfo:
         status = self._recent_exits.pop(identity.pid, None)
@@ -126,6 +149,8 @@ class Lifecycle:
             state=state,
         )
         self.by_pid.pop(followed.identity.pid, None)
+        self.leader_left.discard(followed.identity.pid)
+        self._recent_exits.pop(followed.identity.pid, None)
         log.info(
             "%s (%s) ended: code %s signal %s%s",
             followed.identity,

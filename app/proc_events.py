@@ -213,6 +213,9 @@ class ProcEventListener:
         self.receive_buffer_bytes = receive_buffer_bytes
         self.include_threads = include_threads
         self.wants_forks = bool(kinds & PROC_EVENT_FORK)
+        # Processes whose thread exits are wanted even without include_threads: those whose
+        # main thread ended early (pthread_exit), so that their real end is seen.
+        self.thread_groups: set[int] = set()
         self.kinds = kinds
         self.ack_timeout_seconds = ack_timeout_seconds
         self.overflows = 0
@@ -320,7 +323,13 @@ class ProcEventListener:
             events = [e for e in events if not isinstance(e, ForkEvent)]
         if self.include_threads:
             return events
-        return [e for e in events if not getattr(e, "is_thread", False)]
+        return [
+            e
+            for e in events
+            if not getattr(e, "is_thread", False)
+            or isinstance(e, ExitEvent)
+            and e.tgid in self.thread_groups
+        ]
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
