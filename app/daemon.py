@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 JOB_PREFIX = "auto"
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
-OTHERS_MARGIN_SECONDS = 5.0
 
 
 class Daemon:
@@ -92,7 +91,7 @@ class Daemon:
         self.next_retry_at: float | None = None
         self.reload_requested = False
         self.next_prune_at = 0.0
-        self._others_checked_at = 0.0  # set at start(): recovery covers rows before it
+        self._others_cursor = 0  # an event id, set at start(): recovery covers rows before it
         self._wakeup: tuple[int, ...] = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup_installed = False  # signals write to _wakeup[1] to end the loop's wait
 
@@ -134,7 +133,7 @@ class Daemon:
                 self.unavailable,
             )
         self._restore_health_totals()
-        self._others_checked_at = now
+        self._others_cursor = self.store.newest_event_id()
         self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
         self.store.dead_letter_exhausted(now=utc(now))
@@ -354,11 +353,9 @@ class Daemon:
     def _follow_rows_of_others(self, now: float) -> None:
         """Processes governed by `ffrtmp attach` while we run: follow them to their end.
 
-        Only rows attached since the last look are read (with a margin for a commit that
-        was in flight then); recovery took up everything older."""
-        since = self._others_checked_at - OTHERS_MARGIN_SECONDS
-        self._others_checked_at = now
-        for tracked in self.store.attached_since(utc(since)):
+        Only rows attached since the last look are read; recovery took up everything older."""
+        attached, self._others_cursor = self.store.attached_after(self._others_cursor)
+        for tracked in attached:
             if self.lifecycle.by_pid.get(tracked.identity.pid) is None:
                 self.lifecycle.follow(
                     Followed(tracked.process_id, tracked.identity, tracked.job_id, governed=True)

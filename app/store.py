@@ -205,15 +205,29 @@ class Store:
             )
             return [TrackedProcess(**_tracked_fields(r)) for r in rows]
 
-    def attached_since(self, since: datetime) -> list[TrackedProcess]:
-        """Processes attached at or after `since` and not yet ended (whoever attached them)."""
+    def newest_event_id(self) -> int:
         with self.reading() as s:
-            rows = s.scalars(
-                select(Process).where(
-                    Process.state == ProcessState.ATTACHED, Process.attached_at >= since
-                )
+            return s.scalar(select(func.max(ProcessEvent.id))) or 0
+
+    def attached_after(self, event_id: int) -> tuple[list[TrackedProcess], int]:
+        """Processes whose limits were applied (by whoever: the daemon or `ffrtmp attach`) in
+        an event after `event_id` and that are still attached, with the newest such event id.
+
+        A cursor on event ids cannot miss a late commit as a time window can: writers take the
+        write lock in turn, and SQLite numbers a new row past every row committed before it."""
+        with self.reading() as s:
+            applied = select(ProcessEvent.process_id, ProcessEvent.id).where(
+                ProcessEvent.id > event_id, ProcessEvent.kind == EventKind.LIMITS_APPLIED
             )
-            return [TrackedProcess(**_tracked_fields(r)) for r in rows]
+            found = s.execute(applied).all()
+            if not found:
+                return [], event_id
+            ids = {process_id for process_id, _ in found}
+            rows = s.scalars(
+                select(Process).where(Process.id.in_(ids), Process.state == ProcessState.ATTACHED)
+            )
+            tracked = [TrackedProcess(**_tracked_fields(r)) for r in rows]
+            return tracked, max(event for _, event in found)
 
     def register(
         self,
