@@ -539,8 +539,13 @@ class Daemon:
 
     def run(self) -> int:
         now = time.time()
-        self.start(now)
+        stop_reason = None
         try:
+            try:
+                self.start(now)
+            except Exception as exc:
+                stop_reason = f"start-up failed: {exc}"[:64]  # the column holds 64
+                raise
             self.full_scan(now, trigger="startup")
             self.health_tick(now)
             if self.notifier is not None:
@@ -559,7 +564,7 @@ class Daemon:
                     self.notifier.watchdog(self)
             return 0
         finally:
-            self.shutdown(time.time())
+            self.shutdown(time.time(), reason=stop_reason)
 
     def _wait(self, timeout: float) -> None:
         """Until the timeout, a kernel event, or a signal. Python restarts a select() that a
@@ -605,8 +610,9 @@ class Daemon:
         self.next_scan_at = now  # apply the new rules to what runs now
         log.info("configuration reloaded from %s", source)
 
-    def shutdown(self, now: float) -> None:
-        """Leave the workloads running in their cgroups; record that we let go of them."""
+    def shutdown(self, now: float, reason: str | None = None) -> None:
+        """Leave the workloads running in their cgroups; record that we let go of them, and
+        why (`reason`; by default a stop or the end of --once)."""
         if self.notifier is not None:
             self.notifier.stopping()
         if self.http_server is not None:
@@ -616,9 +622,8 @@ class Daemon:
                 if not self.once:
                     attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
                     self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
-                self.store.end_run(
-                    self.run_id, now=utc(now), reason="once" if self.once else "stopped"
-                )
+                reason = reason or ("once" if self.once else "stopped")
+                self.store.end_run(self.run_id, now=utc(now), reason=reason)
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
         finally:
