@@ -556,3 +556,22 @@ def effective_dict(config: WatchConfig) -> dict:
     for logging at start-up and for `ffrtmp config check`. Written out as YAML it is a valid
     config file that loads back to the same configuration."""
     return _plain(config)
+
+
+def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        found: dict[str, Any] = {}
+        for key, value in data.items():
+            found |= _leaves(value, f"{prefix}{key}.")
+        return found
+    return {prefix.rstrip("."): data}
+
+
+def changed_keys(old: WatchConfig, new: WatchConfig) -> dict[str, tuple[Any, Any]]:
+    """Each key (dotted, as in the file) whose effective value differs: (old, new)."""
+    before, after = _leaves(effective_dict(old)), _leaves(effective_dict(new))
+    return {
+        key: (before.get(key), after.get(key))
+        for key in dict.fromkeys([*before, *after])
+        if before.get(key) != after.get(key)
+    }

@@ -32,6 +32,8 @@ from ffrtmp.utctime import utc
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "auto"
+# Keys a running daemon cannot change: its discovery socket and its cgroups are set up once.
+RESTART_ONLY_KEYS = ("discovery", "cgroup")
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
 
@@ -85,6 +87,8 @@ class Daemon:
         # forgotten once their pid leaves the process table, so it never outgrows the table.
         self.settled: dict[ProcessIdentity, int] = {}
         self.deferred: dict[ProcessIdentity, float] = {}  # min_runtime not reached: until when
+        # The settled ones a filter skipped: looked at again after a reload.
+        self.skipped: set[ProcessIdentity] = set()
         self.run_id: int | None = None
         self.stop_requested = 0
         self.next_scan_at = 0.0
@@ -295,12 +299,20 @@ class Daemon:
                 reason=verdict.reason,
             )
             self.settled[ident] = process_id
+            self.skipped.add(ident)
             return int(is_new)
         limits = self._limits_for(candidate.rule)
         process_id, is_new = self.store.register(
             candidate, job_id=job_id, limits=limits, now=utc(now)
         )
         if not is_new:
+            if ident in self.skipped and self.store.reconsider_skipped(
+                process_id, limits, now=utc(now)
+            ):
+                # Skipped under the configuration before a reload; the new one governs it.
+                self.skipped.discard(ident)
+                self._attach(process_id, ident, job_id, limits, now)
+                return 0
             if self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
                 # Our own attach of it failed before its outcome was stored (the store
                 # refused a commit): finish it; the governor reuses the job cgroup.
@@ -347,6 +359,7 @@ class Daemon:
     def _forget_absent(self, present: set[ProcessIdentity]) -> None:
         for ident in [i for i in self.settled if i not in present]:
             del self.settled[ident]
+            self.skipped.discard(ident)
         for ident in [i for i in self.deferred if i not in present]:
             del self.deferred[ident]
 
@@ -581,34 +594,56 @@ class Daemon:
                 pass
 
     def reload(self, now: float) -> None:
-        """SIGHUP: a new config from the same file; a bad file keeps the old one."""
+        """SIGHUP: a new config from the same file; a bad file keeps the old one. Every key
+        that can change in a running daemon does; `discovery` and `cgroup` need a restart,
+        and a line says so for each that changed. Processes the old filters skipped are looked
+        at again under the new ones at once."""
         source = getattr(self.config, "source", None)
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
             return
-        from ffrtmp.config import ConfigError, load_config
+        from ffrtmp.config import ConfigError, apply_overrides, changed_keys, load_config
+        from ffrtmp.scanner import Scanner
 
         try:
-            fresh = load_config(source)
+            fresh = apply_overrides(load_config(source), **getattr(self, "overrides", {}))
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self._record_error("config", exc, now)
             return
-        overrides = getattr(self, "overrides", None)
-        if overrides:
-            from ffrtmp.config import apply_overrides
-
-            fresh = apply_overrides(fresh, **overrides)
-        from ffrtmp.scanner import Scanner
-
+        old = self.config
+        for key, (before, after) in changed_keys(old, fresh).items():
+            if key.split(".")[0] in RESTART_ONLY_KEYS:
+                log.warning(
+                    "reload: %s stays %s until a restart (the file now says %s)", key, before, after
+                )
+            else:
+                log.info("reload: %s: %s -> %s", key, before, after)
+        fresh = dataclasses.replace(fresh, discovery=old.discovery, cgroup=old.cgroup)
         self.config = fresh
         self.scanner = Scanner(
             fresh.rules(), proc_root=self.scanner.proc_root, self_pid=self.scanner.self_pid
         )
         self.attacher.policy = fresh.retry.policy
         self.attacher.retry_enabled = fresh.retry.enabled
-        self.next_scan_at = now  # apply the new rules to what runs now
+        self.health.thresholds = fresh.health.thresholds
+        self.snapshots.interval = fresh.health.snapshot_interval
+        self._record_effective_config(now)
+        for ident in self.skipped:
+            self.settled.pop(ident, None)
+        self.next_scan_at = now  # the new rules and filters apply to what runs now
         log.info("configuration reloaded from %s", source)
+
+    def _record_effective_config(self, now: float) -> None:
+        from ffrtmp.config import effective_dict
+
+        self.config_summary = effective_dict(self.config)
+        if self.run_id is None:
+            return
+        try:
+            self.store.update_run(self.run_id, config=self.config_summary)
+        except Exception as exc:
+            self._record_error("store", exc, now)
 
     def shutdown(self, now: float, reason: str | None = None) -> None:
         """Leave the workloads running in their cgroups; record that we let go of them, and

@@ -55,3 +55,4 @@ class EventKind(StrEnum):
     DETACHED = "detached"
     ADOPTED = "adopted"
     CGROUP_REMOVED = "cgroup_removed"
+    RECONSIDERED = "reconsidered"  # skipped by a filter; a reloaded configuration governs it

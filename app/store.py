@@ -471,6 +471,30 @@ class Store:
                 _dead_letter(s, item, reason, item.last_error or "", now)
             return len(items)
 
+    def reconsider_skipped(self, process_id: int, limits: Limits, *, now: datetime) -> bool:
+        """A process a filter skipped, to be governed after all (the configuration was
+        reloaded): back to discovered, with the limits it is to get. False when the row is not
+        a skipped process that still runs."""
+        with self.unit() as s:
+            changed = s.execute(
+                update(Process)
+                .where(
+                    Process.id == process_id,
+                    Process.state == ProcessState.SKIPPED,
+                    Process.exited_at.is_(None),
+                )
+                .values(
+                    state=ProcessState.DISCOVERED,
+                    state_reason=None,
+                    requested_cpu_quota=limits.cpu_quota,
+                    requested_cpu_weight=limits.cpu_weight,
+                    requested_memory_limit_mb=limits.memory_limit_mb,
+                )
+            ).rowcount
+            if changed:
+                add_event(s, process_id, EventKind.RECONSIDERED, now)
+            return bool(changed)
+
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
         """Cancel the process's pending retry item; False when it has none."""
         with self.unit() as s:
