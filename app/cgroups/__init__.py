@@ -16,7 +16,7 @@ from ffrtmp.cgroups.errors import GovernorError, TargetGone
 from ffrtmp.cgroups.files import CgroupFiles
 from ffrtmp.cgroups.governor import Attachment, Governor, Usage
 from ffrtmp.cgroups.hierarchies import read_proc_cgroups
-from ffrtmp.cgroups.jobs import is_job_name, job_id_for
+from ffrtmp.cgroups.jobs import is_job_name, job_id_for, job_id_named
 from ffrtmp.cgroups.v1 import CgroupV1Governor, has_v1_hierarchies
 from ffrtmp.cgroups.v2 import CgroupV2Governor
 
@@ -30,6 +30,7 @@ __all__ = [
     "create_governor",
     "is_job_name",
     "job_id_for",
+    "job_id_named",
     "read_proc_cgroups",
 ]
 

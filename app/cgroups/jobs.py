@@ -28,6 +28,15 @@ def job_id_for(prefix: str, command: str, identity: ProcessIdentity) -> str:
     return f"{prefix}-{safe_command}-{identity.pid}-{identity.start_ticks}"
 
 
+def job_id_named(prefix: str, name: str) -> str | None:
+    """An operator's own job name made one ffrtmp may own: kept when it already is one, else
+    prefixed and cleaned; None when nothing usable is left."""
+    if is_job_name(name):
+        return name
+    candidate = f"{prefix}-{_UNSAFE_NAME_CHARS.sub('_', name)[:200]}"
+    return candidate if is_job_name(candidate) else None
+
+
 def is_job_name(name: str) -> bool:
     """True for the cgroup names ffrtmp generates, and only those."""
     return bool(_JOB_NAME.match(name))

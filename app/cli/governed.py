@@ -52,15 +52,11 @@ def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
 def job_id_from_flag(given: str | None, prefix: str, command: str, identity) -> str:
     """The job id, which is also the cgroup's name. An operator's --job-id is kept when it
     is one ffrtmp could have generated, else prefixed so ffrtmp's ownership rule holds."""
-    from ffrtmp.cgroups import is_job_name, job_id_for
+    from ffrtmp.cgroups import job_id_for, job_id_named
 
     if given is None:
         return job_id_for(prefix, command, identity)
-    if is_job_name(given):
-        return given
-    import re
-
-    candidate = f"{prefix}-{re.sub(r'[^A-Za-z0-9_.-]', '_', given)[:200]}"
-    if not is_job_name(candidate):
+    named = job_id_named(prefix, given)
+    if named is None:
         raise click.BadParameter(f"{given!r} cannot name a cgroup", param_hint="--job-id")
-    return candidate
+    return named
