@@ -50,6 +50,7 @@ class Daemon:
         once: bool = False,
         config_summary: dict | None = None,
         notifier=None,
+        daemon_lock=None,
     ) -> None:
         self.config = config
         self.store = store
@@ -60,6 +61,7 @@ class Daemon:
         self.once = once
         self.config_summary = config_summary or {}
         self.notifier = notifier
+        self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
@@ -616,6 +618,9 @@ class Daemon:
         for fd in self._wakeup:
             os.close(fd)
         self._wakeup = ()
+        # Last: the run's end is recorded before another daemon may start on the database.
+        if self.daemon_lock is not None:
+            self.daemon_lock.release()
 
 
 def default_notifier():

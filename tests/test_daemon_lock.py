@@ -1,5 +1,5 @@
 """One daemon per database: the lock beside the database, held by real processes and taken
-away by the kernel when they are SIGKILLed."""
+away by the kernel when they are SIGKILLed; then two real `ffrtmp watch` on one database."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from daemon_harness import query, scans_recorded
+from helpers_processes import wait_until
 
 from ffrtmp import daemon_lock
 from ffrtmp.daemon_lock import AlreadyRunning, DaemonLock, Holder, lock_path, running_daemon
@@ -152,3 +155,149 @@ def test_the_refusal_names_the_holders_start_time_not_its_own(tmp_path):
             DaemonLock.acquire(database, now=long_ago + timedelta(days=1))
     finally:
         lock.release()
+
+
+# --- real daemons --------------------------------------------------------------------------
+
+
+def ffrtmp(*args, timeout: float = STARTUP_S, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*FFRTMP, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def watch_argv(db_path: Path, cgroup_parent: str, *extra: str) -> list:
+    # Matches nothing on the machine; a scan interval of an hour keeps the daemon from writing
+    # anything after its start-up, so a second daemon's writes would show.
+    return [
+        *FFRTMP,
+        "watch",
+        "--db",
+        db_path,
+        "--target",
+        "ffrtmp-lock-test-matches-nothing",
+        "--discovery",
+        "poll",
+        "--scan-interval",
+        "1h",
+        "--cgroup-parent",
+        cgroup_parent,
+        *extra,
+    ]
+
+
+def start_daemon(spawn, db_path: Path, cgroup_parent: str, log: Path):
+    """A real `ffrtmp watch`, returned once its start-up is written: its run row, its first
+    scan, and the health snapshot that follows it. After that it is idle for a minute."""
+    with open(log, "w") as stderr:
+        daemon = spawn(watch_argv(db_path, cgroup_parent), wait_exec=False, stderr=stderr)
+    wait_until(
+        lambda: scans_recorded(db_path) and startup_snapshot_of(db_path, daemon.pid),
+        timeout=STARTUP_S,
+        what=f"the start-up of the daemon {daemon.pid}",
+    )
+    return daemon
+
+
+def startup_snapshot_of(db_path: Path, pid: int) -> list:
+    return query(
+        db_path,
+        "SELECT h.id FROM health_snapshots h JOIN daemon_runs r ON r.id = h.daemon_run_id "
+        "WHERE r.pid = ?",
+        (pid,),
+    )
+
+
+def dump(db_path: Path) -> list[str]:
+    """Every row of every table, as SQL text."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+def stop(daemon) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=STARTUP_S) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("once", [False, True], ids=["watch", "watch --once"])
+def test_a_second_watch_on_the_same_database_exits_2_and_writes_nothing(
+    tmp_path, db_path, spawn, cgroup_parent, once
+):
+    first = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "first.log")
+    before = dump(db_path)
+    lock_before = lock_path(db_path).read_bytes()
+    started_at = json.loads(lock_before)["started_at"]
+
+    second = subprocess.run(
+        watch_argv(db_path, cgroup_parent, *(["--once"] if once else [])),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_S,
+    )
+
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"Error: ffrtmp watch is already running on {db_path}: pid {first.pid}, "
+        f"started at {started_at}\n"
+    )
+    assert dump(db_path) == before
+    assert query(db_path, "SELECT pid, stopped_at FROM daemon_runs") == [(first.pid, None)]
+    assert lock_path(db_path).read_bytes() == lock_before
+    assert first.poll() is None
+    stop(first)
+    assert query(db_path, "SELECT pid, stop_reason FROM daemon_runs") == [(first.pid, "stopped")]
+
+
+@pytest.mark.slow
+def test_a_daemon_killed_with_sigkill_is_replaced_at_once(tmp_path, db_path, spawn, cgroup_parent):
+    first = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "first.log")
+    first.kill()
+    assert first.wait(timeout=STARTUP_S) == -signal.SIGKILL
+
+    second = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "second.log")
+
+    runs = query(db_path, "SELECT pid, stopped_at FROM daemon_runs ORDER BY id")
+    assert runs == [(first.pid, None), (second.pid, None)]
+    assert running_daemon(db_path).pid == second.pid
+    stop(second)
+    assert running_daemon(db_path) is None
+
+
+@pytest.mark.slow
+def test_read_commands_attach_and_run_are_not_blocked_by_a_running_daemon(
+    tmp_path, db_path, spawn, cgroup_parent
+):
+    daemon = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "daemon.log")
+    sleeper = spawn(["sleep", "60"])
+
+    for read in (
+        ["health"],
+        ["processes", "list"],
+        ["scans", "list"],
+        ["sql", "SELECT count(*) FROM daemon_runs"],
+        ["db", "current"],
+    ):
+        result = ffrtmp(*read, "--db", db_path)
+        assert result.returncode == 0, f"{read}: {result.stderr}"
+    attached = ffrtmp(
+        "attach", "--pid", sleeper.pid, "--db", db_path, "--cgroup-parent", cgroup_parent
+    )
+    assert attached.returncode == 0, attached.stderr
+    ran = ffrtmp(
+        "run", "--db", db_path, "--cgroup-parent", cgroup_parent, "--", "sh", "-c", "exit 4"
+    )
+    assert ran.returncode == 4, ran.stderr
+
+    assert query(db_path, "SELECT pid, state FROM processes WHERE pid = ?", (sleeper.pid,)) == [
+        (sleeper.pid, "attached")
+    ]
+    assert query(
+        db_path, "SELECT state, exit_code FROM processes WHERE pid != ?", (sleeper.pid,)
+    ) == [("exited", 4)]
+    assert query(db_path, "SELECT pid FROM daemon_runs") == [(daemon.pid,)]
+    assert running_daemon(db_path).pid == daemon.pid
+    stop(daemon)
