@@ -226,7 +226,9 @@ class Daemon:
         ok = True
         result = None
         try:
-            self._drain_events(now)
+            # What the kernel queued since the last step is mostly about processes this walk
+            # sees anyway: one batch now, the rest later, so a backlog never delays the walk.
+            self._drain_events(now, until=now)
             result = self.scanner.scan()
             present = set()
             for candidate in result.matched:
@@ -239,7 +241,12 @@ class Daemon:
             self._forget_absent(present)
             self._follow_rows_of_others(now)
             drained: list[bool] = []
-            self.lifecycle.poll(now, drain_events=lambda: drained.append(self._drain_events(now)))
+
+            def drain_to_the_end() -> None:
+                # At the time the scan has reached, so exits are stamped when they were read.
+                drained.append(self._drain_events(now + (time.perf_counter() - started)))
+
+            self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
             self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
         except Exception as exc:
@@ -366,18 +373,30 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
-    def _drain_events(self, now: float) -> bool:
-        """Handle what the kernel told us; True when events were lost and a scan is due."""
+    def _drain_events(self, now: float, until: float | None = None) -> bool:
+        """Handle what the kernel told us; True when events were lost and a scan is due.
+
+        Each event is handled at its own time, `now` plus the time the drain has taken so far,
+        so a long backlog does not stamp every process with the moment the step began.
+        Without `until` the queue is read empty. With it, the drain stops at the first batch
+        that ends at or after `until`, or at a stop request, and leaves the rest for the next
+        step: a backlog never holds up a due scan, retry, snapshot or watchdog ping, nor
+        SIGTERM."""
         if self.listener is None:
             return False
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
+        began = time.monotonic()
+
+        def clock() -> float:
+            return now + (time.monotonic() - began)
+
         lost = False
         while True:
             try:
-                events = self.listener.read_events()
+                events = self.listener.read_events(max_events=defaults.PROC_EVENTS_PER_BATCH)
             except OSError as exc:
-                self._record_error("events", exc, now)
+                self._record_error("events", exc, clock())
                 return True
             if not events:
                 return lost
@@ -387,9 +406,11 @@ class Daemon:
                     self.metrics.overflow()
                     lost = True
                 elif isinstance(event, ExecEvent):
-                    self._on_exec(event.pid, now)
+                    self._on_exec(event.pid, clock())
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
+                    self.lifecycle.on_exit_event(event.pid, event.exit_status, clock())
+            if until is not None and (self.stop_requested or clock() >= until):
+                return lost
 
     def _on_exec(self, pid: int, now: float) -> None:
         try:
@@ -426,7 +447,7 @@ class Daemon:
         """Everything that is due at `now`."""
         if now >= self.next_scan_at:
             self.full_scan(now)
-        elif self._drain_events(now):
+        elif self._drain_events(now, until=now + self.wait_seconds(now)):
             self.full_scan(now, trigger="overflow")
         self._reconsider_deferred(now)
         if self.next_retry_at is not None and now >= self.next_retry_at:
