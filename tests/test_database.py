@@ -233,6 +233,6 @@ def test_a_database_on_a_filesystem_without_shared_memory_is_one_sentence(tmp_pa
             assert message.startswith(f"Error: database {db} cannot be "), message
             assert "disk I/O error" in message and "local filesystem" in message
     finally:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", ".lock"):
             if os.path.exists(db + suffix):
                 os.unlink(db + suffix)
