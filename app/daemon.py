@@ -51,6 +51,7 @@ class Daemon:
         once: bool = False,
         config_summary: dict | None = None,
         notifier=None,
+        daemon_lock=None,
     ) -> None:
         self.config = config
         self.store = store
@@ -61,6 +62,7 @@ class Daemon:
         self.once = once
         self.config_summary = config_summary or {}
         self.notifier = notifier
+        self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
@@ -89,6 +91,8 @@ class Daemon:
         self.deferred: dict[ProcessIdentity, float] = {}  # min_runtime not reached: until when
         # The settled ones a filter skipped: looked at again after a reload.
         self.skipped: set[ProcessIdentity] = set()
+        # Processes an exec event identified, waiting for their attach (see _drain_events).
+        self._identified: deque[Candidate] = deque()
         self.run_id: int | None = None
         self.stop_requested = 0
         self.next_scan_at = 0.0
@@ -229,7 +233,9 @@ class Daemon:
         ok = True
         result = None
         try:
-            self._drain_events(now)
+            # What the kernel queued since the last step is mostly about processes this walk
+            # sees anyway: one batch now, the rest later, so a backlog never delays the walk.
+            self._drain_events(now, until=now)
             result = self.scanner.scan()
             present = set()
             for candidate in result.matched:
@@ -242,7 +248,12 @@ class Daemon:
             self._forget_absent(present)
             self._follow_rows_of_others(now)
             drained: list[bool] = []
-            self.lifecycle.poll(now, drain_events=lambda: drained.append(self._drain_events(now)))
+
+            def drain_to_the_end() -> None:
+                # At the time the scan has reached, so exits are stamped when they were read.
+                drained.append(self._drain_events(now + (time.perf_counter() - started)))
+
+            self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
             self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
         except Exception as exc:
@@ -376,25 +387,36 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
-    def _drain_events(self, now: float) -> bool:
+    def _drain_events(self, now: float, until: float | None = None) -> bool:
         """Handle what the kernel told us; True when events were lost and a scan is due.
 
         A burst of execs can queue faster than processes are attached (each attach writes
         cgroups and commits). A short job may end meanwhile, and once its /proc entry is gone
         nobody can tell whether it was a target. So the socket is read again before each attach
-        and every new exec is looked at at once; the attaches follow in order. One that
-        finds its process gone records it as vanished."""
+        and every new exec is looked at at once; the attaches follow in order, and one that
+        finds its process gone records it as vanished.
+
+        Each event is handled at its own time, `now` plus the time the drain has taken so far,
+        so a long backlog does not stamp every process with the moment the step began.
+        Without `until` the queue is read empty. With it, the drain stops once a batch ends at
+        or after `until`, or at a stop request, and leaves the rest (events and identified
+        processes alike) for the next step: a backlog never holds up a due scan, retry,
+        snapshot or watchdog ping, nor SIGTERM."""
         if self.listener is None:
             return False
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
+        began = time.monotonic()
+
+        def clock() -> float:
+            return now + (time.monotonic() - began)
+
         lost = False
-        identified: deque[Candidate] = deque()
         while True:
             try:
-                events = self.listener.read_events()
+                events = self.listener.read_events(max_events=defaults.PROC_EVENTS_PER_BATCH)
             except OSError as exc:
-                self._record_error("events", exc, now)
+                self._record_error("events", exc, clock())
                 events, lost = [], True
             for event in events:
                 if isinstance(event, Overflow):
@@ -402,16 +424,18 @@ class Daemon:
                     self.metrics.overflow()
                     lost = True
                 elif isinstance(event, ExecEvent):
-                    candidate = self._inspect(event.pid, now)
+                    candidate = self._inspect(event.pid, clock())
                     if candidate is not None:
-                        identified.append(candidate)
+                        self._identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.lifecycle.on_exit_event(event.pid, event.exit_status, now)
+                    self.lifecycle.on_exit_event(event.pid, event.exit_status, clock())
                 elif isinstance(event, ExitEvent):
-                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, now)
-            if identified:
-                self._consider_safely(identified.popleft(), now)
+                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, clock())
+            if self._identified:
+                self._consider_safely(self._identified.popleft(), clock())
             elif not events:
+                return lost
+            if until is not None and (self.stop_requested or clock() >= until):
                 return lost
 
     def _inspect(self, pid: int, now: float) -> Candidate | None:
@@ -454,7 +478,7 @@ class Daemon:
         """Everything that is due at `now`."""
         if now >= self.next_scan_at:
             self.full_scan(now)
-        elif self._drain_events(now):
+        elif self._drain_events(now, until=now + self.wait_seconds(now)):
             self.full_scan(now, trigger="overflow")
         self._reconsider_deferred(now)
         if self.next_retry_at is not None and now >= self.next_retry_at:
@@ -538,6 +562,8 @@ class Daemon:
             self.notifier.status(report, self)
 
     def wait_seconds(self, now: float) -> float:
+        if self._identified:
+            return 0.0  # identified processes wait for their attach
         deadlines = [self.next_scan_at, now + self.snapshots.interval, self.next_prune_at]
         if self.next_retry_at is not None:
             deadlines.append(self.next_retry_at)
@@ -674,6 +700,9 @@ class Daemon:
         for fd in self._wakeup:
             os.close(fd)
         self._wakeup = ()
+        # Last: the run's end is recorded before another daemon may start on the database.
+        if self.daemon_lock is not None:
+            self.daemon_lock.release()
 
 
 def default_notifier():

@@ -58,6 +58,7 @@ def default_db_path() -> Path:
 # Kernel process-events connector (netlink)
 PROC_EVENTS_RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024  # room for a fork storm between two reads
 PROC_EVENTS_MAX_PER_READ = 4096  # events returned by one read_events() call at most
+PROC_EVENTS_PER_BATCH = 64  # events the daemon handles before it looks whether other work is due
 PROC_EVENTS_ACK_TIMEOUT_SECONDS = 1.0  # wait for the kernel to confirm the subscription
 
 # Watch config file

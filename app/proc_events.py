@@ -251,11 +251,15 @@ class ProcEventListener:
             raise
         self._sock = sock
         self.overflows += sum(isinstance(e, Overflow) for e in self._pending)
-        logger.info(
-            "listening to kernel process events (receive buffer %s bytes)",
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-        )
+        logger.debug("listening to kernel process events")
         return self
+
+    @property
+    def receive_buffer_granted(self) -> int:
+        """The receive buffer the kernel gave the socket (twice what was asked, or capped)."""
+        if self._sock is None:
+            raise ValueError("the process-events listener is not open")
+        return self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def _await_ack(self, sock: socket.socket, nonce: int) -> list[ProcEvent]:
         early: list[ProcEvent] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from ffrtmp.config import WatchConfig, effective_dict
 from ffrtmp.daemon import Daemon, default_notifier
@@ -14,8 +15,32 @@ log = logging.getLogger(__name__)
 class StartupError(Exception):
     """The daemon cannot start; the message is one sentence for the operator."""
 
+    exit_code = 1
 
-def open_store(db: str | None):
+
+class AlreadyRunning(StartupError):
+    """Another daemon runs on the same database (ffrtmp.daemon_lock)."""
+
+    exit_code = 2
+
+
+def lock_database(location):
+    """The daemon lock of a database file, taken before anything is written; None for a
+    database that is not a file (a URL of another dialect, or SQLite in memory)."""
+    from ffrtmp import daemon_lock
+
+    if location.path is None:
+        return None
+    try:
+        return daemon_lock.DaemonLock.acquire(location.path)
+    except daemon_lock.AlreadyRunning as exc:
+        raise AlreadyRunning(str(exc)) from None
+    except OSError as exc:
+        lock_file = daemon_lock.lock_path(location.path)
+        raise StartupError(f"lock file {lock_file} cannot be opened: {exc.strerror}") from None
+
+
+def open_store(db):
     from ffrtmp.database import DatabaseError, open_for_writing
     from ffrtmp.revisions import RevisionsError
     from ffrtmp.store import Store
@@ -33,11 +58,25 @@ def make_governor(config: WatchConfig):
     return create_governor(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
 
 
-def choose_discovery(mode: str):
-    """(mode actually used, listener or None), logging the choice once."""
+@dataclass
+class Discovery:
+    mode: str  # the mode actually used: "events" or "poll"
+    listener: object | None
+    choice: tuple[int, str]  # the log level and line that tell the operator why
+
+    def announce(self) -> None:
+        log.log(*self.choice)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+
+def choose_discovery(mode: str) -> Discovery:
+    """The event source for `mode`; the choice is logged by announce(), once the daemon is
+    sure to start, so a refusal stays the only line a refused start prints."""
     if mode == "poll":
-        log.info("discovery: poll (full scans only)")
-        return "poll", None
+        return Discovery("poll", None, (logging.INFO, "discovery: poll (full scans only)"))
     from ffrtmp.proc_events import ProcEventListener, unavailable_reason
 
     try:
@@ -46,21 +85,29 @@ def choose_discovery(mode: str):
         problem = unavailable_reason(exc)
         if mode == "events":
             raise StartupError(f"--discovery events is not possible here: {problem}") from None
-        log.warning(
-            "discovery: poll, because the kernel's process events are unavailable: %s", problem
-        )
-        return "poll", None
-    log.info("discovery: events (kernel process-events connector), with full scans as well")
-    return "events", listener
+        why = f"discovery: poll, because the kernel's process events are unavailable: {problem}"
+        return Discovery("poll", None, (logging.WARNING, why))
+    # Logged by the daemon rather than by open(): a refused start must print nothing else.
+    buffer = listener.receive_buffer_granted
+    return Discovery(
+        "events",
+        listener,
+        (
+            logging.INFO,
+            "discovery: events (kernel process-events connector, receive buffer "
+            f"{buffer} bytes), with full scans as well",
+        ),
+    )
 
 
 def build_daemon(
     config: WatchConfig, *, db: str | None, once: bool = False, http_address: str | None = None
 ) -> Daemon:
+    from ffrtmp.database import resolve
     from ffrtmp.scanner import Scanner
 
     # Every refusal comes before the database is touched: a daemon that cannot start
-    # leaves no file behind.
+    # leaves no file behind, and one that finds another daemon on its database writes nothing.
     if http_address:
         from ffrtmp.http import parse_address
 
@@ -68,12 +115,20 @@ def build_daemon(
             parse_address(http_address)
         except ValueError as exc:
             raise StartupError(f"--http {http_address}: {exc}") from None
-    mode, listener = choose_discovery(config.discovery)
+    discovery = choose_discovery(config.discovery)
     try:
-        store = open_store(db)
+        location = resolve(db)
+        lock = lock_database(location)
     except StartupError:
-        if listener is not None:
-            listener.close()
+        discovery.close()
+        raise
+    try:
+        discovery.announce()
+        store = open_store(location)
+    except StartupError:
+        discovery.close()
+        if lock is not None:
+            lock.release()
         raise
     governor = make_governor(config)
     scanner = Scanner(config.rules(), self_pid=os.getpid())
@@ -82,11 +137,12 @@ def build_daemon(
         store,
         governor,
         scanner,
-        listener=listener,
-        discovery=mode,
+        listener=discovery.listener,
+        discovery=discovery.mode,
         once=once,
         config_summary=effective_dict(config),
         notifier=default_notifier(),
+        daemon_lock=lock,
     )
     if http_address:
         from ffrtmp.http import start_http_server
@@ -95,7 +151,6 @@ def build_daemon(
             daemon.http_server = start_http_server(http_address, daemon)
         except (ValueError, OSError) as exc:
             daemon.store.close()
-            if listener is not None:
-                listener.close()
+            daemon.release()
             raise StartupError(f"--http {http_address}: {exc}") from None
     return daemon

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 SLEEP_BINARY = shutil.which("sleep") or "/bin/sleep"
+# How long a test waits for a state before it fails: generous, for a machine whose cores are all
+# busy. A passing wait returns as soon as the state is there, so it costs nothing.
+WAIT_S = 30.0
 
 
 def make_ffmpeg(directory: Path, name: str = "ffmpeg") -> Path:
@@ -63,7 +66,7 @@ class ProcessSpawner:
                     stream.close()
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
+def wait_until(condition: Callable[[], object], timeout: float = WAIT_S, what: str = "") -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -82,7 +85,7 @@ def read_cmdline(pid: int) -> bytes:
         return b""
 
 
-def wait_for_exec(pid: int, timeout: float = 5.0) -> None:
+def wait_for_exec(pid: int, timeout: float = WAIT_S) -> None:
     """Wait until the new program's arguments are visible in /proc.
 
     Popen returns as soon as the kernel closes the child's close-on-exec descriptors, which is

@@ -18,6 +18,7 @@ import time
 
 import psutil
 import pytest
+from helpers_processes import WAIT_S
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,7 +55,7 @@ def reaped_pid():
 def zombie_pid():
     child = subprocess.Popen(["true"])
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + WAIT_S
         while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
             assert time.monotonic() < deadline, "child never became a zombie"
             time.sleep(0.01)

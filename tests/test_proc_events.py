@@ -104,6 +104,7 @@ def test_thread_events_are_flagged():
 # ---- the real connector
 
 unavailable = listener_available()
+EVENT_TIMEOUT_S = 60.0  # an upper bound for a busy machine; a passing test waits milliseconds
 needs_connector = pytest.mark.skipif(unavailable is not None, reason=str(unavailable))
 
 
@@ -120,7 +121,7 @@ def listener():
         yield opened
 
 
-def collect_until(listener, done, timeout: float = 5.0) -> list:
+def collect_until(listener, done, timeout: float = EVENT_TIMEOUT_S) -> list:
     """Every event read until one for which done(event) is true; fails after `timeout` s."""
     seen = []
     deadline = time.monotonic() + timeout
@@ -133,17 +134,7 @@ def collect_until(listener, done, timeout: float = 5.0) -> list:
     pytest.fail(f"no matching process event within {timeout} s")
 
 
-def drain_for(listener, seconds: float) -> list:
-    """Every event that arrives within `seconds`."""
-    seen = []
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        if select.select([listener], [], [], remaining)[0]:
-            seen.extend(listener.read_events())
-    return seen
-
-
-def wait_for_event(listener, matches, timeout: float = 5.0):
+def wait_for_event(listener, matches, timeout: float = EVENT_TIMEOUT_S):
     """The first event for which matches(event) is true."""
     return collect_until(listener, matches, timeout)[-1]
 
@@ -158,7 +149,7 @@ def test_exit_event_carries_the_exit_code(listener, spawn):
     event = wait_for_event(listener, exit_of(proc.pid))
     assert event.tgid == proc.pid
     assert decode_wait_status(event.exit_status) == (3, None)
-    assert proc.wait(timeout=5) == 3
+    assert proc.wait(timeout=EVENT_TIMEOUT_S) == 3
 
 
 @needs_connector
@@ -197,17 +188,21 @@ def test_thread_exits_are_dropped_unless_asked_for(listener, spawn):
     with ProcEventListener(include_threads=True, kinds=ALL_EVENTS) as all_threads:
         code = "import threading; t = threading.Thread(target=print); t.start(); t.join()"
         proc = spawn([sys.executable, "-c", code])
-        with_threads = collect_until(all_threads, exit_of(proc.pid))
         # join() returns before the thread has left the kernel, so its exit event may come
-        # after the leader's: keep reading a little longer.
-        with_threads += drain_for(all_threads, 0.5)
+        # after the leader's. Once the process is reaped every thread of it has exited, and
+        # the kernel sends each listener its events in order: a process started after that
+        # is a marker behind which both listeners have had everything about `proc`.
+        assert proc.wait(timeout=EVENT_TIMEOUT_S) == 0
+        marker = spawn(["true"])
+        with_threads = collect_until(all_threads, exit_of(marker.pid))
+    seen = collect_until(listener, exit_of(marker.pid))
+
     thread_exits = [
         e for e in with_threads if isinstance(e, ExitEvent) and e.tgid == proc.pid and e.is_thread
     ]
     assert len(thread_exits) == 1
     assert thread_exits[0].pid != proc.pid
-
-    seen = collect_until(listener, exit_of(proc.pid))
+    assert any(exit_of(proc.pid)(e) for e in seen)
     assert not [e for e in seen if getattr(e, "is_thread", False)]
     assert any(isinstance(e, ForkEvent) and e.child_pid == proc.pid for e in seen)
 

@@ -99,7 +99,9 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
     try:
         daemon = build_daemon(config, db=db, once=once, http_address=http_address)
     except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
+        refusal = click.ClickException(str(exc))
+        refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
+        raise refusal from None
     daemon.overrides = overrides
     import logging
 
