@@ -10,7 +10,12 @@ import pytest
 
 # The real cgroup hierarchy here (v1 on the host, v2 in the VM of `make test-v2`): its fixtures and
 # report header register by being names of this module.
-from cgroup_hierarchy import cgroup_hierarchy, pytest_report_header, real_cgroup_parent  # noqa: F401
+from cgroup_hierarchy import (  # noqa: F401
+    cgroup_hierarchy,
+    job_cgroups,
+    pytest_report_header,
+    real_cgroup_parent,
+)
 from helpers_processes import ProcessSpawner, make_ffmpeg
 
 from ffrtmp import failpoints

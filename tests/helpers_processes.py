@@ -11,6 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 SLEEP_BINARY = shutil.which("sleep") or "/bin/sleep"
+# The bound on a wait for a state that is sure to come: generous, since the VM's CPU is emulated
+# and the host's may be busy. A passing test never waits it out; a failing one says what it
+# waited for.
+STATE_TIMEOUT_S = 180.0
 
 
 def make_ffmpeg(directory: Path, name: str = "ffmpeg") -> Path:
