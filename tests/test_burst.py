@@ -7,30 +7,16 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, write_config
-from helpers_processes import wait_until
+from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 BURST = 500
 SHORT_EVERY = 3  # every third process exits after 50 ms, the rest after 3 s
 SCAN_INTERVAL = "1s"
-
-
-def job_cgroup_dirs(parent_name: str) -> list[Path]:
-    """The job cgroups below the test's parent, in every v1 hierarchy the daemon uses."""
-    found = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in ("cpu", "cpuacct", "memory"):
-                if controller in controllers.split(","):
-                    parent = Path("/sys/fs/cgroup", controller, path.lstrip("/"), parent_name)
-                    if parent.is_dir():
-                        found.extend(d for d in parent.iterdir() if d.is_dir())
-    return found
 
 
 def in_list(pids: list[int]) -> str:
@@ -39,7 +25,7 @@ def in_list(pids: list[int]) -> str:
 
 @pytest.mark.slow
 def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
-    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
 ):
     started = time.monotonic()
     config = write_config(tmp_path, fake_ffmpeg)
@@ -57,7 +43,7 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
                 "--watch-config",
                 config,
                 "--cgroup-parent",
-                cgroup_parent,
+                job_cgroups.parent,
             ],
             wait_exec=False,
             stderr=log,
@@ -88,7 +74,7 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
     )
     # Every job cgroup is removed once its process has gone.
     wait_until(
-        lambda: not any(job_cgroup_dirs(cgroup_parent)), timeout=10, what="job cgroups removed"
+        lambda: job_cgroups.names() == [], timeout=STATE_TIMEOUT_S, what="job cgroups removed"
     )
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=20) == 0
