@@ -307,9 +307,17 @@ class JobCgroups:
         return _keyed(directory / name)["oom_kill"]
 
     def counts_peak_memory(self) -> bool:
-        """Whether this kernel keeps a job cgroup's peak memory (v1 always; v2 from 5.19)."""
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
-        return (self.parent_directory("memory") / name).is_file()
+        """Whether this kernel keeps a cgroup's peak memory: v1's memory.max_usage_in_bytes
+        always, v2's memory.peak from Linux 5.19 on (Debian 12's 6.1 has it)."""
+        return self.version == 1 or kernel_version() >= V2_PEAK_SINCE
+
+
+V2_PEAK_SINCE = (5, 19)
+
+
+def kernel_version() -> tuple[int, int]:
+    major, minor = os.uname().release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def read_memberships(pid: int | str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cgroup_hierarchy import CgroupHierarchy
+from cgroup_hierarchy import V2_PEAK_SINCE, CgroupHierarchy, kernel_version
 from governor_faults import ExitsAsItIsMoved
 from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
 
@@ -175,8 +175,11 @@ def test_memory_events_count_the_oom_kill_of_a_process_over_memory_max(
     assert events["oom_kill"] >= 1
     usage = governor.usage(job_id)
     assert usage.oom_killed is True
-    if usage.peak_memory_bytes is not None:  # memory.peak: kernels from 5.19 on
-        assert usage.peak_memory_bytes <= limit_mb * MIB
+    if kernel_version() >= V2_PEAK_SINCE:  # memory.peak
+        assert usage.peak_memory_bytes is not None
+        assert 0 < usage.peak_memory_bytes <= limit_mb * MIB
+    else:
+        assert usage.peak_memory_bytes is None
 
 
 def test_an_emptied_job_cgroup_is_removed(governor: Governor, spawn: ProcessSpawner) -> None:
