@@ -1,10 +1,10 @@
 """The daemon's commands as an operator runs them: real subprocesses, real cgroups, the
 database read back with plain SQL.
 
-On cgroup v2 in the VM (`make test-v2`) each start of the CLI spends some 20 s importing under
-the emulated CPU, so only `ffrtmp run` is marked vm: the way it puts a child it starts into its
-job cgroup is shown nowhere else. Discovery, attach and exits on v2 are test_watch.py's, with
-the daemon in the test's own process.
+None of them runs on cgroup v2 in the VM (`make test-v2`): each start of the CLI spends some
+20 s importing there, under the emulated CPU. Discovery, attach, exits and the OOM kill on v2
+are test_watch.py's, with the daemon in the test's own process; a real `ffrtmp watch` killed
+and started again is test_crash.py's.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ def test_bad_flag_exits_2(db_path):
     assert not db_path.exists()
 
 
-@pytest.mark.vm
 def test_run_passes_the_exit_code_on_and_records_it(db_path, job_cgroups: JobCgroups):
     result = ffrtmp(
         "run",
