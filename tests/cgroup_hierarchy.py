@@ -35,13 +35,28 @@ DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
 
 
 @dataclass(frozen=True)
+class Base:
+    """Where a relative parent name lands in one hierarchy, as a directory and as
+    /proc/<pid>/cgroup names that cgroup."""
+
+    key: str  # the hierarchy as /proc/<pid>/cgroup names it: a v1 controller, "" for v2
+    directory: Path
+    cgroup_path: str
+
+
+@dataclass(frozen=True)
 class CgroupHierarchy:
     """What `create_governor(root=root, parent=<a relative name>, version=version)` governs
     with here."""
 
     version: int
     root: Path  # create_governor's root: the v2 mount, or the directory of the v1 mounts
-    bases: tuple[Path, ...]  # where a relative parent name lands, one per hierarchy used
+    by_controller: dict[str, Base]  # v1: cpu, cpuacct, memory; v2: the one base under each
+
+    @property
+    def bases(self) -> tuple[Path, ...]:
+        """Where a relative parent name lands, one per hierarchy used."""
+        return tuple(dict.fromkeys(base.directory for base in self.by_controller.values()))
 
     def directories(self, parent_name: str) -> list[Path]:
         return [base / parent_name for base in self.bases]
@@ -74,17 +89,6 @@ def _mounts() -> list[_Mount]:
     return mounts
 
 
-def _own_cgroups() -> dict[str, str]:
-    """{controller: cgroup path} from /proc/self/cgroup; the v2 line is under ""."""
-    own = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in controllers.split(",") if controllers else [""]:
-                own[controller] = path
-    return own
-
-
 def _is_delegated(directory: Path) -> bool:
     for name in DELEGATION_XATTRS:
         try:
@@ -113,7 +117,8 @@ def _v2(mount: _Mount, own: dict[str, str]) -> CgroupHierarchy | str:
         return f"cgroup v2: {', '.join(sorted(missing))} not available in {delegated}"
     if not os.access(delegated, os.W_OK):
         return f"cgroup v2: {delegated} is not writable"
-    return CgroupHierarchy(2, mount.point, (delegated,))
+    base = Base("", delegated, str(PurePosixPath(own[""]).parent))
+    return CgroupHierarchy(2, mount.point, dict.fromkeys(V1_USED, base))
 
 
 def _v1(mounts: list[_Mount], own: dict[str, str]) -> CgroupHierarchy | str:
@@ -125,24 +130,24 @@ def _v1(mounts: list[_Mount], own: dict[str, str]) -> CgroupHierarchy | str:
                     by_controller.setdefault(controller, mount)
     if missing := [c for c in NEEDED if c not in by_controller]:
         return f"no cgroup v1 {' or '.join(missing)} hierarchy below {CGROUP_ROOT}"
-    bases: list[Path] = []
+    bases: dict[str, Base] = {}
     for controller, mount in by_controller.items():
         try:
-            base = mount.directory(own[controller])
+            directory = mount.directory(own[controller])
         except (KeyError, ValueError):
             return f"this process has no cgroup in the v1 {controller} hierarchy"
-        if base not in bases:
-            bases.append(base)
-    if os.geteuid() != 0 or not all(os.access(b, os.W_OK) for b in bases):
+        bases[controller] = Base(controller, directory, own[controller])
+    writable = all(os.access(base.directory, os.W_OK) for base in bases.values())
+    if os.geteuid() != 0 or not writable:
         return "cgroup v1: needs root and writable cpu and memory hierarchies"
-    return CgroupHierarchy(1, CGROUP_ROOT, tuple(bases))
+    return CgroupHierarchy(1, CGROUP_ROOT, bases)
 
 
 def detect() -> CgroupHierarchy | str:
     """This process's usable hierarchy, or one sentence saying why there is none. As
     create_governor decides: v2 when the root is a cgroup2 mount, else v1."""
     try:
-        mounts, own = _mounts(), _own_cgroups()
+        mounts, own = _mounts(), read_memberships("self")
     except OSError as err:
         return f"cannot read this process's cgroups: {err}"
     for mount in mounts:
@@ -191,3 +196,152 @@ def real_cgroup_parent(cgroup_hierarchy: CgroupHierarchy, spawn) -> Iterator[str
         spawn.close()
         for directory in cgroup_hierarchy.directories(name):
             remove_tree(directory)
+
+
+MIB = 1024 * 1024
+V1_UNLIMITED_BYTES = 1 << 62  # v1 shows "no memory limit" as its page counter's maximum
+V1_SHARES_PER_WEIGHT = 1024 / 100  # cpu.shares 1024 and cpu.weight 100 are both the default
+
+
+@dataclass(frozen=True)
+class JobCgroups:
+    """The job cgroups below a test's parent cgroup, as the kernel's own files show them, in
+    whichever hierarchy this is: a test asks for a limit, a counter or a membership and gets
+    the same answer from the v1 file or the v2 one."""
+
+    hierarchy: CgroupHierarchy
+    parent: str  # the relative parent name given to the daemon (--cgroup-parent)
+
+    @property
+    def version(self) -> int:
+        return self.hierarchy.version
+
+    def parent_directory(self, controller: str = "cpu") -> Path:
+        return self.hierarchy.by_controller[controller].directory / self.parent
+
+    def directory(self, job_id: str, controller: str = "cpu") -> Path:
+        return self.parent_directory(controller) / job_id
+
+    def directories(self, job_id: str) -> list[Path]:
+        """The job's directory in every hierarchy used (v1: cpu, cpuacct, memory; v2: one)."""
+        return [directory / job_id for directory in self.hierarchy.directories(self.parent)]
+
+    def names(self) -> list[str]:
+        """The job cgroups below the parent, in any hierarchy."""
+        found = set()
+        for parent in self.hierarchy.directories(self.parent):
+            if parent.is_dir():
+                found.update(entry.name for entry in parent.iterdir() if entry.is_dir())
+        return sorted(found)
+
+    def job_of(self, pid: int) -> str | None:
+        """The job cgroup below the parent that `pid` is in, None if it is in none. On v1 its
+        cpu and memory cgroups must agree: a process half moved is an error."""
+        memberships = read_memberships(pid)
+        jobs = set()
+        for controller in NEEDED:
+            base = self.hierarchy.by_controller[controller]
+            path = PurePosixPath(memberships[base.key])
+            parent = PurePosixPath(base.cgroup_path) / self.parent
+            jobs.add(path.name if path.parent == parent else None)
+        assert len(jobs) == 1, f"pid {pid} is in {memberships}: cpu and memory disagree"
+        return jobs.pop()
+
+    def pids(self, job_id: str) -> set[int]:
+        return {
+            int(pid)
+            for directory in self.directories(job_id)
+            if directory.is_dir()
+            for pid in (directory / "cgroup.procs").read_text().split()
+        }
+
+    def parent_pids(self) -> set[int]:
+        """The processes in the parent cgroup itself (v2 forbids any where children are
+        limited; ffrtmp never puts one there on v1 either)."""
+        return {
+            int(pid)
+            for directory in self.hierarchy.directories(self.parent)
+            for pid in (directory / "cgroup.procs").read_text().split()
+        }
+
+    def subtree_control(self) -> set[str]:
+        """v2: the controllers the parent enables for its job cgroups."""
+        assert self.version == 2, "cgroup.subtree_control is a cgroup v2 file"
+        return set((self.parent_directory() / "cgroup.subtree_control").read_text().split())
+
+    def cpu_quota(self, job_id: str) -> float | None:
+        """The CPU quota in percent of one CPU, None for no quota."""
+        directory = self.directory(job_id, "cpu")
+        if self.version == 1:
+            quota = int(_read(directory / "cpu.cfs_quota_us"))
+            period = int(_read(directory / "cpu.cfs_period_us"))
+        else:
+            text_quota, text_period = _read(directory / "cpu.max").split()
+            quota, period = (-1 if text_quota == "max" else int(text_quota)), int(text_period)
+        return None if quota < 0 else quota * 100 / period
+
+    def cpu_weight(self, job_id: str) -> float:
+        """The CPU weight on v2's scale (1 to 10000, default 100); v1's cpu.shares scaled."""
+        directory = self.directory(job_id, "cpu")
+        if self.version == 1:
+            return int(_read(directory / "cpu.shares")) / V1_SHARES_PER_WEIGHT
+        return int(_read(directory / "cpu.weight"))
+
+    def memory_limit_mb(self, job_id: str) -> float | None:
+        """The memory limit in MiB, None for no limit."""
+        directory = self.directory(job_id, "memory")
+        if self.version == 1:
+            limit = int(_read(directory / "memory.limit_in_bytes"))
+            return None if limit >= V1_UNLIMITED_BYTES else limit / MIB
+        text = _read(directory / "memory.max")
+        return None if text == "max" else int(text) / MIB
+
+    def limits(self, job_id: str) -> tuple[float | None, float, float | None]:
+        """(cpu quota %, cpu weight, memory limit MiB), as the processes table records them."""
+        return self.cpu_quota(job_id), self.cpu_weight(job_id), self.memory_limit_mb(job_id)
+
+    def oom_kills(self, job_id: str) -> int:
+        """How many processes the kernel's OOM killer ended in the job cgroup."""
+        directory = self.directory(job_id, "memory")
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        return _keyed(directory / name)["oom_kill"]
+
+    def counts_peak_memory(self) -> bool:
+        """Whether this kernel keeps a cgroup's peak memory: v1's memory.max_usage_in_bytes
+        always, v2's memory.peak from Linux 5.19 on (Debian 12's 6.1 has it)."""
+        return self.version == 1 or kernel_version() >= V2_PEAK_SINCE
+
+
+V2_PEAK_SINCE = (5, 19)
+
+
+def kernel_version() -> tuple[int, int]:
+    major, minor = os.uname().release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def read_memberships(pid: int | str) -> dict[str, str]:
+    """/proc/<pid>/cgroup as {controller: cgroup path}; the v2 line is under ""."""
+    memberships = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                memberships[controller] = path
+    return memberships
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return {key: int(value) for key, value in pairs}
+
+
+@pytest.fixture
+def job_cgroups(cgroup_hierarchy: CgroupHierarchy, real_cgroup_parent: str) -> JobCgroups:
+    """The test's parent (`real_cgroup_parent`) and what the kernel shows of the job cgroups
+    a daemon makes below it."""
+    return JobCgroups(cgroup_hierarchy, real_cgroup_parent)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,12 @@ import pytest
 
 # The real cgroup hierarchy here (v1 on the host, v2 in the VM of `make test-v2`): its fixtures and
 # report header register by being names of this module.
-from cgroup_hierarchy import cgroup_hierarchy, pytest_report_header, real_cgroup_parent  # noqa: F401
+from cgroup_hierarchy import (  # noqa: F401
+    cgroup_hierarchy,
+    job_cgroups,
+    pytest_report_header,
+    real_cgroup_parent,
+)
 from helpers_processes import ProcessSpawner, make_ffmpeg
 
 from ffrtmp import failpoints
@@ -57,47 +61,3 @@ def spawn() -> Iterator[ProcessSpawner]:
         yield spawner
     finally:
         spawner.close()
-
-
-def _own_cgroup_dirs(parent_name: str) -> list[Path]:
-    """Where a relative cgroup parent lands: below this process's own cgroup, per v1
-    hierarchy (the only writable cgroups on the test machines)."""
-    dirs = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in ("cpu", "cpuacct", "memory"):
-                if controller in controllers.split(","):
-                    mount = Path("/sys/fs/cgroup") / controller
-                    if mount.is_dir():
-                        dirs.append(mount / path.lstrip("/") / parent_name)
-    return dirs
-
-
-def _remove_tree(directory: Path) -> None:
-    if not directory.is_dir():
-        return
-    for child in directory.iterdir():
-        if child.is_dir():
-            _remove_tree(child)
-    try:
-        directory.rmdir()
-    except OSError:
-        pass
-
-
-@pytest.fixture
-def cgroup_parent(spawn: ProcessSpawner) -> Iterator[str]:
-    """A unique job-cgroup parent below the test's own cgroups, removed afterwards, after
-    the processes the test spawned are ended (a populated cgroup cannot be removed)."""
-    import uuid
-
-    if os.geteuid() != 0 or not os.access("/sys/fs/cgroup/cpu", os.W_OK):
-        pytest.skip("needs root and writable cgroup v1 hierarchies")
-    name = f"ffrtmp-test-{uuid.uuid4().hex[:10]}"
-    try:
-        yield name
-    finally:
-        spawn.close()
-        for directory in _own_cgroup_dirs(name):
-            _remove_tree(directory)

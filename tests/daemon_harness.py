@@ -14,6 +14,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from helpers_processes import STATE_TIMEOUT_S
+
 from ffrtmp.cgroups import create_governor
 from ffrtmp.config import apply_overrides, load_config
 from ffrtmp.daemon import Daemon
@@ -23,12 +25,19 @@ from ffrtmp.store import Store
 
 
 def write_config(
-    directory: Path, exe: Path | str, extra: str = "", command: str = "ffmpeg"
+    directory: Path,
+    exe: Path | str,
+    extra: str = "",
+    command: str = "ffmpeg",
+    cmdline_regex: str | None = None,
 ) -> Path:
+    """A watch config whose one rule matches `command` run from `exe` (and, for a shared
+    executable such as python, a command line holding `cmdline_regex`)."""
+    criteria = f"exe: '{exe}'" + (f", cmdline_regex: '{cmdline_regex}'" if cmdline_regex else "")
     path = directory / "watch.yaml"
     path.write_text(
         f"target_commands: [{command}]\n"
-        f"commands:\n  {command}:\n    match: {{exe: '{exe}'}}\n" + extra
+        f"commands:\n  {command}:\n    match: {{{criteria}}}\n" + extra
     )
     return path
 
@@ -62,7 +71,7 @@ def make_daemon(
     )
 
 
-def pump(daemon: Daemon, until, timeout: float = 8.0, what: str = "") -> None:
+def pump(daemon: Daemon, until, timeout: float = STATE_TIMEOUT_S, what: str = "") -> None:
     """Run loop steps at real time until `until()` is true."""
     deadline = time.monotonic() + timeout
     while True:

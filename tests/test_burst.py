@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, write_config
 from helpers_processes import wait_until
 
@@ -29,20 +30,6 @@ SHORT_EVERY = 3  # every third process is killed as soon as it is recorded
 SCAN_INTERVAL = "1s"
 # For a machine whose cores are all busy: a few seconds of work there, under one unloaded.
 BURST_S = 180
-
-
-def job_cgroup_dirs(parent_name: str) -> list[Path]:
-    """The job cgroups below the test's parent, in every v1 hierarchy the daemon uses."""
-    found = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in ("cpu", "cpuacct", "memory"):
-                if controller in controllers.split(","):
-                    parent = Path("/sys/fs/cgroup", controller, path.lstrip("/"), parent_name)
-                    if parent.is_dir():
-                        found.extend(d for d in parent.iterdir() if d.is_dir())
-    return found
 
 
 def stored_time(text: str) -> datetime:
@@ -59,7 +46,7 @@ def states_of(db_path: Path, pids) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
-    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
 ):
     config = write_config(tmp_path, fake_ffmpeg)
     with open(tmp_path / "daemon.log", "w") as log:
@@ -76,7 +63,7 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
                 "--watch-config",
                 config,
                 "--cgroup-parent",
-                cgroup_parent,
+                job_cgroups.parent,
             ],
             wait_exec=False,
             stderr=log,
@@ -121,9 +108,7 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
         what="every exit recorded",
     )
     # Every job cgroup is removed once its process has gone.
-    wait_until(
-        lambda: not any(job_cgroup_dirs(cgroup_parent)), timeout=BURST_S, what="job cgroups removed"
-    )
+    wait_until(lambda: job_cgroups.names() == [], timeout=BURST_S, what="job cgroups removed")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=BURST_S) == 0
 

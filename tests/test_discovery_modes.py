@@ -4,7 +4,8 @@
 event (the socket overflowed) is made good at once by a full scan; between scans an idle
 event-driven daemon looks at nothing. Real processes, real cgroups, the real connector; the
 connector's refusal is the failpoint `proc_events.open` (a refusal cannot be produced for
-root on this machine otherwise).
+root on this machine otherwise). The overflow's burst of attaches runs on cgroup v2 in the VM
+too (marked vm).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import sys
 import time
 
 import pytest
+from cgroup_hierarchy import JobCgroups
 from daemon_harness import close, make_daemon, query, write_config
-from helpers_processes import wait_until
+from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import failpoints
 from ffrtmp.proc_events import ExecEvent, ProcEventListener
@@ -50,7 +52,7 @@ def watch_once(db_path, config, cgroup_parent, discovery: str, failpoints_spec: 
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STATE_TIMEOUT_S,
         env=env,
     )
 
@@ -61,36 +63,38 @@ def recorded_discovery(db_path) -> tuple[list, list]:
     return runs, snapshots
 
 
-def test_auto_uses_the_kernel_events_where_they_work(tmp_path, db_path, cgroup_parent, fake_ffmpeg):
-    result = watch_once(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, "auto")
+def test_auto_uses_the_kernel_events_where_they_work(
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+):
+    result = watch_once(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, "auto")
     assert result.returncode == 0, result.stderr
     assert recorded_discovery(db_path) == ([("events",)], [("events",)])
 
 
 def test_auto_falls_back_to_polling_when_the_connector_is_refused(
-    tmp_path, db_path, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
 ):
     config = write_config(tmp_path, fake_ffmpeg)
-    result = watch_once(db_path, config, cgroup_parent, "auto", REFUSED)
+    result = watch_once(db_path, config, real_cgroup_parent, "auto", REFUSED)
     assert result.returncode == 0, result.stderr
     assert recorded_discovery(db_path) == ([("poll",)], [("poll",)])
 
 
 def test_events_demanded_but_refused_exits_1_with_the_reason(
-    tmp_path, db_path, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
 ):
     config = write_config(tmp_path, fake_ffmpeg)
-    result = watch_once(db_path, config, cgroup_parent, "events", REFUSED)
+    result = watch_once(db_path, config, real_cgroup_parent, "events", REFUSED)
     assert result.returncode == 1
     assert result.stderr.endswith(REFUSAL_SENTENCE)
 
 
 def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
-    tmp_path, db_path, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
 ):
     """A refused start must leave no database behind, and say only why it refused."""
     config = write_config(tmp_path, fake_ffmpeg)
-    result = watch_once(db_path, config, cgroup_parent, "events", REFUSED)
+    result = watch_once(db_path, config, real_cgroup_parent, "events", REFUSED)
     assert result.returncode == 1
     assert result.stderr == REFUSAL_SENTENCE
     assert not db_path.exists()
@@ -109,13 +113,16 @@ def overflows_in_snapshot(daemon, db_path, now: float) -> int:
     return json.loads(rows[0][0])["event_overflows"]
 
 
+@pytest.mark.vm
 def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_ones(
-    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
 ):
     """A receive buffer of a few kilobytes holds a handful of events: thirty new processes
     while the daemon is not reading overflow it for real."""
     listener = ProcEventListener(receive_buffer_bytes=1024).open()
-    daemon = event_daemon(db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, listener)
+    daemon = event_daemon(
+        db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, listener
+    )
     try:
         now = time.time()
         daemon.start(now)
@@ -130,6 +137,8 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
         assert query(
             db_path, "SELECT pid FROM processes WHERE state = 'attached' ORDER BY pid"
         ) == [(p,) for p in pids]
+        jobs = dict(query(db_path, "SELECT pid, job_id FROM processes"))
+        assert {pid: job_cgroups.job_of(pid) for pid in pids} == jobs
         assert query(db_path, "SELECT new > 0 FROM scans WHERE trigger = 'overflow'") == [(1,)]
         assert daemon.event_overflows >= 1
         assert overflows_in_snapshot(daemon, db_path, now) == daemon.event_overflows
@@ -138,10 +147,10 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
 
 
 def test_an_overflow_is_counted_once_and_scanned_for_at_once(
-    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
 ):
     daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, scan_interval="60s"
+        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
     try:
         now = time.time()
@@ -180,7 +189,7 @@ CPU_PER_EXEC = 0.002  # measured about 0.3 ms; a look at each exec is allowed, a
 
 @pytest.mark.slow
 def test_an_idle_event_driven_daemon_looks_at_no_process_between_scans(
-    tmp_path, db_path, spawn, cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
 ):
     """Other people's processes start on this machine all the time and each costs the daemon
     one look, so the budget grows with the execs counted meanwhile. A walk over /proc reads
@@ -203,7 +212,7 @@ def test_an_idle_event_driven_daemon_looks_at_no_process_between_scans(
                 "--watch-config",
                 config,
                 "--cgroup-parent",
-                cgroup_parent,
+                real_cgroup_parent,
             ],
             wait_exec=False,
             stderr=log,

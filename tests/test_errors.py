@@ -18,7 +18,7 @@ import time
 
 import psutil
 import pytest
-from helpers_processes import WAIT_S
+from helpers_processes import STATE_TIMEOUT_S
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,7 +55,7 @@ def reaped_pid():
 def zombie_pid():
     child = subprocess.Popen(["true"])
     try:
-        deadline = time.monotonic() + WAIT_S
+        deadline = time.monotonic() + STATE_TIMEOUT_S
         while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
             assert time.monotonic() < deadline, "child never became a zombie"
             time.sleep(0.01)

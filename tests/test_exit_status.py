@@ -3,7 +3,7 @@ import signal
 import time
 
 import pytest
-from helpers_processes import WAIT_S
+from helpers_processes import STATE_TIMEOUT_S
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +18,7 @@ def spawn(spawn):
     return lambda argv: spawn(argv, wait_exec=False, stdout=None, stderr=None)
 
 
-def wait_for_state(pid: int, state: str, timeout: float = WAIT_S):
+def wait_for_state(pid: int, state: str, timeout: float = STATE_TIMEOUT_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stat = read_stat(pid)
@@ -92,7 +92,7 @@ def test_zombie_exit_status_reads_a_code_before_the_parent_reaps(spawn):
     assert zombie_exit_status(proc.pid, stat.start_ticks) == (7, None)
     assert zombie_exit_status(proc.pid, stat.start_ticks + 1) is None  # a different process
 
-    assert proc.wait(timeout=WAIT_S) == 7
+    assert proc.wait(timeout=STATE_TIMEOUT_S) == 7
     assert zombie_exit_status(proc.pid, stat.start_ticks) is None  # reaped: gone
 
 
@@ -104,7 +104,7 @@ def test_zombie_exit_status_reads_a_killing_signal(spawn):
     os.kill(proc.pid, signal.SIGKILL)
     wait_for_state(proc.pid, "Z")
     assert zombie_exit_status(proc.pid, start_ticks) == (None, signal.SIGKILL)
-    assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+    assert proc.wait(timeout=STATE_TIMEOUT_S) == -signal.SIGKILL
 
 
 def test_zombie_exit_status_of_a_process_that_never_existed():

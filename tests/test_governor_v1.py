@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from governor_faults import ExitsAsItIsMoved
 from helpers_processes import SLEEP_BINARY, ProcessSpawner, wait_until
 
 from ffrtmp.cgroups import (
@@ -163,6 +164,36 @@ def test_attach_to_an_exited_pid_raises_and_leaves_no_folder(v1):
     assert isinstance(caught.value, TargetGone)
     assert not any((h.parent / job_id).exists() for h in v1.governor.hierarchies)
     assert v1.governor.leftovers() == {}
+
+
+def test_attaching_a_process_that_exited_unreaped_says_it_is_gone(v1):
+    # A short ffmpeg run (`ffmpeg -version`) is a zombie until its parent reaps it, and the
+    # daemon may be attaching it just then: v1 takes a zombie's pid in cgroup.procs without an
+    # error and leaves it where it was.
+    child, identity = v1.start([SLEEP_BINARY, "60"])
+    os.kill(child.pid, signal.SIGKILL)
+    wait_until(lambda: not identity.is_running(), 10, f"pid {child.pid} to be a zombie")
+    job_id = job_id_for("auto", "sleep", identity)
+
+    with pytest.raises(GovernorError) as caught:
+        v1.governor.attach(identity, job_id, Limits(50))
+
+    assert isinstance(caught.value, TargetGone), f"errno {caught.value.errno}: {caught.value}"
+    assert not any((h.parent / job_id).exists() for h in v1.governor.hierarchies)
+    assert v1.governor.leftovers() == {}
+
+
+def test_a_process_that_exits_as_it_is_moved_is_gone_not_an_error(v1):
+    child, identity = v1.start([SLEEP_BINARY, "60"])
+    governor = create_governor(CGROUP_ROOT, parent=v1.parent_name, files=ExitsAsItIsMoved(identity))
+    job_id = job_id_for("auto", "sleep", identity)
+
+    with pytest.raises(GovernorError) as caught:
+        governor.attach(identity, job_id, Limits(50))
+
+    assert isinstance(caught.value, TargetGone), f"errno {caught.value.errno}: {caught.value}"
+    assert child.poll() == -signal.SIGKILL
+    assert not any((h.parent / job_id).exists() for h in v1.governor.hierarchies)
 
 
 class FailingMemoryMove(CgroupFiles):

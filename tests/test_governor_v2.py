@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers_processes import SLEEP_BINARY, WAIT_S, ProcessSpawner, wait_until
+from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, ProcessSpawner, wait_until
 from sqlalchemy import select
 
 from ffrtmp import failpoints
@@ -424,7 +424,7 @@ def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
     lifecycle.follow(Followed(process_id, sleeper, job_id, governed=True))
 
     os.kill(sleeper.pid, signal.SIGKILL)
-    wait_until(lambda: not sleeper.is_running(), timeout=WAIT_S, what="the sleeper to die")
+    wait_until(lambda: not sleeper.is_running(), timeout=STATE_TIMEOUT_S, what="the sleeper to die")
     lifecycle.poll(time.time())
     # The fake, unlike the kernel, keeps a pid in cgroup.procs until told: still populated.
     with store.unit() as s:

@@ -119,7 +119,9 @@ class Governor:
                     created.append(directory)
             self._apply_limits(job_id, limits)
             applied = self._applied_limits(job_id)
-            if not identity.is_alive():
+            # Not is_alive(): the kernel takes an exited, unreaped pid's write to cgroup.procs
+            # without an error and leaves it where it was, so a zombie must be caught here.
+            if not identity.is_running():
                 raise TargetGone(identity, "before it could be moved into its cgroup")
             before = self._memberships(identity)
             for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
@@ -315,6 +317,9 @@ class Governor:
             expected = hierarchy.cgroup_path(directory)
             actual = memberships.get(hierarchy.key)
             if actual != expected:
+                if not identity.is_running():
+                    # It exited between the check and the move: the kernel ignored the write.
+                    raise TargetGone(identity, "while it was being moved into its cgroup")
                 raise GovernorError(
                     errno.EIO,
                     f"{identity} was written to {directory}/cgroup.procs but its "
