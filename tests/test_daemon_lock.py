@@ -166,7 +166,7 @@ def ffrtmp(*args, timeout: float = STARTUP_S, **kwargs) -> subprocess.CompletedP
     )
 
 
-def watch_argv(db_path: Path, cgroup_parent: str, *extra: str) -> list:
+def watch_argv(db_path: Path, real_cgroup_parent: str, *extra: str) -> list:
     # Matches nothing on the machine; a scan interval of an hour keeps the daemon from writing
     # anything after its start-up, so a second daemon's writes would show.
     return [
@@ -181,16 +181,16 @@ def watch_argv(db_path: Path, cgroup_parent: str, *extra: str) -> list:
         "--scan-interval",
         "1h",
         "--cgroup-parent",
-        cgroup_parent,
+        real_cgroup_parent,
         *extra,
     ]
 
 
-def start_daemon(spawn, db_path: Path, cgroup_parent: str, log: Path):
+def start_daemon(spawn, db_path: Path, real_cgroup_parent: str, log: Path):
     """A real `ffrtmp watch`, returned once its start-up is written: its run row, its first
     scan, and the health snapshot that follows it. After that it is idle for a minute."""
     with open(log, "w") as stderr:
-        daemon = spawn(watch_argv(db_path, cgroup_parent), wait_exec=False, stderr=stderr)
+        daemon = spawn(watch_argv(db_path, real_cgroup_parent), wait_exec=False, stderr=stderr)
     wait_until(
         lambda: scans_recorded(db_path) and startup_snapshot_of(db_path, daemon.pid),
         timeout=STARTUP_S,
@@ -225,15 +225,15 @@ def stop(daemon) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("once", [False, True], ids=["watch", "watch --once"])
 def test_a_second_watch_on_the_same_database_exits_2_and_writes_nothing(
-    tmp_path, db_path, spawn, cgroup_parent, once
+    tmp_path, db_path, spawn, real_cgroup_parent, once
 ):
-    first = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "first.log")
+    first = start_daemon(spawn, db_path, real_cgroup_parent, tmp_path / "first.log")
     before = dump(db_path)
     lock_before = lock_path(db_path).read_bytes()
     started_at = json.loads(lock_before)["started_at"]
 
     second = subprocess.run(
-        watch_argv(db_path, cgroup_parent, *(["--once"] if once else [])),
+        watch_argv(db_path, real_cgroup_parent, *(["--once"] if once else [])),
         capture_output=True,
         text=True,
         timeout=STARTUP_S,
@@ -253,12 +253,14 @@ def test_a_second_watch_on_the_same_database_exits_2_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_a_daemon_killed_with_sigkill_is_replaced_at_once(tmp_path, db_path, spawn, cgroup_parent):
-    first = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "first.log")
+def test_a_daemon_killed_with_sigkill_is_replaced_at_once(
+    tmp_path, db_path, spawn, real_cgroup_parent
+):
+    first = start_daemon(spawn, db_path, real_cgroup_parent, tmp_path / "first.log")
     first.kill()
     assert first.wait(timeout=STARTUP_S) == -signal.SIGKILL
 
-    second = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "second.log")
+    second = start_daemon(spawn, db_path, real_cgroup_parent, tmp_path / "second.log")
 
     runs = query(db_path, "SELECT pid, stopped_at FROM daemon_runs ORDER BY id")
     assert runs == [(first.pid, None), (second.pid, None)]
@@ -269,9 +271,9 @@ def test_a_daemon_killed_with_sigkill_is_replaced_at_once(tmp_path, db_path, spa
 
 @pytest.mark.slow
 def test_read_commands_attach_and_run_are_not_blocked_by_a_running_daemon(
-    tmp_path, db_path, spawn, cgroup_parent
+    tmp_path, db_path, spawn, real_cgroup_parent
 ):
-    daemon = start_daemon(spawn, db_path, cgroup_parent, tmp_path / "daemon.log")
+    daemon = start_daemon(spawn, db_path, real_cgroup_parent, tmp_path / "daemon.log")
     sleeper = spawn(["sleep", "60"])
 
     for read in (
@@ -284,11 +286,11 @@ def test_read_commands_attach_and_run_are_not_blocked_by_a_running_daemon(
         result = ffrtmp(*read, "--db", db_path)
         assert result.returncode == 0, f"{read}: {result.stderr}"
     attached = ffrtmp(
-        "attach", "--pid", sleeper.pid, "--db", db_path, "--cgroup-parent", cgroup_parent
+        "attach", "--pid", sleeper.pid, "--db", db_path, "--cgroup-parent", real_cgroup_parent
     )
     assert attached.returncode == 0, attached.stderr
     ran = ffrtmp(
-        "run", "--db", db_path, "--cgroup-parent", cgroup_parent, "--", "sh", "-c", "exit 4"
+        "run", "--db", db_path, "--cgroup-parent", real_cgroup_parent, "--", "sh", "-c", "exit 4"
     )
     assert ran.returncode == 4, ran.stderr
 
