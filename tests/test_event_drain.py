@@ -38,11 +38,11 @@ def discovered_at(db_path, pid: int) -> datetime | None:
 
 
 @pytest.fixture
-def idle_daemon(tmp_path, db_path, cgroup_parent, fake_ffmpeg):
+def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg):
     """A started daemon that has done its start-up scan and prune, with nothing else due for
     a minute."""
     daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), cgroup_parent, scan_interval="60s"
+        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
     try:
         now = time.time()

@@ -3,9 +3,15 @@ a normal outcome, recorded as vanished or exited, never an error and never again
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+from helpers_processes import wait_until
 
 from ffrtmp.attach import Attacher
 from ffrtmp.backoff import BackoffPolicy
@@ -52,3 +58,87 @@ def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
     report = health.evaluate(1.0)
     assert (report.consecutive_attach_failures, report.total_attach_failures) == (0, 0)
     assert report.errors_by_type == {}
+
+
+@pytest.mark.slow
+def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
+    tmp_path, db_path, spawn, fake_ffmpeg, cgroup_hierarchy, real_cgroup_parent
+):
+    config = tmp_path / "watch.yaml"
+    config.write_text(
+        "target_commands: [ffmpeg]\n"
+        f"commands:\n  ffmpeg:\n    match: {{exe: '{fake_ffmpeg}'}}\n"
+        "health: {degraded_attach_failures: 10}\n"
+        "scan_interval: 1s\n"
+    )
+    daemon = spawn(
+        [
+            sys.executable,
+            "-m",
+            "ffrtmp.cli",
+            "watch",
+            "--db",
+            str(db_path),
+            "--watch-config",
+            str(config),
+            "--cgroup-parent",
+            real_cgroup_parent,
+            "--discovery",
+            "events",
+        ],
+        wait_exec=False,
+    )
+
+    def scans_recorded() -> int:
+        try:
+            return rows(db_path, "SELECT count(*) FROM scans")[0][0]
+        except sqlite3.Error:  # not created, or created but not migrated yet
+            return 0
+
+    wait_until(scans_recorded, timeout=60, what="the daemon's first scan")
+    # Lifetimes from 20 ms to 0.6 s: some end before the daemon looks, some while it attaches,
+    # most after it.
+    jobs = [subprocess.Popen([fake_ffmpeg, f"{0.02 + (i % 30) * 0.02:.2f}"]) for i in range(BURST)]
+    try:
+        for job in jobs:
+            assert job.wait(timeout=60) == 0
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+    pids = tuple(job.pid for job in jobs)
+    marks = ",".join("?" * len(pids))
+
+    def recorded_ends():
+        return rows(
+            db_path,
+            f"SELECT pid, state FROM processes WHERE pid IN ({marks}) AND exited_at IS NOT NULL",
+            pids,
+        )
+
+    # The jobs that lived long enough to be seen (0.2 s and more is far past the daemon's
+    # reaction to an exec) are all recorded, each with its end, and nothing else is unended.
+    seen_for_sure = {job.pid for i, job in enumerate(jobs) if (i % 30) >= 9}
+    wait_until(
+        lambda: seen_for_sure <= {pid for pid, _ in recorded_ends()},
+        what="the end of every job that lived 0.2 s or more",
+    )
+    wait_until(
+        lambda: (
+            len(recorded_ends())
+            == len(rows(db_path, f"SELECT id FROM processes WHERE pid IN ({marks})", pids))
+        ),
+        what="every recorded job's end",
+    )
+    assert {state for _, state in recorded_ends()} <= {"exited", "vanished"}
+    assert rows(db_path, "SELECT count(*) FROM error_events") == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
+    assert daemon.poll() is None
+    health = subprocess.run(
+        [sys.executable, "-m", "ffrtmp.cli", "health", "--json", "--db", str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(health.stdout)["status"] == "healthy", health.stdout
