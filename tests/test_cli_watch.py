@@ -279,7 +279,13 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
 
     config.write_text(config.read_text().replace("bogus_key: 1\n", "").replace("300", "700"))
     daemon.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+
+    def recorded_default_weight() -> int:
+        ((config_json,),) = query(db_path, "SELECT config FROM daemon_runs")
+        return json.loads(config_json)["default_limits"]["cpu_weight"]
+
+    # A reload rewrites the run's effective configuration: the state to wait on.
+    wait_until(lambda: recorded_default_weight() == 700, timeout=STATE_TIMEOUT_S, what="the reload")
     third = spawn([fake_ffmpeg, "32"])
     wait_until(
         lambda: weight_of(third.pid) == 700, timeout=STATE_TIMEOUT_S, what="new config applied"
