@@ -59,14 +59,24 @@ class Attacher:
         *,
         now: float,
         attempt: int = 0,
+        look_first: bool = False,
     ) -> AttachResult:
+        """Govern the process, or record why not. A retry (`attempt` > 0) or a recovery
+        (`look_first`) starts from what the kernel says: a process already in its job cgroup
+        with the limits it is to have is recorded as attached, without another try."""
         when = utc(now)
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
             self.store.record_observed(process_id, reason=self.unavailable_reason, now=when)
             return AttachResult(ProcessState.OBSERVED, error=self.unavailable_reason)
         try:
-            attachment = self.governor.attach(identity, job_id, limits)
+            attachment = None
+            if attempt > 0 or look_first:
+                attachment = self.governor.governed_as(identity, job_id)
+                if attachment is not None and attachment.applied != limits:
+                    attachment = None  # in its cgroup, not yet with these limits: apply them
+            if attachment is None:
+                attachment = self.governor.attach(identity, job_id, limits)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
         self.store.record_attached(

@@ -206,7 +206,9 @@ class Daemon:
                 self.store.mark_adopted(
                     tracked.process_id, now=utc(now), state=ProcessState.DISCOVERED
                 )
-                self._attach(tracked.process_id, ident, tracked.job_id, tracked.limits, now)
+                self._attach(
+                    tracked.process_id, ident, tracked.job_id, tracked.limits, now, look_first=True
+                )
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
@@ -327,7 +329,7 @@ class Daemon:
             if self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
                 # Our own attach of it failed before its outcome was stored (the store
                 # refused a commit): finish it; the governor reuses the job cgroup.
-                self._attach(process_id, ident, job_id, limits, now)
+                self._attach(process_id, ident, job_id, limits, now, look_first=True)
                 return 0
             # Recorded by an earlier run or by `ffrtmp attach`; recovery or the retry queue
             # owns it, never a second attach here.
@@ -344,9 +346,17 @@ class Daemon:
         return self.config.limits_for(rule) if rule else self.config.default_limits
 
     def _attach(
-        self, process_id: int, ident: ProcessIdentity, job_id: str, limits, now: float
+        self,
+        process_id: int,
+        ident: ProcessIdentity,
+        job_id: str,
+        limits,
+        now: float,
+        look_first: bool = False,
     ) -> None:
-        result = self.attacher.attach(process_id, ident, job_id, limits, now=now)
+        result = self.attacher.attach(
+            process_id, ident, job_id, limits, now=now, look_first=look_first
+        )
         if result.state in (
             ProcessState.ATTACHED,
             ProcessState.OBSERVED,

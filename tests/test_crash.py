@@ -309,12 +309,18 @@ def final_problems(db_path: Path, fleet: Fleet, job_cgroups: JobCgroups) -> list
     return problems
 
 
+# Schedules that once found a defect, replayed every run. 2447335742: SIGKILL after the move
+# and before its record left a governed process to be dead-lettered by later failing attempts.
+KNOWN_SEEDS = (2447335742,)
+
+
 @pytest.mark.slow
 @pytest.mark.root
+@pytest.mark.parametrize("known_seed", [None, *KNOWN_SEEDS], ids=["random", *map(str, KNOWN_SEEDS)])
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, known_seed
 ):
-    seed = int(os.environ.get(SEED_ENV_VAR) or random.SystemRandom().randrange(2**32))
+    seed = known_seed or int(os.environ.get(SEED_ENV_VAR) or random.SystemRandom().randrange(2**32))
     print(f"crash test seed {seed}: {SEED_ENV_VAR}={seed} replays this schedule")
     rng = random.Random(seed)
     config = write_config(tmp_path, fake_ffmpeg, FAST_RETRIES)

@@ -124,6 +124,10 @@ class Governor:
             if not identity.is_running():
                 raise TargetGone(identity, "before it could be moved into its cgroup")
             before = self._memberships(identity)
+            # A crash between two moves leaves a process in some of its job cgroups: where it
+            # was before those is lost. If this attempt fails, it goes where its other
+            # cgroups are (on v1 they share one path as a rule), else to our parent cgroup.
+            moved.extend(self._stale_moves(before, directories))
             for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
                 procs = directory / "cgroup.procs"
                 try:
@@ -144,6 +148,25 @@ class Governor:
         attachment = Attachment(self.version, tuple(str(d) for d in directories), applied)
         log.info("attached %s to %s with %s", identity, job_id, applied)
         return attachment
+
+    def governed_as(self, identity: ProcessIdentity, job_id: str) -> Attachment | None:
+        """The attachment the kernel shows for a process that already sits in every one of
+        its job cgroups (a crash may have come between the move and its record), with the
+        limits read back from them; None when it does not."""
+        directories = self.job_directories(job_id)
+        if not all(directory.is_dir() for directory in directories):
+            return None
+        try:
+            memberships = self._memberships(identity)
+        except GovernorError:
+            return None
+        for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
+            if memberships.get(hierarchy.key) != hierarchy.cgroup_path(directory):
+                return None
+        if not identity.is_running():  # the pid read is this very process, and it runs
+            return None
+        applied = self._applied_limits(job_id)
+        return Attachment(self.version, tuple(str(d) for d in directories), applied)
 
     def usage(self, job_id: str) -> Usage:
         """The job's counters; readable after its process exited, until release()."""
@@ -326,6 +349,30 @@ class Governor:
                     f"{hierarchy.name} cgroup is {actual}",
                     directory,
                 )
+
+    def _stale_moves(
+        self, memberships: dict[str, str], directories: Iterable[Path]
+    ) -> list[tuple[Hierarchy, str | None]]:
+        """For each hierarchy where the process already sits in its job cgroup, where to put
+        it back should the attach fail."""
+        directories = tuple(directories)
+        job_paths = {h.cgroup_path(d) for h, d in zip(self.hierarchies, directories, strict=True)}
+        ours = (memberships.get(h.key) for h in self.hierarchies)
+        elsewhere = [path for path in ours if path is not None and path not in job_paths]
+        stale = []
+        for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
+            if memberships.get(hierarchy.key) != hierarchy.cgroup_path(directory):
+                continue
+            places = [p for p in elsewhere if self._is_cgroup_of(hierarchy, p)]
+            stale.append((hierarchy, (places or [hierarchy.cgroup_path(hierarchy.parent)])[0]))
+        return stale
+
+    @staticmethod
+    def _is_cgroup_of(hierarchy: Hierarchy, cgroup_path: str) -> bool:
+        try:
+            return hierarchy.directory(cgroup_path).is_dir()
+        except ValueError:  # outside this hierarchy's mount
+            return False
 
     def _undo_moves(
         self, identity: ProcessIdentity, moved: list[tuple[Hierarchy, str | None]]
