@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import select
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
-from helpers_processes import STATE_TIMEOUT_S
+from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp.cgroups import create_governor
 from ffrtmp.config import apply_overrides, load_config
@@ -102,6 +103,17 @@ def scans_recorded(db_path: Path) -> int:
         return query(db_path, "SELECT count(*) FROM scans")[0][0]
     except sqlite3.OperationalError:
         return 0
+
+
+def start_watch(spawn, db_path: Path, config: Path, cgroup_parent: str, *flags: str):
+    """A real `ffrtmp watch` process on `db_path`, once it has made its first scan."""
+    daemon = spawn(
+        [sys.executable, "-m", "ffrtmp.cli", "watch", "--db", str(db_path)]
+        + ["--watch-config", str(config), "--cgroup-parent", cgroup_parent, *flags],
+        wait_exec=False,
+    )
+    wait_until(lambda: scans_recorded(db_path), what="the daemon's first scan")
+    return daemon
 
 
 def close(daemon: Daemon) -> None:

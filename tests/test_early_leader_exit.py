@@ -5,13 +5,12 @@ status its last thread gives. ffrtmp must record that end, not the leader's."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from daemon_harness import query, start_watch
 from helpers_processes import wait_until
 
 from ffrtmp.identity import read_stat
@@ -55,19 +54,6 @@ def leader_exits_first(tmp_path: Path) -> Path:
     return binary
 
 
-def rows(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error:
-        return []
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.Error:  # not migrated yet
-        return []
-    finally:
-        conn.close()
-
-
 def test_the_real_end_and_status_are_recorded_not_the_main_threads(
     tmp_path, db_path, spawn, leader_exits_first, real_cgroup_parent
 ):
@@ -77,28 +63,11 @@ def test_the_real_end_and_status_are_recorded_not_the_main_threads(
         f"commands:\n  ffmpeg:\n    match: {{exe: '{leader_exits_first}'}}\n"
         "scan_interval: 1s\n"
     )
-    spawn(
-        [
-            sys.executable,
-            "-m",
-            "ffrtmp.cli",
-            "watch",
-            "--db",
-            str(db_path),
-            "--watch-config",
-            str(config),
-            "--cgroup-parent",
-            real_cgroup_parent,
-            "--discovery",
-            "events",
-        ],
-        wait_exec=False,
-    )
-    wait_until(lambda: rows(db_path, "SELECT id FROM scans"), timeout=60, what="a first scan")
+    start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
     process = spawn([leader_exits_first])
     state = "SELECT state, exit_code, exited_at FROM processes WHERE pid = ?"
     wait_until(
-        lambda: rows(db_path, state, (process.pid,))[:1] == [("attached", None, None)],
+        lambda: query(db_path, state, (process.pid,))[:1] == [("attached", None, None)],
         timeout=30,
         what="the process attached",
     )
@@ -109,11 +78,11 @@ def test_the_real_end_and_status_are_recorded_not_the_main_threads(
 
     assert process.wait(timeout=60) == 4
     wait_until(
-        lambda: rows(db_path, state, (process.pid,))[0][0] == "exited",
+        lambda: query(db_path, state, (process.pid,))[0][0] == "exited",
         timeout=30,
         what="the exit recorded",
     )
-    ((_, exit_code, exited_at),) = rows(db_path, state, (process.pid,))
+    ((_, exit_code, exited_at),) = query(db_path, state, (process.pid,))
     assert exit_code == 4
     recorded_end = datetime.fromisoformat(exited_at).replace(tzinfo=UTC)
     ran_on = (recorded_end - leader_ended).total_seconds()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from daemon_harness import query, start_watch
 from helpers_processes import wait_until
 
 from ffrtmp.attach import Attacher
@@ -23,14 +22,6 @@ from ffrtmp.limits import Limits
 from ffrtmp.states import ProcessState
 
 BURST = 100
-
-
-def rows(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
@@ -53,8 +44,8 @@ def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
     result = attacher.attach(process_id, identity, "auto-ffmpeg-short", Limits(), now=1.0)
 
     assert result.state == ProcessState.VANISHED
-    assert rows(db_path, "SELECT count(*) FROM error_events") == [(0,)]
-    assert rows(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM error_events") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
     report = health.evaluate(1.0)
     assert (report.consecutive_attach_failures, report.total_attach_failures) == (0, 0)
     assert report.errors_by_type == {}
@@ -71,31 +62,8 @@ def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
         "health: {degraded_attach_failures: 10}\n"
         "scan_interval: 1s\n"
     )
-    daemon = spawn(
-        [
-            sys.executable,
-            "-m",
-            "ffrtmp.cli",
-            "watch",
-            "--db",
-            str(db_path),
-            "--watch-config",
-            str(config),
-            "--cgroup-parent",
-            real_cgroup_parent,
-            "--discovery",
-            "events",
-        ],
-        wait_exec=False,
-    )
+    daemon = start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
 
-    def scans_recorded() -> int:
-        try:
-            return rows(db_path, "SELECT count(*) FROM scans")[0][0]
-        except sqlite3.Error:  # not created, or created but not migrated yet
-            return 0
-
-    wait_until(scans_recorded, timeout=60, what="the daemon's first scan")
     # Lifetimes from 20 ms to 0.6 s: some end before the daemon looks, some while it attaches,
     # most after it.
     jobs = [subprocess.Popen([fake_ffmpeg, f"{0.02 + (i % 30) * 0.02:.2f}"]) for i in range(BURST)]
@@ -111,7 +79,7 @@ def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
     marks = ",".join("?" * len(pids))
 
     def recorded_ends():
-        return rows(
+        return query(
             db_path,
             f"SELECT pid, state FROM processes WHERE pid IN ({marks}) AND exited_at IS NOT NULL",
             pids,
@@ -127,13 +95,13 @@ def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
     wait_until(
         lambda: (
             len(recorded_ends())
-            == len(rows(db_path, f"SELECT id FROM processes WHERE pid IN ({marks})", pids))
+            == len(query(db_path, f"SELECT id FROM processes WHERE pid IN ({marks})", pids))
         ),
         what="every recorded job's end",
     )
     assert {state for _, state in recorded_ends()} <= {"exited", "vanished"}
-    assert rows(db_path, "SELECT count(*) FROM error_events") == [(0,)]
-    assert rows(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM error_events") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
     assert daemon.poll() is None
     health = subprocess.run(
         [sys.executable, "-m", "ffrtmp.cli", "health", "--json", "--db", str(db_path)],
