@@ -61,3 +61,25 @@ def spawn() -> Iterator[ProcessSpawner]:
         yield spawner
     finally:
         spawner.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One private PostgreSQL 15 cluster for the session (tests/postgres_server.py), stopped and
+    removed at its end."""
+    from postgres_server import PostgresServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer.create()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def central_db(postgres_server) -> str:
+    """A new, empty database on the private server; its superuser URL over the socket."""
+    return postgres_server.admin_url(postgres_server.new_database())
