@@ -47,3 +47,11 @@ class Scan(Base):
 
 class HealthSnapshot(Base):
     __table__ = schema.health_snapshots
+
+
+class ShipNode(Base):
+    __table__ = schema.ship_node
+
+
+class ShipChange(Base):
+    __table__ = schema.ship_changes

@@ -87,3 +87,15 @@ health_snapshots = _table(
     "total_scan_failures:Integer total_attach_failures:Integer retry_pending:Integer "
     "dead_letters:Integer errors_by_type:JSON details:JSON",
 )
+
+
+ship_node = _table(
+    "ship_node",
+    "id:Integer node_id:String label:String created_at:UTCDateTime",
+)
+
+
+ship_changes = _table(
+    "ship_changes",
+    "seq:Integer table_name:String row_id:Integer changed_at:UTCDateTime",
+)

@@ -198,6 +198,34 @@ health_snapshots = Table(
 )
 
 
+# The node this database ships to the fleet's central database as (ffrtmp.fleet): one row, made
+# the first time it ships. Its id is the machine id and a random suffix, so two databases on one
+# machine are two nodes (their row ids overlap); the label is the human name.
+ship_node = Table(
+    "ship_node",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The change cursor of shipping: one row per insert or update of a shipped table, written by
+# triggers (revision 0008) only once ship_node has its row, removed once the centre has it.
+ship_changes = Table(
+    "ship_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("table_name", String(32), nullable=False),
+    Column("row_id", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Tables that describe shipping itself and are never shipped.
+LOCAL_ONLY_TABLES = ("ship_node", "ship_changes")
+
+
 def read_tables_source() -> str:
     """The source of app/read_tables.py: every table above as a light table()/column() clause
     with each column's type, which is all a read query needs of it. Written as "name:Type"

@@ -26,7 +26,7 @@ START_TIMEOUT_S = 60
 
 def unavailable_reason() -> str | None:
     if not (PG_BIN / "initdb").exists():
-        return f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing; apt-get install postgresql)"
+        return f"PostgreSQL 15 is missing ({PG_BIN}/initdb: apt-get install postgresql)"
     try:
         pwd.getpwnam("postgres")
     except KeyError:
@@ -133,7 +133,9 @@ class PostgresServer:
         """The superuser over the unix socket (trust): for the fixtures' own set-up."""
         return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def password_url(self, database: str, user: str = "postgres", password: str | None = None) -> str:
+    def password_url(
+        self, database: str, user: str = "postgres", password: str | None = None
+    ) -> str:
         secret = SUPERUSER_PASSWORD if password is None else password
         return f"postgresql+psycopg://{user}:{secret}@127.0.0.1:{self.port}/{database}"
 
@@ -141,7 +143,10 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(
-            host=str(self.socket_dir), port=self.port, user="postgres", dbname=database,
+            host=str(self.socket_dir),
+            port=self.port,
+            user="postgres",
+            dbname=database,
             autocommit=True,
         ) as conn:
             for statement in statements:

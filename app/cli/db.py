@@ -22,8 +22,14 @@ db.add_command(prune)
 def upgrade(db: str | None) -> None:
     """Create the database, or upgrade it to this version's schema (after a backup copy).
 
+    On a PostgreSQL URL: create or upgrade the fleet's central schema (docs/fleet.md).
+
     Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
     """
+    from ffrtmp.fleet.hooks import central_upgrade_or_none
+
+    if central_upgrade_or_none(db):
+        return
     from ffrtmp import database
 
     location = database.resolve(db)

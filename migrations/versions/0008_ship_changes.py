@@ -1,0 +1,74 @@
+"""shipping to the fleet's central database: the node's identity and the change cursor
+
+Revision ID: 0008
+Revises: 0002
+Create Date: 2026-11-29 03:20:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from ffrtmp.utctime import UTCDateTime
+
+revision: str = "0008"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# The tables shipped at this revision. A later revision that adds a table to ship adds its
+# triggers; one that rebuilds a table (batch mode "move and copy") re-creates them.
+# tests/test_fleet_schema.py fails when a shipped table lacks them.
+SHIPPED = (
+    "daemon_runs",
+    "processes",
+    "process_events",
+    "retry_items",
+    "error_events",
+    "scans",
+    "health_snapshots",
+)
+
+# Same text as ffrtmp.utctime stores: naive UTC with six decimals.
+NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
+
+
+def trigger_sql(table: str, when: str) -> str:
+    return (
+        f"CREATE TRIGGER ship_{table}_{when.lower()} AFTER {when} ON {table} "
+        "WHEN EXISTS (SELECT 1 FROM ship_node) BEGIN "
+        f"INSERT INTO ship_changes (table_name, row_id, changed_at) "
+        f"VALUES ('{table}', NEW.id, {NOW}); END"
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ship_node",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("node_id", sa.String(length=64), nullable=False),
+        sa.Column("label", sa.String(length=255), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ship_node")),
+    )
+    op.create_table(
+        "ship_changes",
+        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.Integer(), nullable=False),
+        sa.Column("changed_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_ship_changes")),
+        sqlite_autoincrement=True,
+    )
+    for table in SHIPPED:
+        for when in ("INSERT", "UPDATE"):
+            op.execute(trigger_sql(table, when))
+
+
+def downgrade() -> None:
+    for table in SHIPPED:
+        for when in ("insert", "update"):
+            op.execute(f"DROP TRIGGER IF EXISTS ship_{table}_{when}")
+    op.drop_table("ship_changes")
+    op.drop_table("ship_node")
