@@ -42,11 +42,12 @@ def _exit_reason(process: Process) -> str:
     return f"pid {process.pid} has exited and now belongs to another process"
 
 
-def requeue(store: Store, retry_id: int, *, now: datetime) -> None:
-    """Make the item due now with its attempts reset, while its process still runs."""
+def requeue(store: Store, retry_id: int, *, now: datetime, trail: dict | None = None) -> None:
+    """Make the item due now with its attempts reset, while its process still runs. `trail` is
+    added to the event (the fleet's action id, when the centre asked)."""
     with store.unit() as s:
         item = _existing_item(s, retry_id)
-        _requeue_one(s, item, s.get(Process, item.process_id), now)
+        _requeue_one(s, item, s.get(Process, item.process_id), now, trail)
 
 
 def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
@@ -70,7 +71,9 @@ def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
     return RequeueSummary(tuple(requeued), tuple(refused))
 
 
-def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:
+def _requeue_one(
+    s, item: RetryItem, process: Process, now: datetime, trail: dict | None = None
+) -> None:
     if item.state == RetryState.SUCCEEDED:
         raise ActionRefused(
             f"retry item {item.id} cannot be requeued: it succeeded (the process was attached)"
@@ -82,10 +85,12 @@ def _requeue_one(s, item: RetryItem, process: Process, now: datetime) -> None:
     item.next_attempt_at, item.claimed_until = now, None
     item.final_reason, item.updated_at = None, now
     process.state, process.state_reason = ProcessState.RETRYING, REQUEUE_REASON
-    add_event(s, process.id, EventKind.REQUEUED, now, {**previous, "by": "operator"})
+    add_event(
+        s, process.id, EventKind.REQUEUED, now, {**previous, "by": "operator", **(trail or {})}
+    )
 
 
-def discard(store: Store, retry_id: int, *, now: datetime) -> bool:
+def discard(store: Store, retry_id: int, *, now: datetime, trail: dict | None = None) -> bool:
     """Cancel a pending or dead item; False when it was cancelled already (nothing to do)."""
     with store.unit() as s:
         item = _existing_item(s, retry_id)
@@ -96,8 +101,10 @@ def discard(store: Store, retry_id: int, *, now: datetime) -> bool:
                 f"retry item {retry_id} cannot be discarded: it succeeded (the process was "
                 "attached)"
             )
-        trail = {"retry_id": retry_id, "previous_state": item.state, "by": "operator"}
-        finish_retry(s, item, RetryState.CANCELLED, DISCARD_REASON, now, trail)
+        details = {"retry_id": retry_id, "previous_state": item.state, "by": "operator"}
+        finish_retry(
+            s, item, RetryState.CANCELLED, DISCARD_REASON, now, {**details, **(trail or {})}
+        )
         process = s.get(Process, item.process_id)
         if process.state == ProcessState.RETRYING:
             # Still followed to its exit, but no attach will be tried again: ungoverned.

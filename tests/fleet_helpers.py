@@ -18,7 +18,7 @@ TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 
 
 def make_history(store, count: int, *, first_pid: int = 10_000, start: datetime | None = None):
-    """`count` processes through the store: every third dead-lettered after one failed attach,
+    """`count` processes through the store: every third retrying after a failed attach,
     the others exited; a scan, an error and a health snapshot every ten. Returns process ids."""
     start = start or datetime.now(UTC) - timedelta(hours=1)
     ids = []

@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "errors": "ffrtmp.cli.errors:errors",
     "scans": "ffrtmp.cli.scans:scans",
     "sql": "ffrtmp.cli.sql:sql",
+    "ship": "ffrtmp.cli.ship:ship",
+    "fleet": "ffrtmp.cli.fleet:fleet",
 }
 
 

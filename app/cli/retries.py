@@ -6,6 +6,7 @@ import click
 
 from ffrtmp.cli.connect import existing_store, reading
 from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.fleet.hooks import central_action, node_option
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
 
@@ -73,7 +74,8 @@ def show(db: str | None, retry_id: int, as_json: bool) -> None:
 @db_option
 @click.argument("retry_id", metavar="ID", type=int, required=False)
 @click.option("--all-dead", is_flag=True, help="Requeue every dead letter whose process runs.")
-def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
+@node_option
+def requeue(db: str | None, retry_id: int | None, all_dead: bool, node: str | None) -> None:
     """Make a retry item due now with its attempts reset. Refused unless the very process of
     the item is still running (a recycled pid is another process).
 
@@ -81,6 +83,8 @@ def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
     """
     if (retry_id is None) == (not all_dead):
         raise click.UsageError("give either a retry item ID or --all-dead")
+    if central_action(db, "requeue", retry_id, node):
+        return
     from datetime import UTC, datetime
 
     from ffrtmp import operator_actions
@@ -110,11 +114,14 @@ def requeue(db: str | None, retry_id: int | None, all_dead: bool) -> None:
 @retries.command()
 @db_option
 @click.argument("retry_id", metavar="ID", type=int)
-def discard(db: str | None, retry_id: int) -> None:
+@node_option
+def discard(db: str | None, retry_id: int, node: str | None) -> None:
     """Cancel a pending or dead retry item for good ('discarded by operator').
 
     Example: ffrtmp retries discard 7
     """
+    if central_action(db, "discard", retry_id, node):
+        return
     from datetime import UTC, datetime
 
     from ffrtmp import operator_actions

@@ -8,6 +8,7 @@ import click
 
 from ffrtmp import defaults
 from ffrtmp.cli.options import db_option, load_failpoints_or_fail
+from ffrtmp.cli.ship import ship_options
 
 
 def setting_options(flags):
@@ -75,8 +76,28 @@ def watch_config_options(func):
     default="info",
     show_default=True,
 )
+@click.option(
+    "--ship-to",
+    envvar="FFRTMP_SHIP_TO",
+    show_envvar=True,
+    metavar="URL",
+    help="Also ship the history to this central PostgreSQL database (docs/fleet.md); off "
+    "by default.",
+)
+@ship_options
 @db_option
-def watch(watch_config, once, http_address, log_format, log_level, db, **overrides) -> None:
+def watch(
+    watch_config,
+    once,
+    http_address,
+    log_format,
+    log_level,
+    db,
+    ship_to,
+    node_label,
+    ship_interval,
+    **overrides,
+) -> None:
     """Find transcoding processes, govern them, follow them to their end.
 
     Precedence: built-in defaults < --watch-config file < flags.
@@ -107,4 +128,21 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
 
     logging.getLogger("ffrtmp.daemon").info("effective configuration: %s", effective_dict(config))
     daemon.install_signal_handlers()
-    sys.exit(daemon.run())
+    shipping = None
+    if ship_to and not once:
+        from ffrtmp.fleet.hooks import on_command_line
+        from ffrtmp.fleet.watching import start_shipping
+
+        shipping = start_shipping(
+            db,
+            ship_to,
+            label=node_label,
+            interval=ship_interval,
+            on_command_line=on_command_line(ship_to, "FFRTMP_SHIP_TO"),
+        )
+    try:
+        code = daemon.run()
+    finally:
+        if shipping is not None:
+            shipping.stop()
+    sys.exit(code)

@@ -33,3 +33,39 @@ def central_upgrade_or_none(db: str | None) -> bool:
         revision = central.upgrade(db, on_command_line=on_command_line(db))
     click.echo(f"{central.hidden(db)}: fleet schema at revision {revision}")
     return True
+
+
+node_option = click.option(
+    "--node",
+    metavar="ID|LABEL",
+    help="On a central (PostgreSQL) database: only this node's rows, or the node to act on.",
+)
+
+
+def central_action(db: str | None, action: str, retry_id: int | None, node: str | None) -> bool:
+    """`retries requeue/discard` on the central database: recorded for the owning node, which
+    applies it when its shipper next calls; False on a node's own database."""
+    if not is_central(db):
+        if node:
+            raise click.UsageError("--node is for a central (PostgreSQL) database")
+        return False
+    if retry_id is None:
+        raise click.UsageError("on the central database, give a retry item ID and --node")
+    if not node:
+        raise click.UsageError("on the central database, --node names the node that owns the item")
+    from ffrtmp.cli.connect import refusal_as_one_sentence
+    from ffrtmp.fleet import actions, central
+
+    with refusal_as_one_sentence():
+        engine = central.open_central(db, on_command_line=on_command_line(db))
+    try:
+        action_id = actions.request(engine, node, action, retry_id)
+    except actions.UnknownNode as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(
+        f"{action} of retry item {retry_id} recorded as action {action_id} for node {node}; "
+        "it is applied when the node next ships"
+    )
+    return True

@@ -126,6 +126,7 @@ class Shipper:
         if self.central is not None:
             self.central.dispose()
             self.central = None
+        self.node = None  # connect() again: the centre may have been rebuilt meanwhile
 
     # --- shipping -------------------------------------------------------------------------
 

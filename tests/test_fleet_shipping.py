@@ -1,0 +1,171 @@
+"""Shipping a node's history made through the store to a real PostgreSQL server: every row
+once, again when it changes, resumable after SIGKILL, and actions from the centre applied once
+on their node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from fleet_helpers import assert_same_rows, central_rows, make_history, node_id_of
+from helpers_processes import STATE_TIMEOUT_S, wait_until
+from sqlalchemy import create_engine, text
+
+from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.cli import main
+from ffrtmp.fleet import central
+from ffrtmp.identity import current_identity
+
+pytestmark = pytest.mark.fleet
+
+
+def ship_once(db_path, url, *args) -> str:
+    result = CliRunner().invoke(
+        main, ["ship", "--once", "--db", str(db_path), *args], env={"FFRTMP_SHIP_TO": url}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def central_scalar(url: str, sql: str, **params):
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_every_row_arrives_once_and_again_when_it_changes(store, db_path, central_db):
+    central.upgrade(central_db)
+    ids = make_history(store, 120)
+    out = ship_once(db_path, central_db, "--node-label", "edge-a", "--batch-size", "50")
+    assert "node edge-a" in out
+    assert_same_rows(db_path, central_db)
+    # A row that changes after it was shipped is shipped again, and only once.
+    alive = ids[0]  # dead-lettered, still running as far as the store knows
+    store.record_exit(alive, now=datetime.now(UTC), exit_code=137, exit_signal=9, reason="killed")
+    ship_once(db_path, central_db)
+    ship_once(db_path, central_db)
+    assert_same_rows(db_path, central_db)
+    node = node_id_of(db_path)
+    assert central_rows(central_db, node)["processes"][0]["exit_code"] == 137
+    label = central_scalar(central_db, "SELECT label FROM fleet_nodes WHERE node_id = :n", n=node)
+    assert label == "edge-a"
+    # The local change log is emptied once the centre holds what it named.
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("SELECT count(*) FROM ship_changes").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_a_shipper_killed_mid_batch_resumes_and_nothing_is_doubled(store, db_path, central_db):
+    central.upgrade(central_db)
+    make_history(store, 3000)
+    env = {**os.environ, "FFRTMP_SHIP_TO": central_db}
+    shipper = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ffrtmp.cli",
+            "ship",
+            "--once",
+            "--db",
+            str(db_path),
+            "--batch-size",
+            "100",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def cursor():
+            try:
+                return central_scalar(central_db, "SELECT max(shipped_seq) FROM fleet_nodes")
+            except Exception:
+                return None
+
+        wait_until(lambda: (cursor() or 0) > 0, what="the first batch in the centre")
+        assert shipper.poll() is None, "the shipper finished before it could be killed"
+        os.kill(shipper.pid, signal.SIGKILL)
+    finally:
+        shipper.wait(timeout=STATE_TIMEOUT_S)
+        shipper.stdout.close()
+        shipper.stderr.close()
+    assert shipper.returncode == -signal.SIGKILL
+    ship_once(db_path, central_db, "--batch-size", "700")
+    assert_same_rows(db_path, central_db)
+
+
+def test_a_dead_letter_requeued_centrally_is_retried_on_its_node(
+    store, db_path, central_db, spawn, fake_ffmpeg
+):
+    from fleet_helpers import TRANSIENT
+
+    from ffrtmp.candidate import Candidate
+
+    central.upgrade(central_db)
+    child = spawn([str(fake_ffmpeg), "600"])
+    identity = current_identity(child.pid)
+    now = datetime.now(UTC)
+    candidate = Candidate(
+        identity=identity, command="ffmpeg", argv=("ffmpeg", "600"), ppid=1, rule="ffmpeg"
+    )
+    process_id, _ = store.register(candidate, job_id="job-live", limits=None, now=now)
+    store.record_attach_failure(
+        process_id, TRANSIENT, now=now, retry_enabled=True, policy=BackoffPolicy(max_attempts=1)
+    )
+    store.record_attach_failure(
+        process_id,
+        TRANSIENT,
+        now=now,
+        retry_enabled=True,
+        policy=BackoffPolicy(max_attempts=1),
+        attempt=1,
+    )
+    ship_once(db_path, central_db, "--node-label", "edge-r")
+    retry_id = central_scalar(central_db, "SELECT id FROM retry_items WHERE state = 'dead'")
+    assert retry_id is not None
+
+    runner = CliRunner()
+    asked = runner.invoke(
+        main,
+        ["retries", "requeue", str(retry_id), "--node", "edge-r"],
+        env={"FFRTMP_DB": central_db},
+    )
+    assert asked.exit_code == 0, asked.output
+    # The node applies it once, through the local command's code, and ships the outcome back.
+    ship_once(db_path, central_db)
+    ship_once(db_path, central_db)
+    assert central_scalar(central_db, "SELECT state FROM fleet_actions") == "applied"
+    assert (
+        central_scalar(central_db, "SELECT state FROM retry_items WHERE id = :i", i=retry_id)
+        == "pending"
+    )
+    assert (
+        central_scalar(central_db, "SELECT attempt FROM retry_items WHERE id = :i", i=retry_id) == 0
+    )
+    requeues = central_scalar(
+        central_db, "SELECT count(*) FROM process_events WHERE kind = 'requeued'"
+    )
+    assert requeues == 1
+    assert_same_rows(db_path, central_db)
+
+
+def test_an_unknown_node_is_one_sentence(central_db):
+    central.upgrade(central_db)
+    result = CliRunner().invoke(
+        main, ["retries", "discard", "3", "--node", "nowhere"], env={"FFRTMP_DB": central_db}
+    )
+    assert result.exit_code == 1
+    assert "no node is named 'nowhere' in the central database" in result.output
