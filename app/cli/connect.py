@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 @contextmanager
 def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
     """A read-only connection for one command, closed with its engine when the block ends.
-    A database that cannot be read ends the command: one sentence and `exit_code`."""
+    A database that cannot be read ends the command: one sentence and `exit_code`.
+    On a central (PostgreSQL) URL, see ffrtmp.fleet.reads."""
+    from ffrtmp.fleet.hooks import central_reading_or_none
+
+    central = central_reading_or_none(db, exit_code)
+    if central is not None:
+        with central as conn:
+            yield conn
+        return
     from ffrtmp.database import open_readonly
 
     with refusal_as_one_sentence(exit_code):

@@ -8,6 +8,7 @@ from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
+from ffrtmp.fleet.hooks import read_node_option
 from ffrtmp.states import ErrorType
 
 
@@ -22,6 +23,7 @@ def errors() -> None:
 
 @errors.command("list")
 @db_option
+@read_node_option
 @repeatable_choice_option("--type", "types", ErrorType, "Only errors of this type (repeatable).")
 @click.option(
     "--operation",
@@ -51,6 +53,7 @@ def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:
 
 @errors.command()
 @db_option
+@read_node_option
 @since_option
 @output_options
 def stats(db, since, as_json, as_csv) -> None:

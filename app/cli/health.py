@@ -10,6 +10,7 @@ from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, since_option
+from ffrtmp.fleet.hooks import read_node_option
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_NO_DAEMON = 2
@@ -17,6 +18,7 @@ EXIT_NO_DAEMON = 2
 
 @click.command()
 @db_option
+@read_node_option
 @click.option("--history", is_flag=True, help="List the stored snapshots instead.")
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)

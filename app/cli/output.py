@@ -68,6 +68,8 @@ def emit(
 ) -> None:
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    if rows and "node" in rows[0] and "node" not in columns:
+        columns = ("node", *columns)  # rows of the fleet's central database (ffrtmp.fleet.reads)
     if as_json:
         click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], indent=2))
     elif as_csv:

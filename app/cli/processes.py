@@ -8,6 +8,7 @@ from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
+from ffrtmp.fleet.hooks import read_node_option
 from ffrtmp.states import ProcessState
 
 
@@ -21,6 +22,7 @@ def processes() -> None:
 
 @processes.command("list")
 @db_option
+@read_node_option
 @repeatable_choice_option(
     "--state", "states", ProcessState, "Only processes in this state (repeatable)."
 )
@@ -45,6 +47,7 @@ def list_(db, states, since, command, limit, as_json, as_csv) -> None:
 
 @processes.command()
 @db_option
+@read_node_option
 @click.argument("process_id", metavar="ID", type=int, required=False)
 @click.option("--pid", type=int, help="The newest process recorded with this pid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

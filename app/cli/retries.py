@@ -6,7 +6,7 @@ import click
 
 from ffrtmp.cli.connect import existing_store, reading
 from ffrtmp.cli.options import db_option, output_options
-from ffrtmp.fleet.hooks import central_action, node_option
+from ffrtmp.fleet.hooks import central_action, node_option, read_node_option
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
 
@@ -21,6 +21,7 @@ def retries() -> None:
 
 @retries.command("list")
 @db_option
+@read_node_option
 @click.option(
     "--state",
     "states",
@@ -48,6 +49,7 @@ def list_(db: str | None, states: tuple[str, ...], as_json: bool, as_csv: bool) 
 
 @retries.command()
 @db_option
+@read_node_option
 @click.argument("retry_id", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(db: str | None, retry_id: int, as_json: bool) -> None:

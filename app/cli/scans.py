@@ -8,6 +8,7 @@ from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, since_option
+from ffrtmp.fleet.hooks import read_node_option
 
 
 @click.group()
@@ -20,6 +21,7 @@ def scans() -> None:
 
 @scans.command("list")
 @db_option
+@read_node_option
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options

@@ -69,3 +69,38 @@ def central_action(db: str | None, action: str, retry_id: int | None, node: str 
         "it is applied when the node next ships"
     )
     return True
+
+
+NODE_META_KEY = "ffrtmp_fleet_node"
+
+
+def _remember_node(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[NODE_META_KEY] = value
+    ctx.meta[NODE_META_KEY + "_declared"] = True
+
+
+# For the read commands: the value is kept in the click context, not passed to the command, so a
+# command only gains this decorator.
+read_node_option = click.option(
+    "--node",
+    metavar="ID|LABEL",
+    expose_value=False,
+    callback=_remember_node,
+    help="On a central (PostgreSQL) database: only this node's rows (default: all, with a "
+    "NODE column).",
+)
+
+
+def central_reading_or_none(db: str | None, exit_code: int):
+    """The central read connection for a read command on a PostgreSQL URL, else None."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    if not is_central(db):
+        if meta.get(NODE_META_KEY):
+            raise click.UsageError("--node is for a central (PostgreSQL) database")
+        return None
+    from ffrtmp.fleet.reads import central_reading
+
+    # `sql` (no --node) reads the central tables themselves, node_id and all.
+    shadow = bool(meta.get(NODE_META_KEY + "_declared"))
+    return central_reading(db, meta.get(NODE_META_KEY), shadow=shadow, exit_code=exit_code)

@@ -1,0 +1,82 @@
+"""The read commands on the central database: every node's rows with a NODE column, --node for
+one node with its own ids, and `sql` that cannot write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fleet_helpers import make_history
+from test_fleet_shipping import ship_once
+
+from ffrtmp.cli import main
+from ffrtmp.database import open_for_writing
+from ffrtmp.fleet import central
+from ffrtmp.store import Store
+
+pytestmark = pytest.mark.fleet
+
+
+@pytest.fixture
+def two_nodes(tmp_path, central_db):
+    central.upgrade(central_db)
+    for label, count in (("edge-a", 30), ("edge-b", 12)):
+        path = tmp_path / f"{label}.db"
+        store = Store(open_for_writing(path))
+        try:
+            make_history(store, count)
+        finally:
+            store.close()
+        ship_once(path, central_db, "--node-label", label)
+    return central_db
+
+
+def run(url, *args):
+    result = CliRunner().invoke(main, list(args), env={"FFRTMP_DB": url})
+    return result
+
+
+def test_lists_show_every_nodes_rows_with_their_own_ids_and_a_node_column(two_nodes):
+    result = run(two_nodes, "processes", "list", "--limit", "1000", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    by_node = {}
+    for row in rows:
+        by_node.setdefault(row["node"], []).append(row["id"])
+    assert sorted(by_node["edge-a"]) == list(range(1, 31))
+    assert sorted(by_node["edge-b"]) == list(range(1, 13))
+    table = run(two_nodes, "retries", "list")
+    assert table.exit_code == 0, table.output
+    assert table.output.splitlines()[0].startswith("NODE")
+    retries = json.loads(run(two_nodes, "retries", "list", "--json").output)
+    # Each retry item joined with its own node's process: the pid matches the job id.
+    assert {r["node"] for r in retries} == {"edge-a", "edge-b"}
+    assert all(r["job_id"] == f"job-{r['pid']}" for r in retries)
+    assert len(retries) == 10 + 4
+
+
+def test_node_limits_to_one_node_and_show_finds_its_item(two_nodes):
+    rows = json.loads(run(two_nodes, "processes", "list", "--node", "edge-b", "--json").output)
+    assert len(rows) == 12 and "node" not in rows[0]
+    shown = run(two_nodes, "processes", "show", "5", "--node", "edge-b", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["process"]["job_id"] == "job-10004"
+    unknown = run(two_nodes, "scans", "list", "--node", "edge-z")
+    assert unknown.exit_code == 1
+    assert "no node is named 'edge-z'" in unknown.output
+
+
+def test_sql_on_the_central_database_cannot_write(two_nodes):
+    counted = run(
+        two_nodes, "sql", "SELECT node_id, count(*) AS n FROM processes GROUP BY 1", "--json"
+    )
+    assert counted.exit_code == 0, counted.output
+    assert sorted(r["n"] for r in json.loads(counted.output)) == [12, 30]
+    refused = run(two_nodes, "sql", "DELETE FROM processes")
+    assert refused.exit_code == 1
+    assert "read-only transaction" in refused.output
+    again = json.loads(
+        run(two_nodes, "sql", "SELECT count(*) AS n FROM processes", "--json").output
+    )
+    assert again == [{"n": 42}]
