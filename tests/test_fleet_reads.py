@@ -80,3 +80,18 @@ def test_sql_on_the_central_database_cannot_write(two_nodes):
         run(two_nodes, "sql", "SELECT count(*) AS n FROM processes", "--json").output
     )
     assert again == [{"n": 42}]
+
+
+def test_fleet_status_has_one_line_per_node(two_nodes):
+    result = run(two_nodes, "fleet", "status", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["node"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"edge-a", "edge-b"}
+    assert rows["edge-a"]["retry_pending"] == 10 and rows["edge-b"]["retry_pending"] == 4
+    assert rows["edge-a"]["dead_letters"] == 0
+    assert rows["edge-a"]["lag_rows"] == 0
+    # The snapshots were made an hour back: a live daemon would have written newer ones.
+    assert rows["edge-a"]["status"] == "stale (healthy)"
+    assert rows["edge-a"]["status_since"] is not None
+    table = run(two_nodes, "fleet", "status")
+    assert table.output.splitlines()[0].split()[:3] == ["NODE", "STATUS", "STATUS_SINCE"]

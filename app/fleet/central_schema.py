@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from ffrtmp import schema
@@ -73,6 +74,9 @@ fleet_nodes = Table(
     metadata,
     Column(NODE_COLUMN, Text, primary_key=True),
     Column("label", Text, nullable=False),
+    # The database role that first shipped as this node: the row-level security policies of
+    # app/fleet/roles.sql let a node's role write only the rows of nodes it owns.
+    Column("owner", Text, nullable=False, server_default=text("CURRENT_USER")),
     Column("hostname", Text, nullable=False),
     Column("machine_id", Text, nullable=False),
     Column("ffrtmp_version", Text, nullable=False),

@@ -2,7 +2,7 @@
 
 Revision ID: c001
 Revises:
-Create Date: 2026-11-29 03:00:34.485980
+Create Date: 2026-11-29 03:04:16.490177
 """
 
 from collections.abc import Sequence
@@ -84,6 +84,7 @@ def upgrade() -> None:
         "fleet_nodes",
         sa.Column("node_id", sa.Text(), nullable=False),
         sa.Column("label", sa.Text(), nullable=False),
+        sa.Column("owner", sa.Text(), server_default=sa.text("CURRENT_USER"), nullable=False),
         sa.Column("hostname", sa.Text(), nullable=False),
         sa.Column("machine_id", sa.Text(), nullable=False),
         sa.Column("ffrtmp_version", sa.Text(), nullable=False),

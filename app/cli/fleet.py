@@ -1,0 +1,41 @@
+"""`ffrtmp fleet`: the nodes that ship to a central database (docs/fleet.md)."""
+
+from __future__ import annotations
+
+import click
+
+from ffrtmp.cli.options import db_option, output_options
+
+
+@click.group()
+def fleet() -> None:
+    """The fleet's central database: every node at a glance.
+
+    Example: ffrtmp fleet status --db postgresql+psycopg://ops@fleet/ffrtmp
+    """
+
+
+@fleet.command()
+@db_option
+@output_options
+def status(db, as_json, as_csv) -> None:
+    """One line per node: health status and since when, last shipped, how far the centre is
+    behind (changes, seconds), processes governed now, pending retries, dead letters.
+
+    Example: ffrtmp fleet status --json
+    """
+    from datetime import UTC, datetime
+
+    from ffrtmp.cli.output import emit
+    from ffrtmp.fleet.hooks import is_central
+    from ffrtmp.fleet.reads import central_reading
+    from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status
+
+    if not is_central(db):
+        raise click.UsageError(
+            "fleet status reads a central database: give --db postgresql+psycopg://... "
+            "or set FFRTMP_DB"
+        )
+    with central_reading(db, None, shadow=False) as conn:
+        rows = fleet_status(conn, datetime.now(UTC))
+    emit(rows, STATUS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no node has shipped yet")

@@ -1,0 +1,81 @@
+"""`ffrtmp fleet status`: one line per node, in one query over the central tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from ffrtmp import defaults
+
+STATUS_COLUMNS = (
+    "node",
+    "status",
+    "status_since",
+    "last_shipped_at",
+    "lag_rows",
+    "lag_s",
+    "governed",
+    "retry_pending",
+    "dead_letters",
+)
+
+# "since": the oldest snapshot of the newest run of snapshots with the current status.
+_QUERY = text(
+    """
+SELECT n.node_id, n.label, n.last_contact_at, n.last_shipped_at, n.pending_changes,
+       n.oldest_pending_at, h.status, h.taken_at,
+       (SELECT min(s.taken_at) FROM health_snapshots s
+         WHERE s.node_id = n.node_id AND s.taken_at > COALESCE(
+           (SELECT max(o.taken_at) FROM health_snapshots o
+             WHERE o.node_id = n.node_id AND o.status <> h.status), '-infinity')
+       ) AS status_since,
+       (SELECT count(*) FROM processes p
+         WHERE p.node_id = n.node_id AND p.state = 'attached' AND p.exited_at IS NULL) AS governed,
+       (SELECT count(*) FROM retry_items r
+         WHERE r.node_id = n.node_id AND r.state = 'pending') AS retry_pending,
+       (SELECT count(*) FROM retry_items r
+         WHERE r.node_id = n.node_id AND r.state = 'dead') AS dead_letters
+  FROM fleet_nodes n
+  LEFT JOIN LATERAL (
+    SELECT status, taken_at FROM health_snapshots
+     WHERE node_id = n.node_id ORDER BY taken_at DESC, id DESC LIMIT 1) h ON true
+ ORDER BY n.label, n.node_id
+"""
+)
+
+
+def fleet_status(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Each node's health as its newest shipped snapshot said it (`unknown` when none, and
+    `stale` when that snapshot is older than a live daemon leaves them), and how far the centre
+    is behind it: the changes not yet shipped at its last contact, and the age of the oldest of
+    them (or, with none pending, the age of that contact)."""
+    from ffrtmp.utctime import UTCDateTime
+
+    decode = UTCDateTime().process_result_value
+    rows = []
+    for r in conn.execute(_QUERY).mappings():
+        taken = decode(r["taken_at"], None)
+        status = r["status"] or "unknown"
+        if taken is not None and (now - taken).total_seconds() > defaults.HEALTH_NO_DAEMON_SECONDS:
+            status = f"stale ({status})"
+        contact = decode(r["last_contact_at"], None)
+        oldest = decode(r["oldest_pending_at"], None)
+        behind_since = oldest if r["pending_changes"] and oldest is not None else contact
+        rows.append(
+            {
+                "node": r["label"],
+                "node_id": r["node_id"],
+                "status": status,
+                "status_since": decode(r["status_since"], None),
+                "last_shipped_at": decode(r["last_shipped_at"], None),
+                "last_contact_at": contact,
+                "lag_rows": r["pending_changes"],
+                "lag_s": round(max(0.0, (now - behind_since).total_seconds()), 1),
+                "governed": r["governed"],
+                "retry_pending": r["retry_pending"],
+                "dead_letters": r["dead_letters"],
+            }
+        )
+    return rows
