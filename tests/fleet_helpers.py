@@ -128,4 +128,5 @@ def assert_same_rows(db_path: Path, url: str) -> None:
         assert len(there[name]) == len(local[name]), (
             f"{name}: {len(there[name])} central rows, {len(local[name])} local"
         )
-        assert there[name] == local[name], f"{name} differs"
+        for theirs, ours in zip(there[name], local[name], strict=True):
+            assert theirs == ours, f"{name} row {ours.get('id')} differs: {theirs} != {ours}"

@@ -243,6 +243,10 @@ class ShipperThread(threading.Thread):
                     shipper = None
             self.stopping.wait(self.interval)
         if shipper is not None:
+            try:  # the daemon's last rows (its run's stop) go too, when the centre is there
+                shipper.ship_all()
+            except Exception as exc:
+                log.info("the last rows are shipped at the next start: %s", exc)
             shipper.close()
 
     def stop(self, timeout: float = 10.0) -> None:
