@@ -13,30 +13,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, update
 
 from ffrtmp import operator_actions, schema
-from ffrtmp.fleet.central_schema import fleet_actions, fleet_nodes
+from ffrtmp.fleet.central_schema import fleet_actions
+from ffrtmp.fleet.reads import resolve_node
 
 ACTIONS = ("requeue", "discard")
-
-
-class UnknownNode(Exception):
-    pass
-
-
-def resolve_node(conn, node: str) -> str:
-    """A node id from an id or a label; one sentence when none or several match."""
-    rows = (
-        conn.execute(
-            select(fleet_nodes.c.node_id).where(
-                (fleet_nodes.c.node_id == node) | (fleet_nodes.c.label == node)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if len(rows) != 1:
-        many = "several nodes are" if rows else "no node is"
-        raise UnknownNode(f"{many} named {node!r} in the central database")
-    return rows[0]
 
 
 def request(engine: Engine, node: str, action: str, retry_id: int) -> int:

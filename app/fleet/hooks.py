@@ -55,12 +55,13 @@ def central_action(db: str | None, action: str, retry_id: int | None, node: str 
         raise click.UsageError("on the central database, --node names the node that owns the item")
     from ffrtmp.cli.connect import refusal_as_one_sentence
     from ffrtmp.fleet import actions, central
+    from ffrtmp.fleet.reads import UnknownNode
 
     with refusal_as_one_sentence():
         engine = central.open_central(db, on_command_line=on_command_line(db))
     try:
         action_id = actions.request(engine, node, action, retry_id)
-    except actions.UnknownNode as exc:
+    except UnknownNode as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()

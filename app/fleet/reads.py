@@ -16,9 +16,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from ffrtmp.fleet.central_schema import CENTRAL_TABLES, fleet_nodes
+
+
+class UnknownNode(Exception):
+    pass
+
+
+def resolve_node(conn, node: str) -> str:
+    """A node id from an id or a label; one sentence when none or several match."""
+    rows = (
+        conn.execute(
+            select(fleet_nodes.c.node_id).where(
+                (fleet_nodes.c.node_id == node) | (fleet_nodes.c.label == node)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if len(rows) != 1:
+        many = "several nodes are" if rows else "no node is"
+        raise UnknownNode(f"{many} named {node!r} in the central database")
+    return rows[0]
+
 
 ID_SPACE = 2**40
 ID_COLUMNS = ("id", "process_id", "daemon_run_id")
@@ -132,7 +154,6 @@ def central_reading(db: str, node: str | None, *, shadow: bool, exit_code: int =
 
     from ffrtmp.cli.connect import refusal_as_one_sentence
     from ffrtmp.fleet import central
-    from ffrtmp.fleet.actions import UnknownNode, resolve_node
     from ffrtmp.fleet.hooks import on_command_line
 
     with refusal_as_one_sentence(exit_code):
