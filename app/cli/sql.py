@@ -13,7 +13,8 @@ from ffrtmp.cli.options import db_option, output_options
 @click.argument("statement", metavar='"SELECT ..."')
 @output_options
 def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:
-    """Run one SQL statement on a read-only connection; writes are refused by SQLite itself.
+    """Run one SQL statement on a read-only connection; writes are refused by SQLite itself
+    (on a central PostgreSQL database: by its read-only transactions, see docs/fleet.md).
     Times are stored as UTC text ('2026-01-31 12:00:00.000000').
 
     Example: ffrtmp sql "SELECT state, count(*) FROM processes GROUP BY state"
