@@ -67,6 +67,8 @@ def test_db_upgrade_on_a_postgresql_url_creates_then_keeps_the_central_schema(ce
     assert f"fleet schema at revision {central.head_revision()}" in first.output
     again = runner.invoke(main, ["db", "upgrade"], env={"FFRTMP_DB": central_db})
     assert again.exit_code == 0, again.output
+    current = runner.invoke(main, ["db", "current"], env={"FFRTMP_DB": central_db})
+    assert current.output == f"{central.head_revision()} (head)\n"
     engine = create_engine(central_db)
     try:
         with engine.connect() as conn:

@@ -45,6 +45,10 @@ def current(db: str | None) -> None:
 
     Example: ffrtmp db current
     """
+    from ffrtmp.fleet.hooks import central_current_or_none
+
+    if central_current_or_none(db):
+        return
     from ffrtmp import database
     from ffrtmp.revisions import head_revision
 

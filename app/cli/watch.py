@@ -81,8 +81,8 @@ def watch_config_options(func):
     envvar="FFRTMP_SHIP_TO",
     show_envvar=True,
     metavar="URL",
-    help="Also ship the history to this central PostgreSQL database (docs/fleet.md); off "
-    "by default.",
+    help="Also ship the history to this central PostgreSQL database, in a thread of its own "
+    "(docs/fleet.md); off by default, and not with --once (use `ffrtmp ship --once`).",
 )
 @ship_options
 @db_option

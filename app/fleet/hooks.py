@@ -105,3 +105,22 @@ def central_reading_or_none(db: str | None, exit_code: int):
     # `sql` (no --node) reads the central tables themselves, node_id and all.
     shadow = bool(meta.get(NODE_META_KEY + "_declared"))
     return central_reading(db, meta.get(NODE_META_KEY), shadow=shadow, exit_code=exit_code)
+
+
+def central_current_or_none(db: str | None) -> bool:
+    """`ffrtmp db current` on a PostgreSQL URL: the central schema's revision."""
+    if not is_central(db):
+        return False
+    from ffrtmp.cli.connect import refusal_as_one_sentence
+    from ffrtmp.fleet import central
+
+    with refusal_as_one_sentence():
+        url = central.parse(db, on_command_line=on_command_line(db))
+        engine = central.make_central_engine(url)
+        try:
+            revision = central.stored_revision(engine, url)
+        finally:
+            engine.dispose()
+    head = central.head_revision()
+    click.echo(f"{revision or 'none'} ({'head' if revision == head else f'head is {head}'})")
+    return True
