@@ -95,3 +95,12 @@ def test_fleet_status_has_one_line_per_node(two_nodes):
     assert rows["edge-a"]["status_since"] is not None
     table = run(two_nodes, "fleet", "status")
     assert table.output.splitlines()[0].split()[:3] == ["NODE", "STATUS", "STATUS_SINCE"]
+
+
+def test_health_on_the_centre_is_one_nodes(two_nodes):
+    result = run(two_nodes, "health", "--node", "edge-a", "--json")
+    assert json.loads(result.output)["retry_pending"] == 10
+    assert result.exit_code == 2  # its newest snapshot is an hour old: no daemon seen
+    fleet_wide = run(two_nodes, "health")
+    assert fleet_wide.exit_code == 2
+    assert "give --node, or see every node's with `ffrtmp fleet status`" in fleet_wide.output
