@@ -9,6 +9,8 @@
 3. Catch-up after a 10-minute partition of a busy node: the rows such a node makes in ten
    minutes (a process started and ended every second, a scan every second, a health snapshot a
    minute), made while nothing ships; then the time until the centre has them all.
+4. What the change log costs the daemon's own writes: the same --overhead-processes written
+   through the store into a database that ships (triggers fire) and one that does not.
 
     .venv/bin/python bench/fleet.py [--processes 100000] [--nodes 20] [--repeat 5]
 
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=100_000)
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--overhead-processes", type=int, default=3000)
     args = parser.parse_args()
 
     work = Path(
@@ -273,11 +276,36 @@ def main() -> None:
             f"one node's SQLite {node_s * 1000:.0f} ms; ratio {fleet_s / node_s:.2f}x "
             "(target < 2x)"
         )
+        write_overhead(work, args.overhead_processes)
     finally:
         server.destroy()
         for f in work.iterdir():
             f.unlink()
         work.rmdir()
+
+
+def write_overhead(work: Path, processes: int) -> None:
+    """The store's writes with the change log on (a shipping node) and off, alternating."""
+    from ffrtmp.fleet.node import ensure_node
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for round_ in range(4):
+        for shipping in (False, True):
+            path = work / f"overhead-{round_}-{shipping}.db"
+            engine = open_for_writing(path)
+            if shipping:
+                ensure_node(engine, "bench")
+            store = Store(engine)
+            started = time.perf_counter()
+            for n in range(processes // 4):
+                one_process(store, n, datetime.now(UTC))
+            times[shipping].append(time.perf_counter() - started)
+            store.close()
+    on, off = sum(times[True]), sum(times[False])
+    print(
+        f"store writes of {processes} processes: {on:.2f}s with the change log, {off:.2f}s "
+        f"without; ratio {on / off:.2f}x"
+    )
 
 
 def duplicate_nodes(url: str, nodes: int) -> None:

@@ -169,3 +169,31 @@ def test_an_unknown_node_is_one_sentence(central_db):
     )
     assert result.exit_code == 1
     assert "no node is named 'nowhere' in the central database" in result.output
+
+
+def test_ship_without_once_keeps_shipping_what_comes(store, db_path, central_db, spawn):
+    central.upgrade(central_db)
+    make_history(store, 10)
+    env = {**os.environ, "FFRTMP_SHIP_TO": central_db}
+    shipper = spawn(
+        [
+            sys.executable,
+            "-m",
+            "ffrtmp.cli",
+            "ship",
+            "--db",
+            str(db_path),
+            "--ship-interval",
+            "0.2",
+        ],
+        wait_exec=False,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    count = "SELECT count(*) FROM processes"
+    wait_until(lambda: central_scalar(central_db, count) == 10, what="the first rows")
+    make_history(store, 5, first_pid=50_000)
+    wait_until(lambda: central_scalar(central_db, count) == 15, what="the rows made later")
+    shipper.send_signal(signal.SIGTERM)
+    shipper.wait(timeout=STATE_TIMEOUT_S)
+    assert_same_rows(db_path, central_db)
