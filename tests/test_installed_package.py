@@ -86,12 +86,18 @@ def test_the_wheel_holds_one_package_named_ffrtmp_with_its_migrations(artifacts)
     assert "ffrtmp/migrations/env.py" in names
     assert any(name.startswith("ffrtmp/migrations/versions/0001_") for name in names)
     assert any(name.endswith(".data/data/share/doc/ffrtmp/monitoring.md") for name in names)
+    # The fleet's own migration chain and role set-up (docs/fleet.md).
+    assert "ffrtmp/fleet_migrations/env.py" in names
+    assert any(name.startswith("ffrtmp/fleet_migrations/versions/c001_") for name in names)
+    assert "ffrtmp/fleet/roles.sql" in names
 
 
 def test_the_sdist_can_build_everything_the_wheel_has(artifacts) -> None:
     with tarfile.open(artifacts["sdist"]) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for needed in ("migrations/env.py", "migrations/script.py.mako", "alembic.ini", "docs/cli.md"):
+        assert needed in names
+    for needed in ("fleet_migrations/env.py", "app/fleet/roles.sql", "docs/fleet.md"):
         assert needed in names
 
 
