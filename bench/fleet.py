@@ -192,6 +192,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--overhead-processes", type=int, default=3000)
+    parser.add_argument(
+        "--node-db",
+        type=Path,
+        help="Keep the built node database here and use it again when it exists (its copy is "
+        "what is shipped).",
+    )
     args = parser.parse_args()
 
     work = Path(
@@ -200,10 +206,23 @@ def main() -> None:
         )
     )
     node_db = work / "node.db"
-    started = time.perf_counter()
-    build_node(node_db, args.processes)
-    built_s = time.perf_counter() - started
-    print(f"built {args.processes} processes of history through the store in {built_s:.0f}s")
+    if args.node_db is not None and args.node_db.exists():
+        import shutil
+
+        shutil.copyfile(args.node_db, node_db)
+        print(f"using the node database {args.node_db} built before")
+    else:
+        started = time.perf_counter()
+        build_node(node_db, args.processes)
+        built_s = time.perf_counter() - started
+        print(f"built {args.processes} processes of history through the store in {built_s:.0f}s")
+        if args.node_db is not None:
+            import sqlite3
+
+            source = sqlite3.connect(node_db)
+            source.backup(target := sqlite3.connect(args.node_db))
+            target.close()
+            source.close()
 
     server = PostgresServer.create()
     try:

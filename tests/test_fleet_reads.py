@@ -62,6 +62,9 @@ def test_node_limits_to_one_node_and_show_finds_its_item(two_nodes):
     shown = run(two_nodes, "processes", "show", "5", "--node", "edge-b", "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["process"]["job_id"] == "job-10004"
+    ambiguous = run(two_nodes, "processes", "show", "5")
+    assert ambiguous.exit_code == 2
+    assert "give --node: ids are each node's own" in ambiguous.output
     unknown = run(two_nodes, "scans", "list", "--node", "edge-z")
     assert unknown.exit_code == 1
     assert "no node is named 'edge-z'" in unknown.output

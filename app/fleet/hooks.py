@@ -104,11 +104,14 @@ def central_reading_or_none(db: str | None, exit_code: int):
 
     # `sql` (no --node) reads the central tables themselves, node_id and all.
     shadow = bool(meta.get(NODE_META_KEY + "_declared"))
-    if ctx is not None and ctx.info_name == "health" and not meta.get(NODE_META_KEY):
-        raise click.UsageError(
-            "on a central database, health is one node's: give --node, or see every node's with "
-            "`ffrtmp fleet status`"
-        )
+    if ctx is not None and not meta.get(NODE_META_KEY):
+        if ctx.info_name == "health":
+            raise click.UsageError(
+                "on a central database, health is one node's: give --node, or see every "
+                "node's with `ffrtmp fleet status`"
+            )
+        if ctx.info_name == "show":
+            raise click.UsageError("on a central database, give --node: ids are each node's own")
     return central_reading(db, meta.get(NODE_META_KEY), shadow=shadow, exit_code=exit_code)
 
 

@@ -2,12 +2,12 @@
 
 The connection is read-only (the session's transactions are READ ONLY, on top of whatever role
 it logs in as). Before that, each shipped table is shadowed by a temporary view of the same name
-(PostgreSQL looks in pg_temp first), so the very queries of ffrtmp.queries run unchanged:
-- with --node, the view holds that node's rows only, with their own ids;
-- without it, all nodes' rows, each id (id, process_id, daemon_run_id) made fleet-unique as
-  node_number * 2**40 + id, so joins match within a node only; every result row is turned back
-  into the node's own ids and gains a `node` key (the node's label), shown as the NODE column.
-Results come node by node where a query orders rows, since the order is per node's id space.
+(PostgreSQL looks in pg_temp first) holding one node's rows: the node the session setting
+`ffrtmp.node` names. So the very queries of ffrtmp.queries run unchanged, joins stay within a
+node, and every one of them uses the central indexes, which all begin with node_id:
+- with --node, the setting names that node and each query runs once, with the node's own ids;
+- without it, each query runs once per node (by label) and every row gains a `node` key (the
+  node's label), shown as the NODE column: results come node by node, `--limit` per node.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ffrtmp.fleet.central_schema import CENTRAL_TABLES, fleet_nodes
+
+NODE_SETTING = "ffrtmp.node"
 
 
 class UnknownNode(Exception):
@@ -42,12 +44,8 @@ def resolve_node(conn, node: str) -> str:
     return rows[0]
 
 
-ID_SPACE = 2**40
-ID_COLUMNS = ("id", "process_id", "daemon_run_id")
-
-
 class CentralRow(tuple):
-    """A result row with the ids turned back and the node's label added."""
+    """A result row that also answers `_mapping`, as SQLAlchemy's rows do."""
 
     _mapping: dict[str, Any]
 
@@ -58,23 +56,9 @@ class CentralRow(tuple):
 
 
 class CentralResult:
-    def __init__(self, result, labels: dict[int, str], decode: bool) -> None:
-        self.rows = (
-            [self._row(dict(r._mapping), labels, decode) for r in result]
-            if result.returns_rows
-            else []
-        )
-        self.returns_rows = result.returns_rows
-
-    @staticmethod
-    def _row(mapping: dict[str, Any], labels: dict[int, str], decode: bool) -> CentralRow:
-        if decode and "id" in mapping and isinstance(mapping["id"], int):
-            number = mapping["id"] // ID_SPACE
-            for key in ID_COLUMNS:
-                if isinstance(mapping.get(key), int):
-                    mapping[key] %= ID_SPACE
-            return CentralRow({"node": labels.get(number, "?"), **mapping})
-        return CentralRow(mapping)
+    def __init__(self, rows: list[CentralRow]) -> None:
+        self.rows = rows
+        self.returns_rows = True
 
     def __iter__(self) -> Iterator[CentralRow]:
         return iter(self.rows)
@@ -92,60 +76,36 @@ class CentralResult:
         return list(self.rows[0]._mapping) if self.rows else []
 
 
-class CentralConnection:
-    """The few Connection methods ffrtmp.queries uses, over the shadowed tables."""
+class EveryNode:
+    """The few Connection methods ffrtmp.queries uses: each statement once per node."""
 
-    def __init__(self, conn: Connection, labels: dict[int, str], decode: bool) -> None:
+    def __init__(self, conn: Connection, nodes: list[tuple[str, str]]) -> None:
         self.conn = conn
-        self.labels = labels
-        self.decode = decode
+        self.nodes = nodes  # (node_id, label), by label
 
-    def execute(self, statement, *args, **kwargs):
-        return CentralResult(
-            self.conn.execute(statement, *args, **kwargs), self.labels, self.decode
-        )
-
-    def exec_driver_sql(self, statement, *args, **kwargs):
-        return self.conn.exec_driver_sql(statement, *args, **kwargs)
+    def execute(self, statement, *args, **kwargs) -> CentralResult:
+        rows: list[CentralRow] = []
+        for node_id, label in self.nodes:
+            _set_node(self.conn, node_id)
+            for row in self.conn.execute(statement, *args, **kwargs):
+                rows.append(CentralRow({"node": label, **row._mapping}))
+        return CentralResult(rows)
 
     def __getattr__(self, name):
         return getattr(self.conn, name)
 
 
-def _shadow(conn: Connection, node_id: str | None) -> dict[int, str]:
-    nodes = conn.execute(
-        fleet_nodes.select()
-        .with_only_columns(fleet_nodes.c.node_id, fleet_nodes.c.label)
-        .order_by(fleet_nodes.c.first_shipped_at, fleet_nodes.c.node_id)
-    ).all()
-    numbers = {node: number for number, (node, _label) in enumerate(nodes, start=1)}
-    labels = {number: label for (node, label), number in zip(nodes, numbers.values(), strict=True)}
-    conn.exec_driver_sql(
-        "CREATE TEMP TABLE fleet_node_numbers (node_id text PRIMARY KEY, number bigint)"
-    )
-    if numbers:
-        conn.exec_driver_sql(
-            "INSERT INTO fleet_node_numbers VALUES " + ", ".join(["(%s, %s)"] * len(numbers)),
-            tuple(x for pair in numbers.items() for x in pair),
-        )
+def _set_node(conn: Connection, node_id: str) -> None:
+    conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (NODE_SETTING, node_id))
+
+
+def _shadow(conn: Connection) -> None:
     for name, table in CENTRAL_TABLES.items():
-        columns = []
-        for col in table.columns:
-            if col.name == "node_id":
-                continue
-            if col.name in ID_COLUMNS and node_id is None:
-                columns.append(f"n.number * {ID_SPACE} + t.{col.name} AS {col.name}")
-            else:
-                columns.append(f"t.{col.name}")
-        where = "WHERE t.node_id = %(node)s" if node_id is not None else ""
-        sql = (
-            f"CREATE TEMP VIEW {name} AS SELECT {', '.join(columns)} FROM public.{name} t "
-            f"JOIN fleet_node_numbers n ON n.node_id = t.node_id {where}"
-        )
+        columns = ", ".join(f'"{c.name}"' for c in table.columns if c.name != "node_id")
         conn.exec_driver_sql(
-            sql.replace("%(node)s", "'" + (node_id or "").replace("'", "''") + "'")
+            f"CREATE TEMP VIEW {name} AS SELECT {columns} FROM public.{name} "
+            f"WHERE node_id = current_setting('{NODE_SETTING}')"
         )
-    return labels
 
 
 @contextmanager
@@ -160,19 +120,26 @@ def central_reading(db: str, node: str | None, *, shadow: bool, exit_code: int =
         engine = central.open_central(db, on_command_line=on_command_line(db))
     try:
         with engine.connect() as conn:
-            node_id = None
-            if node:
-                try:
-                    node_id = resolve_node(conn, node)
-                except UnknownNode as exc:
-                    raise click.ClickException(str(exc)) from None
-            labels = _shadow(conn, node_id) if shadow else {}
+            if shadow:
+                if node:
+                    try:
+                        nodes = [(resolve_node(conn, node), node)]
+                    except UnknownNode as exc:
+                        raise click.ClickException(str(exc)) from None
+                else:
+                    order = (fleet_nodes.c.label, fleet_nodes.c.node_id)
+                    query = select(fleet_nodes.c.node_id, fleet_nodes.c.label).order_by(*order)
+                    nodes = [tuple(row) for row in conn.execute(query)]
+                _shadow(conn)
             conn.commit()
             conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             conn.commit()  # the setting holds from the next transaction on
-            if shadow:
-                yield CentralConnection(conn, labels, decode=node_id is None)
-            else:
+            if not shadow:
                 yield conn
+            elif node:
+                _set_node(conn, nodes[0][0])
+                yield conn
+            else:
+                yield EveryNode(conn, nodes)
     finally:
         engine.dispose()
