@@ -33,7 +33,7 @@ from ffrtmp.fleet.node import Node, ensure_node, log_whole_history
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = 20000
 # SQLite's limit on bound parameters is 32766 from 3.32 on; stay well below it.
 IDS_PER_SELECT = 5000
 CHANGES = schema.ship_changes
@@ -64,28 +64,33 @@ def _upsert_sql(name: str) -> tuple[str, str, str]:
     """Statements that stage rows by COPY in a temporary table and upsert them from it: COPY is
     PostgreSQL's fastest way in, and one INSERT ... SELECT ... ON CONFLICT merges them."""
     table = CENTRAL_TABLES[name]
-    columns = [c.name for c in table.columns]
+    columns = [c.name for c in table.columns if c.name != NODE_COLUMN]
     stage = f"ffrtmp_stage_{name}"
-    create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {name}) ON COMMIT DELETE ROWS"
+    # The local rows as they are; the node id is added by the merge.
+    create = (
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {_quoted(columns)} FROM {name} "
+        "WITH NO DATA"
+    )
     copy = f"COPY {stage} ({_quoted(columns)}) FROM STDIN"
-    keys = {NODE_COLUMN, "id"}
-    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c != "id")
     merge = (
-        f"INSERT INTO {name} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {stage} "
+        f"INSERT INTO {name} ({NODE_COLUMN}, {_quoted(columns)}) "
+        f"SELECT %s, {_quoted(columns)} FROM {stage} "
         f"ON CONFLICT ({NODE_COLUMN}, id) DO UPDATE SET {updates}"
     )
     return create, copy, merge
 
 
-def _copy_upsert(conn, name: str, rows: list[tuple]) -> None:
+def _copy_upsert(conn, name: str, node_id: str, rows: list[tuple]) -> None:
     create, copy_sql, merge = _upsert_sql(name)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(create)
+        cursor.execute(f"TRUNCATE ffrtmp_stage_{name}")
         with cursor.copy(copy_sql) as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(merge)
+        cursor.execute(merge, (node_id,))
     finally:
         cursor.close()
 
@@ -179,17 +184,18 @@ class Shipper:
             for _seq, table_name, row_id in changes:
                 wanted.setdefault(table_name, set()).add(row_id)
             rows: dict[str, list[tuple]] = {}
+            sqlite_cursor = conn.connection.driver_connection.cursor()
             for table in shipped_tables():
                 ids = sorted(wanted.pop(table.name, ()))
                 found: list[tuple] = []
                 for start in range(0, len(ids), IDS_PER_SELECT):
                     chunk = ids[start : start + IDS_PER_SELECT]
                     # The stored text as it is (times, JSON): PostgreSQL's COPY parses it.
-                    result = conn.exec_driver_sql(_select_sql(table, len(chunk)), tuple(chunk))
-                    node_id = self.node.node_id
-                    found += [(node_id, *row) for row in result]
+                    sqlite_cursor.execute(_select_sql(table, len(chunk)), chunk)
+                    found += sqlite_cursor.fetchall()
                 if found:
                     rows[table.name] = found
+            sqlite_cursor.close()
             last = changes[-1][0] if changes else self.cursor
             newest = conn.execute(select(func.max(CHANGES.c.seq))).scalar() or last
             oldest_pending = conn.execute(
@@ -202,7 +208,7 @@ class Shipper:
             assert self.central is not None
             with self.central.begin() as cconn:
                 for name, batch in rows.items():
-                    _copy_upsert(cconn, name, batch)
+                    _copy_upsert(cconn, name, self.node.node_id, batch)
                 progress: dict[str, Any] = dict(
                     last_contact_at=now,
                     pending_changes=pending,
