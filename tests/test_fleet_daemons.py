@@ -99,29 +99,26 @@ def test_two_daemons_ship_everything_once_across_a_partition(
     b, db_b, exe_b, _ = start_shipping_watch(
         spawn, tmp_path, "edge-b", real_cgroup_parent, central_db
     )
-    jobs = [spawn([str(exe), "600"]) for exe in (exe_a, exe_a, exe_b)]
-    for job, db in zip(jobs, (db_a, db_a, db_b), strict=True):
-        wait_until(lambda job=job, db=db: state_of(db, job.pid) == "attached", what="attached")
+    # Both nodes have shipped their start before the partition.
     wait_until(
-        lambda: (
-            central_count(central_db, "SELECT count(*) FROM processes WHERE state = 'attached'")
-            == 3
-        ),
-        what="the attached processes in the centre",
+        lambda: central_count(central_db, "SELECT count(*) FROM scans") >= 2,
+        what="both daemons' first rows in the centre",
     )
 
     postgres_server.stop()
     try:
-        # Partition: processes start, attach (after failing), die, while the centre is away.
+        # Partition: processes start, fail to attach (A's failpoint) and are retried, attach,
+        # and die, while the centre is away.
         started = time.monotonic()
-        during = [spawn([str(exe), "600"]) for exe in (exe_a, exe_b)]
-        for job, db in zip(during, (db_a, db_b), strict=True):
+        jobs = [spawn([str(exe), "600"]) for exe in (exe_a, exe_a, exe_b, exe_b)]
+        homes = (db_a, db_a, db_b, db_b)
+        for job, db in zip(jobs, homes, strict=True):
             wait_until(lambda job=job, db=db: state_of(db, job.pid) == "attached", what="attached")
         attach_seconds = time.monotonic() - started
-        for job in (jobs[0], during[1]):
+        for job in (jobs[0], jobs[3]):
             job.kill()
             job.wait()
-        for job, db in ((jobs[0], db_a), (during[1], db_b)):
+        for job, db in ((jobs[0], db_a), (jobs[3], db_b)):
             wait_until(
                 lambda job=job, db=db: state_of(db, job.pid) in ("exited", "vanished"),
                 what="the death recorded locally",
@@ -130,7 +127,10 @@ def test_two_daemons_ship_everything_once_across_a_partition(
     finally:
         postgres_server.start()
     # Local work went on at its usual pace: the shipper waits on the network, not the daemon.
-    assert attach_seconds < 30
+    # (Two failed attaches and their retries, 1 s then 2 s apart, are part of A's time.)
+    assert attach_seconds < 60
+    assert query(db_a, "SELECT count(*) FROM error_events WHERE operation = 'attach'") == [(2,)]
+    assert query(db_a, "SELECT count(*) FROM retry_items WHERE state = 'succeeded'") >= [(1,)]
 
     back = datetime.now(UTC).replace(tzinfo=None)
     for db in (db_a, db_b):
@@ -148,6 +148,19 @@ def test_two_daemons_ship_everything_once_across_a_partition(
             ),
             what="catch-up after the partition",
         )
+    # And shipping goes on as before: a process started now is in the centre, attached.
+    late = spawn([str(exe_b), "600"])
+    wait_until(
+        lambda: (
+            central_count(
+                central_db,
+                "SELECT count(*) FROM processes WHERE pid = :p AND state = 'attached'",
+                p=late.pid,
+            )
+            == 1
+        ),
+        what="a process started after the partition, in the centre",
+    )
     stop(a)
     stop(b)
     for db in (db_a, db_b):
