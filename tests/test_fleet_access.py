@@ -127,3 +127,16 @@ def test_a_libpq_password_file_is_used(tmp_path, central_db, postgres_server):
     result = CliRunner().invoke(main, ["ship", "--once", "--db", str(path), "--to", url])
     assert result.exit_code == 0, result.output
     assert_same_rows(path, central_db)
+
+
+def test_tls_settings_reach_libpq(tmp_path, central_db, postgres_server):
+    """The private server has no TLS: `sslmode=require` in the URL must make libpq refuse it,
+    which shows the setting went through to libpq."""
+    central.upgrade(central_db)
+    path = tmp_path / "n.db"
+    node_with_history(path, 1)
+    database = make_url(central_db).database
+    url = postgres_server.password_url(database) + "?sslmode=require"
+    result = ship(path, url, "edge-tls")
+    assert result.exit_code == 1
+    assert "server does not support SSL" in result.output
