@@ -23,7 +23,9 @@ from ffrtmp.fleet import central
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
 
-def start_shipping_watch(spawn, tmp_path, name, cgroup_parent, ship_to, *, failpoints=""):
+def start_shipping_watch(
+    spawn, tmp_path, name, cgroup_parent, ship_to, *, failpoints="", extra_config=""
+):
     directory = tmp_path / name
     directory.mkdir()
     exe = make_ffmpeg(directory)
@@ -31,7 +33,7 @@ def start_shipping_watch(spawn, tmp_path, name, cgroup_parent, ship_to, *, failp
     config.write_text(
         "target_commands: [ffmpeg]\n"
         f"commands:\n  ffmpeg:\n    match: {{exe: '{exe}'}}\n"
-        "scan_interval: 1s\n"
+        "scan_interval: 1s\n" + extra_config
     )
     db_path = directory / "node.db"
     log = open(directory / "watch.log", "wb")  # noqa: SIM115 - closed by the spawner's end
@@ -166,6 +168,48 @@ def test_two_daemons_ship_everything_once_across_a_partition(
     for db in (db_a, db_b):
         assert_same_rows(db, central_db)
     assert central_count(central_db, "SELECT count(*) FROM fleet_nodes") == 2
+
+
+def test_a_dead_letter_requeued_centrally_is_retried_by_the_real_daemon(
+    tmp_path, spawn, cgroup_hierarchy, real_cgroup_parent, central_db
+):
+    from click.testing import CliRunner
+
+    from ffrtmp.cli import main
+
+    central.upgrade(central_db)
+    daemon, db_path, exe, _ = start_shipping_watch(
+        spawn,
+        tmp_path,
+        "edge-r",
+        real_cgroup_parent,
+        central_db,
+        failpoints="governor.attach=EBUSY*2",  # the attach and its one retry fail: dead letter
+        extra_config="retry: {max_attempts: 1, initial_delay: 0.2s}\n",
+    )
+    job = spawn([str(exe), "600"])
+    dead = "SELECT id FROM retry_items WHERE state = 'dead'"
+    wait_until(lambda: central_count(central_db, dead) not in (None, -1), what="dead in the centre")
+    retry_id = central_count(central_db, dead)
+    asked = CliRunner().invoke(
+        main,
+        ["retries", "requeue", str(retry_id), "--node", "edge-r"],
+        env={"FFRTMP_DB": central_db},
+    )
+    assert asked.exit_code == 0, asked.output
+    # The node applies it, its retry attaches (the failpoint is spent), and the centre sees it.
+    wait_until(lambda: state_of(db_path, job.pid) == "attached", what="attached on the node")
+    outcome = (
+        "SELECT count(*) FROM retry_items r JOIN processes p ON p.node_id = r.node_id "
+        "AND p.id = r.process_id WHERE r.id = :r AND r.state = 'succeeded' "
+        "AND p.state = 'attached'"
+    )
+    wait_until(lambda: central_count(central_db, outcome, r=retry_id) == 1, what="the outcome")
+    assert (
+        central_count(central_db, "SELECT count(*) FROM fleet_actions WHERE state = 'applied'") == 1
+    )
+    stop(daemon)
+    assert_same_rows(db_path, central_db)
 
 
 @pytest.mark.parametrize("kind", ["unreachable", "wrong password", "newer schema", "other kind"])

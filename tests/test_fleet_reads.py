@@ -107,3 +107,9 @@ def test_health_on_the_centre_is_one_nodes(two_nodes):
     fleet_wide = run(two_nodes, "health")
     assert fleet_wide.exit_code == 2
     assert "give --node, or see every node's with `ffrtmp fleet status`" in fleet_wide.output
+
+
+def test_node_on_a_nodes_own_database_is_a_usage_error(store, db_path):
+    result = CliRunner().invoke(main, ["scans", "list", "--db", str(db_path), "--node", "x"])
+    assert result.exit_code == 2
+    assert "--node is for a central (PostgreSQL) database" in result.output
