@@ -6,10 +6,12 @@ import click
 
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.fleet.hooks import read_node_option
 
 
 @click.command()
 @db_option
+@read_node_option
 @click.argument("statement", metavar='"SELECT ..."')
 @output_options
 def sql(db: str | None, statement: str, as_json: bool, as_csv: bool) -> None:

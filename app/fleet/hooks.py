@@ -102,8 +102,11 @@ def central_reading_or_none(db: str | None, exit_code: int):
         return None
     from ffrtmp.fleet.reads import central_reading
 
-    # `sql` (no --node) reads the central tables themselves, node_id and all.
+    # `sql` without --node reads the central tables themselves, node_id and all; with it, the
+    # tables as that node has them.
     shadow = bool(meta.get(NODE_META_KEY + "_declared"))
+    if ctx is not None and ctx.info_name == "sql" and not meta.get(NODE_META_KEY):
+        shadow = False
     if ctx is not None and not meta.get(NODE_META_KEY):
         if ctx.info_name == "health":
             raise click.UsageError(
