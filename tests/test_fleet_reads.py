@@ -83,6 +83,8 @@ def test_sql_on_the_central_database_cannot_write(two_nodes):
         run(two_nodes, "sql", "SELECT count(*) AS n FROM processes", "--json").output
     )
     assert again == [{"n": 42}]
+    one = run(two_nodes, "sql", "SELECT count(*) AS n FROM processes", "--node", "edge-b", "--json")
+    assert json.loads(one.output) == [{"n": 12}]
 
 
 def test_fleet_status_has_one_line_per_node(two_nodes):
