@@ -210,8 +210,10 @@ ship_node = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-# The change cursor of shipping: one row per insert or update of a shipped table, written by
-# triggers (revision 0008) only once ship_node has its row, removed once the centre has it.
+# The change cursor of shipping: the rows changed since the centre last had them, each once,
+# under the number of its latest change (the triggers of revision 0008 REPLACE the entry, so
+# a row changed while a batch ships gets a number past that batch). Written only once
+# ship_node has its row; removed once the centre has the row.
 ship_changes = Table(
     "ship_changes",
     metadata,
@@ -219,6 +221,7 @@ ship_changes = Table(
     Column("table_name", String(32), nullable=False),
     Column("row_id", Integer, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("table_name", "row_id"),
     sqlite_autoincrement=True,
 )
 

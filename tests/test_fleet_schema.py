@@ -98,3 +98,32 @@ def test_a_password_on_the_command_line_is_refused_and_never_printed(postgres_se
     assert result.exit_code == 1
     assert "carries a password on the command line" in result.output
     assert "s3cret-pw" not in result.output
+
+
+def test_the_change_log_holds_each_row_once_under_its_latest_change(store, db_path):
+    """A row changed while a batch ships must not be forgotten when that batch's entries are
+    deleted: each change renumbers the row's one entry past every earlier number."""
+    from datetime import UTC, datetime
+
+    from fleet_helpers import make_history
+
+    from ffrtmp.fleet.node import ensure_node
+
+    ensure_node(store.engine, "edge")
+    (process_id,) = make_history(store, 1)
+
+    def entry() -> list[tuple]:
+        conn = sqlite3.connect(db_path)
+        try:
+            return conn.execute(
+                "SELECT seq FROM ship_changes WHERE table_name = 'processes' AND row_id = ?",
+                (process_id,),
+            ).fetchall()
+        finally:
+            conn.close()
+
+    (before,) = entry()
+    for _ in range(5):
+        store.touch_seen([process_id], now=datetime.now(UTC))
+    (after,) = entry()
+    assert after[0] > before[0]

@@ -197,12 +197,13 @@ class Shipper:
                     rows[table.name] = found
             sqlite_cursor.close()
             last = changes[-1][0] if changes else self.cursor
-            newest = conn.execute(select(func.max(CHANGES.c.seq))).scalar() or last
+            # Entries of tables this code does not ship (a newer local schema) are passed over.
+            pending = conn.execute(
+                select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > last)
+            ).scalar_one()
             oldest_pending = conn.execute(
                 select(CHANGES.c.changed_at).where(CHANGES.c.seq > last).order_by(CHANGES.c.seq)
             ).first()
-        # Entries of tables this code does not ship (a newer local schema) are passed over.
-        pending = max(0, newest - last)
         now = datetime.now(UTC)
         try:
             assert self.central is not None

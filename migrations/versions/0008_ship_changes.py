@@ -38,7 +38,8 @@ def trigger_sql(table: str, when: str) -> str:
     return (
         f"CREATE TRIGGER ship_{table}_{when.lower()} AFTER {when} ON {table} "
         "WHEN EXISTS (SELECT 1 FROM ship_node) BEGIN "
-        f"INSERT INTO ship_changes (table_name, row_id, changed_at) "
+        # REPLACE: one entry per row, renumbered past any batch being shipped.
+        f"INSERT OR REPLACE INTO ship_changes (table_name, row_id, changed_at) "
         f"VALUES ('{table}', NEW.id, {NOW}); END"
     )
 
@@ -59,6 +60,7 @@ def upgrade() -> None:
         sa.Column("row_id", sa.Integer(), nullable=False),
         sa.Column("changed_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_ship_changes")),
+        sa.UniqueConstraint("table_name", "row_id", name=op.f("uq_ship_changes_table_name_row_id")),
         sqlite_autoincrement=True,
     )
     for table in SHIPPED:
