@@ -231,6 +231,7 @@ class WatchConfig:
             "--scan-interval",
             f"Full scan every DURATION (500ms, 10s, 1m30s; default "
             f"{defaults.SCAN_INTERVAL_SECONDS:g}s).",
+            original_envvar="SCAN_INTERVAL",
         ),
     )
     target_commands: tuple[str, ...] = setting(
@@ -239,8 +240,9 @@ class WatchConfig:
         default=defaults.TARGET_COMMANDS,
         flag=Flag(
             "--target",
-            "Target command name (repeatable); replaces the configured list.",
+            "Target command name (repeatable, or comma-separated); replaces the configured list.",
             param="target_commands",
+            original_envvar="TARGET_COMMANDS",
         ),
     )
     discovery: str = setting(

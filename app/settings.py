@@ -83,15 +83,23 @@ class Kind:
 
 @dataclass(frozen=True, slots=True)
 class Flag:
-    """A command-line flag that overrides a setting; `param` is click's parameter name."""
+    """A command-line flag that overrides a setting; `param` is click's parameter name.
+    `watch` also reads it from the environment variable `envvar` (FFRTMP_ and the flag's
+    name) and, below that, from `original_envvar`: the name the original daemon's
+    environment file gave it."""
 
     declaration: str
     help: str
     param: str = ""
+    original_envvar: str | None = None
 
     @property
     def name(self) -> str:
         return self.declaration.split("/")[0]
+
+    @property
+    def envvar(self) -> str:
+        return "FFRTMP_" + self.name.lstrip("-").replace("-", "_").upper()
 
     @property
     def param_name(self) -> str:
