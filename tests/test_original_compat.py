@@ -423,3 +423,74 @@ def test_watch_runs_from_the_original_unit_command_line_and_environment(
     assert "--enable-state, --state-path, --state-flush-interval: ignored" in log
     assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]
     assert stream.poll() is None  # the daemon stopped; what it governs runs on
+
+
+# --- attach --nice, run --nice --------------------------------------------------------------
+
+THREADED = (
+    "import threading, time\n"
+    "for _ in range(3):\n"
+    "    threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
+def thread_nice_values(pid: int) -> dict[int, int]:
+    """The nice value of each thread of `pid`, from the kernel's own stat files."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        found[int(tid)] = int(fields[16])  # field 19 of stat: nice
+    return found
+
+
+def test_attach_nice_sets_every_thread_of_the_process(db_path, spawn, job_cgroups: JobCgroups):
+    child = spawn([sys.executable, "-c", THREADED], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
+    assert len(thread_nice_values(child.pid)) == 4
+    result = ffrtmp(
+        "attach",
+        "--pid",
+        str(child.pid),
+        "--nice",
+        "7",
+        "--json",
+        "--db",
+        str(db_path),
+        "--cgroup-parent",
+        job_cgroups.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(thread_nice_values(child.pid).values()) == {7}
+    assert json.loads(result.stdout)["nice"] == 7
+    ((state, job_id),) = query(db_path, "SELECT state, job_id FROM processes")
+    assert state == "attached"
+    assert job_cgroups.job_of(child.pid) == job_id
+
+
+def test_attach_nice_out_of_range_is_refused_before_anything_changes(db_path, spawn):
+    child = spawn(["sleep", "30"])
+    result = ffrtmp("attach", "--pid", str(child.pid), "--nice", "20", "--db", str(db_path))
+    assert result.returncode == 2
+    assert "--nice" in result.stderr and "20" in result.stderr
+    assert thread_nice_values(child.pid) == {child.pid: os.nice(0)}  # as it started
+    assert not db_path.exists()
+
+
+def test_run_nice_is_kept(db_path, real_cgroup_parent):
+    result = ffrtmp(
+        "run",
+        "--nice",
+        "5",
+        "--db",
+        str(db_path),
+        "--cgroup-parent",
+        real_cgroup_parent,
+        "--",
+        sys.executable,
+        "-c",
+        "import os, sys; sys.exit(os.nice(0))",
+    )
+    assert result.returncode == min(19, os.nice(0) + 5), result.stderr  # nice adds up
