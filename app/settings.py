@@ -59,7 +59,7 @@ class Kind:
     show: Callable[[Any], Any] = lambda value: value
     describe: str = "VALUE"  # the metavar of its flag
     choices: tuple[str, ...] | None = None
-    many: bool = False  # a list: its flag may be repeated
+    many: bool = False  # a list: its flag may be repeated, and takes commas
     from_text: Callable[[str], Any] = lambda text: text  # a flag's or variable's text -> accept
 
     def accept_text(self, value: Any) -> Any:

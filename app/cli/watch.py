@@ -64,12 +64,8 @@ def _environment(name: str, original: str | None = None) -> dict:
     return {"envvar": [f"FFRTMP_{name}", *filter(None, [original])], "show_envvar": True}
 
 
-# The original daemon's state-file flags (param, flag). ffrtmp's state is its database.
-STATE_FLAGS = (
-    ("enable_state", "--enable-state"),
-    ("state_path", "--state-path"),
-    ("state_flush_interval", "--state-flush-interval"),
-)
+# The parameters of the original daemon's state-file flags. ffrtmp's state is its database.
+STATE_FLAG_PARAMS = frozenset({"enable_state", "state_path", "state_flush_interval"})
 
 
 def state_flag_options(func):
@@ -103,11 +99,10 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
     """Warnings for the original daemon's ways that still work: its state flags, and its
     environment variable names."""
     found = []
-    state_params = {param for param, _ in STATE_FLAGS}
     given = []
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
-        if param.name in state_params and source is not click.core.ParameterSource.DEFAULT:
+        if param.name in STATE_FLAG_PARAMS and source is not click.core.ParameterSource.DEFAULT:
             given.append(_environment_name(ctx, param) or param.opts[0])
     if given:
         database = db or defaults.default_db_path()
@@ -117,7 +112,7 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
         )
     for param in ctx.command.params:
         name = _environment_name(ctx, param)
-        if name and not name.startswith("FFRTMP_") and param.name not in state_params:
+        if name and not name.startswith("FFRTMP_") and param.name not in STATE_FLAG_PARAMS:
             found.append(
                 f"{name} is the original daemon's variable, read as {param.envvar[0]}: "
                 f"set {param.envvar[0]} instead"
