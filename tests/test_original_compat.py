@@ -273,6 +273,16 @@ def test_every_watch_flag_has_an_ffrtmp_variable_and_deploy_watch_env_shows_it()
     assert named == documented
 
 
+def test_the_shipped_unit_reads_an_optional_environment_file() -> None:
+    from test_deploy import UNIT, read_unit
+
+    service = read_unit(UNIT)["Service"]
+    assert service["EnvironmentFile"] == ["-/etc/ffrtmp/watch.env"]  # "-": may be missing
+    # Every line of the example is a comment or NAME=value, as systemd reads it.
+    for line in (REPO / "deploy" / "watch.env").read_text().splitlines():
+        assert not line or line.startswith("#") or re.fullmatch(r"FFRTMP_\w+=\S*", line), line
+
+
 def test_variables_set_watch_flags_below_the_flags_themselves(monkeypatch) -> None:
     for name in ORIGINAL_WATCH_ENV:
         monkeypatch.delenv(name, raising=False)
