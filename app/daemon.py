@@ -647,6 +647,8 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self._record_error("config", exc, now)
             return
+        for line in fresh.warnings():
+            log.warning("%s", line)
         old = self.config
         for key, (before, after) in changed_keys(old, fresh).items():
             if key.split(".")[0] in RESTART_ONLY_KEYS:

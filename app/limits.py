@@ -8,8 +8,8 @@ from ffrtmp import defaults
 from ffrtmp.settings import (
     PERCENT_OF_CORE,
     Flag,
-    optional,
     setting,
+    unlimited,
     validate,
     whole_number,
 )
@@ -25,13 +25,18 @@ MIB = 1024 * 1024  # the memory limit is given in MiB, cgroups take bytes
 class Limits:
     """cpu_quota: percent of one core (150 = one and a half cores), None for no quota.
     cpu_weight: relative share, 1..10000 (cgroup v2 scale; v1 shares are derived).
-    memory_limit_mb: hard memory limit in MiB, None for no limit."""
+    memory_limit_mb: hard memory limit in MiB, None for no limit.
+    A person writes "no limit" as `unlimited`, null or 0 (the original daemon's 0)."""
 
     cpu_quota: float | None = setting(
         "cpu_quota",
-        optional(PERCENT_OF_CORE),
+        unlimited(PERCENT_OF_CORE),
         default=defaults.CPU_QUOTA_PERCENT,
-        flag=Flag("--cpu-quota", "CPU quota in percent of one core (150 = one and a half cores)."),
+        flag=Flag(
+            "--cpu-quota",
+            "CPU quota in percent of one core (150 = one and a half cores); 0 or unlimited "
+            "for no quota.",
+        ),
     )
     cpu_weight: int = setting(
         "cpu_weight",
@@ -41,9 +46,9 @@ class Limits:
     )
     memory_limit_mb: int | None = setting(
         "memory_limit",
-        optional(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB")),
+        unlimited(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB")),
         default=defaults.MEMORY_LIMIT_MB,
-        flag=Flag("--memory-limit", "Memory limit in MB."),
+        flag=Flag("--memory-limit", "Memory limit in MB; 0 or unlimited for no limit."),
     )
 
     def __post_init__(self) -> None:

@@ -59,11 +59,21 @@ class Kind:
     show: Callable[[Any], Any] = lambda value: value
     describe: str = "VALUE"  # the metavar of its flag
     choices: tuple[str, ...] | None = None
-    many: bool = False  # a list: its flag may be repeated
+    many: bool = False  # a list: its flag may be repeated, and takes commas
     from_text: Callable[[str], Any] = lambda text: text  # a flag's or variable's text -> accept
 
     def accept_text(self, value: Any) -> Any:
-        """accept() for values that may come as text (flags, environment variables)."""
+        """accept() for values that may come as text (flags, environment variables). A list
+        may be given item by item (a repeated flag), comma-separated, or both, as the original
+        daemon's flags and environment files wrote lists: "ffmpeg,gst-launch-1.0"."""
+        if self.many:
+            items = [value] if isinstance(value, str) else list(value)
+            value = [
+                piece.strip()
+                for item in items
+                for piece in (item.split(",") if isinstance(item, str) else [item])
+                if not isinstance(piece, str) or piece.strip()
+            ]
         if isinstance(value, str):
             return self.accept(self.from_text(value))
         if isinstance(value, list | tuple):
@@ -73,15 +83,23 @@ class Kind:
 
 @dataclass(frozen=True, slots=True)
 class Flag:
-    """A command-line flag that overrides a setting; `param` is click's parameter name."""
+    """A command-line flag that overrides a setting; `param` is click's parameter name.
+    `watch` also reads it from the environment variable `envvar` (FFRTMP_ and the flag's
+    name) and, below that, from `original_envvar`: the name the original daemon's
+    environment file gave it."""
 
     declaration: str
     help: str
     param: str = ""
+    original_envvar: str | None = None
 
     @property
     def name(self) -> str:
         return self.declaration.split("/")[0]
+
+    @property
+    def envvar(self) -> str:
+        return "FFRTMP_" + self.name.lstrip("-").replace("-", "_").upper()
 
     @property
     def param_name(self) -> str:
@@ -192,6 +210,60 @@ def optional(kind: Kind) -> Kind:
         kind.many,
         kind.from_text,
     )
+
+
+UNLIMITED = "unlimited"
+
+
+def _is_zero(value: Any) -> bool:
+    """0, 0.0, "0", "0%", "0s": the original daemon's way to write "no limit"."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        text_ = value.strip().removesuffix("%")
+        try:
+            return float(text_) == 0
+        except ValueError:
+            try:
+                return parse_duration(text_) == 0
+            except ValueError:
+                return False
+    return False
+
+
+def unlimited(kind: Kind, *, zero: bool = True) -> Kind:
+    """`kind`, or None for "no limit", written "unlimited". Also read as no limit: null, an
+    empty string (the original's `max_runtime: ""`) and, with `zero`, 0 (the original's
+    `--cpu-quota 0`)."""
+
+    def accept(value: Any) -> Any:
+        if value is None or isinstance(value, str) and value.strip() in ("", UNLIMITED):
+            return None
+        if zero and _is_zero(value):
+            return None
+        return kind.accept(value)
+
+    return Kind(
+        accept,
+        lambda v: UNLIMITED if v is None else kind.show(v),
+        kind.describe,
+        kind.choices,
+        kind.many,
+        kind.from_text,
+    )
+
+
+def empty_means(kind: Kind, value: Any) -> Kind:
+    """`kind`, where an empty string (the original's `min_runtime: ""`) or null is `value`."""
+
+    def accept(given: Any) -> Any:
+        if given is None or isinstance(given, str) and not given.strip():
+            return value
+        return kind.accept(given)
+
+    return Kind(accept, kind.show, kind.describe, kind.choices, kind.many, kind.from_text)
 
 
 def _parses_as_duration(text: str) -> bool:

@@ -18,6 +18,11 @@ from ffrtmp.cli.watch import limit_options
 @click.option("--pid", type=click.IntRange(min=1), required=True, help="The process to govern.")
 @click.option("--job-id", metavar="ID", help="Name of its job cgroup (default manual-CMD-PID-…).")
 @limit_options
+@click.option(
+    "--nice",
+    type=click.IntRange(-20, 19),
+    help="Nice value for the process, every thread of it (as `run --nice`).",
+)
 @cgroup_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @db_option
@@ -27,6 +32,7 @@ def attach(
     cpu_quota,
     cpu_weight,
     memory_limit,
+    nice,
     cgroup_root,
     cgroup_parent,
     cgroup_version,
@@ -35,9 +41,11 @@ def attach(
 ) -> None:
     """Put one running process under limits now, and record it like the daemon does.
 
-    A running `ffrtmp watch` on the same database follows it to its exit.
+    A running `ffrtmp watch` on the same database follows it to its exit. --nice is set
+    before anything is recorded: a nice value that cannot be set (lowering it takes root)
+    stops the command with nothing changed.
 
-    Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048
+    Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048 --nice 5
     """
     from ffrtmp import defaults
     from ffrtmp.attach import Attacher
@@ -53,6 +61,13 @@ def attach(
     if candidate is None:
         raise click.ClickException(f"no process with pid {pid} that ffrtmp may govern")
     governor = ready_governor(cgroup_root, cgroup_parent, cgroup_version)
+    if nice is not None:
+        from ffrtmp.niceness import NiceError, set_nice
+
+        try:
+            set_nice(candidate.identity, nice)
+        except NiceError as exc:
+            raise click.ClickException(str(exc)) from None
     store = Store(open_for_writing_or_fail(db))
     now = time.time()
     job_id = job_id_from_flag(job_id, "manual", candidate.command, candidate.identity)
@@ -77,6 +92,7 @@ def attach(
         "state": str(result.state),
         "cgroups": list(result.cgroup_paths),
         "limits": limits.as_dict(),
+        "nice": nice,
         "error": result.error,
     }
     if as_json:
