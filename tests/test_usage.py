@@ -3,6 +3,7 @@ them per rule for /metrics; never per pid, never over a recorded exit."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import urllib.request
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from cgroup_hierarchy import JobCgroups
+from click.testing import CliRunner
 from daemon_harness import close, make_daemon, pump, query, start_watch, write_config
 from helpers_processes import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.cgroups.live import LiveUsage, read_live_usage
+from ffrtmp.cli import main
 from ffrtmp.config import ConfigError, load_config
 from ffrtmp.utctime import utc
 
@@ -77,6 +80,17 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
         assert peak is None or 4 << 20 <= peak <= 256 * 1024 * 1024
         assert 0 < throttled_periods <= periods <= live.cpu_periods
         assert 0 < throttled_s <= live.cpu_throttled_seconds
+
+        shown = CliRunner().invoke(
+            main, ["processes", "show", "--pid", str(busy.pid), "--json", "--db", str(db_path)]
+        )
+        assert shown.exit_code == 0, shown.output
+        process = json.loads(shown.output)["process"]
+        assert process["usage_sampled_at"].endswith("Z") and process["cpu_seconds"] == cpu
+        assert process["cpu_throttled_periods"] == throttled_periods
+        assert process["memory_current_bytes"] == current
+        table = CliRunner().invoke(main, ["processes", "show", str(process["id"]), "--db", db_path])
+        assert "cpu_throttled_seconds" in table.output and "usage_sampled_at" in table.output
 
         samples = [
             s
