@@ -13,10 +13,11 @@ a busy machine the figure includes them). Kills and reaps everything it started.
     .venv/bin/python bench/overhead.py --governed 200 [--usage-interval 10] [--seconds 60]
 
 With `--governed N` it measures what usage while running costs instead: it runs the daemon
-twice, on N fresh sleeping processes named ffmpeg that it governs (each in its job cgroup),
-first with usage sampling off (`--usage-interval 0`, the reference), then on, and reports the
-idle CPU of each after all N are attached, the difference in percent of one core (target:
-below 1) and the ratio on/off, both measured in this invocation.
+twice (polling, so the machine's exec events do not blur the figures), on N fresh sleeping
+processes named ffmpeg that it governs (each in its job cgroup), first with usage sampling
+off (`--usage-interval 0`, the reference), then on, and reports the idle CPU of each after
+all N are attached, the difference in percent of one core (target: below 1), the ratio
+on/off, both measured in this invocation, and the CPU of the sampling thread itself.
 """
 
 from __future__ import annotations
@@ -54,6 +55,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's threads other than the main one (the usage sampler's)."""
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) == pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def peak_rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -88,6 +104,7 @@ class Overhead:
     peak_rss_mb: float
     scans: int
     machine_execs: int
+    thread_cpu_s: float = 0.0  # of the threads besides the main one
 
     def line(self) -> str:
         return (
@@ -166,17 +183,19 @@ def measure(
         counter.execs = 0
         scans_before = scan_count(daemon.db_path)
         cpu_before = cpu_seconds(pid)
+        threads_before = thread_cpu_seconds(pid)
         began = time.monotonic()
         while (left := began + seconds - time.monotonic()) > 0:
             time.sleep(min(left, 0.5))
             counter.drain()
         elapsed = time.monotonic() - began
         cpu = cpu_seconds(pid) - cpu_before
+        threads = thread_cpu_seconds(pid) - threads_before
         rss_mb = peak_rss_kb(pid) / 1024
         scans = scan_count(daemon.db_path) - scans_before
         if governed:
             print(f"{name}: {sampled_count(daemon.db_path)} of {governed} rows carry a sample")
-        return Overhead(name, elapsed, cpu, rss_mb, scans, counter.execs)
+        return Overhead(name, elapsed, cpu, rss_mb, scans, counter.execs, threads)
     finally:
         counter.close()
         returncode = daemon.stop()
@@ -263,8 +282,10 @@ def compare_usage_sampling(args: argparse.Namespace, workdir: Path, ffmpeg: Path
     """Usage sampling off (the reference) and on, each with `--governed` fresh jobs."""
     runs = []
     for name, interval in (("usage-off", 0.0), ("usage-on", args.usage_interval)):
+        # Polling, so that the exec events of the rest of the machine (which vary from one
+        # run to the next) do not drown the difference; sampling does not depend on it.
         run = measure(
-            "auto",
+            "poll",
             args.seconds,
             workdir,
             ffmpeg,
@@ -274,6 +295,8 @@ def compare_usage_sampling(args: argparse.Namespace, workdir: Path, ffmpeg: Path
         )
         runs.append(run)
         print(run.line(), flush=True)
+    thread = 100 * runs[1].thread_cpu_s / runs[1].seconds
+    print(f"the usage thread itself: {runs[1].thread_cpu_s:.2f} s CPU = {thread:.2f}% of one core")
     off, on = (100 * r.cpu_s / r.seconds for r in runs)
     added = on - off
     ratio = f"{on / off:.2f}x" if off > 0 else "n/a (the reference used no measurable CPU)"

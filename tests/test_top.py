@@ -21,7 +21,14 @@ from helpers_processes import wait_until
 from ffrtmp.top import JobNow, screen_lines, short_bytes, short_duration, sorted_jobs
 
 PYTHON = str(Path("/usr/bin/python3").resolve())
-BUSY = "while True: pass\n"
+# Busy, and touching fresh memory, which is charged to the job cgroup it is in by then.
+BUSY = (
+    "import mmap\n"
+    "while True:\n"
+    "    m = mmap.mmap(-1, 8 << 20)\n"
+    "    m.write(bytes(8 << 20))\n"
+    "    m.close()\n"
+)
 SLEEPY = "import time\ntime.sleep(3600)\n"
 FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 MIB = 1024 * 1024
