@@ -187,3 +187,30 @@ def test_a_negative_usage_interval_names_the_line_and_key(tmp_path):
 def test_live_usage_of_a_cgroup_that_is_gone_is_none(tmp_path):
     assert read_live_usage(1, [tmp_path / "no-such-job"]) is None
     assert read_live_usage(2, [tmp_path / "no-such-job"]) is None
+
+
+def test_a_reload_turns_sampling_on_in_the_running_thread(
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups
+):
+    token = f"usage-{uuid.uuid4().hex}"
+    config = busy_config(tmp_path, token, "usage_interval: 0\n")
+    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
+    try:
+        daemon.start(time.time())
+        daemon.usage.start()
+        busy = spawn_busy(spawn, token)
+        pump(daemon, lambda: row(db_path, busy.pid, "state") == ("attached",), what="attached")
+        assert daemon.usage.interval == 0
+        assert row(db_path, busy.pid, "usage_sampled_at") == (None,)  # off: never sampled
+        config.write_text(config.read_text().replace("usage_interval: 0", "usage_interval: 200ms"))
+        daemon.reload(time.time())
+        assert daemon.usage.interval == 0.2
+        wait_until(
+            lambda: row(db_path, busy.pid, "usage_sampled_at")[0] is not None,
+            what="the running thread's first sample after the reload",
+        )
+        (recorded,) = query(db_path, "SELECT config FROM daemon_runs")[0]
+        assert json.loads(recorded)["usage_interval"] == "200ms"
+    finally:
+        daemon.usage.stop()
+        close(daemon)
