@@ -48,6 +48,7 @@ def row(db_path: Path, pid: int, columns: str) -> tuple:
     return rows[0] if rows else ()
 
 
+@pytest.mark.vm  # the cgroup v2 counters (cpu.stat usage_usec, memory.current, memory.peak)
 def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
     tmp_path, db_path, spawn, job_cgroups: JobCgroups
 ):
