@@ -15,6 +15,7 @@ The file (every key optional; deploy/watch-config.yaml shows them all):
     scan_interval: 10s                 # durations: 500ms, 10s, 1m30s, 2h, 7d or plain seconds
     target_commands: [ffmpeg, gst-launch-1.0]
     discovery: auto                    # events | poll | auto
+    usage_interval: 10s                # read running jobs' cgroup usage; 0 turns it off
     default_limits: {cpu_quota: 150, cpu_weight: 100, memory_limit: 2048}
     filters: {allowed_users, blocked_users, allowed_uids, blocked_uids, allowed_parents,
               blocked_parents, min_runtime, max_runtime, allowed_dirs, blocked_dirs}
@@ -253,6 +254,16 @@ class WatchConfig:
             "--discovery",
             "events: the kernel's process events; poll: scans only; auto (default): events "
             "when they work.",
+        ),
+    )
+    usage_interval: float = setting(
+        "usage_interval",
+        duration(allow_zero=True),
+        default=defaults.USAGE_INTERVAL_SECONDS,
+        flag=Flag(
+            "--usage-interval",
+            f"Read governed jobs' CPU and memory usage every DURATION and store it on their "
+            f"rows (default {defaults.USAGE_INTERVAL_SECONDS:g}s; 0 turns it off).",
         ),
     )
     default_limits: Limits = section("default_limits", Limits)

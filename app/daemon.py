@@ -85,6 +85,16 @@ class Daemon:
         if listener is not None:
             listener.thread_groups = self.lifecycle.leader_left
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
+        from ffrtmp.usage import UsageSampler
+
+        self.usage = UsageSampler(
+            store,
+            None if self.unavailable else governor,
+            followed=lambda: self.lifecycle.by_pid.values(),
+            rule_names=lambda: self.config.target_commands,
+            interval=config.usage_interval,
+            on_error=lambda exc, now: self._record_error("usage", exc, now),
+        )
         # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
         # forgotten once their pid leaves the process table, so it never outgrows the table.
         self.settled: dict[ProcessIdentity, int] = {}
@@ -601,6 +611,7 @@ class Daemon:
                 self.notifier.ready(self)
             if self.once:
                 return 0
+            self.usage.start()  # in a thread of its own: see ffrtmp.usage
             while not self.stop_requested:
                 self._wait(self.wait_seconds(time.time()))
                 if self.stop_requested:
@@ -666,6 +677,7 @@ class Daemon:
         self.attacher.retry_enabled = fresh.retry.enabled
         self.health.thresholds = fresh.health.thresholds
         self.snapshots.interval = fresh.health.snapshot_interval
+        self.usage.set_interval(fresh.usage_interval)
         self._record_effective_config(now)
         for ident in self.skipped:
             self.settled.pop(ident, None)
@@ -688,6 +700,7 @@ class Daemon:
         why (`reason`; by default a stop or the end of --once)."""
         if self.notifier is not None:
             self.notifier.stopping()
+        self.usage.stop()
         if self.http_server is not None:
             self.http_server.close()
         try:

@@ -8,6 +8,9 @@ SCAN_INTERVAL_SECONDS = 10.0
 TARGET_COMMANDS = ("ffmpeg", "gst-launch-1.0")
 DISCOVERY_MODE = "auto"  # events | poll | auto
 
+# Usage while running: how often governed jobs' cgroup counters are read and stored (0: never)
+USAGE_INTERVAL_SECONDS = 10.0
+
 # Limits given to a governed process
 CPU_QUOTA_PERCENT = None  # percent of one core; None = no quota ("max")
 CPU_WEIGHT = 100  # 1..10000, cgroup v2 scale

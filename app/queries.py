@@ -281,3 +281,31 @@ def _stored_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+# The states of a process that runs with a row that says so (`ffrtmp top`).
+RUNNING_STATES = ("attached", "detached", "observed", "retrying", "dead", "discovered")
+
+
+def running_processes(conn: Connection) -> list[dict]:
+    """The processes whose end is not recorded (they may have ended since: the caller checks
+    each against /proc), with what `ffrtmp top` shows of them."""
+    query = _columns(
+        processes,
+        (
+            "id",
+            "boot_id",
+            "pid",
+            "start_ticks",
+            "started_at",
+            "command",
+            "rule",
+            "job_id",
+            "state",
+            "applied_cpu_quota",
+            "applied_memory_limit_mb",
+            "cgroup_version",
+            "cgroup_paths",
+        ),
+    ).where(processes.c.exited_at.is_(None), processes.c.state.in_(RUNNING_STATES))
+    return _all(conn, query.order_by(processes.c.id))

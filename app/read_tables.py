@@ -45,7 +45,8 @@ processes = _table(
     "cgroup_paths:JSON discovered_at:UTCDateTime attached_at:UTCDateTime "
     "last_seen_at:UTCDateTime exited_at:UTCDateTime exit_code:Integer exit_signal:Integer "
     "exit_reason:Text oom_killed:Boolean peak_memory_bytes:Integer cpu_seconds:Float "
-    "run_seconds:Float",
+    "run_seconds:Float usage_sampled_at:UTCDateTime memory_current_bytes:Integer "
+    "cpu_periods:Integer cpu_throttled_periods:Integer cpu_throttled_seconds:Float",
 )
 
 

@@ -94,6 +94,13 @@ processes = Table(
     Column("peak_memory_bytes", Integer),
     Column("cpu_seconds", Float),
     Column("run_seconds", Float),
+    # The latest cgroup sample while it runs (revision 0006); cpu_seconds and
+    # peak_memory_bytes above are kept current with it too.
+    Column("usage_sampled_at", UTCDateTime),
+    Column("memory_current_bytes", Integer),
+    Column("cpu_periods", Integer),
+    Column("cpu_throttled_periods", Integer),
+    Column("cpu_throttled_seconds", Float),
     UniqueConstraint("boot_id", "pid", "start_ticks"),
     Index("ix_processes_state_discovered_at", "state", "discovered_at"),
     Index("ix_processes_pid", "pid"),

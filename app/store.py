@@ -9,13 +9,13 @@ they take no write lock and answer while another connection holds it. The failpo
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -524,7 +524,11 @@ class Store:
                 process.state = state
             process.last_seen_at = now
             process.run_seconds = max(0.0, (now - process.started_at).total_seconds())
-            process.peak_memory_bytes, process.cpu_seconds = peak_memory_bytes, cpu_seconds
+            # A cgroup unreadable at the end keeps the figures of the last sample.
+            if peak_memory_bytes is not None:
+                process.peak_memory_bytes = peak_memory_bytes
+            if cpu_seconds is not None:
+                process.cpu_seconds = cpu_seconds
             process.oom_killed = oom_killed
             details = {
                 "exit_code": exit_code,
@@ -562,6 +566,43 @@ class Store:
         if ids:
             with self.unit() as s:
                 s.execute(update(Process).where(Process.id.in_(ids)).values(last_seen_at=now))
+
+    def record_usage(self, samples: Sequence[tuple[int, Any]], *, now: datetime) -> int:
+        """The latest cgroup counters of running processes (`ffrtmp.usage`), one statement
+        for all; rows whose exit is already recorded keep their final figures."""
+        table = Process.__table__
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.exited_at.is_(None))
+            .values(
+                usage_sampled_at=now,
+                cpu_seconds=bindparam("cpu"),
+                peak_memory_bytes=bindparam("peak"),
+                memory_current_bytes=bindparam("current"),
+                cpu_periods=bindparam("periods"),
+                cpu_throttled_periods=bindparam("throttled_periods"),
+                cpu_throttled_seconds=bindparam("throttled"),
+            )
+        )
+        params = [
+            {
+                "row_id": process_id,
+                "cpu": usage.cpu_seconds,
+                "peak": usage.peak_memory_bytes,
+                "current": usage.memory_current_bytes,
+                "periods": usage.cpu_periods,
+                "throttled_periods": usage.cpu_throttled_periods,
+                "throttled": usage.cpu_throttled_seconds,
+            }
+            for process_id, usage in samples
+        ]
+        with self.unit() as s:
+            return s.connection().execute(statement, params).rowcount
+
+    def rules_of(self, process_ids: Iterable[int]) -> dict[int, str | None]:
+        with self.reading() as s:
+            rows = s.execute(select(Process.id, Process.rule).where(Process.id.in_(process_ids)))
+            return {row_id: rule for row_id, rule in rows}
 
     # --- errors, scans, health ---------------------------------------------------------
 
