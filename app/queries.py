@@ -40,19 +40,8 @@ RETRY_COLUMNS = (
 )
 RETRY_DEFAULT_STATES = (RetryState.PENDING, RetryState.DEAD)
 
-PROCESS_COLUMNS = (
-    "id",
-    "pid",
-    "command",
-    "job_id",
-    "state",
-    "discovered_at",
-    "attached_at",
-    "exited_at",
-    "exit_code",
-    "exit_signal",
-    "state_reason",
-)
+# Every column of the row: JSON and CSV carry them all (OOM, usage, limits, argv ...).
+PROCESS_COLUMNS = tuple(c.name for c in processes.columns)
 ERROR_COLUMNS = (
     "id",
     "occurred_at",
@@ -62,6 +51,8 @@ ERROR_COLUMNS = (
     "errno_name",
     "pid",
     "process_id",
+    "errno",
+    "exception",
     "message",
 )
 ERROR_STATS_COLUMNS = ("error_type", "operation", "count", "last_at")
@@ -171,6 +162,9 @@ def list_processes(
     states: Sequence[str] = (),
     since: datetime | None = None,
     command: str | None = None,
+    oom: bool = False,
+    exit_code: int | None = None,
+    exit_signal: int | None = None,
     limit: int | None = None,
 ) -> list[dict]:
     query = _columns(processes, PROCESS_COLUMNS)
@@ -178,6 +172,12 @@ def list_processes(
         query = query.where(processes.c.state.in_([str(s) for s in states]))
     if command:
         query = query.where(processes.c.command == command)
+    if oom:
+        query = query.where(processes.c.oom_killed.is_(True))
+    if exit_code is not None:
+        query = query.where(processes.c.exit_code == exit_code)
+    if exit_signal is not None:
+        query = query.where(processes.c.exit_signal == exit_signal)
     return _all(conn, _newest_first(query, processes, "discovered_at", since=since, limit=limit))
 
 
@@ -189,6 +189,20 @@ def newest_process_for_pid(conn: Connection, pid: int) -> dict | None:
     """The latest process instance that had this pid (pids are recycled)."""
     query = select(processes).where(processes.c.pid == pid)
     return _first(conn, _newest_first(query, processes, "started_at", limit=1))
+
+
+def newest_process_for_job(conn: Connection, job_id: str) -> dict | None:
+    """The latest process instance recorded under this job id. A generated job id ends in the
+    pid and start ticks (`auto-ffmpeg-1234-987654`): the pid index finds it. Any other (a
+    `run` or `attach` name) walks the discovery-time index from the newest row."""
+    query = select(processes).where(processes.c.job_id == job_id)
+    parts = job_id.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        hinted = query.where(processes.c.pid == int(parts[1]))
+        found = _first(conn, _newest_first(hinted, processes, "discovered_at", limit=1))
+        if found is not None:
+            return found
+    return _first(conn, _newest_first(query, processes, "discovered_at", limit=1))
 
 
 def events_of_process(conn: Connection, process_id: int) -> list[dict]:
