@@ -295,3 +295,89 @@ def _stored_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+# --- the event stream (`ffrtmp events`) -------------------------------------------------------
+
+EVENT_ERROR_COLUMNS = ("id", "occurred_at", "process_id", "pid", "operation", "error_type")
+EVENT_ERROR_COLUMNS += ("errno_name", "message")
+
+
+def _process_event_select() -> Select:
+    """Process events with the pid and job id of their process, as `source: process`."""
+    return select(
+        process_events.c.id,
+        process_events.c.occurred_at,
+        process_events.c.process_id,
+        processes.c.pid,
+        processes.c.job_id,
+        process_events.c.kind,
+        process_events.c.details,
+    ).join(processes, processes.c.id == process_events.c.process_id)
+
+
+def _tagged(rows: list[dict], source: str) -> list[dict]:
+    return [{"source": source, **row} for row in rows]
+
+
+def event_cursor(conn: Connection) -> tuple[int, int]:
+    """The newest ids of process_events and error_events (0 for an empty table): the point
+    from which a follower reads what is written next."""
+    newest = [
+        conn.execute(select(func.max(table.c.id))).scalar() or 0
+        for table in (process_events, error_events)
+    ]
+    return newest[0], newest[1]
+
+
+def recent_events(
+    conn: Connection, cursor: tuple[int, int], *, since: datetime | None, limit: int
+) -> list[dict]:
+    """The `limit` newest process events and errors up to `cursor`, oldest first."""
+    process_query = _process_event_select().where(process_events.c.id <= cursor[0])
+    error_query = _columns(error_events, EVENT_ERROR_COLUMNS).where(error_events.c.id <= cursor[1])
+    rows = _tagged(
+        _all(
+            conn,
+            _newest_first(process_query, process_events, "occurred_at", since=since, limit=limit),
+        ),
+        "process",
+    ) + _tagged(
+        _all(
+            conn, _newest_first(error_query, error_events, "occurred_at", since=since, limit=limit)
+        ),
+        "error",
+    )
+    rows.sort(key=lambda r: (r["occurred_at"], r["source"], r["id"]))
+    return rows[-limit:]
+
+
+def events_after(conn: Connection, cursor: tuple[int, int], *, limit: int) -> list[dict]:
+    """Process events and errors written after `cursor` (by id, so a row written late with an
+    early time is not missed), at most `limit` of each, in the order they were written."""
+    process_query = (
+        _process_event_select()
+        .where(process_events.c.id > cursor[0])
+        .order_by(process_events.c.id)
+        .limit(limit)
+    )
+    error_query = (
+        _columns(error_events, EVENT_ERROR_COLUMNS)
+        .where(error_events.c.id > cursor[1])
+        .order_by(error_events.c.id)
+        .limit(limit)
+    )
+    rows = _tagged(_all(conn, process_query), "process") + _tagged(_all(conn, error_query), "error")
+    rows.sort(key=lambda r: (r["occurred_at"], r["source"], r["id"]))
+    return rows
+
+
+def advance(cursor: tuple[int, int], rows: Sequence[dict]) -> tuple[int, int]:
+    """`cursor` moved past `rows`."""
+    process_id, error_id = cursor
+    for row in rows:
+        if row["source"] == "process":
+            process_id = max(process_id, row["id"])
+        else:
+            error_id = max(error_id, row["id"])
+    return process_id, error_id

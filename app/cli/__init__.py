@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "errors": "ffrtmp.cli.errors:errors",
     "scans": "ffrtmp.cli.scans:scans",
     "sql": "ffrtmp.cli.sql:sql",
+    "events": "ffrtmp.cli.events:events",
 }
 
 
