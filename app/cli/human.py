@@ -4,6 +4,7 @@ ended in a word. JSON and CSV print the raw values; only tables and `show` use t
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 from datetime import UTC, datetime
 from typing import Any
@@ -144,10 +145,13 @@ def plain(value: Any) -> str:
 
 def by_name(name: str, value: Any, *, long: bool = False) -> str:
     """A stored value for people, with the unit its column name carries: `*_bytes` as a size,
-    `*_seconds` as a duration, `*_at` as a local time, `exit_signal` by name. `long` (for
+    `*_seconds` as a duration, `*_at` as a local time, `exit_signal` by name, `argv` as a
+    shell-quoted command line. `long` (for
     `show`) keeps the raw number beside the unit and the full date beside a time."""
     if value is None:
         return "-"
+    if name == "argv" and isinstance(value, list):  # as a shell would take it back
+        return printable(shlex.join(str(arg) for arg in value))
     if isinstance(value, int | float) and not isinstance(value, bool):
         if name.endswith("_bytes"):
             return f"{size(value)} ({value} B)" if long else size(value)

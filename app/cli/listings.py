@@ -68,7 +68,7 @@ PROCESSES = Listing(
         Column("result", value=human.outcome, show=lambda v, _r: v, colour=_outcome_colour),
         Column("state_reason", header="REASON", shrink=True),
         Column("exit_reason", shrink=True),
-        Column("argv", show=lambda v, _r: " ".join(map(str, v)), shrink=True),
+        Column("argv", shrink=True),
         Column("cwd", shrink=True),
         Column("exe", shrink=True),
         Column("cgroup_paths", shrink=True),

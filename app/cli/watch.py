@@ -72,11 +72,15 @@ def watch_config_options(func):
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
+    default=None,
+    help="How much to log.  [default: info]",
 )
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only (warning).")
+@click.option("-v", "--verbose", is_flag=True, help="Log everything, debug included (debug).")
 @db_option
-def watch(watch_config, once, http_address, log_format, log_level, db, **overrides) -> None:
+def watch(
+    watch_config, once, http_address, log_format, log_level, quiet, verbose, db, **overrides
+) -> None:
     """Find transcoding processes, govern them, follow them to their end.
 
     Precedence: built-in defaults < --watch-config file < flags.
@@ -86,6 +90,11 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
     from ffrtmp import logs
     from ffrtmp.config import ConfigError, apply_overrides, effective_dict, load_config
 
+    chosen = [name for name, given in (("--log-level", log_level), ("--quiet", quiet),
+              ("--verbose", verbose)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of {' and '.join(chosen)}")
+    log_level = log_level or ("warning" if quiet else "debug" if verbose else "info")
     logs.setup(log_level, log_format)
     load_failpoints_or_fail()
     try:
