@@ -34,6 +34,8 @@ def duration(seconds: float | None) -> str:
         return "-"
     if seconds < 0:
         return f"-{duration(-seconds)}"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms".replace(".0ms", "ms")
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     if seconds < 10:
