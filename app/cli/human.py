@@ -147,9 +147,9 @@ def plain(value: Any) -> str:
 
 def by_name(name: str, value: Any, *, long: bool = False) -> str:
     """A stored value for people, with the unit its column name carries: `*_bytes` as a size,
-    `*_seconds` as a duration, `*_at` as a local time, `exit_signal` by name, `argv` as a
-    shell-quoted command line. `long` (for
-    `show`) keeps the raw number beside the unit and the full date beside a time."""
+    `*_seconds` and `*_ms` as a duration, `*_mb` in MiB, `*_at` as a local time, `exit_signal`
+    by name, `argv` as a shell-quoted command line. `long` (for `show`) keeps the raw number
+    beside the unit and the full date beside a time."""
     if value is None:
         return "-"
     if name == "argv" and isinstance(value, list):  # as a shell would take it back
@@ -161,6 +161,8 @@ def by_name(name: str, value: Any, *, long: bool = False) -> str:
             return f"{duration(value)} ({plain(value)} s)" if long else duration(value)
         if name.endswith("_ms"):
             return duration(value / 1000)
+        if name.endswith("_mb"):  # the limits, stored in MiB as the config gives them
+            return f"{plain(value)} MiB"
         if name == "exit_signal":
             return f"{value} ({signal_name(value)})" if long else signal_name(value)
     if isinstance(value, datetime) and not long:

@@ -90,7 +90,7 @@ def show(db, process, pid, as_json) -> None:
             if found is None:
                 from ffrtmp.printable import printable
 
-                raise click.ClickException(f"no process with job id {printable(process)!r}")
+                raise click.ClickException(f"no process with job id '{printable(process)}'")
         retry = queries.retry_for_process(conn, found["id"])
         events = queries.events_of_process(conn, found["id"])
     print_record({"process": found, "retry_item": retry, "events": events}, as_json=as_json)
