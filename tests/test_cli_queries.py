@@ -272,6 +272,7 @@ def test_json_and_csv_together_is_refused(store, db_path):
         ("retries", "list"),
         ("retries", "show", "1"),
         ("sql", "SELECT 1"),
+        ("events", "--follow"),
     ],
 )
 def test_missing_database_is_one_sentence_and_never_created(tmp_path, args):

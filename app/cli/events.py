@@ -48,6 +48,8 @@ def events(db, follow, since, limit, as_json) -> None:
 
     Example: ffrtmp events --follow    or    ffrtmp events --since today --limit 1000 --json
     """
+    from sqlalchemy.exc import OperationalError
+
     from ffrtmp import queries
 
     stop = threading.Event()
@@ -68,13 +70,26 @@ def events(db, follow, since, limit, as_json) -> None:
                     click.echo(write(row, colour), color=colour)
             conn.rollback()  # end the read: the writer's checkpoints may pass it
             while follow and not stop.wait(defaults.EVENTS_POLL_SECONDS):
-                rows = queries.events_after(conn, cursor, limit=defaults.EVENTS_POLL_BATCH)
+                try:
+                    rows = queries.events_after(conn, cursor, limit=defaults.EVENTS_POLL_BATCH)
+                except OperationalError as exc:
+                    if _passing(exc):
+                        conn.rollback()
+                        continue  # the next look will do
+                    failure = f"reading {db or 'the database'} failed: {exc.orig}"
+                    raise click.ClickException(failure) from None
                 conn.rollback()
                 for row in rows:
                     click.echo(write(row, colour), color=colour)
                 cursor = queries.advance(cursor, rows)
     except BrokenPipeError:
         pass  # `ffrtmp events -f | head`: the reader has gone, so has the point of printing
+
+
+def _passing(exc: Exception) -> bool:
+    """SQLite busy or locked: a moment of the writer's (a checkpoint, a recovery), not a fault."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text
 
 
 def _json_line(row: dict, colour: bool) -> str:
