@@ -24,12 +24,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class HumanFormatter(logging.Formatter):
+    """One line per record, the message's control characters escaped: a logged argv or cwd
+    is a process's own bytes, and `watch` may log to the operator's terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from ffrtmp.printable import printable
+
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def setup(level: str = "info", fmt: str = "human") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(HumanFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -40,19 +40,8 @@ RETRY_COLUMNS = (
 )
 RETRY_DEFAULT_STATES = (RetryState.PENDING, RetryState.DEAD)
 
-PROCESS_COLUMNS = (
-    "id",
-    "pid",
-    "command",
-    "job_id",
-    "state",
-    "discovered_at",
-    "attached_at",
-    "exited_at",
-    "exit_code",
-    "exit_signal",
-    "state_reason",
-)
+# Every column of the row: JSON and CSV carry them all (OOM, usage, limits, argv ...).
+PROCESS_COLUMNS = tuple(c.name for c in processes.columns)
 ERROR_COLUMNS = (
     "id",
     "occurred_at",
@@ -62,6 +51,8 @@ ERROR_COLUMNS = (
     "errno_name",
     "pid",
     "process_id",
+    "errno",
+    "exception",
     "message",
 )
 ERROR_STATS_COLUMNS = ("error_type", "operation", "count", "last_at")
@@ -171,6 +162,9 @@ def list_processes(
     states: Sequence[str] = (),
     since: datetime | None = None,
     command: str | None = None,
+    oom: bool = False,
+    exit_code: int | None = None,
+    exit_signal: int | None = None,
     limit: int | None = None,
 ) -> list[dict]:
     query = _columns(processes, PROCESS_COLUMNS)
@@ -178,6 +172,12 @@ def list_processes(
         query = query.where(processes.c.state.in_([str(s) for s in states]))
     if command:
         query = query.where(processes.c.command == command)
+    if oom:
+        query = query.where(processes.c.oom_killed.is_(True))
+    if exit_code is not None:
+        query = query.where(processes.c.exit_code == exit_code)
+    if exit_signal is not None:
+        query = query.where(processes.c.exit_signal == exit_signal)
     return _all(conn, _newest_first(query, processes, "discovered_at", since=since, limit=limit))
 
 
@@ -189,6 +189,20 @@ def newest_process_for_pid(conn: Connection, pid: int) -> dict | None:
     """The latest process instance that had this pid (pids are recycled)."""
     query = select(processes).where(processes.c.pid == pid)
     return _first(conn, _newest_first(query, processes, "started_at", limit=1))
+
+
+def newest_process_for_job(conn: Connection, job_id: str) -> dict | None:
+    """The latest process instance recorded under this job id. A generated job id ends in the
+    pid and start ticks (`auto-ffmpeg-1234-987654`): the pid index finds it. Any other (a
+    `run` or `attach` name) walks the discovery-time index from the newest row."""
+    query = select(processes).where(processes.c.job_id == job_id)
+    parts = job_id.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        hinted = query.where(processes.c.pid == int(parts[1]))
+        found = _first(conn, _newest_first(hinted, processes, "discovered_at", limit=1))
+        if found is not None:
+            return found
+    return _first(conn, _newest_first(query, processes, "discovered_at", limit=1))
 
 
 def events_of_process(conn: Connection, process_id: int) -> list[dict]:
@@ -309,3 +323,89 @@ def running_processes(conn: Connection) -> list[dict]:
         ),
     ).where(processes.c.exited_at.is_(None), processes.c.state.in_(RUNNING_STATES))
     return _all(conn, query.order_by(processes.c.id))
+
+
+# --- the event stream (`ffrtmp events`) -------------------------------------------------------
+
+EVENT_ERROR_COLUMNS = ("id", "occurred_at", "process_id", "pid", "operation", "error_type")
+EVENT_ERROR_COLUMNS += ("errno_name", "message")
+
+
+def _process_event_select() -> Select:
+    """Process events with the pid and job id of their process, as `source: process`."""
+    return select(
+        process_events.c.id,
+        process_events.c.occurred_at,
+        process_events.c.process_id,
+        processes.c.pid,
+        processes.c.job_id,
+        process_events.c.kind,
+        process_events.c.details,
+    ).join(processes, processes.c.id == process_events.c.process_id)
+
+
+def _tagged(rows: list[dict], source: str) -> list[dict]:
+    return [{"source": source, **row} for row in rows]
+
+
+def event_cursor(conn: Connection) -> tuple[int, int]:
+    """The newest ids of process_events and error_events (0 for an empty table): the point
+    from which a follower reads what is written next."""
+    newest = [
+        conn.execute(select(func.max(table.c.id))).scalar() or 0
+        for table in (process_events, error_events)
+    ]
+    return newest[0], newest[1]
+
+
+def recent_events(
+    conn: Connection, cursor: tuple[int, int], *, since: datetime | None, limit: int
+) -> list[dict]:
+    """The `limit` newest process events and errors up to `cursor`, oldest first."""
+    process_query = _process_event_select().where(process_events.c.id <= cursor[0])
+    error_query = _columns(error_events, EVENT_ERROR_COLUMNS).where(error_events.c.id <= cursor[1])
+    rows = _tagged(
+        _all(
+            conn,
+            _newest_first(process_query, process_events, "occurred_at", since=since, limit=limit),
+        ),
+        "process",
+    ) + _tagged(
+        _all(
+            conn, _newest_first(error_query, error_events, "occurred_at", since=since, limit=limit)
+        ),
+        "error",
+    )
+    rows.sort(key=lambda r: (r["occurred_at"], r["source"], r["id"]))
+    return rows[-limit:]
+
+
+def events_after(conn: Connection, cursor: tuple[int, int], *, limit: int) -> list[dict]:
+    """Process events and errors written after `cursor` (by id, so a row written late with an
+    early time is not missed), at most `limit` of each, in the order they were written."""
+    process_query = (
+        _process_event_select()
+        .where(process_events.c.id > cursor[0])
+        .order_by(process_events.c.id)
+        .limit(limit)
+    )
+    error_query = (
+        _columns(error_events, EVENT_ERROR_COLUMNS)
+        .where(error_events.c.id > cursor[1])
+        .order_by(error_events.c.id)
+        .limit(limit)
+    )
+    rows = _tagged(_all(conn, process_query), "process") + _tagged(_all(conn, error_query), "error")
+    rows.sort(key=lambda r: (r["occurred_at"], r["source"], r["id"]))
+    return rows
+
+
+def advance(cursor: tuple[int, int], rows: Sequence[dict]) -> tuple[int, int]:
+    """`cursor` moved past `rows`."""
+    process_id, error_id = cursor
+    for row in rows:
+        if row["source"] == "process":
+            process_id = max(process_id, row["id"])
+        else:
+            error_id = max(error_id, row["id"])
+    return process_id, error_id

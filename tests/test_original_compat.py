@@ -307,6 +307,8 @@ def test_variables_set_watch_flags_below_the_flags_themselves(monkeypatch) -> No
             "http_address",
             "log_format",
             "log_level",
+            "quiet",
+            "verbose",
             "db",
         }
     }

@@ -42,11 +42,12 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
         else:
             report = stored_health.current_health(conn, datetime.now(UTC))
     if history:
-        from ffrtmp.cli.output import emit
+        from ffrtmp.cli.listings import HEALTH_HISTORY
+        from ffrtmp.cli.table import emit_listing
 
-        emit(
+        emit_listing(
             rows,
-            queries.HEALTH_HISTORY_COLUMNS,
+            HEALTH_HISTORY,
             as_json=as_json,
             as_csv=as_csv,
             empty="no health snapshots",
@@ -57,14 +58,21 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
 
         print_record(report, as_json=True)
     else:
-        click.echo(render_report(report))
+        from ffrtmp.cli.table import use_colour
+
+        colour = use_colour()
+        click.echo(render_report(report, colour=colour), color=colour)
     sys.exit(EXIT_CODES.get(report["status"], EXIT_NO_DAEMON))
 
 
-def render_report(report: dict) -> str:
+def render_report(report: dict, *, colour: bool = False) -> str:
+    """The report as lines for people, each escaped for the terminal (a reason may quote
+    what a process wrote); the status coloured when `colour`."""
+    from ffrtmp.cli.listings import STATE_COLOURS
     from ffrtmp.cli.output import local_time, relative
+    from ffrtmp.printable import printable
 
-    lines = [f"status: {report['status']}"]
+    lines = ["status: "]
     lines += [f"  - {reason}" for reason in report["reasons"]]
     if report["snapshot_id"] is not None:
         taken = report["snapshot_taken_at"]
@@ -95,4 +103,9 @@ def render_report(report: dict) -> str:
     by_type = report["errors_by_type"] or {}
     errors = ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) or "none"
     lines.append(f"errors by type: {errors}")
+    lines = [printable(line) for line in lines]
+    status = printable(str(report["status"]))
+    if colour and report["status"] in STATE_COLOURS:
+        status = click.style(status, fg=STATE_COLOURS[report["status"]], bold=True)
+    lines[0] += status
     return "\n".join(lines)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ffrtmp.cli.connect import existing_store, reading
+from ffrtmp.cli.listings import RETRIES
 from ffrtmp.cli.options import db_option, output_options
+from ffrtmp.cli.table import columns_option
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
 
@@ -27,21 +29,27 @@ def retries() -> None:
     multiple=True,
     help="Only items in this state (repeatable); default: pending and dead.",
 )
+@columns_option(RETRIES)
 @output_options
-def list_(db: str | None, states: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
+def list_(db: str | None, states: tuple[str, ...], columns, as_json: bool, as_csv: bool) -> None:
     """List retry items: pending ones first, by when they are due.
 
     Example: ffrtmp retries list --json
     """
     from ffrtmp import queries
-    from ffrtmp.cli.output import emit
+    from ffrtmp.cli.table import emit_listing
 
     wanted = None if "all" in states else (states or queries.RETRY_DEFAULT_STATES)
     with reading(db) as conn:
         rows = queries.list_retries(conn, wanted)
     scope = "" if wanted is None else f" in state {', '.join(wanted)}"
-    emit(
-        rows, queries.RETRY_COLUMNS, as_json=as_json, as_csv=as_csv, empty=f"no retry items{scope}"
+    emit_listing(
+        rows,
+        RETRIES,
+        columns=columns,
+        as_json=as_json,
+        as_csv=as_csv,
+        empty=f"no retry items{scope}",
     )
 
 

@@ -153,9 +153,23 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
+    default=None,
+    help="How much to log.  [default: info]",
     **_environment("LOG_LEVEL"),
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Log warnings and errors only (warning).",
+    **_environment("QUIET"),
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Log everything, debug included (debug).",
+    **_environment("VERBOSE"),
 )
 @db_option
 @click.pass_context
@@ -169,6 +183,8 @@ def watch(
     http_address,
     log_format,
     log_level,
+    quiet,
+    verbose,
     db,
     **overrides,
 ) -> None:
@@ -187,6 +203,11 @@ def watch(
     from ffrtmp import logs
     from ffrtmp.config import ConfigError, apply_overrides, effective_dict, load_config
 
+    chosen = [name for name, given in (("--log-level", log_level), ("--quiet", quiet),
+              ("--verbose", verbose)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of {' and '.join(chosen)}")
+    log_level = log_level or ("warning" if quiet else "debug" if verbose else "info")
     logs.setup(log_level, log_format)
     log = logging.getLogger("ffrtmp.daemon")
     load_failpoints_or_fail()
