@@ -7,6 +7,10 @@ Degraded: at least `degraded_scan_failures` consecutive scan failures, or at lea
 `degraded_attach_failures` consecutive attach failures.
 Healthy: otherwise. Any success resets its consecutive counter.
 
+The store is an input too: a write the database refused (locked past the busy timeout, a full
+disk) makes the daemon degraded with the reason "database cannot be written", and unhealthy
+once writes have failed for longer than `stale_scan_after`; one committed write ends it.
+
 Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
 seconds passed in by the caller, so they can be stored and tests control them.
 """
@@ -71,6 +75,9 @@ class HealthReport:
     total_attaches: int
     total_attach_failures: int
     errors_by_type: dict[str, int]
+    # Since when (epoch seconds) and why writes to the database fail; None while they work.
+    store_failing_since: float | None = None
+    store_failure: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -88,6 +95,8 @@ class HealthReport:
             "total_attaches": self.total_attaches,
             "total_attach_failures": self.total_attach_failures,
             "errors_by_type": dict(self.errors_by_type),
+            "store_failing_since": self.store_failing_since,
+            "store_failure": self.store_failure,
         }
 
 
@@ -144,6 +153,8 @@ class HealthTracker:
         self._total_attaches = 0
         self._total_attach_failures = 0
         self._errors_by_type: Counter[str] = Counter()
+        self._store_failing_since: float | None = None
+        self._store_failure: str | None = None
 
     @classmethod
     def restore(
@@ -212,6 +223,16 @@ class HealthTracker:
         with self._lock:
             self._errors_by_type[str(error_type)] += 1
 
+    def record_store_write(self, error: str | None, now: float) -> None:
+        """A write transaction's outcome: None when it committed, else why it failed."""
+        with self._lock:
+            if error is None:
+                self._store_failing_since = self._store_failure = None
+                return
+            if self._store_failing_since is None:
+                self._store_failing_since = now
+            self._store_failure = error
+
     def evaluate(self, now: float) -> HealthReport:
         with self._lock:
             last_success = self._last_successful_scan_at
@@ -225,6 +246,14 @@ class HealthTracker:
                 without_success,
                 ever_scanned_successfully=last_success is not None,
             )
+            if self._store_failing_since is not None:
+                status, reasons = _with_store_failure(
+                    status,
+                    reasons,
+                    self.thresholds,
+                    max(0.0, now - self._store_failing_since),
+                    self._store_failure,
+                )
             return HealthReport(
                 status=status,
                 reasons=reasons,
@@ -242,7 +271,26 @@ class HealthTracker:
                 total_attaches=self._total_attaches,
                 total_attach_failures=self._total_attach_failures,
                 errors_by_type=dict(self._errors_by_type),
+                store_failing_since=self._store_failing_since,
+                store_failure=self._store_failure,
             )
+
+
+def _with_store_failure(
+    status: HealthStatus,
+    reasons: tuple[str, ...],
+    thresholds: HealthThresholds,
+    failing_for: float,
+    why: str | None,
+) -> tuple[HealthStatus, tuple[str, ...]]:
+    """Degraded from the first refused write; unhealthy past `stale_scan_after` of them."""
+    reason = f"database cannot be written for {_seconds(failing_for)}: {why or 'unknown cause'}"
+    if failing_for > thresholds.stale_scan_after:
+        reason += f" (unhealthy after {_seconds(thresholds.stale_scan_after)})"
+        return HealthStatus.UNHEALTHY, (reason, *reasons)
+    if status == HealthStatus.HEALTHY:
+        return HealthStatus.DEGRADED, (reason,)
+    return status, (*reasons, reason)
 
 
 class SnapshotSchedule:
