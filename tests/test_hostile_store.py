@@ -10,21 +10,17 @@ their cgroups, and that nothing is lost: the rows appear once the store takes wr
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 from daemon_harness import close, make_daemon, pump, query, write_config
-from helpers_processes import STATE_TIMEOUT_S, wait_until
+from helpers_processes import STATE_TIMEOUT_S
 
 from ffrtmp import defaults
 from ffrtmp.http import start_http_server
