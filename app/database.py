@@ -167,7 +167,7 @@ def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
     except DatabaseError:
         raise
     except Exception as exc:
-        raise DatabaseError(f"database {location} cannot be read: {_why(exc)}") from None
+        raise DatabaseError(f"database {location} cannot be read: {_why(exc, location)}") from None
 
 
 def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
@@ -241,7 +241,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     except Exception as exc:
         engine.dispose()
         raise DatabaseError(
-            f"database {location} cannot be opened for writing: {_why(exc)}"
+            f"database {location} cannot be opened for writing: {_why(exc, location)}"
         ) from None
     return engine
 
@@ -266,19 +266,32 @@ def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
 _NO_SHARED_MEMORY = ("disk I/O error", "locking protocol")
 
 
-def _why(exc: BaseException) -> str:
+def _why(exc: BaseException, location: DatabaseLocation | None = None) -> str:
     """The cause in the driver's or the system's words, without SQLAlchemy's SQL and link."""
     cause = getattr(exc, "orig", None) or exc
     if isinstance(cause, OSError) and cause.strerror:
         reason = cause.strerror
     else:
         reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if location is not None and location.path is not None and _is_full(location.path.parent):
+        # A full disk shows as "disk I/O error" when SQLite cannot size its -shm file.
+        return (
+            f"{reason}: the filesystem holding it is full "
+            "(SQLite needs room for its -wal and -shm files beside it); free space there"
+        )
     if isinstance(cause, sqlite3.Error) and any(words in reason for words in _NO_SHARED_MEMORY):
         reason += (
             " (on NFS, 9p and some FUSE filesystems SQLite's WAL mode cannot share memory "
             "between connections: put the database on a local filesystem with --db or FFRTMP_DB)"
         )
     return reason
+
+
+def _is_full(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _refuse_unusable(location: DatabaseLocation) -> None:

@@ -10,19 +10,24 @@ their cgroups, and that nothing is lost: the rows appear once the store takes wr
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from daemon_harness import close, make_daemon, pump, query, write_config
-from helpers_processes import STATE_TIMEOUT_S
+from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import defaults
+from ffrtmp.daemon_lock import DaemonLock
 from ffrtmp.http import start_http_server
 from ffrtmp.states import HealthStatus
 
@@ -125,3 +130,161 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
     finally:
         server.close()
         close(daemon)
+
+
+# --- 2: a full disk -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A tmpfs of a few MB, mounted for the test and unmounted after it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mountpoint], check=True
+    )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", mountpoint], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros to a file until the filesystem says ENOSPC; the file is returned."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        block = b"\0" * 65536
+        try:
+            while True:
+                f.write(block)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def truncate_wal(db_path: Path) -> None:
+    """Empty the WAL, so the daemon's next write must grow it (and meet the full disk)."""
+    con = sqlite3.connect(db_path)
+    try:
+        assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def test_a_full_disk_leaves_governance_working_and_loses_nothing(
+    tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups
+):
+    db_path = small_tmpfs / "ffrtmp.db"
+    config = write_config(tmp_path, fake_ffmpeg)
+    daemon = make_daemon(db_path, config, job_cgroups.parent)
+    try:
+        daemon.start(time.time())
+        first = spawn([fake_ffmpeg, "3600"])
+        pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
+        truncate_wal(db_path)
+        filler = fill(small_tmpfs)
+        end(first)
+        second = spawn([fake_ffmpeg, "3600"])
+        pump(
+            daemon,
+            lambda: (
+                not daemon.lifecycle.by_pid.get(first.pid)
+                and job_cgroups.job_of(second.pid) is not None
+            ),
+            what="the exit handled and the second process governed on the full disk",
+        )
+        assert exited_rows(db_path, first.pid) == []
+        report = daemon.health.evaluate(time.time())
+        assert report.status == HealthStatus.DEGRADED
+        assert any(STORE_FAILING in reason for reason in report.reasons)
+        assert report.errors_by_type.get("resource", 0) >= 1  # SQLITE_FULL is a resource error
+        filler.unlink()
+        pump(
+            daemon,
+            lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
+            what="the kept writes to land once there is room",
+        )
+        assert exited_rows(db_path, first.pid) == [("exited", signal.SIGTERM)]
+        stored = query(db_path, "SELECT error_type FROM error_events WHERE operation = 'store'")
+        assert stored == [("resource",)]
+    finally:
+        close(daemon)
+
+
+def watch_argv(db_path: Path, config: Path, parent: str) -> list:
+    return [sys.executable, "-m", "ffrtmp.cli", "watch", "--db", db_path] + [
+        "--watch-config",
+        config,
+        "--cgroup-parent",
+        parent,
+    ]
+
+
+@pytest.fixture
+def full_disk_after_a_clean_stop(tmp_path, small_tmpfs, fake_ffmpeg, job_cgroups):
+    """A database whose daemon stopped (schema, lock file), then a disk filled to the end."""
+    db_path = small_tmpfs / "ffrtmp.db"
+    config = write_config(tmp_path, fake_ffmpeg)
+    close(make_daemon(db_path, config, job_cgroups.parent, events=False))
+    DaemonLock.acquire(db_path).release()
+    return db_path, config
+
+
+def test_watch_refuses_in_one_sentence_when_a_full_disk_leaves_sqlite_no_room(
+    full_disk_after_a_clean_stop, small_tmpfs, job_cgroups
+):
+    db_path, config = full_disk_after_a_clean_stop
+    filler = fill(small_tmpfs)
+    try:
+        # No -shm file is left after a clean stop, and SQLite cannot make one: not even a read.
+        done = subprocess.run(
+            watch_argv(db_path, config, job_cgroups.parent), capture_output=True, text=True
+        )
+    finally:
+        filler.unlink()
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: database {db_path} cannot be read: disk I/O error: the filesystem holding it is "
+        "full (SQLite needs room for its -wal and -shm files beside it); free space there"
+    ], done.stderr
+
+
+def test_watch_started_on_a_full_disk_governs_and_records_once_there_is_room(
+    full_disk_after_a_clean_stop, tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups
+):
+    db_path, config = full_disk_after_a_clean_stop
+    # An operator's reader keeps SQLite's -shm file (and so the database readable); the WAL is
+    # emptied so that any write must grow it.
+    reader = sqlite3.connect(db_path)
+    try:
+        assert reader.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        filler = fill(small_tmpfs)
+        workload = spawn([fake_ffmpeg, "3600"])
+        stderr = tmp_path / "watch.stderr"
+        with open(stderr, "wb") as err:
+            watch = spawn(watch_argv(db_path, config, job_cgroups.parent), False, stderr=err)
+        wait_until(
+            lambda: job_cgroups.job_of(workload.pid) is not None or watch.poll() is not None,
+            what="the workload governed by a daemon started on a full disk",
+        )
+        assert watch.poll() is None, stderr.read_text()
+        assert attached_row(db_path, workload.pid) == []
+        filler.unlink()
+        wait_until(
+            lambda: attached_row(db_path, workload.pid),
+            what="the workload's row once there is room",
+        )
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(timeout=STATE_TIMEOUT_S) == 0
+    finally:
+        reader.close()
+    log = stderr.read_text()
+    assert "Traceback" not in log
+    assert "the database cannot be written (database or disk is full [resource])" in log
+    runs = query(db_path, "SELECT stop_reason FROM daemon_runs ORDER BY id DESC LIMIT 1")
+    assert runs == [("stopped",)]
