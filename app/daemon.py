@@ -73,6 +73,7 @@ class Daemon:
 
         self.metrics = Metrics(self)
         self.http_server = None
+        self.http_endpoint = None  # ffrtmp.http.Endpoint of --http: binds again until it can
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
         self.attacher = Attacher(
             store,
@@ -598,6 +599,8 @@ class Daemon:
         """Everything that is due at `now`."""
         if len(self.outbox):
             self.outbox.flush(now)
+        if self.http_endpoint is not None:
+            self.http_endpoint.retry_due(now)
         if now >= self.next_scan_at:
             self.full_scan(now)
         elif self._drain_events_safely(now, until=now + self.wait_seconds(now)):
@@ -706,6 +709,12 @@ class Daemon:
             deadlines.append(self.next_retry_at)
         if self.deferred:
             deadlines.append(min(self.deferred.values()))
+        for retry_at in (
+            self.outbox.next_try_at,
+            self.http_endpoint.next_try_at if self.http_endpoint is not None else None,
+        ):
+            if retry_at is not None:
+                deadlines.append(retry_at)
         if self.notifier is not None:
             # systemd's watchdog must hear from a healthy loop even with long scan intervals.
             ping_in = self.notifier.seconds_until_watchdog()
@@ -815,6 +824,8 @@ class Daemon:
             self.notifier.stopping()
         if self.http_server is not None:
             self.http_server.close()
+        if self.http_endpoint is not None:
+            self.http_endpoint.close()
         try:
             if len(self.outbox) and not self.outbox.flush(now, force=True):
                 log.error(

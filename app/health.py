@@ -10,6 +10,8 @@ Healthy: otherwise. Any success resets its consecutive counter.
 The store is an input too: a write the database refused (locked past the busy timeout, a full
 disk) makes the daemon degraded with the reason "database cannot be written", and unhealthy
 once writes have failed for longer than `stale_scan_after`; one committed write ends it.
+Other problems a part of the daemon reports (`set_problem`: an HTTP endpoint it cannot bind)
+make it degraded, with the part's own reason, until the part clears it.
 
 Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
 seconds passed in by the caller, so they can be stored and tests control them.
@@ -155,6 +157,7 @@ class HealthTracker:
         self._errors_by_type: Counter[str] = Counter()
         self._store_failing_since: float | None = None
         self._store_failure: str | None = None
+        self._problems: dict[str, str] = {}
 
     @classmethod
     def restore(
@@ -233,6 +236,14 @@ class HealthTracker:
                 self._store_failing_since = now
             self._store_failure = error
 
+    def set_problem(self, part: str, reason: str | None) -> None:
+        """`part` of the daemon is degraded for `reason`; None: it works again."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(part, None)
+            else:
+                self._problems[part] = reason
+
     def evaluate(self, now: float) -> HealthReport:
         with self._lock:
             last_success = self._last_successful_scan_at
@@ -246,6 +257,10 @@ class HealthTracker:
                 without_success,
                 ever_scanned_successfully=last_success is not None,
             )
+            if self._problems:
+                if status == HealthStatus.HEALTHY:
+                    status, reasons = HealthStatus.DEGRADED, ()
+                reasons = (*reasons, *self._problems.values())
             if self._store_failing_since is not None:
                 status, reasons = _with_store_failure(
                     status,

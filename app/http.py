@@ -8,6 +8,10 @@ take the health tracker's short lock and the metrics cache lock; nothing the loo
 `application/health+json`, `status` is pass / warn / fail for healthy / degraded / unhealthy,
 and the HTTP status is 200 for pass and warn, 503 for fail. Health is evaluated at request time,
 so a loop that stopped scanning turns to fail by the clock alone.
+
+An address that cannot be bound (another user took the port first, an address not up yet) does
+not stop the daemon: `Endpoint` logs it, reports it to health (degraded) and binds again with
+a growing pause (BIND_RETRY_FIRST_S doubling up to BIND_RETRY_MAX_S) until it succeeds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import errno
 import ipaddress
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -40,6 +45,9 @@ DRAFT_STATUS = {
     HealthStatus.UNHEALTHY: "fail",
 }
 ROUTES = ("/healthz", "/metrics")
+BIND_RETRY_FIRST_S = 1.0
+BIND_RETRY_MAX_S = 60.0
+HEALTH_PART = "http"
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -130,6 +138,43 @@ def start_http_server(
         log.warning("serving health and metrics without authentication on %s", running.url)
     log.info("serving /healthz and /metrics on %s", running.url)
     return running
+
+
+class Endpoint:
+    """The --http address of a daemon: served once it can be bound, tried again until then.
+    While it is not served, `daemon.health` is degraded with the reason."""
+
+    def __init__(self, address: str, daemon: object) -> None:
+        self.address = address
+        self.daemon = daemon
+        self.server: HttpServer | None = None
+        self.next_try_at: float | None = None
+        self._pause = BIND_RETRY_FIRST_S
+
+    def bind(self, now: float) -> bool:
+        """Try to serve now; True when served."""
+        try:
+            self.server = start_http_server(self.address, self.daemon)
+        except OSError as exc:
+            self.next_try_at = now + self._pause
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = f"HTTP endpoint {self.address} not served: {why}"
+            log.error("%s; trying again in %.0fs", reason, self._pause)
+            self._pause = min(BIND_RETRY_MAX_S, self._pause * 2)
+            self.daemon.health.set_problem(HEALTH_PART, reason)
+            return False
+        self.next_try_at = None
+        self.daemon.health.set_problem(HEALTH_PART, None)
+        return True
+
+    def retry_due(self, now: float) -> None:
+        if self.server is None and self.next_try_at is not None and now >= self.next_try_at:
+            self.bind(now)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 # --- the documents -------------------------------------------------------------------------

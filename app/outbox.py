@@ -70,6 +70,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def next_try_at(self) -> float | None:
+        """When flush() tries again, for a loop that waits; None when nothing waits."""
+        return self._next_try_at if self._pending else None
+
     def write(self, description: str, write: Callable[[], object], now: float) -> bool:
         """Write now, or queue it behind the writes already waiting; True when written.
         A failure that is not the store's is raised, as without an outbox. A queued write that

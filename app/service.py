@@ -145,12 +145,12 @@ def build_daemon(
         daemon_lock=lock,
     )
     if http_address:
-        from ffrtmp.http import start_http_server
+        import time
 
-        try:
-            daemon.http_server = start_http_server(http_address, daemon)
-        except (ValueError, OSError) as exc:
-            daemon.store.close()
-            daemon.release()
-            raise StartupError(f"--http {http_address}: {exc}") from None
+        from ffrtmp.http import Endpoint
+
+        # A port taken by someone else must not keep the daemon from governing: the endpoint
+        # binds again with backoff, and health says it is not served until then.
+        daemon.http_endpoint = Endpoint(http_address, daemon)
+        daemon.http_endpoint.bind(time.time())
     return daemon

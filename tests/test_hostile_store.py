@@ -288,3 +288,76 @@ def test_watch_started_on_a_full_disk_governs_and_records_once_there_is_room(
     assert "the database cannot be written (database or disk is full [resource])" in log
     runs = query(db_path, "SELECT stop_reason FROM daemon_runs ORDER BY id DESC LIMIT 1")
     assert runs == [("stopped",)]
+
+
+# --- 8: another user took the HTTP port first -----------------------------------------------
+
+SQUAT = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_freed(
+    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+):
+    if os.geteuid() != 0:
+        pytest.skip("running the squatter as uid 65534 needs root")
+    # A process of uid 65534 (nobody) listens on the port first.
+    squatter = spawn(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]
+        + ["-c", SQUAT],
+        wait_exec=False,
+        stdout=subprocess.PIPE,
+    )
+    port = int(squatter.stdout.readline())
+    assert Path(f"/proc/{squatter.pid}").stat().st_uid == 65534
+    address = f"127.0.0.1:{port}"
+    config = write_config(tmp_path, fake_ffmpeg)
+    workload = spawn([fake_ffmpeg, "3600"])
+    stderr = tmp_path / "watch.stderr"
+    with open(stderr, "wb") as err:
+        watch = spawn(
+            watch_argv(db_path, config, job_cgroups.parent) + ["--http", address], False, stderr=err
+        )
+    wait_until(
+        lambda: job_cgroups.job_of(workload.pid) is not None or watch.poll() is not None,
+        what="the workload governed while the HTTP port is taken",
+    )
+    assert watch.poll() is None, stderr.read_text()
+    wait_until(lambda: newest_health(db_path), what="a health snapshot")
+    status, reasons = newest_health(db_path)
+    assert status == "degraded"
+    assert f"HTTP endpoint {address} not served: Address already in use" in reasons
+    # The squatter goes; the daemon binds the port on one of its next tries.
+    squatter.kill()
+    squatter.wait(timeout=STATE_TIMEOUT_S)
+    wait_until(lambda: served_by_ffrtmp(address), what="the daemon to bind the freed port")
+    code, body, _ = get(f"http://{address}/healthz")
+    assert code == 200 and json.loads(body)["status"] == "pass"
+    assert watch.poll() is None
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(timeout=STATE_TIMEOUT_S) == 0
+    assert "Traceback" not in stderr.read_text()
+
+
+def newest_health(db_path: Path) -> tuple[str, list[str]] | None:
+    if not db_path.exists():
+        return None
+    try:
+        rows = query(db_path, "SELECT status, reasons FROM health_snapshots ORDER BY id DESC")
+    except sqlite3.OperationalError:
+        return None
+    return (rows[0][0], json.loads(rows[0][1])) if rows else None
+
+
+def served_by_ffrtmp(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=5) as response:
+            return response.headers["Server"].startswith("ffrtmp/")
+    except (OSError, urllib.error.URLError):
+        return False
