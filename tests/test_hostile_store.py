@@ -361,3 +361,108 @@ def served_by_ffrtmp(address: str) -> bool:
             return response.headers["Server"].startswith("ffrtmp/")
     except (OSError, urllib.error.URLError):
         return False
+
+
+# --- 4: one bad row, one failing migration, a damaged file ----------------------------------
+
+
+def ffrtmp(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ffrtmp.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=STATE_TIMEOUT_S,
+        **kwargs,
+    )
+
+
+def one_sentence_error(done: subprocess.CompletedProcess) -> str:
+    """The one `Error:` line of a refused command, which must print no traceback."""
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def recorded_db(tmp_path, db_path, fake_ffmpeg, real_cgroup_parent) -> Path:
+    """A database a daemon wrote and stopped on: its run, a scan and a health snapshot."""
+    daemon = make_daemon(
+        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
+    )
+    try:
+        now = time.time()
+        daemon.start(now)
+        daemon.full_scan(now)
+        daemon.health_tick(now)
+        daemon.shutdown(now)
+    finally:
+        daemon.store.close()
+    return db_path
+
+
+def test_a_snapshot_whose_details_are_not_json_is_skipped_and_counted(
+    recorded_db, tmp_path, fake_ffmpeg, real_cgroup_parent
+):
+    con = sqlite3.connect(recorded_db)
+    with con:
+        con.execute("UPDATE health_snapshots SET details = 'not json {'")
+    con.close()
+    health = ffrtmp("health", "--db", recorded_db, "--json")
+    assert "Traceback" not in health.stderr
+    assert health.returncode == 2  # the daemon stopped: unhealthy, judged all the same
+    assert json.loads(health.stdout)["snapshot_id"] == 1
+    assert "1 stored value(s) were not valid JSON" in health.stderr
+    config = write_config(tmp_path, fake_ffmpeg)
+    watch = ffrtmp(
+        "watch", "--once", "--db", recorded_db, "--watch-config", config,
+        "--cgroup-parent", real_cgroup_parent,
+    )  # fmt: skip
+    assert watch.returncode == 0, watch.stderr
+    assert "Traceback" not in watch.stderr
+    assert query(recorded_db, "SELECT count(*) FROM daemon_runs WHERE stopped_at IS NOT NULL") == [
+        (2,)
+    ]
+
+
+def test_an_upgrade_that_keeps_failing_keeps_one_backup_copy(tmp_path):
+    from ffrtmp import database, migrate
+    from ffrtmp.revisions import head_revision
+
+    db_path = tmp_path / "state" / "ffrtmp.db"
+    db_path.parent.mkdir(mode=0o700)
+    old = database.make_engine(database.resolve(db_path))
+    migrate.upgrade(old, "0001")
+    with old.begin() as conn:
+        # An object in the way of revision 0002's index: every upgrade attempt fails on it.
+        conn.exec_driver_sql("CREATE INDEX ix_processes_discovered_at ON scans (started_at)")
+    old.dispose()
+    for _ in range(3):
+        done = ffrtmp("db", "upgrade", "--db", db_path)
+        assert done.returncode == 1
+        assert "already exists" in one_sentence_error(done)
+    copies = sorted(p.name for p in db_path.parent.glob("ffrtmp.db.bak-*"))
+    assert copies == [f"ffrtmp.db.bak-0001-to-{head_revision()}"]
+
+
+def test_db_check_runs_sqlites_integrity_check_on_a_byte_flipped_file(recorded_db):
+    assert ffrtmp("db", "check", "--db", recorded_db).returncode == 0
+    # Flip bytes inside the pages of the scans table's index: the schema still reads well.
+    con = sqlite3.connect(recorded_db)
+    (root,) = con.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scans'"
+    ).fetchone()
+    (page_size,) = con.execute("PRAGMA page_size").fetchone()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with open(recorded_db, "r+b") as f:
+        f.seek((root - 1) * page_size + 8)
+        f.write(b"\xff" * 16)
+    done = ffrtmp("db", "check", "--db", recorded_db)
+    assert done.returncode == 1
+    assert one_sentence_error(done).startswith(
+        "Error: the database fails SQLite's integrity check: "
+    )
+    # A read command on the damaged page: one sentence, no traceback.
+    listed = ffrtmp("scans", "list", "--db", recorded_db)
+    assert "Traceback" not in listed.stderr

@@ -55,7 +55,8 @@ def current(db: str | None) -> None:
 @db.command()
 @db_option
 def check(db: str | None) -> None:
-    """Exit 0 when the database is at this version's schema and matches its definition.
+    """Exit 0 when the database is at this version's schema, matches its definition, and
+    passes SQLite's integrity check (every page and index read and verified).
 
     Example: ffrtmp db check && echo ok
     """
@@ -63,6 +64,15 @@ def check(db: str | None) -> None:
 
     with reading(db) as conn:
         diff = migrate.differences_from_schema(conn)
+        problems = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check(20)")]
     if diff:
         raise click.ClickException(f"the database differs from the schema definition: {diff}")
-    click.echo("schema matches")
+    if problems != ["ok"]:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise click.ClickException(
+            f"the database fails SQLite's integrity check: {shown} "
+            "(restore a backup copy, or salvage it with sqlite3's .recover)"
+        )
+    click.echo("schema matches, integrity ok")
