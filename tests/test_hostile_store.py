@@ -466,3 +466,63 @@ def test_db_check_runs_sqlites_integrity_check_on_a_byte_flipped_file(recorded_d
     # A read command on the damaged page: one sentence, no traceback.
     listed = ffrtmp("scans", "list", "--db", recorded_db)
     assert "Traceback" not in listed.stderr
+
+
+# --- 13: messages without SQL, a read-only mount, another user's folder ---------------------
+
+
+def test_a_store_error_message_carries_no_sql_block_or_link(db_path, store):
+    from ffrtmp.errors import classify
+
+    with write_lock(db_path), pytest.raises(Exception) as caught:
+        store.touch_seen([1], now=store_now())
+    message = classify(caught.value).message
+    assert message == "database is locked"
+    assert "[SQL" not in message and "sqlalche.me" not in message
+
+
+def store_now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def read_only_view(tmp_path, recorded_db):
+    """The folder of a database a daemon wrote, bind-mounted read-only elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    view = tmp_path / "ro"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", recorded_db.parent, view], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", view], check=True)
+        yield view / recorded_db.name
+    finally:
+        subprocess.run(["umount", "-l", view], check=False)
+
+
+def test_read_commands_read_a_wal_database_on_a_read_only_mount(read_only_view):
+    with pytest.raises(OSError) as caught:
+        (read_only_view.parent / "probe").touch()
+    assert caught.value.errno == errno.EROFS
+    listed = ffrtmp("scans", "list", "--db", read_only_view, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 1
+    health = ffrtmp("health", "--db", read_only_view, "--json")
+    assert json.loads(health.stdout)["snapshot_id"] == 1, health.stderr
+    assert ffrtmp("db", "check", "--db", read_only_view).returncode == 0
+
+
+def test_read_commands_leave_no_files_in_a_folder_that_is_not_theirs(recorded_db):
+    if os.geteuid() != 0:
+        pytest.skip("giving the folder to another user needs root")
+    folder = recorded_db.parent
+    os.chown(folder, 65534, 65534)
+    os.chown(recorded_db, 65534, 65534)
+    before = sorted(p.name for p in folder.iterdir())
+    assert before == [recorded_db.name]  # the daemon stopped: no -wal, no -shm
+    for command in (("scans", "list"), ("health",), ("processes", "list"), ("db", "check")):
+        done = ffrtmp(*command, "--db", recorded_db)
+        assert "Traceback" not in done.stderr
+        assert sorted(p.name for p in folder.iterdir()) == before, command
