@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from daemon_harness import close, make_daemon, pump, query, write_config
+from daemon_harness import close, make_daemon, pump, query, start_watch, write_config
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import defaults
@@ -60,7 +60,7 @@ def get(url: str) -> tuple[int, bytes, float]:
 @contextlib.contextmanager
 def write_lock(db_path: Path):
     """What an operator with `sqlite3` open does: a write transaction held open."""
-    holder = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    holder = sqlite3.connect(db_path, timeout=STATE_TIMEOUT_S, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
         yield holder
@@ -130,6 +130,47 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
     finally:
         server.close()
         close(daemon)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_watch_answers_healthz_at_once_and_governs_under_a_long_write_lock(
+    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+):
+    address = f"127.0.0.1:{free_port()}"
+    config = write_config(tmp_path, fake_ffmpeg, extra="scan_interval: 1s\n")
+    first = spawn([fake_ffmpeg, "3600"])
+    watch = start_watch(spawn, db_path, config, job_cgroups.parent, "--http", address)
+    wait_until(lambda: attached_row(db_path, first.pid), what="the first attach")
+    latencies = []
+    with write_lock(db_path):
+        locked_at = time.monotonic()
+        end(first)
+        second = spawn([fake_ffmpeg, "3600"])
+        # Three busy timeouts of the lock: the loop tries, fails, and tries again meanwhile.
+        while time.monotonic() - locked_at < 3 * defaults.SQLITE_BUSY_TIMEOUT_MS / 1000:
+            status, body, took = get(f"http://{address}/healthz")
+            latencies.append(took)
+        assert watch.poll() is None
+        assert job_cgroups.job_of(second.pid) is not None
+        assert (status, json.loads(body)["status"]) == (200, "warn")
+        assert STORE_FAILING in json.loads(body)["output"]
+        assert exited_rows(db_path, first.pid) == []
+    # Answered from memory: never once did a request wait out the busy timeout.
+    assert max(latencies) < defaults.SQLITE_BUSY_TIMEOUT_MS / 1000 / 2, max(latencies)
+    wait_until(
+        lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
+        what="the kept writes to land once the lock is gone",
+    )
+    assert exited_rows(db_path, first.pid) == [("exited", signal.SIGTERM)]
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(timeout=STATE_TIMEOUT_S) == 0
 
 
 # --- 2: a full disk -------------------------------------------------------------------------
@@ -333,6 +374,13 @@ def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_free
     status, reasons = newest_health(db_path)
     assert status == "degraded"
     assert f"HTTP endpoint {address} not served: Address already in use" in reasons
+    # `ffrtmp health` judges the snapshot again and keeps what only the daemon could say.
+    health = ffrtmp("health", "--db", db_path, "--json")
+    assert health.returncode == 1, health.stderr
+    assert (
+        f"HTTP endpoint {address} not served: Address already in use"
+        in json.loads(health.stdout)["reasons"]
+    )
     # The squatter goes; the daemon binds the port on one of its next tries.
     squatter.kill()
     squatter.wait(timeout=STATE_TIMEOUT_S)
