@@ -529,6 +529,16 @@ def test_a_store_error_message_carries_no_sql_block_or_link(db_path, store):
     assert "[SQL" not in message and "sqlalche.me" not in message
 
 
+def test_an_operator_action_on_a_locked_database_is_one_sentence_without_sql(recorded_db):
+    with write_lock(recorded_db):
+        done = ffrtmp("retries", "discard", "1", "--db", recorded_db)
+    assert done.returncode == 1
+    assert one_sentence_error(done) == (
+        f"Error: database {recorded_db} cannot be opened for writing: database is locked"
+    )
+    assert "[SQL" not in done.stderr and "sqlalche.me" not in done.stderr
+
+
 def store_now():
     from datetime import UTC, datetime
 

@@ -35,9 +35,9 @@ def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
             yield conn
     except DBAPIError as exc:
         # A damaged file can pass the opening checks and fail on the page a query reads.
-        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
         failure = click.ClickException(
-            f"database {resolve(db)} cannot be read: {reason} (`ffrtmp db check` tells more)"
+            f"database {resolve(db)} cannot be read: {_driver_words(exc)} "
+            "(`ffrtmp db check` tells more)"
         )
         failure.exit_code = exit_code
         raise failure from None
@@ -61,11 +61,22 @@ def existing_store(db: str | None) -> Iterator[Store]:
     path = resolve(db).path
     if path is not None and (not path.exists() or path.stat().st_size == 0):
         raise click.ClickException(f"database {path} does not exist")
+    from sqlalchemy.exc import DBAPIError
+
     store = Store(open_for_writing_or_fail(db))
     try:
         yield store
+    except DBAPIError as exc:
+        raise click.ClickException(
+            f"database {resolve(db)} cannot be written: {_driver_words(exc)}; nothing was changed"
+        ) from None
     finally:
         store.close()
+
+
+def _driver_words(exc) -> str:
+    """SQLite's own sentence, without SQLAlchemy's [SQL: ...] block and documentation link."""
+    return str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
 
 
 def open_for_writing_or_fail(db: str | None) -> Engine:
