@@ -333,17 +333,25 @@ class Daemon:
         self.deferred.pop(ident, None)
         job_id = self.governor_job_id(candidate)
         if verdict.decision == "skip":
-            process_id, is_new = self.store.register(
-                candidate,
-                job_id=job_id,
-                limits=None,
-                now=utc(now),
-                state=ProcessState.SKIPPED,
-                reason=verdict.reason,
+            recorded: list[tuple[int, bool]] = []
+            self.outbox.write(
+                f"the skip of {ident}",
+                lambda: recorded.append(
+                    self.store.register(
+                        candidate,
+                        job_id=job_id,
+                        limits=None,
+                        now=utc(now),
+                        state=ProcessState.SKIPPED,
+                        reason=verdict.reason,
+                    )
+                ),
+                now,
             )
-            self.settled[ident] = process_id
+            # 0 until the row is written: only being settled counts here.
+            self.settled[ident] = recorded[0][0] if recorded else 0
             self.skipped.add(ident)
-            return int(is_new)
+            return int(recorded[0][1]) if recorded else 1
         limits = self._limits_for(candidate.rule)
         if len(self.outbox):
             # The database refuses writes (or has others to take first): govern at once.
@@ -404,7 +412,7 @@ class Daemon:
                 return  # recorded by whoever wrote the row (a try of this one cut short, or not)
             if self.lifecycle.by_pid.get(ident.pid) is followed:
                 result = self.attacher.attach(
-                    process_id, ident, job_id, limits, now=time.time(), look_first=True
+                    process_id, ident, job_id, limits, now=now, look_first=True
                 )
                 followed.governed = result.state == ProcessState.ATTACHED
                 if result.state not in (ProcessState.ATTACHED, ProcessState.VANISHED):
@@ -606,7 +614,9 @@ class Daemon:
         elif self._drain_events_safely(now, until=now + self.wait_seconds(now)):
             self.full_scan(now, trigger="overflow")
         self._reconsider_deferred(now)
-        if self.next_retry_at is not None and now >= self.next_retry_at:
+        # A retry claims its item in the database first: it waits while writes are refused.
+        retry_due = self.next_retry_at is not None and now >= self.next_retry_at
+        if retry_due and not len(self.outbox):
             try:
                 self.retries.run_due(now)
             except Exception as exc:
@@ -832,6 +842,7 @@ class Daemon:
                     "stopping with %d writes the database did not take: they are lost",
                     len(self.outbox),
                 )
+                return  # nor would it take the stop; the next start recovers the rest
             if self.run_id is not None:
                 if not self.once:
                     attached = [

@@ -70,6 +70,15 @@ def write_lock(db_path: Path):
         holder.close()
 
 
+def in_job_cgroup(job_cgroups, pid: int) -> str | None:
+    """The job cgroup `pid` is in; None also while an attach is moving it (on cgroup v1 it
+    joins the cpu hierarchy a moment before the memory one)."""
+    try:
+        return job_cgroups.job_of(pid)
+    except AssertionError:
+        return None
+
+
 def end(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=STATE_TIMEOUT_S)
@@ -96,7 +105,7 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
                 daemon,
                 lambda: (
                     not daemon.lifecycle.by_pid.get(first.pid)
-                    and job_cgroups.job_of(second.pid) is not None
+                    and in_job_cgroup(job_cgroups, second.pid)
                 ),
                 what="the exit handled and the second process governed under the lock",
             )
@@ -158,7 +167,7 @@ def test_a_real_watch_answers_healthz_at_once_and_governs_under_a_long_write_loc
             status, body, took = get(f"http://{address}/healthz")
             latencies.append(took)
         assert watch.poll() is None
-        assert job_cgroups.job_of(second.pid) is not None
+        wait_until(lambda: in_job_cgroup(job_cgroups, second.pid), what="the second governed")
         assert (status, json.loads(body)["status"]) == (200, "warn")
         assert STORE_FAILING in json.loads(body)["output"]
         assert exited_rows(db_path, first.pid) == []
@@ -233,7 +242,7 @@ def test_a_full_disk_leaves_governance_working_and_loses_nothing(
             daemon,
             lambda: (
                 not daemon.lifecycle.by_pid.get(first.pid)
-                and job_cgroups.job_of(second.pid) is not None
+                and in_job_cgroup(job_cgroups, second.pid)
             ),
             what="the exit handled and the second process governed on the full disk",
         )
@@ -310,7 +319,7 @@ def test_watch_started_on_a_full_disk_governs_and_records_once_there_is_room(
         with open(stderr, "wb") as err:
             watch = spawn(watch_argv(db_path, config, job_cgroups.parent), False, stderr=err)
         wait_until(
-            lambda: job_cgroups.job_of(workload.pid) is not None or watch.poll() is not None,
+            lambda: in_job_cgroup(job_cgroups, workload.pid) or watch.poll() is not None,
             what="the workload governed by a daemon started on a full disk",
         )
         assert watch.poll() is None, stderr.read_text()
@@ -366,7 +375,7 @@ def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_free
             watch_argv(db_path, config, job_cgroups.parent) + ["--http", address], False, stderr=err
         )
     wait_until(
-        lambda: job_cgroups.job_of(workload.pid) is not None or watch.poll() is not None,
+        lambda: in_job_cgroup(job_cgroups, workload.pid) or watch.poll() is not None,
         what="the workload governed while the HTTP port is taken",
     )
     assert watch.poll() is None, stderr.read_text()

@@ -64,7 +64,9 @@ def watch_config_options(func):
     "--http",
     "http_address",
     metavar="HOST:PORT",
-    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}).",
+    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}); an address that "
+    "cannot be bound is tried again with backoff while the daemon governs. A port below "
+    "1024 cannot be taken first by an unprivileged user.",
 )
 @click.option(
     "--log-format", type=click.Choice(["human", "json"]), default="human", show_default=True
