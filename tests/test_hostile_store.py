@@ -172,7 +172,7 @@ def test_a_real_watch_answers_healthz_at_once_and_governs_under_a_long_write_loc
         assert STORE_FAILING in json.loads(body)["output"]
         assert exited_rows(db_path, first.pid) == []
     # Answered from memory: never once did a request wait out the busy timeout.
-    assert max(latencies) < defaults.SQLITE_BUSY_TIMEOUT_MS / 1000 / 2, max(latencies)
+    assert max(latencies) < defaults.SQLITE_BUSY_TIMEOUT_MS / 1000, max(latencies)
     wait_until(
         lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
         what="the kept writes to land once the lock is gone",
@@ -517,6 +517,7 @@ def test_db_check_runs_sqlites_integrity_check_on_a_byte_flipped_file(recorded_d
         f.write(b"\xff" * 16)
     done = ffrtmp("db", "check", "--db", recorded_db)
     assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, however many problems
     assert one_sentence_error(done).startswith(
         "Error: the database fails SQLite's integrity check: "
     )

@@ -62,12 +62,24 @@ def check(db: str | None) -> None:
     """
     from ffrtmp import migrate
 
+    from sqlalchemy.exc import DBAPIError
+
     with reading(db) as conn:
         diff = migrate.differences_from_schema(conn)
-        problems = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check(20)")]
+        try:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check(20)")]
+        except DBAPIError as exc:  # damage that stops the check itself
+            problems = [str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__]
     if diff:
         raise click.ClickException(f"the database differs from the schema definition: {diff}")
     if problems != ["ok"]:
+        # One row may hold several lines ("*** in database main ***", then one per problem).
+        problems = [
+            line.strip()
+            for row in problems
+            for line in row.splitlines()
+            if line.strip() and not line.startswith("***")
+        ]
         shown = "; ".join(problems[:3]) + (
             f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         )
