@@ -60,9 +60,9 @@ def check(db: str | None) -> None:
 
     Example: ffrtmp db check && echo ok
     """
-    from ffrtmp import migrate
-
     from sqlalchemy.exc import DBAPIError
+
+    from ffrtmp import migrate
 
     with reading(db) as conn:
         diff = migrate.differences_from_schema(conn)
