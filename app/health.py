@@ -80,6 +80,10 @@ class HealthReport:
     # Since when (epoch seconds) and why writes to the database fail; None while they work.
     store_failing_since: float | None = None
     store_failure: str | None = None
+    # The status by the scan and attach rules alone: whether the loop itself works. systemd's
+    # watchdog goes by it, so a refusing database never gets a governing daemon restarted
+    # (which would lose the writes it keeps for the database).
+    loop_status: HealthStatus | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -257,6 +261,7 @@ class HealthTracker:
                 without_success,
                 ever_scanned_successfully=last_success is not None,
             )
+            loop_status = status
             if self._problems:
                 if status == HealthStatus.HEALTHY:
                     status, reasons = HealthStatus.DEGRADED, ()
@@ -288,6 +293,7 @@ class HealthTracker:
                 errors_by_type=dict(self._errors_by_type),
                 store_failing_since=self._store_failing_since,
                 store_failure=self._store_failure,
+                loop_status=loop_status,
             )
 
 
