@@ -120,8 +120,12 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
             assert (status, json.loads(body)["status"]) == (200, "warn")
             assert STORE_FAILING in json.loads(body)["output"]
             assert took < defaults.SQLITE_BUSY_TIMEOUT_MS / 1000
-            status, _, took = get(f"{server.url}/metrics")
+            status, text, took = get(f"{server.url}/metrics")
             assert status == 200 and took < defaults.SQLITE_BUSY_TIMEOUT_MS / 1000
+            kept = [
+                line for line in text.decode().splitlines() if line.startswith("ffrtmp_store_w")
+            ]
+            assert len(kept) == 1 and float(kept[0].split()[1]) == len(daemon.outbox) > 0
             # Past stale_scan_after of refused writes, degraded turns unhealthy.
             later = time.time() + daemon.health.thresholds.stale_scan_after + 1
             assert daemon.health.evaluate(later).status == HealthStatus.UNHEALTHY
