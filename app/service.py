@@ -109,10 +109,11 @@ def build_daemon(
     # Every refusal comes before the database is touched: a daemon that cannot start
     # leaves no file behind, and one that finds another daemon on its database writes nothing.
     if http_address:
-        from ffrtmp.http import parse_address
+        from ffrtmp.http import parse_address, unix_socket_path
 
         try:
-            parse_address(http_address)
+            if unix_socket_path(http_address) is None:
+                parse_address(http_address)
         except ValueError as exc:
             raise StartupError(f"--http {http_address}: {exc}") from None
     discovery = choose_discovery(config.discovery)

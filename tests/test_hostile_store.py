@@ -598,3 +598,35 @@ def test_read_commands_leave_no_files_in_a_folder_that_is_not_theirs(recorded_db
         done = ffrtmp(*command, "--db", recorded_db)
         assert "Traceback" not in done.stderr
         assert sorted(p.name for p in folder.iterdir()) == before, command
+
+
+def test_watch_serves_health_on_a_unix_socket_that_no_other_user_can_take_first(
+    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+):
+    import http.client
+    import socket
+    import stat
+
+    path = tmp_path / "run" / "http.sock"
+    path.parent.mkdir(mode=0o700)
+    config = write_config(tmp_path, fake_ffmpeg)
+    workload = spawn([fake_ffmpeg, "3600"])
+    watch = start_watch(spawn, db_path, config, job_cgroups.parent, "--http", f"unix:{path}")
+    wait_until(lambda: attached_row(db_path, workload.pid), what="the workload governed")
+    wait_until(path.exists, what="the socket")
+    assert stat.S_ISSOCK(path.lstat().st_mode)
+    assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(path))
+    connection = http.client.HTTPConnection("localhost", timeout=STATE_TIMEOUT_S)
+    connection.sock = client
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["status"] == "pass"
+    finally:
+        connection.close()
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(timeout=STATE_TIMEOUT_S) == 0
+    assert not path.exists()  # removed with the server

@@ -64,9 +64,10 @@ def watch_config_options(func):
     "--http",
     "http_address",
     metavar="HOST:PORT",
-    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}); an address that "
-    "cannot be bound is tried again with backoff while the daemon governs. A port below "
-    "1024 cannot be taken first by an unprivileged user.",
+    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}, or unix:PATH for a "
+    "unix socket); an address that cannot be bound is tried again with backoff while the "
+    "daemon governs. A port below 1024 or a socket in a private folder cannot be taken "
+    "first by an unprivileged user.",
 )
 @click.option(
     "--log-format", type=click.Choice(["human", "json"]), default="human", show_default=True
