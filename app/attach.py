@@ -49,6 +49,15 @@ class Attacher:
         self.health = health
         self.unavailable_reason = unavailable_reason
         self.rng = rng or random.Random()
+        # An ffrtmp.outbox.Outbox: the record of a done attach waits there when the database
+        # refuses it; the process stays governed. None: written at once, a failure raises.
+        self.outbox = None
+
+    def _write(self, description: str, write, now: float) -> None:
+        if self.outbox is None:
+            write()
+        else:
+            self.outbox.write(description, write, now)
 
     def attach(
         self,
@@ -67,7 +76,13 @@ class Attacher:
         when = utc(now)
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
-            self.store.record_observed(process_id, reason=self.unavailable_reason, now=when)
+            self._write(
+                f"the observation of {identity}",
+                lambda: self.store.record_observed(
+                    process_id, reason=self.unavailable_reason, now=when
+                ),
+                now,
+            )
             return AttachResult(ProcessState.OBSERVED, error=self.unavailable_reason)
         try:
             attachment = None
@@ -79,13 +94,17 @@ class Attacher:
                 attachment = self.governor.attach(identity, job_id, limits)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
-        self.store.record_attached(
-            process_id,
-            cgroup_version=attachment.version,
-            cgroup_paths=attachment.cgroup_paths,
-            applied=attachment.applied,
-            now=when,
-            attempt=attempt,
+        self._write(
+            f"the attach of {identity}",
+            lambda: self.store.record_attached(
+                process_id,
+                cgroup_version=attachment.version,
+                cgroup_paths=attachment.cgroup_paths,
+                applied=attachment.applied,
+                now=when,
+                attempt=attempt,
+            ),
+            now,
         )
         if self.health is not None:
             self.health.record_attach(True, now)

@@ -7,6 +7,12 @@ Degraded: at least `degraded_scan_failures` consecutive scan failures, or at lea
 `degraded_attach_failures` consecutive attach failures.
 Healthy: otherwise. Any success resets its consecutive counter.
 
+The store is an input too: a write the database refused (locked past the busy timeout, a full
+disk) makes the daemon degraded with the reason "database cannot be written", and unhealthy
+once writes have failed for longer than `stale_scan_after`; one committed write ends it.
+Other problems a part of the daemon reports (`set_problem`: an HTTP endpoint it cannot bind)
+make it degraded, with the part's own reason, until the part clears it.
+
 Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
 seconds passed in by the caller, so they can be stored and tests control them.
 """
@@ -71,6 +77,13 @@ class HealthReport:
     total_attaches: int
     total_attach_failures: int
     errors_by_type: dict[str, int]
+    # Since when (epoch seconds) and why writes to the database fail; None while they work.
+    store_failing_since: float | None = None
+    store_failure: str | None = None
+    # The status by the scan and attach rules alone: whether the loop itself works. systemd's
+    # watchdog goes by it, so a refusing database never gets a governing daemon restarted
+    # (which would lose the writes it keeps for the database).
+    loop_status: HealthStatus | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -88,6 +101,8 @@ class HealthReport:
             "total_attaches": self.total_attaches,
             "total_attach_failures": self.total_attach_failures,
             "errors_by_type": dict(self.errors_by_type),
+            "store_failing_since": self.store_failing_since,
+            "store_failure": self.store_failure,
         }
 
 
@@ -144,6 +159,9 @@ class HealthTracker:
         self._total_attaches = 0
         self._total_attach_failures = 0
         self._errors_by_type: Counter[str] = Counter()
+        self._store_failing_since: float | None = None
+        self._store_failure: str | None = None
+        self._problems: dict[str, str] = {}
 
     @classmethod
     def restore(
@@ -212,6 +230,24 @@ class HealthTracker:
         with self._lock:
             self._errors_by_type[str(error_type)] += 1
 
+    def record_store_write(self, error: str | None, now: float) -> None:
+        """A write transaction's outcome: None when it committed, else why it failed."""
+        with self._lock:
+            if error is None:
+                self._store_failing_since = self._store_failure = None
+                return
+            if self._store_failing_since is None:
+                self._store_failing_since = now
+            self._store_failure = error
+
+    def set_problem(self, part: str, reason: str | None) -> None:
+        """`part` of the daemon is degraded for `reason`; None: it works again."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(part, None)
+            else:
+                self._problems[part] = reason
+
     def evaluate(self, now: float) -> HealthReport:
         with self._lock:
             last_success = self._last_successful_scan_at
@@ -225,6 +261,19 @@ class HealthTracker:
                 without_success,
                 ever_scanned_successfully=last_success is not None,
             )
+            loop_status = status
+            if self._problems:
+                if status == HealthStatus.HEALTHY:
+                    status, reasons = HealthStatus.DEGRADED, ()
+                reasons = (*reasons, *self._problems.values())
+            if self._store_failing_since is not None:
+                status, reasons = _with_store_failure(
+                    status,
+                    reasons,
+                    self.thresholds,
+                    max(0.0, now - self._store_failing_since),
+                    self._store_failure,
+                )
             return HealthReport(
                 status=status,
                 reasons=reasons,
@@ -242,7 +291,27 @@ class HealthTracker:
                 total_attaches=self._total_attaches,
                 total_attach_failures=self._total_attach_failures,
                 errors_by_type=dict(self._errors_by_type),
+                store_failing_since=self._store_failing_since,
+                store_failure=self._store_failure,
+                loop_status=loop_status,
             )
+
+
+def _with_store_failure(
+    status: HealthStatus,
+    reasons: tuple[str, ...],
+    thresholds: HealthThresholds,
+    failing_for: float,
+    why: str | None,
+) -> tuple[HealthStatus, tuple[str, ...]]:
+    """Degraded from the first refused write; unhealthy past `stale_scan_after` of them."""
+    reason = f"database cannot be written for {_seconds(failing_for)}: {why or 'unknown cause'}"
+    if failing_for > thresholds.stale_scan_after:
+        reason += f" (unhealthy after {_seconds(thresholds.stale_scan_after)})"
+        return HealthStatus.UNHEALTHY, (reason, *reasons)
+    if status == HealthStatus.HEALTHY:
+        return HealthStatus.DEGRADED, (reason,)
+    return status, (*reasons, reason)
 
 
 class SnapshotSchedule:

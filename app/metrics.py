@@ -206,6 +206,15 @@ class _DaemonStateCollector:
             *self._usage_families(),
             (
                 GaugeMetricFamily(
+                    "ffrtmp_store_writes_kept",
+                    "Writes the database refused, kept in memory until it takes them.",
+                ),
+                lambda family, state: family.add_metric(
+                    [], len(getattr(state.daemon, "outbox", ()))
+                ),
+            ),
+            (
+                GaugeMetricFamily(
                     "ffrtmp_retry_items",
                     "Retry-queue items by state (read from the database, cached briefly).",
                     labels=["state"],

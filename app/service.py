@@ -109,10 +109,11 @@ def build_daemon(
     # Every refusal comes before the database is touched: a daemon that cannot start
     # leaves no file behind, and one that finds another daemon on its database writes nothing.
     if http_address:
-        from ffrtmp.http import parse_address
+        from ffrtmp.http import parse_address, unix_socket_path
 
         try:
-            parse_address(http_address)
+            if unix_socket_path(http_address) is None:
+                parse_address(http_address)
         except ValueError as exc:
             raise StartupError(f"--http {http_address}: {exc}") from None
     discovery = choose_discovery(config.discovery)
@@ -145,12 +146,12 @@ def build_daemon(
         daemon_lock=lock,
     )
     if http_address:
-        from ffrtmp.http import start_http_server
+        import time
 
-        try:
-            daemon.http_server = start_http_server(http_address, daemon)
-        except (ValueError, OSError) as exc:
-            daemon.store.close()
-            daemon.release()
-            raise StartupError(f"--http {http_address}: {exc}") from None
+        from ffrtmp.http import Endpoint
+
+        # A port taken by someone else must not keep the daemon from governing: the endpoint
+        # binds again with backoff, and health says it is not served until then.
+        daemon.http_endpoint = Endpoint(http_address, daemon)
+        daemon.http_endpoint.bind(time.time())
     return daemon

@@ -9,7 +9,7 @@ they take no write lock and answer while another connection holds it. The failpo
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -140,10 +140,25 @@ class Store:
         self.engine = engine
         self._write_sessions = sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
+        # Told the outcome of every write transaction (None: committed); the daemon's health
+        # watches the store through it (ffrtmp.outbox, ffrtmp.health).
+        self.on_write: Callable[[BaseException | None], None] | None = None
 
     def unit(self) -> AbstractContextManager[Session]:
         """One write transaction, holding the write lock from its start."""
-        return _transaction(self._write_sessions)
+        if self.on_write is None:
+            return _transaction(self._write_sessions)
+        return self._watched_unit(self.on_write)
+
+    @contextmanager
+    def _watched_unit(self, on_write: Callable[[BaseException | None], None]) -> Iterator[Session]:
+        try:
+            with _transaction(self._write_sessions) as s:
+                yield s
+        except Exception as exc:
+            on_write(exc)
+            raise
+        on_write(None)
 
     def reading(self) -> AbstractContextManager[Session]:
         """One read-only transaction: no write lock, the last committed state."""

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ffrtmp import defaults, queries
-from ffrtmp.health import HealthThresholds, assess
+from ffrtmp.health import SEVERITY, HealthThresholds, assess
 from ffrtmp.states import HealthStatus, RetryState
 
 HEALTH_KEYS = (
@@ -99,6 +99,12 @@ def current_health(
         absent.append(f"no daemon seen for {age:.0f}s")
     if absent:
         status, reasons = HealthStatus.UNHEALTHY, tuple(absent) + reasons
+    elif SEVERITY.get(snapshot["status"], 0) > SEVERITY[status]:
+        # What the counters cannot show (a database that refused writes, an HTTP address not
+        # bound) the daemon said itself: its word stands while it is present.
+        status = HealthStatus(snapshot["status"])
+        said = [r for r in (snapshot["reasons"] or []) if isinstance(r, str) and r not in reasons]
+        reasons = tuple(reasons) + tuple(said)
     report.update(
         status=status.value,
         reasons=list(reasons),

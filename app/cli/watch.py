@@ -140,7 +140,10 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
     "--http",
     "http_address",
     metavar="HOST:PORT",
-    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}).",
+    help=f"Serve /healthz and /metrics (e.g. {defaults.HTTP_ADDRESS}, or unix:PATH for a "
+    "unix socket); an address that cannot be bound is tried again with backoff while the "
+    "daemon governs. A port below 1024 or a socket in a private folder cannot be taken "
+    "first by an unprivileged user.",
     **_environment("HTTP"),
 )
 @click.option(
