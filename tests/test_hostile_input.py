@@ -1,0 +1,176 @@
+"""Hostile input from local users and operators (issue 14): bytes that are not UTF-8 in what a
+process shows of itself, huge command lines, a database file another user can read or swap,
+absurd configuration values, a runaway SQL query, and a reload of a file cut short. Each is
+done for real (real processes, a real daemon, real cgroups, real files) and must end in
+governance, bounded storage or one clear sentence."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from daemon_harness import query, start_watch
+from helpers_processes import SLEEP_BINARY, wait_until
+
+# -- item 5: bytes that are not UTF-8 in argv, cwd and exe ------------------------------------
+
+HOSTILE = b"\xff\xfe\x1b]0;owned\x07\x01"  # not UTF-8, plus a terminal escape and a control
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ffrtmp.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_readable(
+    tmp_path, db_path, spawn, job_cgroups, real_cgroup_parent
+):
+    token = f"hostile-{uuid.uuid4().hex[:12]}"  # only this test's processes match
+    config = tmp_path / "watch.yaml"
+    config.write_text(
+        "target_commands: [ffmpeg]\n"
+        f"commands:\n  ffmpeg:\n    match: {{cmdline_regex: '{token}'}}\n"
+        "    limits: {memory_limit: 300}\n"
+        "scan_interval: 1s\n"
+    )
+    start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
+
+    base = os.fsencode(tmp_path)
+    workdir = base + b"/cwd" + HOSTILE
+    bindir = base + b"/bin-" + token.encode() + HOSTILE  # sleep takes no token argument
+    os.mkdir(workdir)
+    os.mkdir(bindir)
+    # The kernel shows a symlink's target as exe, so the binary itself sits below the path.
+    exe = bindir + b"/ffmpeg"
+    shutil.copy2(SLEEP_BINARY, exe)
+    os.chmod(exe, 0o755)
+    # spawn() passes str arguments: surrogateescape carries the raw bytes through to exec.
+    text = os.fsdecode
+    copied = spawn([text(exe), "600"], cwd=text(workdir))
+    # argv[0] chosen by the caller (exec -a): python under a hostile name that ends in ffmpeg.
+    renamed = spawn(
+        [
+            text(b"/nowhere" + HOSTILE + b"/ffmpeg"),
+            "-c",
+            "import time; time.sleep(600)",
+            token,
+            text(b"arg" + HOSTILE),
+        ],
+        executable=sys.executable,
+        cwd=text(workdir),
+    )
+
+    state = "SELECT state FROM processes WHERE pid = ?"
+    for process in (copied, renamed):
+        wait_until(
+            lambda p=process: query(db_path, state, (p.pid,)) == [("attached",)],
+            what=f"pid {process.pid} attached",
+        )
+        job = job_cgroups.job_of(process.pid)
+        assert process.pid in job_cgroups.pids(job)
+        assert job_cgroups.memory_limit_mb(job) == 300
+        (row,) = query(
+            db_path, "SELECT state, argv, cwd, exe FROM processes WHERE pid = ?", (process.pid,)
+        )
+        assert row[0] == "attached"
+        # One representation: every byte that is not UTF-8 is written \xNN, the rest kept.
+        assert row[2] == os.fsdecode(base) + "/cwd\\xff\\xfe\x1b]0;owned\x07\x01"
+    escaped = "\\xff\\xfe\x1b]0;owned\x07\x01"
+    exe_text = f"{os.fsdecode(base)}/bin-{token}{escaped}/ffmpeg"
+    copied_row = query(db_path, "SELECT argv, exe FROM processes WHERE pid = ?", (copied.pid,))[0]
+    assert json.loads(copied_row[0]) == [exe_text, "600"]
+    assert copied_row[1] == exe_text
+    (renamed_argv,) = query(db_path, "SELECT argv FROM processes WHERE pid = ?", (renamed.pid,))[0]
+    assert json.loads(renamed_argv)[0] == f"/nowhere{escaped}/ffmpeg"
+    assert json.loads(renamed_argv)[-1] == f"arg{escaped}"
+
+    shown = _cli("processes", "show", "--pid", str(copied.pid), "--db", str(db_path), "--json")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["process"]["cwd"] == os.fsdecode(base) + "/cwd\\xff\\xfe\x1b]0;owned\x07\x01"
+    human = _cli("processes", "show", "--pid", str(renamed.pid), "--db", str(db_path))
+    assert human.returncode == 0, human.stderr
+    assert "\\xff\\xfe" in human.stdout
+
+
+# -- item 7: what one process can make the database store -------------------------------------
+
+ARG_BYTES = 125 * 1024  # below the kernel's 128 KiB limit on one argument
+BIG_ARGS = 12  # 1.5 MB of arguments per process
+BIG_PROCESSES = 20
+
+
+def _logical_bytes(db_path: Path) -> int:
+    """The database's size as SQLite sees it, WAL frames included."""
+    ((pages,),) = query(db_path, "PRAGMA page_count")
+    ((page_size,),) = query(db_path, "PRAGMA page_size")
+    return pages * page_size
+
+
+def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
+    tmp_path, db_path, spawn, job_cgroups, real_cgroup_parent
+):
+    token = f"huge-{uuid.uuid4().hex[:12]}"
+    config = tmp_path / "watch.yaml"
+    config.write_text(
+        "target_commands: [ffmpeg]\n"
+        f"commands:\n  ffmpeg:\n    match: {{cmdline_regex: '{token}'}}\n"
+        "scan_interval: 1s\n"
+    )
+    start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
+    before = _logical_bytes(db_path)
+    big = [chr(ord("a") + i) * ARG_BYTES for i in range(BIG_ARGS)]
+    processes = [
+        spawn(
+            ["ffmpeg", "-c", "import time; time.sleep(600)", token, *big],
+            executable=sys.executable,
+        )
+        for _ in range(BIG_PROCESSES)
+    ]
+    pids = tuple(p.pid for p in processes)
+    marks = ",".join("?" * len(pids))
+    wait_until(
+        lambda: (
+            query(
+                db_path,
+                f"SELECT count(*) FROM processes WHERE state = 'attached' AND pid IN ({marks})",
+                pids,
+            )
+            == [(BIG_PROCESSES,)]
+        ),
+        what="every huge process attached",
+    )
+    grown = _logical_bytes(db_path) - before
+
+    # 20 × 1.5 MB was 58 MB of database (argv twice, uncapped); now about 8 KiB each.
+    assert grown < 2 * 1024 * 1024, f"the database grew by {grown} bytes"
+    full = ["ffmpeg", "-c", "import time; time.sleep(600)", token, *big]
+    whole = b"".join(arg.encode() + b"\0" for arg in full)
+    for argv_text, length, digest in query(
+        db_path, f"SELECT argv, argv_bytes, argv_sha256 FROM processes WHERE pid IN ({marks})", pids
+    ):
+        argv = json.loads(argv_text)
+        assert sum(len(a.encode()) + 1 for a in argv) == 8192
+        assert argv[:4] == full[:4]
+        assert length == len(whole)
+        assert digest == hashlib.sha256(whole).hexdigest()
+    # The discovered event does not repeat the command line.
+    events = query(
+        db_path,
+        "SELECT e.details FROM process_events e JOIN processes p ON p.id = e.process_id "
+        f"WHERE e.kind = 'discovered' AND p.pid IN ({marks})",
+        pids,
+    )
+    assert len(events) == BIG_PROCESSES
+    assert all("argv" not in json.loads(details) for (details,) in events)
