@@ -174,3 +174,52 @@ def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
     )
     assert len(events) == BIG_PROCESSES
     assert all("argv" not in json.loads(details) for (details,) in events)
+
+
+# -- item 9: a database file another user owns, can read, or points to ------------------------
+
+
+def _watch_once(db: Path, *flags: str) -> subprocess.CompletedProcess:
+    return _cli("watch", "--once", "--db", str(db), "--discovery", "poll", *flags)
+
+
+def test_a_database_another_user_owns_or_reads_or_a_symlink_is_refused(tmp_path):
+    foreign = tmp_path / "foreign.db"
+    foreign.touch(mode=0o600)
+    os.chown(foreign, 65534, 65534)
+    readable = tmp_path / "readable.db"
+    readable.touch()
+    readable.chmod(0o644)
+    elsewhere = tmp_path / "elsewhere" / "victim"
+    elsewhere.parent.mkdir()
+    elsewhere.touch(mode=0o600)
+    link = tmp_path / "link.db"
+    link.symlink_to(elsewhere)
+
+    for db, why in (
+        (foreign, "is owned by uid 65534"),
+        (readable, "has mode 0644: other users can read or write it"),
+        (link, "is a symbolic link"),
+    ):
+        refused = _watch_once(db)
+        assert refused.returncode == 1, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in refused.stderr
+        assert lines[0].startswith(f"Error: database {db} {why}")
+        assert lines[0].endswith("--allow-unsafe-db uses it anyway")
+        assert db.stat().st_size == 0  # nothing written, not even through the link
+        assert not Path(f"{db}-wal").exists()
+    assert (foreign.stat().st_uid, readable.stat().st_mode & 0o777) == (65534, 0o644)
+
+
+def test_allow_unsafe_db_uses_such_a_file_all_the_same(tmp_path, real_cgroup_parent):
+    target = tmp_path / "real.db"
+    target.touch(mode=0o600)
+    link = tmp_path / "link.db"
+    link.symlink_to(target)
+    flags = ("--cgroup-parent", real_cgroup_parent, "--target", f"none-{uuid.uuid4().hex[:8]}")
+
+    allowed = _watch_once(link, "--allow-unsafe-db", *flags)
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert query(target, "SELECT count(*) FROM daemon_runs") == [(1,)]

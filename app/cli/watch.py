@@ -76,7 +76,15 @@ def watch_config_options(func):
     show_default=True,
 )
 @db_option
-def watch(watch_config, once, http_address, log_format, log_level, db, **overrides) -> None:
+@click.option(
+    "--allow-unsafe-db",
+    is_flag=True,
+    help="Use a database file that is a symlink, owned by another user, or readable or "
+    "writable by others (refused by default).",
+)
+def watch(
+    watch_config, once, http_address, log_format, log_level, db, allow_unsafe_db, **overrides
+) -> None:
     """Find transcoding processes, govern them, follow them to their end.
 
     Precedence: built-in defaults < --watch-config file < flags.
@@ -97,7 +105,9 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
     from ffrtmp.service import StartupError, build_daemon
 
     try:
-        daemon = build_daemon(config, db=db, once=once, http_address=http_address)
+        daemon = build_daemon(
+            config, db=db, once=once, http_address=http_address, allow_unsafe_db=allow_unsafe_db
+        )
     except StartupError as exc:
         refusal = click.ClickException(str(exc))
         refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
