@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from daemon_harness import query, start_watch
-from helpers_processes import SLEEP_BINARY, wait_until
+from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, wait_until
 
 # -- item 5: bytes that are not UTF-8 in argv, cwd and exe ------------------------------------
 
@@ -223,3 +226,175 @@ def test_allow_unsafe_db_uses_such_a_file_all_the_same(tmp_path, real_cgroup_par
 
     assert allowed.returncode == 0, allowed.stderr
     assert query(target, "SELECT count(*) FROM daemon_runs") == [(1,)]
+
+
+# -- item 10: configuration values and files no one would write -------------------------------
+
+CONFIG_BOUND_S = 10.0  # each answer is immediate; python's start-up is most of it
+
+
+def _config_check(path: Path | str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    done = _cli("config", "check", str(path))
+    return done, time.monotonic() - started
+
+
+def _hostile_configs(tmp_path: Path) -> dict[str, tuple[Path | str, str]]:
+    def file(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # no writer ever opens it: a reader that waits, waits forever
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "w") as f:
+        f.write("# " + "x" * (50 * 1024 * 1024) + "\n")
+    return {
+        "digits": (file("digits.yaml", "scan_interval: " + "1" * 5000 + "\n"), "is far too large"),
+        "nesting": (file("deep.yaml", "filters: " + "[" * 5000 + "]" * 5000 + "\n"), "deeper"),
+        "memory": (
+            file("memory.yaml", f"default_limits: {{memory_limit: {10**400}}}\n"),
+            "default_limits.memory_limit must be at most 8796093022207 MB",
+        ),
+        "retention": (
+            file("retention.yaml", "retention: 99999999999999d\n"),
+            "retention must be at most 36500d",
+        ),
+        "cpu": (
+            file("cpu.yaml", "default_limits: {cpu_quota: 1e300}\n"),
+            "default_limits.cpu_quota must be at most 1000000%",
+        ),
+        "zero": ("/dev/zero", "it is not a regular file"),
+        "fifo": (fifo, "it is not a regular file"),
+        "huge": (huge, "is larger than 1024 KiB"),
+    }
+
+
+def test_each_hostile_config_gets_one_sentence_at_once(tmp_path):
+    for name, (path, words) in _hostile_configs(tmp_path).items():
+        done, took = _config_check(path)
+        assert done.returncode == 2, (name, done.stdout[-300:], done.stderr[-300:])
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, (name, done.stderr[-500:])
+        assert lines[0].startswith(f"Error: {path}"), (name, lines[0])
+        assert words in lines[0], (name, lines[0])
+        assert len(lines[0]) < 300, (name, lines[0])
+        assert took < CONFIG_BOUND_S, f"{name}: {took:.1f}s"
+
+
+def test_the_largest_accepted_values_are_stored_and_used(tmp_path, store, db_path):
+    from ffrtmp.candidate import Candidate
+    from ffrtmp.config import load_config
+    from ffrtmp.identity import current_identity
+    from ffrtmp.prune import prune
+    from ffrtmp.utctime import utc
+
+    config = tmp_path / "max.yaml"
+    config.write_text(
+        "default_limits: {memory_limit: 8796093022207, cpu_quota: 1000000}\nretention: 36500d\n"
+    )
+    loaded = load_config(config)
+    me = current_identity(os.getpid())
+    candidate = Candidate(me, "ffmpeg", ("ffmpeg",), os.getppid(), "ffmpeg")
+    now = utc(time.time())
+
+    # A register with them is stored (10^400 MB failed every register: "int too large").
+    store.register(candidate, job_id="auto-ffmpeg-max", limits=loaded.default_limits, now=now)
+    assert query(db_path, "SELECT requested_memory_limit_mb FROM processes") == [(8796093022207,)]
+    assert loaded.default_limits.memory_limit_bytes <= 2**63 - 1
+    # And a prune with the longest retention runs (10^14 days failed on every pass).
+    prune(store, loaded.retention_s, now)
+
+
+def test_an_unknown_failpoint_name_is_refused(tmp_path, db_path):
+    refused = _cli(
+        "watch",
+        "--once",
+        "--db",
+        str(db_path),
+        env={**os.environ, "FFRTMP_FAILPOINTS": "store.comit=EIO"},
+    )
+    assert refused.returncode == 2
+    assert "'store.comit' is not a failpoint" in refused.stderr
+    assert not db_path.exists()
+
+
+def test_every_failpoint_the_code_checks_is_known():
+    from ffrtmp import failpoints
+
+    source = Path(failpoints.__file__).parent
+    used = set()
+    for path in source.rglob("*.py"):
+        used.update(re.findall(r'failpoints\.check\("([^"]+)"\)', path.read_text()))
+    assert used and used <= failpoints.KNOWN, used - failpoints.KNOWN
+
+
+# -- item 11: a runaway statement in `ffrtmp sql` ---------------------------------------------
+
+RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+ENDLESS_ROWS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_ctrl_c_stops_a_runaway_query_at_once(store, db_path, spawn):
+    query_process = spawn(
+        [
+            sys.executable,
+            "-m",
+            "ffrtmp.cli",
+            "sql",
+            "--db",
+            str(db_path),
+            "--timeout",
+            "0",
+            RUNAWAY,
+        ],
+        wait_exec=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Past python's start-up and well into the statement: a second of CPU spent.
+    wait_until(lambda: _cpu_seconds(query_process.pid) > 1.5, what="the query running")
+    assert query_process.poll() is None
+    sent = time.monotonic()
+    query_process.send_signal(signal.SIGINT)
+    returncode = query_process.wait(timeout=STATE_TIMEOUT_S)
+    took = time.monotonic() - sent
+    stderr = query_process.stderr.read().decode()
+
+    assert returncode == 130, stderr
+    assert took < 5.0, f"{took:.1f}s after SIGINT"
+    assert stderr.strip() == "Error: the query was interrupted (Ctrl-C); nothing was changed"
+
+
+def test_a_runaway_query_is_stopped_at_its_time_limit(store, db_path):
+    started = time.monotonic()
+    done = _cli("sql", "--db", str(db_path), "--timeout", "1s", RUNAWAY)
+    took = time.monotonic() - started
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: the query was stopped after 1s")
+    assert took < 30, f"{took:.1f}s"
+
+
+def test_rows_are_capped_and_the_cap_is_said(store, db_path):
+    done = _cli("sql", "--db", str(db_path), "--max-rows", "5", "--csv", ENDLESS_ROWS)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["x", "1", "2", "3", "4", "5"]
+    assert "stopped after 5 rows" in done.stderr
+
+
+def test_load_extension_is_refused_with_its_own_message(store, db_path):
+    done = _cli("sql", "--db", str(db_path), "SELECT load_extension('/tmp/nothing.so')")
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: load_extension() is not allowed: ffrtmp sql loads no extensions"
+    )
