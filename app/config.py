@@ -628,3 +628,25 @@ def changed_keys(old: WatchConfig, new: WatchConfig) -> dict[str, tuple[Any, Any
         for key in dict.fromkeys([*before, *after])
         if before.get(key) != after.get(key)
     }
+
+
+_LOOSER_WHEN_HIGHER = ("cpu_quota", "memory_limit", "cpu_weight")
+
+
+def loosened(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Of `changed_keys()`, those that govern less: a limit removed or raised, a larger CPU
+    weight, a target command no longer listed. A config file cut short mid-write can still be
+    valid YAML and do exactly this, so a reload says it loudly."""
+    found = {}
+    for key, (before, after) in changes.items():
+        name = key.rsplit(".", 1)[-1]
+        if name in _LOOSER_WHEN_HIGHER and before is not None:
+            if after is None or (
+                isinstance(after, int | float)
+                and isinstance(before, int | float)
+                and after > before
+            ):
+                found[key] = (before, after)
+        elif key == "target_commands" and set(before or ()) - set(after or ()):
+            found[key] = (before, after)
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from daemon_harness import query, start_watch
+from daemon_harness import close, make_daemon, query, start_watch
 from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, wait_until
 
 # -- item 5: bytes that are not UTF-8 in argv, cwd and exe ------------------------------------
@@ -398,3 +399,63 @@ def test_load_extension_is_refused_with_its_own_message(store, db_path):
     assert done.stderr.strip() == (
         "Error: load_extension() is not allowed: ffrtmp sql loads no extensions"
     )
+
+
+# -- item 12: a reload of a file cut short mid-write ------------------------------------------
+
+WHOLE_CONFIG = """\
+target_commands: [ffmpeg]
+commands:
+  ffmpeg:
+    match: {{exe: '{exe}'}}
+discovery: poll
+default_limits:
+  memory_limit: 512
+  cpu_quota: 50
+"""
+
+
+def test_a_reload_that_loosens_limits_is_recorded_and_warned(
+    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent, caplog
+):
+    config = tmp_path / "watch.yaml"
+    whole = WHOLE_CONFIG.format(exe=fake_ffmpeg)
+    config.write_text(whole)
+    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
+    try:
+        now = time.time()
+        daemon.start(now)
+        # Cut short mid-write, yet valid YAML: the CPU quota is gone.
+        config.write_text(whole[: whole.index("  cpu_quota")])
+        with caplog.at_level(logging.INFO, logger="ffrtmp.daemon"):
+            daemon.reload(now + 1)
+
+        ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
+        assert json.loads(recorded)["default_limits"] == {
+            "cpu_quota": None,
+            "cpu_weight": 100,
+            "memory_limit": 512,
+        }
+        events = query(db_path, "SELECT operation, message FROM error_events")
+        assert events == [
+            (
+                "reload",
+                f"the reload of {config} removed or loosened limits: "
+                # The command's own limits are default_limits with its keys applied.
+                "default_limits.cpu_quota: 50 -> None; "
+                "commands.ffmpeg.limits.cpu_quota: 50 -> None",
+            )
+        ]
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("default_limits.cpu_quota: 50 -> None" in r.getMessage() for r in warned)
+        changed = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert "reload: default_limits.cpu_quota: 50 -> None" in changed
+
+        # Putting the limit back is no loosening: nothing more is recorded.
+        config.write_text(whole)
+        daemon.reload(now + 2)
+        assert len(query(db_path, "SELECT id FROM error_events")) == 1
+        ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
+        assert json.loads(recorded)["default_limits"]["cpu_quota"] == 50
+    finally:
+        close(daemon)
