@@ -279,8 +279,13 @@ def number(*, minimum: float, below: float | None = None) -> Kind:
     def accept(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Invalid(f"must be a number, not {show(value)}")
-        if abs(value) > MAX_WHOLE_NUMBER:  # before isfinite(), which a huge int overflows
+        # Before isfinite(), which a huge int overflows.
+        if value > MAX_WHOLE_NUMBER and below is not None:
+            raise Invalid(f"must be at least {minimum:g} and below {below:g}, not {show(value)}")
+        if value > MAX_WHOLE_NUMBER:
             raise Invalid(f"must be at most {MAX_WHOLE_NUMBER}, not {show(value)}")
+        if value < -MAX_WHOLE_NUMBER:
+            raise Invalid(f"must be at least {minimum:g}, not {show(value)}")
         if not math.isfinite(value):
             raise Invalid(f"must be a number, not {show(value)}")
         if below is not None and not minimum <= value < below:
@@ -300,15 +305,15 @@ def _percent_of_core(value: Any) -> float:
             number_ = float(value.strip().removesuffix("%"))
         except ValueError:
             number_ = value
-    if isinstance(number_, int | float) and abs(number_) > MAX_PERCENT_OF_CORE:
+    if isinstance(number_, int | float) and number_ > MAX_PERCENT_OF_CORE:
         raise Invalid(
             f"must be at most {MAX_PERCENT_OF_CORE}% (ten thousand cores), not {show(value)}"
         )
     if (
         isinstance(number_, bool)
         or not isinstance(number_, int | float)
+        or not number_ > 0  # before isfinite(), which a huge negative int overflows
         or not math.isfinite(number_)
-        or not number_ > 0
     ):
         raise Invalid(f"must be a positive percentage of one core, not {show(value)}")
     return float(number_)

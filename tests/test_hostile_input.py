@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from daemon_harness import close, make_daemon, query, start_watch
 from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, wait_until
 
@@ -282,6 +283,27 @@ def test_each_hostile_config_gets_one_sentence_at_once(tmp_path):
         assert words in lines[0], (name, lines[0])
         assert len(lines[0]) < 300, (name, lines[0])
         assert took < CONFIG_BOUND_S, f"{name}: {took:.1f}s"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"cpu_quota": -(10**400)}, "--cpu-quota must be a positive percentage of one core"),
+        ({"cpu_quota": 10**400}, "--cpu-quota must be at most 1000000% (ten thousand cores)"),
+        ({"cpu_weight": 10**400}, "--cpu-weight must be between 1 and 10000"),
+        ({"memory_limit": -(10**400)}, "--memory-limit must be at least 1 MB"),
+        ({"memory_limit": 2**63}, "--memory-limit must be at most 8796093022207 MB"),
+        ({"max_retry_attempts": 10**400}, "--max-retry-attempts must be at most"),
+        ({"scan_interval": "99999999999999d"}, "--scan-interval must be at most 36500d"),
+    ],
+)
+def test_absurd_numbers_are_one_sentence(flags: dict, message: str) -> None:
+    from ffrtmp.config import ConfigError, WatchConfig, apply_overrides
+
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(WatchConfig(), **flags)
+    assert str(caught.value).startswith(message)
+    assert len(str(caught.value)) < 200
 
 
 def test_the_largest_accepted_values_are_stored_and_used(tmp_path, store, db_path):
