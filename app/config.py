@@ -48,6 +48,8 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,6 +71,7 @@ from ffrtmp.settings import (
     COMMAND_NAME,
     DIRECTORY,
     REGEX,
+    UNLIMITED,
     Flag,
     Invalid,
     InvalidSetting,
@@ -378,7 +381,9 @@ class _Reader:
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
-            self.fail(node, f"the value {node.value!r} has a YAML tag ffrtmp does not read")
+            self.fail(node, f"the value {show(node.value)} has a YAML tag ffrtmp does not read")
+        except ValueError:  # int() refuses more than 4,300 digits
+            self.fail(node, f"the number {show(node.value)} is far too large")
 
     def entries(self, node: yaml.Node, where: str, allowed: Mapping | None) -> _Entries:
         """The keys of a mapping node; `allowed` None accepts any name (command names)."""
@@ -588,6 +593,61 @@ def _read_document(reader: _Reader, root: yaml.Node | None, source: Path) -> Wat
     return reader.build(base, changes, "", top, root)
 
 
+# A config file is a few kilobytes; anything past this is not one (and would take seconds to
+# parse on every start and reload).
+MAX_CONFIG_BYTES = 1 << 20
+# Sections nest four deep (commands.ffmpeg.limits.memory_limit); YAML's composer recurses
+# once per level and a file of 5,000 "[" would exhaust Python's stack.
+MAX_NESTING = 32
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_NESTING, before it recurses that deep."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                mark = self.peek_event().start_mark
+                raise yaml.MarkedYAMLError(
+                    problem=f"it nests deeper than {MAX_NESTING} levels", problem_mark=mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_text(path: str | Path, name: str) -> str:
+    """The file's text: a regular file of at most MAX_CONFIG_BYTES, in UTF-8. Opened without
+    blocking, so that a FIFO or a device is refused rather than waited on or read forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{name} cannot be read: Is a directory")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{name} cannot be read: it is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{name} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} cannot be read: it is not UTF-8 text") from None
+
+
 def load_config(path: str | Path | None) -> WatchConfig:
     """The configuration in the YAML file at `path` over the built-in defaults; None gives the
     defaults alone. Raises ConfigError with one sentence naming the file, line and key. Keys
@@ -618,15 +678,9 @@ def given_keys(path: str | Path) -> dict[str, Any]:
 def _compose(path: str | Path) -> tuple[_Reader, yaml.Node | None]:
     """The file's YAML as nodes (which know their lines), or ConfigError."""
     name = str(path)
+    text_ = _read_text(path, name)
     try:
-        with open(path, encoding="utf-8") as f:
-            text_ = f.read()
-    except OSError as exc:
-        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name} cannot be read: it is not UTF-8 text") from None
-    try:
-        root = yaml.compose(text_, Loader=yaml.SafeLoader)
+        root = yaml.compose(text_, Loader=_BoundedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -753,3 +807,26 @@ def changed_keys(old: WatchConfig, new: WatchConfig) -> dict[str, tuple[Any, Any
         for key in dict.fromkeys([*before, *after])
         if before.get(key) != after.get(key)
     }
+
+
+_LOOSER_WHEN_HIGHER = ("cpu_quota", "memory_limit", "cpu_weight")
+
+
+def loosened(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Of `changed_keys()`, those that govern less: a limit removed or raised, a larger CPU
+    weight, a target command no longer listed. A config file cut short mid-write can still be
+    valid YAML and do exactly this, so a reload says it loudly."""
+    found = {}
+    for key, (before, after) in changes.items():
+        name = key.rsplit(".", 1)[-1]
+        # The effective config shows no limit as "unlimited" (None in older records).
+        if name in _LOOSER_WHEN_HIGHER and before not in (None, UNLIMITED):
+            if after in (None, UNLIMITED) or (
+                isinstance(after, int | float)
+                and isinstance(before, int | float)
+                and after > before
+            ):
+                found[key] = (before, after)
+        elif key == "target_commands" and set(before or ()) - set(after or ()):
+            found[key] = (before, after)
+    return found

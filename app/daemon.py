@@ -812,7 +812,7 @@ class Daemon:
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
             return
-        from ffrtmp.config import ConfigError, apply_overrides, changed_keys, load_config
+        from ffrtmp.config import ConfigError, apply_overrides, changed_keys, load_config, loosened
         from ffrtmp.scanner import Scanner
 
         try:
@@ -824,7 +824,8 @@ class Daemon:
         for line in fresh.warnings():
             log.warning("%s", line)
         old = self.config
-        for key, (before, after) in changed_keys(old, fresh).items():
+        changes = changed_keys(old, fresh)
+        for key, (before, after) in changes.items():
             if key.split(".")[0] in RESTART_ONLY_KEYS:
                 log.warning(
                     "reload: %s stays %s until a restart (the file now says %s)", key, before, after
@@ -842,10 +843,31 @@ class Daemon:
         self.snapshots.interval = fresh.health.snapshot_interval
         self.usage.set_interval(fresh.usage_interval)
         self._record_effective_config(now)
+        self._record_loosened(loosened(changes), source, now)
         for ident in self.skipped:
             self.settled.pop(ident, None)
         self.next_scan_at = now  # the new rules and filters apply to what runs now
         log.info("configuration reloaded from %s", source)
+
+    def _record_loosened(self, changes: dict, source: object, now: float) -> None:
+        """A reload that governs less (a limit gone or raised, a target dropped) is said at
+        WARNING and kept as an error event of operation `reload`: a file cut short mid-write
+        is often still valid YAML."""
+        if not changes:
+            return
+        from ffrtmp.errors import Classification
+        from ffrtmp.states import ErrorType
+
+        listed = "; ".join(
+            f"{key}: {before} -> {after}" for key, (before, after) in changes.items()
+        )
+        message = f"the reload of {source} removed or loosened limits: {listed}"
+        log.warning("%s (replace the file atomically: write a new one, then rename it)", message)
+        event = Classification(ErrorType.PERMANENT, False, None, None, "LimitsLoosened", message)
+        try:
+            self.store.record_error("reload", event, now=utc(now))
+        except Exception as exc:
+            log.error("could not record the loosened limits: %s", exc)
 
     def _record_effective_config(self, now: float) -> None:
         from ffrtmp.config import effective_dict

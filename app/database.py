@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Execution option of for_reading(): its transactions begin deferred on a writer's engine.
 DEFERRED_BEGIN = "ffrtmp_deferred_begin"
+
+
+ALLOW_UNSAFE_DB_FLAG = "--allow-unsafe-db"
 
 
 class DatabaseError(Exception):
@@ -68,6 +72,34 @@ def _check_file(path: Path) -> None:
             raise DatabaseError(f"database {path} cannot be read: {exc.strerror}") from None
         if header != SQLITE_HEADER:
             raise DatabaseError(f"{path} is not an SQLite database")
+
+
+def refuse_unsafe_file(path: Path) -> None:
+    """Refuse (DatabaseError) the daemon's database file when another user could read or
+    swap what it records: a symbolic link (whoever can change it chooses the file that is
+    written), a file owned by another user, or one that other users may read or write (every
+    process's argv is in it). A missing file is fine: it is created 0600."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DatabaseError(f"database {path} cannot be examined: {exc.strerror}") from None
+    escape = f"; {ALLOW_UNSAFE_DB_FLAG} uses it anyway"
+    if stat.S_ISLNK(info.st_mode):
+        raise DatabaseError(
+            f"database {path} is a symbolic link; give the real file's path{escape}"
+        )
+    if info.st_uid != os.geteuid():
+        raise DatabaseError(
+            f"database {path} is owned by uid {info.st_uid}, not by uid {os.geteuid()} that "
+            f"runs the daemon{escape}"
+        )
+    if info.st_mode & 0o026:
+        raise DatabaseError(
+            f"database {path} has mode {stat.S_IMODE(info.st_mode):04o}: other users can read "
+            f"or write it (chmod 600 it){escape}"
+        )
 
 
 def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:

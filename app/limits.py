@@ -19,6 +19,8 @@ MAX_CPU_WEIGHT = 10000
 MIN_MEMORY_LIMIT_MB = 1
 CPU_PERIOD_US = 100_000
 MIB = 1024 * 1024  # the memory limit is given in MiB, cgroups take bytes
+# memory.max / memory.limit_in_bytes hold a signed 64-bit count of bytes.
+MAX_MEMORY_LIMIT_MB = (2**63 - 1) // MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class Limits:
     )
     memory_limit_mb: int | None = setting(
         "memory_limit",
-        unlimited(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB")),
+        unlimited(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB", ceiling=MAX_MEMORY_LIMIT_MB)),
         default=defaults.MEMORY_LIMIT_MB,
         flag=Flag("--memory-limit", "Memory limit in MB; 0 or unlimited for no limit."),
     )

@@ -38,11 +38,11 @@ daemon_runs = _table(
 processes = _table(
     "processes",
     "id:Integer boot_id:String pid:Integer start_ticks:Integer started_at:UTCDateTime "
-    "command:String argv:JSON exe:Text ppid:Integer uid:Integer user:String cwd:Text "
-    "rule:String job_id:String state:String state_reason:Text requested_cpu_quota:Float "
-    "requested_cpu_weight:Integer requested_memory_limit_mb:Integer applied_cpu_quota:Float "
-    "applied_cpu_weight:Integer applied_memory_limit_mb:Integer cgroup_version:Integer "
-    "cgroup_paths:JSON discovered_at:UTCDateTime attached_at:UTCDateTime "
+    "command:String argv:JSON argv_bytes:Integer argv_sha256:String exe:Text ppid:Integer "
+    "uid:Integer user:String cwd:Text rule:String job_id:String state:String state_reason:Text "
+    "requested_cpu_quota:Float requested_cpu_weight:Integer requested_memory_limit_mb:Integer "
+    "applied_cpu_quota:Float applied_cpu_weight:Integer applied_memory_limit_mb:Integer "
+    "cgroup_version:Integer cgroup_paths:JSON discovered_at:UTCDateTime attached_at:UTCDateTime "
     "last_seen_at:UTCDateTime exited_at:UTCDateTime exit_code:Integer exit_signal:Integer "
     "exit_reason:Text oom_killed:Boolean peak_memory_bytes:Integer cpu_seconds:Float "
     "run_seconds:Float usage_sampled_at:UTCDateTime memory_current_bytes:Integer "

@@ -65,7 +65,9 @@ processes = Table(
     Column("start_ticks", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("command", String(255), nullable=False),
-    Column("argv", JSON, nullable=False),
+    Column("argv", JSON, nullable=False),  # capped at ARGV_STORED_BYTES (revision 0005)
+    Column("argv_bytes", Integer),  # the full command line's length, and its hash (0005)
+    Column("argv_sha256", String(64)),
     Column("exe", Text),
     Column("ppid", Integer),
     Column("uid", Integer),

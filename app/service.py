@@ -101,9 +101,14 @@ def choose_discovery(mode: str) -> Discovery:
 
 
 def build_daemon(
-    config: WatchConfig, *, db: str | None, once: bool = False, http_address: str | None = None
+    config: WatchConfig,
+    *,
+    db: str | None,
+    once: bool = False,
+    http_address: str | None = None,
+    allow_unsafe_db: bool = False,
 ) -> Daemon:
-    from ffrtmp.database import resolve
+    from ffrtmp.database import DatabaseError, refuse_unsafe_file, resolve
     from ffrtmp.scanner import Scanner
 
     # Every refusal comes before the database is touched: a daemon that cannot start
@@ -116,9 +121,14 @@ def build_daemon(
                 parse_address(http_address)
         except ValueError as exc:
             raise StartupError(f"--http {http_address}: {exc}") from None
+    location = resolve(db)
+    if location.path is not None and not allow_unsafe_db:
+        try:
+            refuse_unsafe_file(location.path)
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from None
     discovery = choose_discovery(config.discovery)
     try:
-        location = resolve(db)
         lock = lock_database(location)
     except StartupError:
         discovery.close()

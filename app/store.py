@@ -33,6 +33,7 @@ from ffrtmp.models import (
     RetryItem,
     Scan,
 )
+from ffrtmp.process_text import stored_argv
 from ffrtmp.states import EventKind, ProcessState, RetryState
 
 # The failure counters of a health snapshot, stored under these column names.
@@ -257,13 +258,16 @@ class Store:
     ) -> tuple[int, bool]:
         """Record a process instance once; returns (process id, whether it is new)."""
         ident = candidate.identity
+        argv = stored_argv(candidate.argv)
         values = dict(
             boot_id=ident.boot_id,
             pid=ident.pid,
             start_ticks=ident.start_ticks,
             started_at=ident.started_at,
             command=candidate.command,
-            argv=list(candidate.argv),
+            argv=argv.argv,
+            argv_bytes=argv.total_bytes,
+            argv_sha256=argv.sha256,
             exe=candidate.exe,
             ppid=candidate.ppid,
             uid=candidate.uid,
@@ -297,7 +301,7 @@ class Store:
                 ).scalar_one()
                 return existing, False
             kind = EventKind.FILTERED_OUT if state == ProcessState.SKIPPED else EventKind.DISCOVERED
-            event_details = {"rule": candidate.rule, "argv": list(candidate.argv)}
+            event_details: dict[str, Any] = {"rule": candidate.rule}  # argv is in its row
             if reason:
                 event_details["reason"] = reason
             if details:

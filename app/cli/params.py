@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 import click
 
 from ffrtmp.durations import parse_duration
+from ffrtmp.settings import MAX_DURATION_SECONDS
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -25,6 +26,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         pass
     else:
+        if seconds > MAX_DURATION_SECONDS:
+            raise ValueError(f"{text!r} is further back than a century")
         return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(raw)
@@ -62,9 +65,12 @@ class Duration(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if seconds > MAX_DURATION_SECONDS:  # date arithmetic with it would overflow
+            self.fail(f"{value!r} is longer than a century", param, ctx)
+        return seconds
 
 
 class SignalName(click.ParamType):

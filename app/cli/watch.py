@@ -175,6 +175,13 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
     **_environment("VERBOSE"),
 )
 @db_option
+@click.option(
+    "--allow-unsafe-db",
+    is_flag=True,
+    help="Use a database file that is a symlink, owned by another user, or readable or "
+    "writable by others (refused by default).",
+    **_environment("ALLOW_UNSAFE_DB"),
+)
 @click.pass_context
 def watch(
     ctx,
@@ -189,6 +196,7 @@ def watch(
     quiet,
     verbose,
     db,
+    allow_unsafe_db,
     **overrides,
 ) -> None:
     """Find transcoding processes, govern them, follow them to their end.
@@ -228,7 +236,9 @@ def watch(
     from ffrtmp.service import StartupError, build_daemon
 
     try:
-        daemon = build_daemon(config, db=db, once=once, http_address=http_address)
+        daemon = build_daemon(
+            config, db=db, once=once, http_address=http_address, allow_unsafe_db=allow_unsafe_db
+        )
     except StartupError as exc:
         refusal = click.ClickException(str(exc))
         refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
