@@ -134,6 +134,7 @@ class Daemon:
             cgroup_version=getattr(self.governor, "version", None),
             cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
             config=self.config_summary,
+            once=self.once,
         )
         if self.unavailable:
             log.error(
@@ -162,6 +163,11 @@ class Daemon:
                 total_attaches=int(details.get("total_attaches", 0)),
                 total_attach_failures=last.total_attach_failures,
                 errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
+                last_successful_attach_at=(
+                    last.last_successful_attach_at.timestamp()
+                    if last.last_successful_attach_at
+                    else None
+                ),
             )
         except (TypeError, ValueError) as exc:
             log.warning("health totals of the last run not restored: %s", exc)
@@ -542,6 +548,10 @@ class Daemon:
             "consecutive_attach_failures": report.consecutive_attach_failures,
             "total_scan_failures": report.total_scan_failures,
             "total_attach_failures": report.total_attach_failures,
+            "status_since": utc(report.status_since) if report.status_since else None,
+            "last_successful_attach_at": (
+                utc(report.last_successful_attach_at) if report.last_successful_attach_at else None
+            ),
         }
         details = {
             "discovery": self.discovery,

@@ -165,6 +165,7 @@ class Store:
         cgroup_version: int | None,
         cgroup_parent: str | None,
         config: dict,
+        once: bool = False,
     ) -> int:
         with self.unit() as s:
             run = DaemonRun(
@@ -176,6 +177,7 @@ class Store:
                 cgroup_version=cgroup_version,
                 cgroup_parent=cgroup_parent,
                 config=config,
+                once=once,
             )
             s.add(run)
             s.flush()
@@ -656,6 +658,8 @@ class Store:
                     reasons=list(reasons),
                     last_scan_at=counters.get("last_scan_at"),
                     last_successful_scan_at=counters.get("last_successful_scan_at"),
+                    status_since=counters.get("status_since"),
+                    last_successful_attach_at=counters.get("last_successful_attach_at"),
                     **{name: counters.get(name, 0) for name in FAILURE_COUNTERS},
                     retry_pending=depths.get(RetryState.PENDING, 0),
                     dead_letters=depths.get(RetryState.DEAD, 0),
