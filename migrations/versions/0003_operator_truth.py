@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("daemon_runs") as batch:
         # A `watch --once` run never speaks for the daemon in `ffrtmp health`.
-        batch.add_column(
-            sa.Column("once", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("once", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.execute("UPDATE daemon_runs SET once = 1 WHERE stop_reason = 'once'")
     with op.batch_alter_table("processes") as batch:
         # Where a process was before it was attached: `ffrtmp release` moves it back there.
