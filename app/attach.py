@@ -89,7 +89,7 @@ class Attacher:
         )
         if self.health is not None:
             self.health.record_attach(True, now)
-        log.info("attached %s as %s: %s", identity, job_id, attachment.applied)
+        log.info("attached %s as %s: %s", identity, job_id, attachment.applied.describe())
         return AttachResult(ProcessState.ATTACHED, cgroup_paths=tuple(attachment.cgroup_paths))
 
     def _failed(
@@ -122,17 +122,31 @@ class Attacher:
         if self.health is not None:
             self.health.record_attach(False, now)
             self.health.record_error(str(error.error_type))
+        if outcome.state == "pending":
+            what_next = f"retry {outcome.attempt + 1} at {outcome.next_attempt_at:%H:%M:%S} UTC"
+        elif outcome.state == "dead":
+            what_next = "no retry left"
+        else:
+            what_next = "not retried; followed without limits"
         log.warning(
             "attach of %s (%s) failed: %s [%s]; %s",
             identity,
             job_id,
             error.message,
             error.error_type,
-            outcome.state,
+            what_next,
         )
         if outcome.state == "pending":
             return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
         if outcome.state == "dead":
+            log.error(
+                "dead letter: %s (%s) runs without its limits after %d attempts (%s); "
+                "see `ffrtmp retries list`",
+                identity,
+                job_id,
+                outcome.attempt + 1,
+                error.message,
+            )
             return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
         self.store.record_observed(process_id, reason=f"attach failed: {error.message}", now=when)
         return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)

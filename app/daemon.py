@@ -63,6 +63,7 @@ class Daemon:
         self.config_summary = config_summary or {}
         self.notifier = notifier
         self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
+        self.database_description = "?"  # for the ready line; set by ffrtmp.service
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
@@ -143,10 +144,26 @@ class Daemon:
             )
         self._restore_health_totals()
         self._others_cursor = self.store.newest_event_id()
-        self.recover(now)
+        recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
-        self.store.dead_letter_exhausted(now=utc(now))
+        exhausted = self.store.dead_letter_exhausted(now=utc(now))
+        if exhausted:
+            log.error(
+                "dead letter: %d retry items whose last attempt was cut short by the last stop; "
+                "see `ffrtmp retries list`",
+                exhausted,
+            )
         self.next_retry_at = self._next_retry()
+        pending = self.store.retry_depths().get("pending", 0)
+        log.info(
+            "recovery: %d adopted, %d attached again, %d followed without limits, %d closed "
+            "(ended while no daemon ran), %d retries pending",
+            recovered["adopted"],
+            recovered["attached"],
+            recovered["followed"],
+            recovered["closed"],
+            pending,
+        )
 
     def _restore_health_totals(self) -> None:
         """The totals go on across restarts; the consecutive counters describe this run."""
@@ -174,8 +191,10 @@ class Daemon:
             return
         self.health = self.attacher.health = restored
 
-    def recover(self, now: float) -> None:
-        """Take up what an earlier run left: adopt the living, close the dead, clean up."""
+    def recover(self, now: float) -> dict[str, int]:
+        """Take up what an earlier run left: adopt the living, close the dead, clean up.
+        Returns how many processes it adopted, attached again, followed and closed."""
+        counts = dict.fromkeys(("adopted", "attached", "followed", "closed"), 0)
         current_boot = boot_id()
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
@@ -187,8 +206,10 @@ class Daemon:
             ident = tracked.identity
             if ident.boot_id != current_boot:
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                counts["closed"] += 1
                 continue
             if not ident.is_running():
+                counts["closed"] += 1
                 self._close(
                     tracked.process_id,
                     ident,
@@ -204,9 +225,12 @@ class Daemon:
                     tracked.process_id, now=utc(now), state=ProcessState.ATTACHED
                 )
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
+                counts["adopted"] += 1
             elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
+                counts["followed"] += 1
             else:
+                counts["attached"] += 1
                 # Discovered but never attached (a crash in between), or moved out of its
                 # cgroup while we were away: attach again, on the same row.
                 self.store.mark_adopted(
@@ -219,6 +243,7 @@ class Daemon:
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id, now)
+        return counts
 
     def _close(
         self,
@@ -610,7 +635,15 @@ class Daemon:
             if self.notifier is not None:
                 self.notifier.ready(self)
             if self.once:
+                self._log_once_summary(now)
                 return 0
+            log.info(
+                "ready: discovery %s, database %s, config %s, %s",
+                self.discovery,
+                self.database_description,
+                getattr(self.config, "source", None) or "none (built-in defaults and flags)",
+                self.unavailable or f"cgroup v{getattr(self.governor, 'version', '?')}",
+            )
             while not self.stop_requested:
                 self._wait(self.wait_seconds(time.time()))
                 if self.stop_requested:
@@ -624,6 +657,27 @@ class Daemon:
             return 0
         finally:
             self.shutdown(time.time(), reason=stop_reason)
+
+    def _log_once_summary(self, now: float) -> None:
+        """The one line a `--once` run ends with: what its scan found and did."""
+        try:
+            summary = self.store.once_summary(self.run_id)
+        except Exception as exc:
+            self._record_error("store", exc, now)
+            return
+        log.info(
+            "once: %d matched, %d new; %d attached, %d retrying, %d dead letters, %d skipped, "
+            "%d followed without limits, %d vanished; health %s",
+            summary["matched"],
+            summary["new"],
+            summary["attached"],
+            summary["retrying"],
+            summary["dead"],
+            summary["skipped"],
+            summary["observed"],
+            summary["vanished"],
+            self.health.evaluate(now).status.value,
+        )
 
     def _wait(self, timeout: float) -> None:
         """Until the timeout, a kernel event, or a signal. Python restarts a select() that a

@@ -152,12 +152,10 @@ class Lifecycle:
         self.leader_left.discard(followed.identity.pid)
         self._recent_exits.pop(followed.identity.pid, None)
         log.info(
-            "%s (%s) ended: code %s signal %s%s",
+            "%s (%s) ended: %s",
             followed.identity,
             followed.job_id,
-            info.exit_code,
-            info.exit_signal,
-            f" ({info.reason})" if info.reason else "",
+            info.describe(getattr(usage, "oom_killed", None)),
         )
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)

@@ -37,6 +37,7 @@ RETRY_COLUMNS = (
     "last_error_type",
     "last_error",
     "final_reason",
+    "closed_reason",
 )
 RETRY_DEFAULT_STATES = (RetryState.PENDING, RetryState.DEAD)
 
@@ -129,16 +130,24 @@ def _retry_select() -> Select:
         retry_items.c.last_error_type,
         retry_items.c.last_error,
         retry_items.c.final_reason,
+        retry_items.c.closed_reason,
     ).join(processes, processes.c.id == retry_items.c.process_id)
 
 
 # --- retries ----------------------------------------------------------------------------------
 
 
-def list_retries(conn: Connection, states: Sequence[str] | None = RETRY_DEFAULT_STATES) -> list:
+def list_retries(
+    conn: Connection,
+    states: Sequence[str] | None = RETRY_DEFAULT_STATES,
+    *,
+    closed: bool = False,
+) -> list:
     """Retry items in `states` (all when None): pending first by when they are due, then the
-    others by id."""
+    others by id. Closed dead letters (their process ended) only with `closed`."""
     query = _retry_select()
+    if not closed:
+        query = query.where(retry_items.c.closed_at.is_(None))
     if states is not None:
         query = query.where(retry_items.c.state.in_([str(s) for s in states]))
     pending_first = (retry_items.c.state != RetryState.PENDING).label("not_pending")

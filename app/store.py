@@ -43,6 +43,9 @@ FAILURE_COUNTERS = (
     "total_attach_failures",
 )
 
+# Why a dead letter was closed (retry_items.closed_reason).
+DEAD_LETTER_CLOSED_EXITED = "process exited"
+
 # States of a process the daemon still follows (or must look at again after a restart).
 UNFINISHED_STATES = (
     ProcessState.DISCOVERED,
@@ -540,6 +543,7 @@ class Store:
             if oom_killed:
                 add_event(s, process_id, EventKind.OOM_KILLED, now)
             _finish_pending_retry(s, process_id, RetryState.CANCELLED, "target_exited", now)
+            _close_dead_letter(s, process_id, DEAD_LETTER_CLOSED_EXITED, now)
 
     def mark_detached(self, process_ids: Iterable[int], *, now: datetime, reason: str) -> None:
         ids = list(process_ids)
@@ -668,6 +672,32 @@ class Store:
                 )
             )
 
+    def once_summary(self, run_id: int | None) -> dict[str, int]:
+        """What the scan of a `--once` run found (matched, new) and the states of the
+        processes it recorded."""
+        with self.reading() as s:
+            run = s.get(DaemonRun, run_id) if run_id is not None else None
+            summary = dict.fromkeys(
+                ("matched", "new", "attached", "retrying", "dead", "skipped", "observed"), 0
+            )
+            summary["vanished"] = 0
+            if run is None:
+                return summary
+            scan = s.scalars(
+                select(Scan).where(Scan.started_at >= run.started_at).order_by(Scan.id.desc())
+            ).first()
+            if scan is not None:
+                summary["matched"], summary["new"] = scan.matched, scan.new
+            states = s.execute(
+                select(Process.state, func.count())
+                .where(Process.discovered_at >= run.started_at)
+                .group_by(Process.state)
+            )
+            for state, count in states:
+                if state in summary:
+                    summary[state] += count
+            return summary
+
     def last_health(self) -> HealthSnapshot | None:
         with self.reading() as s:
             return s.scalars(select(HealthSnapshot).order_by(HealthSnapshot.id.desc())).first()
@@ -719,6 +749,17 @@ def _dead_letter(s: Session, item: RetryItem, reason: str, last_error: str, now:
     _set_state(s, item.process_id, ProcessState.DEAD, last_error)
     details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
     add_event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
+
+
+def _close_dead_letter(s: Session, process_id: int, reason: str, now: datetime) -> bool:
+    """A dead letter whose process ended has nothing left to act on: closed, kept as history,
+    no longer counted as actionable."""
+    item = _retry_item(s, process_id)
+    if item is None or item.state != RetryState.DEAD or item.closed_at is not None:
+        return False
+    item.closed_at, item.closed_reason, item.updated_at = now, reason, now
+    add_event(s, process_id, EventKind.DEAD_LETTER_CLOSED, now, {"reason": reason})
+    return True
 
 
 def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:

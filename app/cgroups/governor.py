@@ -146,7 +146,7 @@ class Governor:
             self._remove_directories(reversed(created))
             raise
         attachment = Attachment(self.version, tuple(str(d) for d in directories), applied)
-        log.info("attached %s to %s with %s", identity, job_id, applied)
+        log.debug("moved %s into %s: %s", identity, job_id, applied.describe())
         return attachment
 
     def governed_as(self, identity: ProcessIdentity, job_id: str) -> Attachment | None:

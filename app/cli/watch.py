@@ -51,6 +51,20 @@ def watch_config_options(func):
     return setting_options(flags())(func)
 
 
+def _warn_of_failpoints() -> None:
+    """First thing, so errors they inject are never mistaken for real ones."""
+    import logging
+
+    from ffrtmp import failpoints
+
+    for phrase in failpoints.armed():
+        logging.getLogger("ffrtmp.daemon").warning(
+            "failpoint armed (%s): %s; errors it injects are not real ones",
+            failpoints.ENV_VAR,
+            phrase,
+        )
+
+
 @click.command()
 @click.option(
     "--watch-config",
@@ -88,6 +102,7 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
 
     logs.setup(log_level, log_format)
     load_failpoints_or_fail()
+    _warn_of_failpoints()
     try:
         config = apply_overrides(load_config(watch_config), **overrides)
     except ConfigError as exc:
@@ -105,6 +120,7 @@ def watch(watch_config, once, http_address, log_format, log_level, db, **overrid
     daemon.overrides = overrides
     import logging
 
-    logging.getLogger("ffrtmp.daemon").info("effective configuration: %s", effective_dict(config))
+    logger = logging.getLogger("ffrtmp.daemon")
+    logs.log_settings(logger, "effective configuration", effective_dict(config), log_format)
     daemon.install_signal_handlers()
     sys.exit(daemon.run())
