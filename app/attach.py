@@ -86,6 +86,7 @@ class Attacher:
             applied=attachment.applied,
             now=when,
             attempt=attempt,
+            origin_cgroups=dict(getattr(attachment, "origin", ())) or None,
         )
         if self.health is not None:
             self.health.record_attach(True, now)

@@ -288,6 +288,8 @@ class Daemon:
 
             self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
+            # `ffrtmp release` may have taken some back behind our back.
+            self.lifecycle.unfollow(self.store.released_among(self.lifecycle.followed_ids()))
             self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
         except Exception as exc:
             ok = False

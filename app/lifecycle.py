@@ -64,6 +64,13 @@ class Lifecycle:
     def followed_ids(self) -> list[int]:
         return [f.process_id for f in self.by_pid.values()]
 
+    def unfollow(self, process_ids: set[int]) -> None:
+        """Stop following these processes (an operator released them): no exit is recorded
+        and their cgroups are left to whoever released them."""
+        for pid in [pid for pid, f in self.by_pid.items() if f.process_id in process_ids]:
+            del self.by_pid[pid]
+            self.leader_left.discard(pid)
+
     def note_exit_status(self, pid: int, wait_status: int) -> None:
         """Keep an exit status from the kernel for a pid we may ask about soon (a process
         that exits while its attach is still being decided)."""

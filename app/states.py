@@ -13,6 +13,7 @@ class ProcessState(StrEnum):
     DETACHED = "detached"  # the daemon stopped while the process ran; adopted again at start
     VANISHED = "vanished"  # exited before it could be attached
     EXITED = "exited"  # followed to its end
+    RELEASED = "released"  # `ffrtmp release` moved it back out of its job cgroup: not followed
 
 
 class RetryState(StrEnum):

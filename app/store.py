@@ -316,13 +316,18 @@ class Store:
         applied: Limits,
         now: datetime,
         attempt: int = 0,
+        origin_cgroups: dict[str, str] | None = None,
     ) -> None:
+        """`origin_cgroups`: where the process came from; None keeps what was recorded (a
+        process found already in its job cgroup came from where an earlier attempt said)."""
         paths = list(cgroup_paths)
+        origin = {} if origin_cgroups is None else {"origin_cgroups": dict(origin_cgroups)}
         with self.unit() as s:
             s.execute(
                 update(Process)
                 .where(Process.id == process_id)
                 .values(
+                    **origin,
                     state=ProcessState.ATTACHED,
                     state_reason=None,
                     attached_at=now,
@@ -499,6 +504,56 @@ class Store:
             if changed:
                 add_event(s, process_id, EventKind.RECONSIDERED, now)
             return bool(changed)
+
+    def take_over(
+        self, process_id: int, *, job_id: str, limits: Limits, now: datetime, by: str
+    ) -> bool:
+        """An operator governs a process the daemon recorded but did not govern (a filter
+        skipped it, or it was released): back to discovered under `job_id` with `limits`.
+        False when the row is not such a process that still runs."""
+        with self.unit() as s:
+            changed = s.execute(
+                update(Process)
+                .where(
+                    Process.id == process_id,
+                    Process.state.in_((ProcessState.SKIPPED, ProcessState.RELEASED)),
+                    Process.exited_at.is_(None),
+                )
+                .values(
+                    state=ProcessState.DISCOVERED,
+                    state_reason=None,
+                    job_id=job_id,
+                    requested_cpu_quota=limits.cpu_quota,
+                    requested_cpu_weight=limits.cpu_weight,
+                    requested_memory_limit_mb=limits.memory_limit_mb,
+                )
+            ).rowcount
+            if changed:
+                add_event(s, process_id, EventKind.RECONSIDERED, now, {"by": by, "job_id": job_id})
+            return bool(changed)
+
+    def record_released(
+        self, process_id: int, *, moved_to: dict[str, str], now: datetime, by: str
+    ) -> None:
+        """Moved out of its job cgroup by an operator: no longer governed nor followed."""
+        with self.unit() as s:
+            _set_state(s, process_id, ProcessState.RELEASED, f"released by {by}")
+            add_event(s, process_id, EventKind.RELEASED, now, {"moved_to": moved_to, "by": by})
+            _finish_pending_retry(s, process_id, RetryState.CANCELLED, "released", now)
+
+    def released_among(self, process_ids: Iterable[int]) -> set[int]:
+        """Which of these processes an operator released (the daemon stops following them)."""
+        ids = list(process_ids)
+        if not ids:
+            return set()
+        with self.reading() as s:
+            return set(
+                s.scalars(
+                    select(Process.id).where(
+                        Process.id.in_(ids), Process.state == ProcessState.RELEASED
+                    )
+                )
+            )
 
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
         """Cancel the process's pending retry item; False when it has none."""

@@ -124,8 +124,8 @@ def test_run_reports_a_killing_signal_as_128_plus_n(db_path, real_cgroup_parent)
     assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
 
 
-def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups):
-    child = spawn(["sleep", "30"])
+def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg):
+    child = spawn([fake_ffmpeg, "30"])
     result = ffrtmp(
         "attach",
         "--pid",
