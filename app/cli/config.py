@@ -32,7 +32,7 @@ def check(file: Path, as_json: bool) -> None:
     The printed YAML is itself a valid config file. A bad file prints one sentence naming
     the line and the key, and exits with status 2.
 
-    Example: ffrtmp config check /etc/ffrtmp/watch-config.yaml
+    Example: ffrtmp config check /etc/ffrtmp/watch.yaml
     """
     try:
         effective = effective_dict(load_config(file))
