@@ -20,7 +20,10 @@ class InvalidConfig(click.ClickException):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def config() -> None:
-    """Check watch configuration files."""
+    """Check watch configuration files.
+
+    Example: ffrtmp config check /etc/ffrtmp/watch.yaml
+    """
 
 
 @config.command()
