@@ -10,6 +10,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from ffrtmp.attach_safety import AttachRefused, check_never
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
@@ -65,6 +66,13 @@ class Attacher:
         (`look_first`) starts from what the kernel says: a process already in its job cgroup
         with the limits it is to have is recorded as attached, without another try."""
         when = utc(now)
+        try:
+            # Whatever asked (a scan, a retry, a recovery of an old row): init, kernel threads,
+            # ffrtmp and its ancestors are never moved.
+            check_never(identity.pid)
+        except AttachRefused as refused:
+            self.store.record_observed(process_id, reason=str(refused), now=when)
+            return AttachResult(ProcessState.OBSERVED, error=str(refused))
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
             self.store.record_observed(process_id, reason=self.unavailable_reason, now=when)

@@ -713,8 +713,11 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self._record_error("config", exc, now)
             return
+        from ffrtmp.logs import readable
+
         old = self.config
         for key, (before, after) in changed_keys(old, fresh).items():
+            before, after = readable(before), readable(after)
             if key.split(".")[0] in RESTART_ONLY_KEYS:
                 log.warning(
                     "reload: %s stays %s until a restart (the file now says %s)", key, before, after

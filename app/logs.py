@@ -47,7 +47,7 @@ def log_settings(logger: logging.Logger, title: str, settings: dict, fmt: str) -
         logger.info(title, extra={"data": settings})
         return
     for key, value in _flatten(settings):
-        logger.info("%s: %s = %s", title, key, _readable(value))
+        logger.info("%s: %s = %s", title, key, readable(value))
 
 
 def _flatten(settings: dict, prefix: str = ""):
@@ -59,11 +59,12 @@ def _flatten(settings: dict, prefix: str = ""):
             yield name, value
 
 
-def _readable(value: object) -> str:
+def readable(value: object) -> str:
+    """A setting's value for a log line: lists without Python's quotes, none, yes/no."""
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_readable(v) for v in value) + "]"
+        return "[" + ", ".join(readable(v) for v in value) + "]"
     return str(value)

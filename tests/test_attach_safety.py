@@ -186,3 +186,40 @@ def daemon_start(daemon) -> float:
     now = time.time()
     daemon.start(now)
     return now
+
+
+def test_the_daemons_own_attach_path_never_moves_init(store, job_cgroups: JobCgroups):
+    """A row for pid 1 (say, written by an older ffrtmp that let `attach --pid 1` through)
+    must not be attached again by a recovery or a retry."""
+    from datetime import UTC, datetime
+
+    from ffrtmp.attach import Attacher
+    from ffrtmp.backoff import BackoffPolicy
+    from ffrtmp.candidate import Candidate
+    from ffrtmp.cgroups import create_governor
+    from ffrtmp.identity import current_identity
+    from ffrtmp.limits import Limits
+
+    init = current_identity(1)
+    before = read_memberships(1)
+    candidate = Candidate(identity=init, command="init", argv=("init",), ppid=0, rule="manual")
+    process_id, _ = store.register(
+        candidate, job_id="manual-init-1-1", limits=Limits(), now=datetime.now(UTC)
+    )
+    attacher = Attacher(
+        store, create_governor(parent=job_cgroups.parent), BackoffPolicy(), retry_enabled=False
+    )
+
+    result = attacher.attach(process_id, init, "manual-init-1-1", Limits(), now=0.0)
+
+    assert result.state == "observed"
+    assert read_memberships(1) == before
+    assert job_cgroups.names() == []
+    with store.reading() as s:
+        from ffrtmp.models import Process
+
+        row = s.get(Process, process_id)
+        assert (row.state, row.state_reason) == (
+            "observed",
+            "pid 1 is init: ffrtmp never moves it into a job cgroup",
+        )
