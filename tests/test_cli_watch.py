@@ -409,7 +409,11 @@ def test_json_logs_are_one_object_per_line(db_path, real_cgroup_parent):
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     logged = [e["message"] for e in entries if e["logger"] == "ffrtmp.daemon"]
-    assert any("effective configuration" in message for message in logged)
+    settings = [e["data"] for e in entries if e["message"] == "effective configuration"]
+    assert len(settings) == 1  # one object, not a line per setting
+    assert settings[0]["target_commands"] == ["no-such-command-x"]
+    assert logged[-1].startswith("once: 0 matched, 0 new;")
+    assert query(db_path, "SELECT once FROM daemon_runs") == [(1,)]
 
 
 @pytest.mark.parametrize("discovery", ["events", "poll"])

@@ -184,6 +184,9 @@ def test_what_health_shows_as_current_is_current(
         stop(daemon)
     lines = (tmp_path / "d.log").read_text()
     assert "health: healthy -> degraded (2 consecutive attach failures (threshold 2))" in lines
+    assert f"ready: discovery poll, database {db_path}, config {config}, cgroup v" in lines
+    assert "recovery: 0 adopted, 0 attached again, 0 followed without limits, 0 closed" in lines
+    assert query(db_path, "SELECT count(*) FROM daemon_runs WHERE once = 0") == [(1,)]
 
 
 def attach_failures(db_path: Path) -> int:
