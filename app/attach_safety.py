@@ -69,8 +69,13 @@ def check_unless_forced(
 
 
 def service_of(cgroup_paths: list[str]) -> str | None:
-    """The systemd service (`name.service`) a process's cgroups put it in, if any."""
+    """The systemd service (`name.service`) a process's cgroups put it in, if any. A job
+    cgroup of ffrtmp's own (below ffrtmp's service) is no other service's."""
+    from ffrtmp.cgroups.jobs import is_job_name
+
     for path in cgroup_paths:
+        if is_job_name(path.rsplit("/", 1)[-1]):
+            continue
         for part in reversed(path.split("/")):
             if part.endswith(".service"):
                 return part

@@ -223,3 +223,13 @@ def test_the_daemons_own_attach_path_never_moves_init(store, job_cgroups: JobCgr
             "observed",
             "pid 1 is init: ffrtmp never moves it into a job cgroup",
         )
+
+
+def test_service_of_names_the_service_and_not_a_job_cgroup_of_ffrtmp():
+    from ffrtmp.attach_safety import service_of
+
+    assert service_of(["/system.slice/transcoder.service"]) == "transcoder.service"
+    assert service_of(["/system.slice/x.service/worker"]) == "x.service"
+    assert service_of(["/user.slice/user-1000.slice/session-3.scope"]) is None
+    job = "/system.slice/ffrtmp-watch.service/auto-ffmpeg-4242-123456"
+    assert service_of([job]) is None
