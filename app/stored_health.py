@@ -116,7 +116,8 @@ def current_health(
         "last_successful_scan_at": snapshot["last_successful_scan_at"],
         "consecutive_scan_failures": snapshot["consecutive_scan_failures"],
     }
-    if run is not None:
+    if run is not None and _runs_now(run, holder_run, lock_known, conn):
+        # Its scans, and only its: a later run (a one-off one too) would have its own.
         live = queries.scans_since(conn, run["started_at"])
         if live["last_scan_at"] is not None:
             counters = live
@@ -201,6 +202,15 @@ def _status_since(
         return snapshot["status_since"]
     stale_from = reference + timedelta(seconds=thresholds.stale_scan_after)
     return stale_from if status == HealthStatus.UNHEALTHY else snapshot["taken_at"]
+
+
+def _runs_now(run: dict, holder_run: dict | None, lock_known: bool, conn: Connection) -> bool:
+    """Whether `run` is the daemon running now (as the lock says, or else as the newest run
+    of any kind that recorded no stop)."""
+    if lock_known:
+        return holder_run is not None and holder_run["id"] == run["id"]
+    newest = queries.newest_daemon_run(conn, once=None)
+    return newest is not None and newest["id"] == run["id"] and run["stopped_at"] is None
 
 
 def _stopped(run: dict, now: datetime) -> str:
