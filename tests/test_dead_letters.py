@@ -23,7 +23,7 @@ def cli(db_path, *args: str):
 
 @pytest.mark.vm
 def test_a_dead_letter_is_closed_when_its_process_ends(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, caplog
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
     daemon = make_daemon(
@@ -40,6 +40,9 @@ def test_a_dead_letter_is_closed_when_its_process_ends(
         daemon.full_scan(now)
         daemon.step(now + 400)  # the one retry, past any backoff: dead
         assert query(db_path, "SELECT state, closed_at FROM retry_items") == [("dead", None)]
+        dead_lines = [r for r in caplog.records if r.getMessage().startswith("dead letter: ")]
+        assert [r.levelname for r in dead_lines] == ["ERROR"]  # a line of its own
+        assert f"pid {child.pid} " in dead_lines[0].getMessage()
         assert daemon.store.retry_depths().get("dead") == 1
         listed = json.loads(cli(db_path, "retries", "list", "--json").stdout)
         assert [row["state"] for row in listed] == ["dead"]
