@@ -66,6 +66,7 @@ class Daemon:
         self.config_summary = config_summary or {}
         self.notifier = notifier
         self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
+        self.database_description = "?"  # for the ready line; set by ffrtmp.service
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
@@ -159,6 +160,7 @@ class Daemon:
                 cgroup_version=getattr(self.governor, "version", None),
                 cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
                 config=self.config_summary,
+                once=self.once,
             )
 
         if not self.outbox.write("the start of this run", begin_run, now):
@@ -174,14 +176,31 @@ class Daemon:
             )
         self._restore_health_totals()
         self._others_cursor = self.store.newest_event_id()
-        self.recover(now)
+        recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
+        exhausted: list[int] = []
         self.outbox.write(
             "dead-lettering exhausted retries",
-            lambda: self.store.dead_letter_exhausted(now=utc(now)),
+            lambda: exhausted.append(self.store.dead_letter_exhausted(now=utc(now))),
             now,
         )
+        if exhausted and exhausted[0]:
+            log.error(
+                "dead letter: %d retry items whose last attempt was cut short by the last stop; "
+                "see `ffrtmp retries list`",
+                exhausted[0],
+            )
         self.next_retry_at = self._next_retry()
+        pending = self.store.retry_depths().get("pending", 0)
+        log.info(
+            "recovery: %d adopted, %d attached again, %d followed without limits, %d closed "
+            "(ended while no daemon ran), %d retries pending",
+            recovered["adopted"],
+            recovered["attached"],
+            recovered["followed"],
+            recovered["closed"],
+            pending,
+        )
 
     def _restore_health_totals(self) -> None:
         """The totals go on across restarts; the consecutive counters describe this run."""
@@ -198,14 +217,21 @@ class Daemon:
                 total_attaches=int(details.get("total_attaches", 0)),
                 total_attach_failures=last.total_attach_failures,
                 errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
+                last_successful_attach_at=(
+                    last.last_successful_attach_at.timestamp()
+                    if last.last_successful_attach_at
+                    else None
+                ),
             )
         except (TypeError, ValueError) as exc:
             log.warning("health totals of the last run not restored: %s", exc)
             return
         self.health = self.attacher.health = restored
 
-    def recover(self, now: float) -> None:
-        """Take up what an earlier run left: adopt the living, close the dead, clean up."""
+    def recover(self, now: float) -> dict[str, int]:
+        """Take up what an earlier run left: adopt the living, close the dead, clean up.
+        Returns how many processes it adopted, attached again, followed and closed."""
+        counts = dict.fromkeys(("adopted", "attached", "followed", "closed"), 0)
         current_boot = boot_id()
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
@@ -217,8 +243,10 @@ class Daemon:
             ident = tracked.identity
             if ident.boot_id != current_boot:
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                counts["closed"] += 1
                 continue
             if not ident.is_running():
+                counts["closed"] += 1
                 self._close(
                     tracked.process_id,
                     ident,
@@ -232,9 +260,12 @@ class Daemon:
             if tracked.state in (ProcessState.ATTACHED, ProcessState.DETACHED) and in_cgroup:
                 self._mark_adopted(tracked.process_id, now, ProcessState.ATTACHED)
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
+                counts["adopted"] += 1
             elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
+                counts["followed"] += 1
             else:
+                counts["attached"] += 1
                 # Discovered but never attached (a crash in between), or moved out of its
                 # cgroup while we were away: attach again, on the same row.
                 self._mark_adopted(tracked.process_id, now, ProcessState.DISCOVERED)
@@ -245,6 +276,7 @@ class Daemon:
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id, now)
+        return counts
 
     def _mark_adopted(self, process_id: int, now: float, state: ProcessState) -> None:
         self.outbox.write(
@@ -296,6 +328,8 @@ class Daemon:
 
             self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
+            # `ffrtmp release` may have taken some back behind our back.
+            self.lifecycle.unfollow(self.store.released_among(self.lifecycle.followed_ids()))
             followed_ids = self.lifecycle.followed_ids()
             self.outbox.write(
                 "the last-seen times",
@@ -704,6 +738,10 @@ class Daemon:
             "consecutive_attach_failures": report.consecutive_attach_failures,
             "total_scan_failures": report.total_scan_failures,
             "total_attach_failures": report.total_attach_failures,
+            "status_since": utc(report.status_since) if report.status_since else None,
+            "last_successful_attach_at": (
+                utc(report.last_successful_attach_at) if report.last_successful_attach_at else None
+            ),
         }
         details = {
             "discovery": self.discovery,
@@ -773,7 +811,15 @@ class Daemon:
             if self.notifier is not None:
                 self.notifier.ready(self)
             if self.once:
+                self._log_once_summary(now)
                 return 0
+            log.info(
+                "ready: discovery %s, database %s, config %s, %s",
+                self.discovery,
+                self.database_description,
+                getattr(self.config, "source", None) or "none (built-in defaults and flags)",
+                self.unavailable or f"cgroup v{getattr(self.governor, 'version', '?')}",
+            )
             self.usage.start()  # in a thread of its own: see ffrtmp.usage
             while not self.stop_requested:
                 self._wait(self.wait_seconds(time.time()))
@@ -788,6 +834,27 @@ class Daemon:
             return 0
         finally:
             self.shutdown(time.time(), reason=stop_reason)
+
+    def _log_once_summary(self, now: float) -> None:
+        """The one line a `--once` run ends with: what its scan found and did."""
+        try:
+            summary = self.store.once_summary(self.run_id)
+        except Exception as exc:
+            self._record_error("store", exc, now)
+            return
+        log.info(
+            "once: %d matched, %d new; %d attached, %d retrying, %d dead letters, %d skipped, "
+            "%d followed without limits, %d vanished; health %s",
+            summary["matched"],
+            summary["new"],
+            summary["attached"],
+            summary["retrying"],
+            summary["dead"],
+            summary["skipped"],
+            summary["observed"],
+            summary["vanished"],
+            self.health.evaluate(now).status.value,
+        )
 
     def _wait(self, timeout: float) -> None:
         """Until the timeout, a kernel event, or a signal. Python restarts a select() that a
@@ -823,9 +890,12 @@ class Daemon:
             return
         for line in fresh.warnings():
             log.warning("%s", line)
+        from ffrtmp.logs import readable
+
         old = self.config
         changes = changed_keys(old, fresh)
         for key, (before, after) in changes.items():
+            before, after = readable(before), readable(after)
             if key.split(".")[0] in RESTART_ONLY_KEYS:
                 log.warning(
                     "reload: %s stays %s until a restart (the file now says %s)", key, before, after

@@ -66,6 +66,18 @@ def configure(spec: str | None = None) -> None:
         _remaining = parse(os.environ.get(ENV_VAR, "") if spec is None else spec)
 
 
+def armed() -> list[str]:
+    """One phrase per failpoint that will still fire, e.g. `governor.attach fails with EBUSY
+    3 more times`."""
+    with _lock:
+        points = [(name, point) for name, point in sorted(_remaining.items()) if point[1] > 0]
+    phrases = []
+    for name, (code, count) in points:
+        times = "every time" if count == math.inf else f"{int(count)} more times"
+        phrases.append(f"{name} fails with {errno.errorcode.get(code, code)} {times}")
+    return phrases
+
+
 def check(name: str) -> None:
     """Raise the configured OSError if failpoint `name` is armed; otherwise do nothing."""
     if not _remaining:

@@ -19,6 +19,7 @@ seconds passed in by the caller, so they can be stored and tests control them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from ffrtmp import defaults
 from ffrtmp.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
 from ffrtmp.states import HealthStatus
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = duration()  # the kind of HealthSettings.snapshot_interval, checked here too
 SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
@@ -84,6 +87,8 @@ class HealthReport:
     # watchdog goes by it, so a refusing database never gets a governing daemon restarted
     # (which would lose the writes it keeps for the database).
     loop_status: HealthStatus | None = None
+    status_since: float | None = None  # when this status began (this run's start at first)
+    last_successful_attach_at: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -103,6 +108,8 @@ class HealthReport:
             "errors_by_type": dict(self.errors_by_type),
             "store_failing_since": self.store_failing_since,
             "store_failure": self.store_failure,
+            "status_since": self.status_since,
+            "last_successful_attach_at": self.last_successful_attach_at,
         }
 
 
@@ -162,6 +169,9 @@ class HealthTracker:
         self._store_failing_since: float | None = None
         self._store_failure: str | None = None
         self._problems: dict[str, str] = {}
+        self._last_successful_attach_at: float | None = None
+        self._status: HealthStatus | None = None
+        self._status_since: float | None = None
 
     @classmethod
     def restore(
@@ -174,9 +184,11 @@ class HealthTracker:
         total_attaches: int = 0,
         total_attach_failures: int = 0,
         errors_by_type: dict[str, int] | None = None,
+        last_successful_attach_at: float | None = None,
     ) -> HealthTracker:
-        """A tracker for a restarted daemon that continues the totals of its last snapshot.
-        Consecutive counters and scan times start afresh: they describe this run."""
+        """A tracker for a restarted daemon that continues the totals of its last snapshot,
+        and the time of its last successful attach. Consecutive counters, scan times and the
+        status start afresh: they describe this run."""
         totals = {
             "total_scans": total_scans,
             "total_scan_failures": total_scan_failures,
@@ -202,6 +214,7 @@ class HealthTracker:
         tracker._total_attaches = total_attaches
         tracker._total_attach_failures = total_attach_failures
         tracker._errors_by_type.update({str(k): v for k, v in (errors_by_type or {}).items()})
+        tracker._last_successful_attach_at = last_successful_attach_at
         return tracker
 
     def record_scan(self, ok: bool, now: float) -> None:
@@ -216,11 +229,11 @@ class HealthTracker:
                 self._total_scan_failures += 1
 
     def record_attach(self, ok: bool, now: float) -> None:
-        # `now` is accepted for symmetry with record_scan; no rule ages attach results.
         with self._lock:
             self._total_attaches += 1
             if ok:
                 self._consecutive_attach_failures = 0
+                self._last_successful_attach_at = now
             else:
                 self._consecutive_attach_failures += 1
                 self._total_attach_failures += 1
@@ -274,6 +287,8 @@ class HealthTracker:
                     max(0.0, now - self._store_failing_since),
                     self._store_failure,
                 )
+            if status != self._status:
+                self._status_changed(status, reasons, now)
             return HealthReport(
                 status=status,
                 reasons=reasons,
@@ -294,7 +309,30 @@ class HealthTracker:
                 store_failing_since=self._store_failing_since,
                 store_failure=self._store_failure,
                 loop_status=loop_status,
+                status_since=self._status_since,
+                last_successful_attach_at=self._last_successful_attach_at,
             )
+
+    def _status_changed(self, status: HealthStatus, reasons: tuple[str, ...], now: float) -> None:
+        """One line per change, whichever thread evaluates first (the loop or /healthz); the
+        first status of a run dates from its start and is no change."""
+        before = self._status
+        self._status = status
+        if before is None:
+            self._status_since = self.started_at
+            if status == HealthStatus.HEALTHY:
+                return
+        else:
+            self._status_since = now
+        worse = before is None or SEVERITY[status] > SEVERITY[before]
+        why = "; ".join(reasons) or "no failure rule applies any more"
+        log.log(
+            logging.WARNING if worse else logging.INFO,
+            "health: %s -> %s (%s)",
+            "starting" if before is None else before.value,
+            status.value,
+            why,
+        )
 
 
 def _with_store_failure(
@@ -315,8 +353,10 @@ def _with_store_failure(
 
 
 class SnapshotSchedule:
-    """When to store a health snapshot: on every change of status, and at least every
-    `interval` seconds otherwise."""
+    """When to store a health snapshot: on every change of status or of a consecutive failure
+    counter (so what `ffrtmp health` reads of them is current: they change at most once per
+    scan or attach, each of which writes rows anyway), and at least every `interval` seconds
+    otherwise."""
 
     def __init__(self, interval: float = defaults.HEALTH_SNAPSHOT_INTERVAL_SECONDS) -> None:
         try:
@@ -325,9 +365,12 @@ class SnapshotSchedule:
             raise InvalidSetting("snapshot_interval", exc.predicate) from None
         self._last_status: HealthStatus | None = None
         self._last_at: float | None = None
+        self._last_counters: tuple[int, int] | None = None
 
     def due(self, report: HealthReport, now: float) -> bool:
         if self._last_at is None or report.status != self._last_status:
+            return True
+        if _consecutive(report) != self._last_counters:
             return True
         # A clock stepped backwards would otherwise silence snapshots until it caught up.
         return now - self._last_at >= self.interval or now < self._last_at
@@ -335,6 +378,11 @@ class SnapshotSchedule:
     def mark(self, report: HealthReport, now: float) -> None:
         self._last_status = report.status
         self._last_at = now
+        self._last_counters = _consecutive(report)
+
+
+def _consecutive(report: HealthReport) -> tuple[int, int]:
+    return report.consecutive_scan_failures, report.consecutive_attach_failures
 
 
 def _seconds(value: float) -> str:

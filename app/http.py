@@ -266,6 +266,9 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "description": "ffrtmp watch daemon",
         "checks": checks,
         "notes": _notes(daemon, now),
+        # Beyond the draft, as `ffrtmp health` and the snapshots name them.
+        "status_since": _iso(report.status_since),
+        "last_successful_attach_at": _iso(report.last_successful_attach_at),
     }
     if report.reasons:
         body["output"] = "; ".join(report.reasons)

@@ -69,6 +69,13 @@ class Lifecycle:
     def followed_ids(self) -> list[int]:
         return [f.process_id for f in self.by_pid.values() if f.process_id is not None]
 
+    def unfollow(self, process_ids: set[int]) -> None:
+        """Stop following these processes (an operator released them): no exit is recorded
+        and their cgroups are left to whoever released them."""
+        for pid in [pid for pid, f in self.by_pid.items() if f.process_id in process_ids]:
+            del self.by_pid[pid]
+            self.leader_left.discard(pid)
+
     def note_exit_status(self, pid: int, wait_status: int) -> None:
         """Keep an exit status from the kernel for a pid we may ask about soon (a process
         that exits while its attach is still being decided)."""
@@ -167,12 +174,10 @@ class Lifecycle:
         self.leader_left.discard(followed.identity.pid)
         self._recent_exits.pop(followed.identity.pid, None)
         log.info(
-            "%s (%s) ended: code %s signal %s%s",
+            "%s (%s) ended: %s",
             followed.identity,
             followed.job_id,
-            info.exit_code,
-            info.exit_signal,
-            f" ({info.reason})" if info.reason else "",
+            info.describe(getattr(usage, "oom_killed", None)),
         )
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)

@@ -85,3 +85,9 @@ class Limits:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """For a log line: `cpu 50%, weight 100, memory 256 MiB`."""
+        cpu = "unlimited" if self.cpu_quota is None else f"{self.cpu_quota:g}%"
+        memory = "unlimited" if self.memory_limit_mb is None else f"{self.memory_limit_mb} MiB"
+        return f"cpu {cpu}, weight {self.cpu_weight}, memory {memory}"

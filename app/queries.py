@@ -37,6 +37,7 @@ RETRY_COLUMNS = (
     "last_error_type",
     "last_error",
     "final_reason",
+    "closed_reason",
 )
 RETRY_DEFAULT_STATES = (RetryState.PENDING, RetryState.DEAD)
 
@@ -78,7 +79,7 @@ HEALTH_HISTORY_COLUMNS = (
     "dead_letters",
     "reasons",
 )
-DAEMON_RUN_COLUMNS = ("id", "started_at", "stopped_at", "stop_reason")
+DAEMON_RUN_COLUMNS = ("id", "started_at", "stopped_at", "stop_reason", "pid", "once")
 
 
 def _all(conn: Connection, query: Select) -> list[dict]:
@@ -120,16 +121,24 @@ def _retry_select() -> Select:
         retry_items.c.last_error_type,
         retry_items.c.last_error,
         retry_items.c.final_reason,
+        retry_items.c.closed_reason,
     ).join(processes, processes.c.id == retry_items.c.process_id)
 
 
 # --- retries ----------------------------------------------------------------------------------
 
 
-def list_retries(conn: Connection, states: Sequence[str] | None = RETRY_DEFAULT_STATES) -> list:
+def list_retries(
+    conn: Connection,
+    states: Sequence[str] | None = RETRY_DEFAULT_STATES,
+    *,
+    closed: bool = False,
+) -> list:
     """Retry items in `states` (all when None): pending first by when they are due, then the
-    others by id."""
+    others by id. Closed dead letters (their process ended) only with `closed`."""
     query = _retry_select()
+    if not closed:
+        query = query.where(retry_items.c.closed_at.is_(None))
     if states is not None:
         query = query.where(retry_items.c.state.in_([str(s) for s in states]))
     pending_first = (retry_items.c.state != RetryState.PENDING).label("not_pending")
@@ -148,9 +157,14 @@ def get_retry(conn: Connection, retry_id: int) -> dict | None:
 
 
 def retry_depths(conn: Connection) -> dict[str, int]:
-    """How many retry items are in each state."""
-    rows = conn.execute(select(retry_items.c.state, func.count()).group_by(retry_items.c.state))
-    return {state: count for state, count in rows}
+    """How many retry items are in each state; 'dead' counts the actionable dead letters only
+    (a closed one, whose process ended, is history)."""
+    query = (
+        select(retry_items.c.state, func.count())
+        .where(retry_items.c.closed_at.is_(None))
+        .group_by(retry_items.c.state)
+    )
+    return {state: count for state, count in conn.execute(query)}
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -269,9 +283,40 @@ def list_scans(
 # --- health -----------------------------------------------------------------------------------
 
 
-def newest_health(conn: Connection) -> dict | None:
-    query = select(health_snapshots)
+def newest_health(conn: Connection, *, run_id: int | None = None) -> dict | None:
+    """The newest snapshot of a daemon that was not a `--once` run (of run `run_id` if
+    given); snapshots without a run count as the daemon's."""
+    query = select(health_snapshots).outerjoin(
+        daemon_runs, daemon_runs.c.id == health_snapshots.c.daemon_run_id
+    )
+    if run_id is not None:
+        query = query.where(health_snapshots.c.daemon_run_id == run_id)
+    else:
+        query = query.where(daemon_runs.c.once.is_not(True))
     return _first(conn, _newest_first(query, health_snapshots, "taken_at", limit=1))
+
+
+def scans_since(conn: Connection, started_at: datetime) -> dict:
+    """What the scans table says now of the scans from `started_at` on (one daemon run): the
+    last scan's time, the last successful one's, and the failures since it."""
+    in_run = scans.c.started_at >= started_at
+    last_ok = conn.execute(
+        select(scans.c.id, scans.c.started_at)
+        .where(in_run, scans.c.ok.is_(True))
+        .order_by(scans.c.id.desc())
+        .limit(1)
+    ).first()
+    failed = select(func.count()).where(in_run, scans.c.ok.is_(False))
+    if last_ok is not None:
+        failed = failed.where(scans.c.id > last_ok.id)
+    last = conn.execute(
+        select(scans.c.started_at).where(in_run).order_by(scans.c.id.desc()).limit(1)
+    ).scalar()
+    return {
+        "last_scan_at": last,
+        "last_successful_scan_at": None if last_ok is None else last_ok.started_at,
+        "consecutive_scan_failures": conn.execute(failed).scalar() or 0,
+    }
 
 
 def list_health(
@@ -281,8 +326,16 @@ def list_health(
     return _all(conn, _newest_first(query, health_snapshots, "taken_at", since=since, limit=limit))
 
 
-def newest_daemon_run(conn: Connection) -> dict | None:
+def newest_daemon_run(
+    conn: Connection, *, once: bool | None = False, pid: int | None = None
+) -> dict | None:
+    """The newest run of `ffrtmp watch`: a daemon's (once=False), a `--once` run's
+    (once=True) or either (None); with `pid`, the newest one of that pid still running."""
     query = _columns(daemon_runs, DAEMON_RUN_COLUMNS)
+    if once is not None:
+        query = query.where(daemon_runs.c.once.is_(once))
+    if pid is not None:
+        query = query.where(daemon_runs.c.pid == pid, daemon_runs.c.stopped_at.is_(None))
     return _first(conn, _newest_first(query, daemon_runs, "started_at", limit=1))
 
 

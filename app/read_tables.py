@@ -31,7 +31,7 @@ daemon_runs = _table(
     "daemon_runs",
     "id:Integer started_at:UTCDateTime stopped_at:UTCDateTime stop_reason:String pid:Integer "
     "hostname:String version:String discovery:String cgroup_version:Integer cgroup_parent:Text "
-    "config:JSON",
+    "config:JSON once:Boolean",
 )
 
 
@@ -46,7 +46,8 @@ processes = _table(
     "last_seen_at:UTCDateTime exited_at:UTCDateTime exit_code:Integer exit_signal:Integer "
     "exit_reason:Text oom_killed:Boolean peak_memory_bytes:Integer cpu_seconds:Float "
     "run_seconds:Float usage_sampled_at:UTCDateTime memory_current_bytes:Integer "
-    "cpu_periods:Integer cpu_throttled_periods:Integer cpu_throttled_seconds:Float",
+    "cpu_periods:Integer cpu_throttled_periods:Integer cpu_throttled_seconds:Float "
+    "origin_cgroups:JSON",
 )
 
 
@@ -61,7 +62,8 @@ retry_items = _table(
     "id:Integer process_id:Integer operation:String state:String attempt:Integer "
     "max_attempts:Integer created_at:UTCDateTime updated_at:UTCDateTime "
     "next_attempt_at:UTCDateTime last_attempt_at:UTCDateTime last_error:Text "
-    "last_error_type:String claimed_until:UTCDateTime final_reason:Text",
+    "last_error_type:String claimed_until:UTCDateTime final_reason:Text closed_at:UTCDateTime "
+    "closed_reason:Text",
 )
 
 
@@ -86,5 +88,6 @@ health_snapshots = _table(
     "last_scan_at:UTCDateTime last_successful_scan_at:UTCDateTime "
     "consecutive_scan_failures:Integer consecutive_attach_failures:Integer "
     "total_scan_failures:Integer total_attach_failures:Integer retry_pending:Integer "
-    "dead_letters:Integer errors_by_type:JSON details:JSON",
+    "dead_letters:Integer errors_by_type:JSON details:JSON status_since:UTCDateTime "
+    "last_successful_attach_at:UTCDateTime",
 )

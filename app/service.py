@@ -100,6 +100,15 @@ def choose_discovery(mode: str) -> Discovery:
     )
 
 
+def _describe_location(location) -> str:
+    """The database for the ready line: its file, or its URL without the password."""
+    if location.path is not None:
+        return str(location.path)
+    from sqlalchemy.engine import make_url
+
+    return make_url(location.url).render_as_string(hide_password=True)
+
+
 def build_daemon(
     config: WatchConfig,
     *,
@@ -155,6 +164,7 @@ def build_daemon(
         notifier=default_notifier(),
         daemon_lock=lock,
     )
+    daemon.database_description = _describe_location(location)
     if http_address:
         import time
 

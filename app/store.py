@@ -44,6 +44,9 @@ FAILURE_COUNTERS = (
     "total_attach_failures",
 )
 
+# Why a dead letter was closed (retry_items.closed_reason).
+DEAD_LETTER_CLOSED_EXITED = "process exited"
+
 # States of a process the daemon still follows (or must look at again after a restart).
 UNFINISHED_STATES = (
     ProcessState.DISCOVERED,
@@ -181,6 +184,7 @@ class Store:
         cgroup_version: int | None,
         cgroup_parent: str | None,
         config: dict,
+        once: bool = False,
     ) -> int:
         with self.unit() as s:
             run = DaemonRun(
@@ -192,6 +196,7 @@ class Store:
                 cgroup_version=cgroup_version,
                 cgroup_parent=cgroup_parent,
                 config=config,
+                once=once,
             )
             s.add(run)
             s.flush()
@@ -330,13 +335,18 @@ class Store:
         applied: Limits,
         now: datetime,
         attempt: int = 0,
+        origin_cgroups: dict[str, str] | None = None,
     ) -> None:
+        """`origin_cgroups`: where the process came from; None keeps what was recorded (a
+        process found already in its job cgroup came from where an earlier attempt said)."""
         paths = list(cgroup_paths)
+        origin = {} if origin_cgroups is None else {"origin_cgroups": dict(origin_cgroups)}
         with self.unit() as s:
             s.execute(
                 update(Process)
                 .where(Process.id == process_id)
                 .values(
+                    **origin,
                     state=ProcessState.ATTACHED,
                     state_reason=None,
                     attached_at=now,
@@ -514,6 +524,56 @@ class Store:
                 add_event(s, process_id, EventKind.RECONSIDERED, now)
             return bool(changed)
 
+    def take_over(
+        self, process_id: int, *, job_id: str, limits: Limits, now: datetime, by: str
+    ) -> bool:
+        """An operator governs a process the daemon recorded but did not govern (a filter
+        skipped it, or it was released): back to discovered under `job_id` with `limits`.
+        False when the row is not such a process that still runs."""
+        with self.unit() as s:
+            changed = s.execute(
+                update(Process)
+                .where(
+                    Process.id == process_id,
+                    Process.state.in_((ProcessState.SKIPPED, ProcessState.RELEASED)),
+                    Process.exited_at.is_(None),
+                )
+                .values(
+                    state=ProcessState.DISCOVERED,
+                    state_reason=None,
+                    job_id=job_id,
+                    requested_cpu_quota=limits.cpu_quota,
+                    requested_cpu_weight=limits.cpu_weight,
+                    requested_memory_limit_mb=limits.memory_limit_mb,
+                )
+            ).rowcount
+            if changed:
+                add_event(s, process_id, EventKind.RECONSIDERED, now, {"by": by, "job_id": job_id})
+            return bool(changed)
+
+    def record_released(
+        self, process_id: int, *, moved_to: dict[str, str], now: datetime, by: str
+    ) -> None:
+        """Moved out of its job cgroup by an operator: no longer governed nor followed."""
+        with self.unit() as s:
+            _set_state(s, process_id, ProcessState.RELEASED, f"released by {by}")
+            add_event(s, process_id, EventKind.RELEASED, now, {"moved_to": moved_to, "by": by})
+            _finish_pending_retry(s, process_id, RetryState.CANCELLED, "released", now)
+
+    def released_among(self, process_ids: Iterable[int]) -> set[int]:
+        """Which of these processes an operator released (the daemon stops following them)."""
+        ids = list(process_ids)
+        if not ids:
+            return set()
+        with self.reading() as s:
+            return set(
+                s.scalars(
+                    select(Process.id).where(
+                        Process.id.in_(ids), Process.state == ProcessState.RELEASED
+                    )
+                )
+            )
+
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
         """Cancel the process's pending retry item; False when it has none."""
         with self.unit() as s:
@@ -561,6 +621,7 @@ class Store:
             if oom_killed:
                 add_event(s, process_id, EventKind.OOM_KILLED, now)
             _finish_pending_retry(s, process_id, RetryState.CANCELLED, "target_exited", now)
+            _close_dead_letter(s, process_id, DEAD_LETTER_CLOSED_EXITED, now)
 
     def mark_detached(self, process_ids: Iterable[int], *, now: datetime, reason: str) -> None:
         ids = list(process_ids)
@@ -716,6 +777,8 @@ class Store:
                     reasons=list(reasons),
                     last_scan_at=counters.get("last_scan_at"),
                     last_successful_scan_at=counters.get("last_successful_scan_at"),
+                    status_since=counters.get("status_since"),
+                    last_successful_attach_at=counters.get("last_successful_attach_at"),
                     **{name: counters.get(name, 0) for name in FAILURE_COUNTERS},
                     retry_pending=depths.get(RetryState.PENDING, 0),
                     dead_letters=depths.get(RetryState.DEAD, 0),
@@ -723,6 +786,32 @@ class Store:
                     details=details,
                 )
             )
+
+    def once_summary(self, run_id: int | None) -> dict[str, int]:
+        """What the scan of a `--once` run found (matched, new) and the states of the
+        processes it recorded."""
+        with self.reading() as s:
+            run = s.get(DaemonRun, run_id) if run_id is not None else None
+            summary = dict.fromkeys(
+                ("matched", "new", "attached", "retrying", "dead", "skipped", "observed"), 0
+            )
+            summary["vanished"] = 0
+            if run is None:
+                return summary
+            scan = s.scalars(
+                select(Scan).where(Scan.started_at >= run.started_at).order_by(Scan.id.desc())
+            ).first()
+            if scan is not None:
+                summary["matched"], summary["new"] = scan.matched, scan.new
+            states = s.execute(
+                select(Process.state, func.count())
+                .where(Process.discovered_at >= run.started_at)
+                .group_by(Process.state)
+            )
+            for state, count in states:
+                if state in summary:
+                    summary[state] += count
+            return summary
 
     def last_health(self) -> HealthSnapshot | None:
         with self.reading() as s:
@@ -775,6 +864,17 @@ def _dead_letter(s: Session, item: RetryItem, reason: str, last_error: str, now:
     _set_state(s, item.process_id, ProcessState.DEAD, last_error)
     details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
     add_event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
+
+
+def _close_dead_letter(s: Session, process_id: int, reason: str, now: datetime) -> bool:
+    """A dead letter whose process ended has nothing left to act on: closed, kept as history,
+    no longer counted as actionable."""
+    item = _retry_item(s, process_id)
+    if item is None or item.state != RetryState.DEAD or item.closed_at is not None:
+        return False
+    item.closed_at, item.closed_reason, item.updated_at = now, reason, now
+    add_event(s, process_id, EventKind.DEAD_LETTER_CLOSED, now, {"reason": reason})
+    return True
 
 
 def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:

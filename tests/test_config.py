@@ -734,3 +734,11 @@ def test_every_valid_configuration_survives_printing_and_loading(
 ) -> None:
     path = write(tmp_path, yaml.safe_dump(effective_dict(config), sort_keys=False))
     assert replace(load_config(path), source=None) == config
+
+
+def test_limits_read_in_words_for_the_log():
+    from ffrtmp.limits import Limits
+
+    assert Limits(50.0, 100, 256).describe() == "cpu 50%, weight 100, memory 256 MiB"
+    assert Limits(None, 20, None).describe() == "cpu unlimited, weight 20, memory unlimited"
+    assert Limits(150.5, 100, 1).describe() == "cpu 150.5%, weight 100, memory 1 MiB"

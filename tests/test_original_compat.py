@@ -310,6 +310,7 @@ def test_variables_set_watch_flags_below_the_flags_themselves(monkeypatch) -> No
             "quiet",
             "verbose",
             "db",
+            "allow_unsafe_db",
         }
     }
     config = apply_overrides(load_config(None), **overrides)
@@ -468,6 +469,7 @@ def test_attach_nice_sets_every_thread_of_the_process(db_path, spawn, job_cgroup
         str(child.pid),
         "--nice",
         "7",
+        "--force",  # a python child: no target command
         "--json",
         "--db",
         str(db_path),

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "watch": "ffrtmp.cli.watch:watch",
     "scan": "ffrtmp.cli.scan:scan",
     "attach": "ffrtmp.cli.attach:attach",
+    "release": "ffrtmp.cli.release:release",
     "run": "ffrtmp.cli.run:run",
     "config": "ffrtmp.cli.config:config",
     "db": "ffrtmp.cli.db:db",

@@ -24,6 +24,11 @@ from ffrtmp.cli.watch import limit_options
     help="Nice value for the process, every thread of it (as `run --nice`).",
 )
 @cgroup_options
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Govern it even if it is no target command or belongs to another service.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @db_option
 def attach(
@@ -36,19 +41,24 @@ def attach(
     cgroup_root,
     cgroup_parent,
     cgroup_version,
+    force,
     as_json,
     db,
 ) -> None:
     """Put one running process under limits now, and record it like the daemon does.
 
-    A running `ffrtmp watch` on the same database follows it to its exit. --nice is set
-    before anything is recorded: a nice value that cannot be set (lowering it takes root)
-    stops the command with nothing changed.
+    A running `ffrtmp watch` on the same database follows it to its exit; `ffrtmp release`
+    undoes it. Refused always: pid 1, kernel threads, ffrtmp itself and its ancestors, the
+    daemon. Refused unless --force: a process that is not a target command, or that sits
+    in another systemd service's cgroup. A process the daemon recorded but skipped (a
+    filter) can be attached. --nice is set before anything is recorded: a nice value that
+    cannot be set (lowering it takes root) stops the command with nothing changed.
 
     Example: ffrtmp attach --pid 4242 --cpu-quota 150 --memory-limit 2048 --nice 5
     """
     from ffrtmp import defaults
     from ffrtmp.attach import Attacher
+    from ffrtmp.attach_safety import AttachRefused, check_never, check_unless_forced
     from ffrtmp.backoff import BackoffPolicy
     from ffrtmp.scanner import Scanner
     from ffrtmp.states import ProcessState
@@ -57,9 +67,15 @@ def attach(
 
     limits = limits_from(cpu_quota, cpu_weight, memory_limit)
     load_failpoints_or_fail()
-    candidate = Scanner([], self_pid=os.getpid()).inspect(pid, require_match=False)
-    if candidate is None:
-        raise click.ClickException(f"no process with pid {pid} that ffrtmp may govern")
+    try:
+        check_never(pid, daemon_pid=_daemon_pid(db))
+        candidate = Scanner([], self_pid=os.getpid()).inspect(pid, require_match=False)
+        if candidate is None:
+            raise click.ClickException(f"no process with pid {pid} that ffrtmp may govern")
+        if not force:
+            check_unless_forced(pid, candidate.command)
+    except AttachRefused as exc:
+        raise click.ClickException(str(exc)) from None
     governor = ready_governor(cgroup_root, cgroup_parent, cgroup_version)
     if nice is not None:
         from ffrtmp.niceness import NiceError, set_nice
@@ -72,7 +88,10 @@ def attach(
     now = time.time()
     job_id = job_id_from_flag(job_id, "manual", candidate.command, candidate.identity)
     process_id, is_new = store.register(candidate, job_id=job_id, limits=limits, now=utc(now))
-    if not is_new:
+    if not is_new and not store.take_over(
+        process_id, job_id=job_id, limits=limits, now=utc(now), by="operator"
+    ):
+        store.close()
         raise click.ClickException(
             f"pid {pid} is already recorded as process {process_id}; "
             f"see `ffrtmp processes show {process_id}`"
@@ -101,3 +120,16 @@ def attach(
         raise click.ClickException(f"pid {pid} was not attached: {result.error}")
     if not as_json:
         click.echo(f"attached pid {pid} as {job_id} ({', '.join(result.cgroup_paths)})")
+
+
+def _daemon_pid(db: str | None) -> int | None:
+    """The pid of the daemon running on the database, if one does (it is never governed)."""
+    from ffrtmp.daemon_lock import running_daemon
+    from ffrtmp.database import resolve
+
+    path = resolve(db).path
+    try:
+        holder = running_daemon(path) if path is not None else None
+    except OSError:
+        return None
+    return holder.pid if holder is not None else None

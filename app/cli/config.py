@@ -20,7 +20,10 @@ class InvalidConfig(click.ClickException):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def config() -> None:
-    """Check watch configuration files, and rewrite the original daemon's."""
+    """Check watch configuration files, and rewrite the original daemon's.
+
+    Example: ffrtmp config check /etc/ffrtmp/watch.yaml
+    """
 
 
 def _load_or_fail(file: Path):
@@ -41,7 +44,7 @@ def check(file: Path, as_json: bool) -> None:
     naming the line and the key, and exits with status 2. A key spelt the original daemon's
     way prints a warning on stderr naming the key to write instead (`ffrtmp config migrate`).
 
-    Example: ffrtmp config check /etc/ffrtmp/watch-config.yaml
+    Example: ffrtmp config check /etc/ffrtmp/watch.yaml
     """
     loaded = _load_or_fail(file)
     for line in loaded.warnings():

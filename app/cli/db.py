@@ -11,7 +11,10 @@ from ffrtmp.cli.prune import prune
 
 @click.group()
 def db() -> None:
-    """Create, upgrade and check the database schema."""
+    """Create, upgrade and check the database schema; remove old history.
+
+    Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
+    """
 
 
 db.add_command(prune)

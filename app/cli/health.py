@@ -22,9 +22,10 @@ EXIT_NO_DAEMON = 2
 @limit_option(defaults.CLI_LIST_LIMIT)
 @output_options
 def health(db, history, since, limit, as_json, as_csv) -> None:
-    """Print the daemon's health from its newest snapshot, aged to now: a daemon not seen
-    for 2 minutes is unhealthy whatever it last said. Exit 0 healthy, 1 degraded,
-    2 unhealthy or no daemon.
+    """Print the daemon's health now. No daemon holding the database's lock (it died, even by
+    SIGKILL, or was never started) is unhealthy at once; a `watch --once` run is no daemon.
+    Scan times and failure counts are read live; totals are as of the newest snapshot.
+    Exit 0 healthy, 1 degraded, 2 unhealthy or no daemon.
 
     Example: ffrtmp health || alert "ffrtmp is not healthy"
 
@@ -40,7 +41,8 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
         if history:
             rows = queries.list_health(conn, since=since, limit=limit)
         else:
-            report = stored_health.current_health(conn, datetime.now(UTC))
+            holder = _lock_holder(db)
+            report = stored_health.current_health(conn, datetime.now(UTC), holder=holder)
     if history:
         from ffrtmp.cli.listings import HEALTH_HISTORY
         from ffrtmp.cli.table import emit_listing
@@ -65,6 +67,24 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     sys.exit(EXIT_CODES.get(report["status"], EXIT_NO_DAEMON))
 
 
+def _lock_holder(db: str | None):
+    """Who holds the database's daemon lock (None: nobody), or NOT_CONSULTED for a database
+    that is no file (it has no lock file beside it)."""
+    from ffrtmp.daemon_lock import running_daemon
+    from ffrtmp.database import resolve
+    from ffrtmp.stored_health import NOT_CONSULTED
+
+    path = resolve(db).path
+    if path is None:
+        return NOT_CONSULTED
+    try:
+        return running_daemon(path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot tell whether a daemon runs: lock file of {path}: {exc.strerror}"
+        ) from None
+
+
 def render_report(report: dict, *, colour: bool = False) -> str:
     """The report as lines for people, each escaped for the terminal (a reason may quote
     what a process wrote); the status coloured when `colour`."""
@@ -72,12 +92,20 @@ def render_report(report: dict, *, colour: bool = False) -> str:
     from ffrtmp.cli.output import local_time, relative
     from ffrtmp.printable import printable
 
+    def moment(value) -> str:
+        return "never" if value is None else f"{local_time(value)} ({relative(value)})"
+
     lines = ["status: "]
     lines += [f"  - {reason}" for reason in report["reasons"]]
+    if report["status_since"] is not None:
+        lines.append(f"in this state since: {moment(report['status_since'])}")
     if report["snapshot_id"] is not None:
         taken = report["snapshot_taken_at"]
         said = report["snapshot_status"]
-        lines.append(f"last snapshot: {local_time(taken)} ({relative(taken)}), said {said}")
+        lines.append(
+            f"last snapshot: {local_time(taken)} ({relative(taken)}), said {said}; "
+            "totals are as of it"
+        )
         lines.append(
             f"daemon: run {report['daemon_run_id'] or '-'}, pid {report['daemon_pid'] or '-'}, "
             f"discovery {report['discovery'] or '-'}"
@@ -85,10 +113,9 @@ def render_report(report: dict, *, colour: bool = False) -> str:
         for label, key in (
             ("last scan", "last_scan_at"),
             ("last successful scan", "last_successful_scan_at"),
+            ("last successful attach", "last_successful_attach_at"),
         ):
-            moment = report[key]
-            shown = "never" if moment is None else f"{local_time(moment)} ({relative(moment)})"
-            lines.append(f"{label}: {shown}")
+            lines.append(f"{label}: {moment(report[key])}")
         lines.append(
             f"scan failures: {report['consecutive_scan_failures']} consecutive, "
             f"{report['total_scan_failures']} total"
@@ -103,6 +130,10 @@ def render_report(report: dict, *, colour: bool = False) -> str:
     by_type = report["errors_by_type"] or {}
     errors = ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) or "none"
     lines.append(f"errors by type: {errors}")
+    if report["last_one_off_run"]:
+        lines.append(
+            f"last one-off run (watch --once, not the daemon): {report['last_one_off_run']}"
+        )
     lines = [printable(line) for line in lines]
     status = printable(str(report["status"]))
     if colour and report["status"] in STATE_COLOURS:

@@ -120,6 +120,20 @@ def _original_habits(ctx: click.Context, db: str | None) -> list[str]:
     return found
 
 
+def _warn_of_failpoints() -> None:
+    """First thing, so errors they inject are never mistaken for real ones."""
+    import logging
+
+    from ffrtmp import failpoints
+
+    for phrase in failpoints.armed():
+        logging.getLogger("ffrtmp.daemon").warning(
+            "failpoint armed (%s): %s; errors it injects are not real ones",
+            failpoints.ENV_VAR,
+            phrase,
+        )
+
+
 @click.command()
 @click.option(
     "--watch-config",
@@ -222,6 +236,7 @@ def watch(
     logs.setup(log_level, log_format)
     log = logging.getLogger("ffrtmp.daemon")
     load_failpoints_or_fail()
+    _warn_of_failpoints()
     for line in _original_habits(ctx, db):
         log.warning("%s", line)
     try:
@@ -244,6 +259,6 @@ def watch(
         refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
         raise refusal from None
     daemon.overrides = overrides
-    log.info("effective configuration: %s", effective_dict(config))
+    logs.log_settings(log, "effective configuration", effective_dict(config), log_format)
     daemon.install_signal_handlers()
     sys.exit(daemon.run())
