@@ -10,6 +10,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from ffrtmp.attach_safety import AttachRefused, check_never
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
@@ -49,6 +50,15 @@ class Attacher:
         self.health = health
         self.unavailable_reason = unavailable_reason
         self.rng = rng or random.Random()
+        # An ffrtmp.outbox.Outbox: the record of a done attach waits there when the database
+        # refuses it; the process stays governed. None: written at once, a failure raises.
+        self.outbox = None
+
+    def _write(self, description: str, write, now: float) -> None:
+        if self.outbox is None:
+            write()
+        else:
+            self.outbox.write(description, write, now)
 
     def attach(
         self,
@@ -65,9 +75,22 @@ class Attacher:
         (`look_first`) starts from what the kernel says: a process already in its job cgroup
         with the limits it is to have is recorded as attached, without another try."""
         when = utc(now)
+        try:
+            # Whatever asked (a scan, a retry, a recovery of an old row): init, kernel threads,
+            # ffrtmp and its ancestors are never moved.
+            check_never(identity.pid)
+        except AttachRefused as refused:
+            self.store.record_observed(process_id, reason=str(refused), now=when)
+            return AttachResult(ProcessState.OBSERVED, error=str(refused))
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
-            self.store.record_observed(process_id, reason=self.unavailable_reason, now=when)
+            self._write(
+                f"the observation of {identity}",
+                lambda: self.store.record_observed(
+                    process_id, reason=self.unavailable_reason, now=when
+                ),
+                now,
+            )
             return AttachResult(ProcessState.OBSERVED, error=self.unavailable_reason)
         try:
             attachment = None
@@ -79,17 +102,22 @@ class Attacher:
                 attachment = self.governor.attach(identity, job_id, limits)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
-        self.store.record_attached(
-            process_id,
-            cgroup_version=attachment.version,
-            cgroup_paths=attachment.cgroup_paths,
-            applied=attachment.applied,
-            now=when,
-            attempt=attempt,
+        self._write(
+            f"the attach of {identity}",
+            lambda: self.store.record_attached(
+                process_id,
+                cgroup_version=attachment.version,
+                cgroup_paths=attachment.cgroup_paths,
+                applied=attachment.applied,
+                now=when,
+                attempt=attempt,
+                origin_cgroups=dict(getattr(attachment, "origin", ())) or None,
+            ),
+            now,
         )
         if self.health is not None:
             self.health.record_attach(True, now)
-        log.info("attached %s as %s: %s", identity, job_id, attachment.applied)
+        log.info("attached %s as %s: %s", identity, job_id, attachment.applied.describe())
         return AttachResult(ProcessState.ATTACHED, cgroup_paths=tuple(attachment.cgroup_paths))
 
     def _failed(
@@ -122,17 +150,31 @@ class Attacher:
         if self.health is not None:
             self.health.record_attach(False, now)
             self.health.record_error(str(error.error_type))
+        if outcome.state == "pending":
+            what_next = f"retry {outcome.attempt + 1} at {outcome.next_attempt_at:%H:%M:%S} UTC"
+        elif outcome.state == "dead":
+            what_next = "no retry left"
+        else:
+            what_next = "not retried; followed without limits"
         log.warning(
             "attach of %s (%s) failed: %s [%s]; %s",
             identity,
             job_id,
             error.message,
             error.error_type,
-            outcome.state,
+            what_next,
         )
         if outcome.state == "pending":
             return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
         if outcome.state == "dead":
+            log.error(
+                "dead letter: %s (%s) runs without its limits after %d attempts (%s); "
+                "see `ffrtmp retries list`",
+                identity,
+                job_id,
+                outcome.attempt + 1,
+                error.message,
+            )
             return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
         self.store.record_observed(process_id, reason=f"attach failed: {error.message}", now=when)
         return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)

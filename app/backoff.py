@@ -25,7 +25,8 @@ from ffrtmp.settings import Flag, InvalidSetting, duration, number, setting, val
 class BackoffPolicy:
     """initial_delay: seconds before the first retry; multiplier: growth per retry (≥ 1);
     max_delay: cap in seconds; jitter: relative spread in [0, 1); max_attempts: how many
-    attempts the retry queue makes before it dead-letters an item."""
+    retries the queue makes after the first failed attach before it dead-letters an item
+    (the original daemon's meaning: 3 means 1 + 3 attempts in all)."""
 
     initial_delay: float = setting(
         "initial_delay", duration(), default=defaults.RETRY_INITIAL_DELAY_SECONDS
@@ -39,7 +40,9 @@ class BackoffPolicy:
         default=defaults.RETRY_MAX_ATTEMPTS,
         flag=Flag(
             "--max-retry-attempts",
-            f"Retries before a process is dead-lettered (default {defaults.RETRY_MAX_ATTEMPTS}).",
+            f"Retries after the first failed attach before a process is dead-lettered "
+            f"(default {defaults.RETRY_MAX_ATTEMPTS}).",
+            original_envvar="MAX_RETRY_ATTEMPTS",
         ),
     )
 

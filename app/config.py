@@ -15,13 +15,14 @@ The file (every key optional; deploy/watch-config.yaml shows them all):
     scan_interval: 10s                 # durations: 500ms, 10s, 1m30s, 2h, 7d or plain seconds
     target_commands: [ffmpeg, gst-launch-1.0]
     discovery: auto                    # events | poll | auto
+    usage_interval: 10s                # read running jobs' cgroup usage; 0 turns it off
     default_limits: {cpu_quota: 150, cpu_weight: 100, memory_limit: 2048}
     filters: {allowed_users, blocked_users, allowed_uids, blocked_uids, allowed_parents,
               blocked_parents, min_runtime, max_runtime, allowed_dirs, blocked_dirs}
     commands:
       ffmpeg:
         limits: {...}                  # only the keys given; the rest come from default_limits
-        filters: {...}                 # replaces the global filters for this command entirely
+        filters: {...}                 # only the keys given; the rest come from filters
         match: {exe: /usr/bin/ffmpeg, cmdline_regex: "-f flv"}   # extra criteria for its rule
     retry: {enabled, max_attempts, initial_delay, multiplier, max_delay, jitter}
     health: {degraded_scan_failures, degraded_attach_failures, unhealthy_scan_failures,
@@ -36,12 +37,21 @@ Decisions worth knowing:
 - Unknown keys anywhere, duplicate keys and values of the wrong type are errors that name the
   file, the line and the key (ConfigError); nothing is silently ignored.
 - An empty section (`filters:` with nothing under it) or an empty list means "nothing set".
+- "No limit" is written `unlimited` (also read: null, 0 for cpu_quota and memory_limit, and an
+  empty string, the original daemon's `max_runtime: ""`); an empty min_runtime is 0s.
+- A command's `filters` are merged key by key over the global `filters`, as its `limits` are
+  over `default_limits`: the effective configuration lists every command's whole filters.
+- The original daemon's top-level spellings (`cpu_quota`, `enable_retry`, `state_path`, …;
+  LEGACY_KEYS) are read as the keys they meant, each with one warning (a Notice on the
+  configuration) naming the key to write instead; `ffrtmp config migrate` rewrites a file.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -61,6 +71,7 @@ from ffrtmp.settings import (
     COMMAND_NAME,
     DIRECTORY,
     REGEX,
+    UNLIMITED,
     Flag,
     Invalid,
     InvalidSetting,
@@ -101,9 +112,45 @@ class MatchCriteria:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A key of a file that ffrtmp reads other than as written: one warning when the file is
+    loaded, one comment in `ffrtmp config migrate`. `instead`: the key to write in its place
+    (dotted), None when the key can simply be dropped."""
+
+    line: int
+    key: str
+    instead: str | None
+    message: str
+    warn: bool = True  # False: a comment for `config migrate` only, no warning at load
+
+    def warning(self, source: Path | str | None) -> str:
+        return f"{source}, line {self.line}: {self.message}"
+
+
+# The original daemon's top-level keys -> the key each meant (dotted), or None for the keys of
+# its state file: ffrtmp's state is its SQLite database, always. The original's configuration
+# generator wrote these and the original itself ignored them, so its limits never applied.
+LEGACY_KEYS: Mapping[str, str | None] = MappingProxyType(
+    {
+        "cpu_quota": "default_limits.cpu_quota",
+        "cpu_weight": "default_limits.cpu_weight",
+        "memory_limit": "default_limits.memory_limit",
+        "enable_retry": "retry.enabled",
+        "max_retry_attempts": "retry.max_attempts",
+        "enable_state": None,
+        "state_path": None,
+        "state_flush_interval": None,
+    }
+)
+
+STATE_IN_DATABASE = "ffrtmp keeps its state in its SQLite database (--db, FFRTMP_DB), always"
+
+
+@dataclass(frozen=True, slots=True)
 class CommandConfig:
-    """What `commands.<name>` sets. limits: default_limits with this command's keys applied.
-    filters: None means the global filters apply."""
+    """What `commands.<name>` sets. limits: default_limits with this command's keys applied;
+    filters: the global filters with this command's keys applied (None, when built in code:
+    the global filters as they are)."""
 
     limits: Limits = section("limits", Limits)
     filters: Filters | None = section("filters", Filters, default=None)
@@ -188,6 +235,7 @@ class WatchConfig:
             "--scan-interval",
             f"Full scan every DURATION (500ms, 10s, 1m30s; default "
             f"{defaults.SCAN_INTERVAL_SECONDS:g}s).",
+            original_envvar="SCAN_INTERVAL",
         ),
     )
     target_commands: tuple[str, ...] = setting(
@@ -196,8 +244,9 @@ class WatchConfig:
         default=defaults.TARGET_COMMANDS,
         flag=Flag(
             "--target",
-            "Target command name (repeatable); replaces the configured list.",
+            "Target command name (repeatable, or comma-separated); replaces the configured list.",
             param="target_commands",
+            original_envvar="TARGET_COMMANDS",
         ),
     )
     discovery: str = setting(
@@ -210,6 +259,16 @@ class WatchConfig:
             "when they work.",
         ),
     )
+    usage_interval: float = setting(
+        "usage_interval",
+        duration(allow_zero=True),
+        default=defaults.USAGE_INTERVAL_SECONDS,
+        flag=Flag(
+            "--usage-interval",
+            f"Read governed jobs' CPU and memory usage every DURATION and store it on their "
+            f"rows (default {defaults.USAGE_INTERVAL_SECONDS:g}s; 0 turns it off).",
+        ),
+    )
     default_limits: Limits = section("default_limits", Limits)
     filters: Filters = section("filters", Filters)
     commands: Mapping[str, CommandConfig] = section(
@@ -220,13 +279,22 @@ class WatchConfig:
     retention_s: float = setting("retention", duration(), default=defaults.RETENTION_SECONDS)
     cgroup: CgroupSettings = section("cgroup", CgroupSettings)
     source: Path | None = None  # the file it was read from; None for defaults only
+    # What the file spells the original daemon's way; not part of the configuration's value.
+    notices: tuple[Notice, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         validate(self)
         if not self.target_commands:
             raise InvalidSetting("target_commands", "must name at least one command")
-        if not isinstance(self.commands, MappingProxyType):
-            object.__setattr__(self, "commands", MappingProxyType(dict(self.commands)))
+        commands = {
+            name: command if command.filters is not None else replace(command, filters=self.filters)
+            for name, command in self.commands.items()
+        }
+        object.__setattr__(self, "commands", MappingProxyType(commands))
+
+    def warnings(self) -> list[str]:
+        """One line per key the file spells the original daemon's way."""
+        return [notice.warning(self.source) for notice in self.notices if notice.warn]
 
     def rules(self) -> list[MatchRule]:
         """One match rule per target command, named after it, with the command's extra
@@ -246,8 +314,8 @@ class WatchConfig:
         return command.limits if command else self.default_limits
 
     def filters_for(self, rule_name: str) -> Filters:
-        """The command's own filters if it has any (they replace the global ones), else the
-        global filters."""
+        """The command's filters (the global ones with its own keys applied), else the global
+        filters."""
         command = self.commands.get(rule_name)
         if command is not None and command.filters is not None:
             return command.filters
@@ -313,7 +381,9 @@ class _Reader:
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
-            self.fail(node, f"the value {node.value!r} has a YAML tag ffrtmp does not read")
+            self.fail(node, f"the value {show(node.value)} has a YAML tag ffrtmp does not read")
+        except ValueError:  # int() refuses more than 4,300 digits
+            self.fail(node, f"the number {show(node.value)} is far too large")
 
     def entries(self, node: yaml.Node, where: str, allowed: Mapping | None) -> _Entries:
         """The keys of a mapping node; `allowed` None accepts any name (command names)."""
@@ -407,22 +477,102 @@ def _follow(obj: Any, path: _Path) -> Any:
     return obj
 
 
+def _scalar_key(node: yaml.Node) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG else None
+
+
+def _translate_legacy(reader: _Reader, root: yaml.Node) -> tuple[yaml.Node, list[Notice]]:
+    """The document with the original daemon's top-level keys (LEGACY_KEYS) moved to the
+    sections they meant, or dropped; and a Notice for each. The moved key keeps its line, so
+    what is wrong with its value is reported where it is written."""
+    if not isinstance(root, yaml.MappingNode):
+        return root, []
+    kept: list[tuple[yaml.Node, yaml.Node]] = []
+    moved: dict[str, list[tuple[yaml.Node, yaml.Node, str]]] = {}
+    notices = []
+    for key_node, value_node in root.value:
+        key = _scalar_key(key_node)
+        if key not in LEGACY_KEYS:
+            kept.append((key_node, value_node))
+            continue
+        line = key_node.start_mark.line + 1
+        instead = LEGACY_KEYS[key]
+        if instead is None:
+            notices.append(
+                Notice(line, key, None, f"{key!r} is not read: {STATE_IN_DATABASE}; drop it")
+            )
+            continue
+        section_key, inner = instead.split(".")
+        moved.setdefault(section_key, []).append((key_node, value_node, inner))
+        notices.append(
+            Notice(
+                line,
+                key,
+                instead,
+                f"{key!r} is the original daemon's spelling, read as {instead}: write {instead} "
+                "instead (the original ignored this key, so this setting now applies)",
+            )
+        )
+    for section_key, items in moved.items():
+        at = next((i for i, (k, _) in enumerate(kept) if _scalar_key(k) == section_key), None)
+        if at is None:
+            mark = items[0][0].start_mark
+            kept.append((yaml.ScalarNode(_STR_TAG, section_key, mark, mark), None))
+            at = len(kept) - 1
+            pairs = []
+        else:
+            node = kept[at][1]
+            if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
+                pairs = []
+            elif isinstance(node, yaml.MappingNode):
+                pairs = list(node.value)
+            else:
+                continue  # reading the section reports that it is not a mapping
+        for key_node, value_node, inner in items:
+            clash = next((k for k, _ in pairs if _scalar_key(k) == inner), None)
+            if clash is not None:
+                reader.fail(
+                    key_node,
+                    f"{key_node.value!r} and {section_key}.{inner} (line "
+                    f"{clash.start_mark.line + 1}) both set {section_key}.{inner}: keep only "
+                    f"{section_key}.{inner}",
+                )
+            renamed = yaml.ScalarNode(_STR_TAG, inner, key_node.start_mark, key_node.end_mark)
+            pairs.append((renamed, value_node))
+        key_node = kept[at][0]
+        section = yaml.MappingNode(
+            "tag:yaml.org,2002:map", pairs, key_node.start_mark, key_node.end_mark
+        )
+        kept[at] = (key_node, section)
+    translated = yaml.MappingNode(root.tag, kept, root.start_mark, root.end_mark)
+    return translated, notices
+
+
 def _read_document(reader: _Reader, root: yaml.Node | None, source: Path) -> WatchConfig:
-    base = WatchConfig(source=source)
     if root is None:  # an empty file: every default
-        return base
+        return WatchConfig(source=source)
+    root, notices = _translate_legacy(reader, root)
+    base = WatchConfig(source=source, notices=tuple(notices))
     table = _keys(WatchConfig)
     top = reader.entries(root, "", table)
-    # A command's limits are the file's default_limits with its own keys applied.
+    # A command's limits are the file's default_limits with its own keys applied, and its
+    # filters the file's filters with its own keys applied.
     default_limits = Limits()
     if "default_limits" in top:
         default_limits = reader.section(top["default_limits"][1], "default_limits", Limits())
-    others = {key: nodes for key, nodes in top.items() if key not in ("default_limits", "commands")}
+    global_filters = Filters()
+    if "filters" in top:
+        global_filters = reader.section(top["filters"][1], "filters", Filters())
+    merged = ("default_limits", "filters", "commands")
+    others = {key: nodes for key, nodes in top.items() if key not in merged}
     changes = reader.changes(others, table, "", base)
     changes[("default_limits",)] = default_limits
+    changes[("filters",)] = global_filters
     if "commands" in top:
         commands = reader.named_sections(
-            top["commands"][1], "commands", CommandConfig(limits=default_limits)
+            top["commands"][1],
+            "commands",
+            CommandConfig(limits=default_limits, filters=global_filters),
         )
         changes[("commands",)] = commands
         # A command that has a section of its own is a target even when target_commands does
@@ -431,24 +581,106 @@ def _read_document(reader: _Reader, root: yaml.Node | None, source: Path) -> Wat
         if isinstance(targets, list | tuple):
             extra = [name for name in commands if name not in targets]
             changes[("target_commands",)] = [*targets, *extra]
+            if "target_commands" in top and extra:
+                line = top["target_commands"][0].start_mark.line + 1
+                added = ", ".join(extra)
+                message = (
+                    f"target_commands also holds {added}: a command with a section under "
+                    "commands is governed even when target_commands does not list it"
+                )
+                notices.append(Notice(line, "target_commands", None, message, warn=False))
+                base = replace(base, notices=tuple(notices))
     return reader.build(base, changes, "", top, root)
+
+
+# A config file is a few kilobytes; anything past this is not one (and would take seconds to
+# parse on every start and reload).
+MAX_CONFIG_BYTES = 1 << 20
+# Sections nest four deep (commands.ffmpeg.limits.memory_limit); YAML's composer recurses
+# once per level and a file of 5,000 "[" would exhaust Python's stack.
+MAX_NESTING = 32
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_NESTING, before it recurses that deep."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                mark = self.peek_event().start_mark
+                raise yaml.MarkedYAMLError(
+                    problem=f"it nests deeper than {MAX_NESTING} levels", problem_mark=mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_text(path: str | Path, name: str) -> str:
+    """The file's text: a regular file of at most MAX_CONFIG_BYTES, in UTF-8. Opened without
+    blocking, so that a FIFO or a device is refused rather than waited on or read forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{name} cannot be read: Is a directory")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{name} cannot be read: it is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{name} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} cannot be read: it is not UTF-8 text") from None
 
 
 def load_config(path: str | Path | None) -> WatchConfig:
     """The configuration in the YAML file at `path` over the built-in defaults; None gives the
-    defaults alone. Raises ConfigError with one sentence naming the file, line and key."""
+    defaults alone. Raises ConfigError with one sentence naming the file, line and key. Keys
+    spelt the original daemon's way are read as they meant; `WatchConfig.warnings()` says
+    which."""
     if path is None:
         return WatchConfig()
+    reader, root = _compose(path)
+    return _read_document(reader, root, Path(path))
+
+
+def given_keys(path: str | Path) -> dict[str, Any]:
+    """The keys the file at `path` sets, as a tree (a key that holds a value maps to None),
+    with the original daemon's spellings already moved to the keys they meant."""
+    reader, root = _compose(path)
+    if root is None:
+        return {}
+    root, _ = _translate_legacy(reader, root)
+
+    def tree(node: yaml.Node) -> dict[str, Any] | None:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        return {k.value: tree(v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+    return tree(root) or {}
+
+
+def _compose(path: str | Path) -> tuple[_Reader, yaml.Node | None]:
+    """The file's YAML as nodes (which know their lines), or ConfigError."""
     name = str(path)
+    text_ = _read_text(path, name)
     try:
-        with open(path, encoding="utf-8") as f:
-            text_ = f.read()
-    except OSError as exc:
-        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name} cannot be read: it is not UTF-8 text") from None
-    try:
-        root = yaml.compose(text_, Loader=yaml.SafeLoader)
+        root = yaml.compose(text_, Loader=_BoundedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -456,7 +688,7 @@ def load_config(path: str | Path | None) -> WatchConfig:
         raise ConfigError(f"{name}{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}") from None
-    return _read_document(_Reader(name), root, Path(path))
+    return _Reader(name), root
 
 
 # --- command-line flags ---------------------------------------------------------------------
@@ -575,3 +807,26 @@ def changed_keys(old: WatchConfig, new: WatchConfig) -> dict[str, tuple[Any, Any
         for key in dict.fromkeys([*before, *after])
         if before.get(key) != after.get(key)
     }
+
+
+_LOOSER_WHEN_HIGHER = ("cpu_quota", "memory_limit", "cpu_weight")
+
+
+def loosened(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Of `changed_keys()`, those that govern less: a limit removed or raised, a larger CPU
+    weight, a target command no longer listed. A config file cut short mid-write can still be
+    valid YAML and do exactly this, so a reload says it loudly."""
+    found = {}
+    for key, (before, after) in changes.items():
+        name = key.rsplit(".", 1)[-1]
+        # The effective config shows no limit as "unlimited" (None in older records).
+        if name in _LOOSER_WHEN_HIGHER and before not in (None, UNLIMITED):
+            if after in (None, UNLIMITED) or (
+                isinstance(after, int | float)
+                and isinstance(before, int | float)
+                and after > before
+            ):
+                found[key] = (before, after)
+        elif key == "target_commands" and set(before or ()) - set(after or ()):
+            found[key] = (before, after)
+    return found

@@ -13,8 +13,10 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from ffrtmp import __version__, defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
@@ -24,6 +26,7 @@ from ffrtmp.errors import classify
 from ffrtmp.health import HealthTracker, SnapshotSchedule
 from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.lifecycle import REASON_DAEMON_DOWN, REASON_REBOOTED, Followed, Lifecycle
+from ffrtmp.outbox import Outbox, is_store_failure
 from ffrtmp.retry import RetryWorker
 from ffrtmp.states import ProcessState
 from ffrtmp.store import Store
@@ -63,6 +66,7 @@ class Daemon:
         self.config_summary = config_summary or {}
         self.notifier = notifier
         self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
+        self.database_description = "?"  # for the ready line; set by ffrtmp.service
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
         now = time.time()
@@ -72,6 +76,7 @@ class Daemon:
 
         self.metrics = Metrics(self)
         self.http_server = None
+        self.http_endpoint = None  # ffrtmp.http.Endpoint of --http: binds again until it can
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
         self.attacher = Attacher(
             store,
@@ -85,6 +90,26 @@ class Daemon:
         if listener is not None:
             listener.thread_groups = self.lifecycle.leader_left
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
+        from ffrtmp.usage import UsageSampler
+
+        self.usage = UsageSampler(
+            store,
+            None if self.unavailable else governor,
+            followed=lambda: self.lifecycle.by_pid.values(),
+            rule_names=lambda: self.config.target_commands,
+            interval=config.usage_interval,
+            on_error=lambda exc, now: self._on_loop_thread(
+                lambda: self._record_error("usage", exc, now)
+            ),
+        )
+        # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
+        self.outbox = Outbox()
+        self.attacher.outbox = self.lifecycle.outbox = self.outbox
+        store.on_write = lambda exc: self._on_loop_thread(lambda: self._store_write_result(exc))
+        # The outbox and health are the loop's own: what another thread (the usage sampler)
+        # has to tell them waits here for the loop's next step.
+        self._loop_thread: int | None = None
+        self._handed_over: deque[Callable[[], None]] = deque()
         # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
         # forgotten once their pid leaves the process table, so it never outgrows the table.
         self.settled: dict[ProcessIdentity, int] = {}
@@ -125,16 +150,25 @@ class Daemon:
     # --- start-up ------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        self.run_id = self.store.begin_run(
-            now=utc(now),
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-            version=__version__,
-            discovery=self.discovery,
-            cgroup_version=getattr(self.governor, "version", None),
-            cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
-            config=self.config_summary,
-        )
+        def begin_run() -> None:
+            self.run_id = self.store.begin_run(
+                now=utc(now),
+                pid=os.getpid(),
+                hostname=socket.gethostname(),
+                version=__version__,
+                discovery=self.discovery,
+                cgroup_version=getattr(self.governor, "version", None),
+                cgroup_parent=str(getattr(self.governor, "parent_description", "") or "") or None,
+                config=self.config_summary,
+                once=self.once,
+            )
+
+        if not self.outbox.write("the start of this run", begin_run, now):
+            log.error(
+                "the database cannot be written (%s): governing all the same; what happens is "
+                "kept in memory and recorded once it takes writes again",
+                self.health.evaluate(now).store_failure,
+            )
         if self.unavailable:
             log.error(
                 "NO RESOURCE LIMITS WILL BE APPLIED: %s. Processes are recorded as observed.",
@@ -142,10 +176,31 @@ class Daemon:
             )
         self._restore_health_totals()
         self._others_cursor = self.store.newest_event_id()
-        self.recover(now)
+        recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
-        self.store.dead_letter_exhausted(now=utc(now))
+        exhausted: list[int] = []
+        self.outbox.write(
+            "dead-lettering exhausted retries",
+            lambda: exhausted.append(self.store.dead_letter_exhausted(now=utc(now))),
+            now,
+        )
+        if exhausted and exhausted[0]:
+            log.error(
+                "dead letter: %d retry items whose last attempt was cut short by the last stop; "
+                "see `ffrtmp retries list`",
+                exhausted[0],
+            )
         self.next_retry_at = self._next_retry()
+        pending = self.store.retry_depths().get("pending", 0)
+        log.info(
+            "recovery: %d adopted, %d attached again, %d followed without limits, %d closed "
+            "(ended while no daemon ran), %d retries pending",
+            recovered["adopted"],
+            recovered["attached"],
+            recovered["followed"],
+            recovered["closed"],
+            pending,
+        )
 
     def _restore_health_totals(self) -> None:
         """The totals go on across restarts; the consecutive counters describe this run."""
@@ -162,14 +217,21 @@ class Daemon:
                 total_attaches=int(details.get("total_attaches", 0)),
                 total_attach_failures=last.total_attach_failures,
                 errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
+                last_successful_attach_at=(
+                    last.last_successful_attach_at.timestamp()
+                    if last.last_successful_attach_at
+                    else None
+                ),
             )
         except (TypeError, ValueError) as exc:
             log.warning("health totals of the last run not restored: %s", exc)
             return
         self.health = self.attacher.health = restored
 
-    def recover(self, now: float) -> None:
-        """Take up what an earlier run left: adopt the living, close the dead, clean up."""
+    def recover(self, now: float) -> dict[str, int]:
+        """Take up what an earlier run left: adopt the living, close the dead, clean up.
+        Returns how many processes it adopted, attached again, followed and closed."""
+        counts = dict.fromkeys(("adopted", "attached", "followed", "closed"), 0)
         current_boot = boot_id()
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
@@ -181,8 +243,10 @@ class Daemon:
             ident = tracked.identity
             if ident.boot_id != current_boot:
                 self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                counts["closed"] += 1
                 continue
             if not ident.is_running():
+                counts["closed"] += 1
                 self._close(
                     tracked.process_id,
                     ident,
@@ -194,18 +258,17 @@ class Daemon:
                 continue
             in_cgroup = ident.pid in leftovers.get(tracked.job_id, ())
             if tracked.state in (ProcessState.ATTACHED, ProcessState.DETACHED) and in_cgroup:
-                self.store.mark_adopted(
-                    tracked.process_id, now=utc(now), state=ProcessState.ATTACHED
-                )
+                self._mark_adopted(tracked.process_id, now, ProcessState.ATTACHED)
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
+                counts["adopted"] += 1
             elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, False))
+                counts["followed"] += 1
             else:
+                counts["attached"] += 1
                 # Discovered but never attached (a crash in between), or moved out of its
                 # cgroup while we were away: attach again, on the same row.
-                self.store.mark_adopted(
-                    tracked.process_id, now=utc(now), state=ProcessState.DISCOVERED
-                )
+                self._mark_adopted(tracked.process_id, now, ProcessState.DISCOVERED)
                 self._attach(
                     tracked.process_id, ident, tracked.job_id, tracked.limits, now, look_first=True
                 )
@@ -213,6 +276,14 @@ class Daemon:
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id, now)
+        return counts
+
+    def _mark_adopted(self, process_id: int, now: float, state: ProcessState) -> None:
+        self.outbox.write(
+            f"the adoption of process {process_id}",
+            lambda: self.store.mark_adopted(process_id, now=utc(now), state=state),
+            now,
+        )
 
     def _close(
         self,
@@ -257,7 +328,14 @@ class Daemon:
 
             self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
-            self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
+            # `ffrtmp release` may have taken some back behind our back.
+            self.lifecycle.unfollow(self.store.released_among(self.lifecycle.followed_ids()))
+            followed_ids = self.lifecycle.followed_ids()
+            self.outbox.write(
+                "the last-seen times",
+                lambda: self.store.touch_seen(followed_ids, now=utc(now)),
+                now,
+            )
         except Exception as exc:
             ok = False
             errors += 1
@@ -267,16 +345,20 @@ class Daemon:
         self.metrics.observe_scan(duration_ms / 1000, ok)
         self.health.record_scan(ok, now)
         try:
-            self.store.record_scan(
-                started_at=utc(now),
-                duration_ms=duration_ms,
-                trigger=trigger,
-                ok=ok,
-                seen=result.seen if result else 0,
-                matched=len(result.matched) if result else 0,
-                new=new,
-                unreadable=result.unreadable if result else 0,
-                errors=errors,
+            self.outbox.write(
+                "a scan",
+                lambda: self.store.record_scan(
+                    started_at=utc(now),
+                    duration_ms=duration_ms,
+                    trigger=trigger,
+                    ok=ok,
+                    seen=result.seen if result else 0,
+                    matched=len(result.matched) if result else 0,
+                    new=new,
+                    unreadable=result.unreadable if result else 0,
+                    errors=errors,
+                ),
+                now,
             )
         except Exception as exc:
             self._record_error("store", exc, now)
@@ -303,21 +385,39 @@ class Daemon:
         self.deferred.pop(ident, None)
         job_id = self.governor_job_id(candidate)
         if verdict.decision == "skip":
-            process_id, is_new = self.store.register(
-                candidate,
-                job_id=job_id,
-                limits=None,
-                now=utc(now),
-                state=ProcessState.SKIPPED,
-                reason=verdict.reason,
+            recorded: list[tuple[int, bool]] = []
+            self.outbox.write(
+                f"the skip of {ident}",
+                lambda: recorded.append(
+                    self.store.register(
+                        candidate,
+                        job_id=job_id,
+                        limits=None,
+                        now=utc(now),
+                        state=ProcessState.SKIPPED,
+                        reason=verdict.reason,
+                    )
+                ),
+                now,
             )
-            self.settled[ident] = process_id
+            # 0 until the row is written: only being settled counts here.
+            self.settled[ident] = recorded[0][0] if recorded else 0
             self.skipped.add(ident)
-            return int(is_new)
+            return int(recorded[0][1]) if recorded else 1
         limits = self._limits_for(candidate.rule)
-        process_id, is_new = self.store.register(
-            candidate, job_id=job_id, limits=limits, now=utc(now)
-        )
+        if len(self.outbox):
+            # The database refuses writes (or has others to take first): govern at once.
+            self._govern_unrecorded(candidate, job_id, limits, now)
+            return 1
+        try:
+            process_id, is_new = self.store.register(
+                candidate, job_id=job_id, limits=limits, now=utc(now)
+            )
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self._govern_unrecorded(candidate, job_id, limits, now)
+            return 1
         if not is_new:
             if ident in self.skipped and self.store.reconsider_skipped(
                 process_id, limits, now=utc(now)
@@ -338,6 +438,48 @@ class Daemon:
         self.metrics.discovered()
         self._attach(process_id, ident, job_id, limits, now)
         return 1
+
+    def _govern_unrecorded(self, candidate: Candidate, job_id: str, limits, now: float) -> None:
+        """The database refused the process's row: govern it first, record it when the
+        database takes writes again (its attach is looked up in the kernel then, so a process
+        already in its cgroup is recorded as attached, and its exit follows in order)."""
+        ident = candidate.identity
+        attachment = None
+        if not self.unavailable:
+            try:
+                attachment = self.governor.attach(ident, job_id, limits)
+                log.info("attached %s as %s (not recorded yet): %s", ident, job_id, limits)
+            except Exception as exc:  # recorded with its row, by the attach made then
+                log.warning("attach of %s (%s) failed: %s", ident, job_id, classify(exc).message)
+        followed = Followed(None, ident, job_id, attachment is not None)
+        self.lifecycle.follow(followed)
+        self.metrics.discovered()
+
+        def record() -> None:
+            process_id, is_new = self.store.register(
+                candidate, job_id=job_id, limits=limits, now=utc(now)
+            )
+            followed.process_id = process_id
+            if not is_new and not self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
+                return  # recorded by whoever wrote the row (a try of this one cut short, or not)
+            if self.lifecycle.by_pid.get(ident.pid) is followed:
+                result = self.attacher.attach(
+                    process_id, ident, job_id, limits, now=now, look_first=True
+                )
+                followed.governed = result.state == ProcessState.ATTACHED
+                if result.state not in (ProcessState.ATTACHED, ProcessState.VANISHED):
+                    return
+            elif attachment is not None:
+                # Ended before the database came back: the attach it had, then its exit.
+                self.store.record_attached(
+                    process_id,
+                    cgroup_version=attachment.version,
+                    cgroup_paths=attachment.cgroup_paths,
+                    applied=attachment.applied,
+                    now=utc(now),
+                )
+
+        self.outbox.defer(f"the discovery of {ident}", record, now)
 
     def governor_job_id(self, candidate: Candidate) -> str:
         return job_id_for(JOB_PREFIX, candidate.command, candidate.identity)
@@ -470,6 +612,10 @@ class Daemon:
     def _record_error(
         self, operation: str, exc: BaseException, now: float, pid: int | None = None
     ) -> None:
+        if is_store_failure(exc) and self.health.evaluate(now).store_failing_since is not None:
+            # Counted and queued as one error event of the failing store already.
+            log.warning("%s failed: the database cannot be written", operation)
+            return
         error = classify(exc)
         self.health.record_error(str(error.error_type))
         log.warning(
@@ -480,26 +626,76 @@ class Daemon:
             error.error_type,
         )
         try:
-            self.store.record_error(operation, error, now=utc(now), pid=pid)
-        except Exception as store_exc:  # the store itself is failing: the log must do
+            self.outbox.write(
+                f"the {operation} error",
+                lambda: self.store.record_error(operation, error, now=utc(now), pid=pid),
+                now,
+            )
+        except Exception as store_exc:  # not a store failure: the log must do
             log.error("could not record the %s error: %s", operation, store_exc)
+
+    def _store_write_result(self, exc: BaseException | None) -> None:
+        """Every write transaction's outcome: health follows the store, and each run of
+        refused writes is one error event, written once the store takes writes again."""
+        now = time.time()
+        if exc is None:
+            self.health.record_store_write(None, now)
+            return
+        if not is_store_failure(exc):
+            return
+        error = classify(exc)
+        first = self.health.evaluate(now).store_failing_since is None
+        self.health.record_store_write(f"{error.message} [{error.error_type}]", now)
+        if first:
+            self.health.record_error(str(error.error_type))
+            log.error("the database cannot be written: %s [%s]", error.message, error.error_type)
+            self.outbox.defer(
+                "the store error",
+                lambda: self.store.record_error("store", error, now=utc(now)),
+                now,
+            )
+
+    def _on_loop_thread(self, call: Callable[[], None]) -> None:
+        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
+            call()
+        else:
+            self._handed_over.append(call)  # deque.append is atomic
 
     def step(self, now: float) -> None:
         """Everything that is due at `now`."""
+        self._loop_thread = threading.get_ident()
+        while self._handed_over:
+            self._handed_over.popleft()()
+        if len(self.outbox):
+            self.outbox.flush(now)
+        if self.http_endpoint is not None:
+            self.http_endpoint.retry_due(now)
         if now >= self.next_scan_at:
             self.full_scan(now)
-        elif self._drain_events(now, until=now + self.wait_seconds(now)):
+        elif self._drain_events_safely(now, until=now + self.wait_seconds(now)):
             self.full_scan(now, trigger="overflow")
         self._reconsider_deferred(now)
-        if self.next_retry_at is not None and now >= self.next_retry_at:
+        # A retry claims its item in the database first: it waits while writes are refused.
+        retry_due = self.next_retry_at is not None and now >= self.next_retry_at
+        if retry_due and not len(self.outbox):
             try:
                 self.retries.run_due(now)
             except Exception as exc:
                 self._record_error("retry", exc, now)
-            self.next_retry_at = self._next_retry()
+            try:
+                self.next_retry_at = self._next_retry()
+            except Exception as exc:
+                self._record_error("store", exc, now)
         self.health_tick(now)
         if now >= self.next_prune_at:
             self.prune_slice(now)
+
+    def _drain_events_safely(self, now: float, until: float) -> bool:
+        try:
+            return self._drain_events(now, until=until)
+        except Exception as exc:  # what failed is recorded; the loop goes on governing
+            self._record_error("events", exc, now)
+            return True  # a scan looks at what the failed drain may have missed
 
     def _reconsider_deferred(self, now: float) -> None:
         """Processes younger than min_runtime are looked at again when they come of age,
@@ -542,6 +738,10 @@ class Daemon:
             "consecutive_attach_failures": report.consecutive_attach_failures,
             "total_scan_failures": report.total_scan_failures,
             "total_attach_failures": report.total_attach_failures,
+            "status_since": utc(report.status_since) if report.status_since else None,
+            "last_successful_attach_at": (
+                utc(report.last_successful_attach_at) if report.last_successful_attach_at else None
+            ),
         }
         details = {
             "discovery": self.discovery,
@@ -556,14 +756,19 @@ class Daemon:
             "snapshot_interval_s": self.snapshots.interval,
         }
         try:
-            self.store.record_health(
-                now=utc(now),
-                run_id=self.run_id,
-                status=str(report.status),
-                reasons=list(report.reasons),
-                counters=counters,
-                errors_by_type=report.errors_by_type,
-                details=details,
+            # Queued when refused (run_id read then: the run's row may be queued too).
+            self.outbox.write(
+                "a health snapshot",
+                lambda: self.store.record_health(
+                    now=utc(now),
+                    run_id=self.run_id,
+                    status=str(report.status),
+                    reasons=list(report.reasons),
+                    counters=counters,
+                    errors_by_type=report.errors_by_type,
+                    details=details,
+                ),
+                now,
             )
             self.snapshots.mark(report, now)
         except Exception as exc:
@@ -579,6 +784,12 @@ class Daemon:
             deadlines.append(self.next_retry_at)
         if self.deferred:
             deadlines.append(min(self.deferred.values()))
+        for retry_at in (
+            self.outbox.next_try_at,
+            self.http_endpoint.next_try_at if self.http_endpoint is not None else None,
+        ):
+            if retry_at is not None:
+                deadlines.append(retry_at)
         if self.notifier is not None:
             # systemd's watchdog must hear from a healthy loop even with long scan intervals.
             ping_in = self.notifier.seconds_until_watchdog()
@@ -600,7 +811,16 @@ class Daemon:
             if self.notifier is not None:
                 self.notifier.ready(self)
             if self.once:
+                self._log_once_summary(now)
                 return 0
+            log.info(
+                "ready: discovery %s, database %s, config %s, %s",
+                self.discovery,
+                self.database_description,
+                getattr(self.config, "source", None) or "none (built-in defaults and flags)",
+                self.unavailable or f"cgroup v{getattr(self.governor, 'version', '?')}",
+            )
+            self.usage.start()  # in a thread of its own: see ffrtmp.usage
             while not self.stop_requested:
                 self._wait(self.wait_seconds(time.time()))
                 if self.stop_requested:
@@ -614,6 +834,27 @@ class Daemon:
             return 0
         finally:
             self.shutdown(time.time(), reason=stop_reason)
+
+    def _log_once_summary(self, now: float) -> None:
+        """The one line a `--once` run ends with: what its scan found and did."""
+        try:
+            summary = self.store.once_summary(self.run_id)
+        except Exception as exc:
+            self._record_error("store", exc, now)
+            return
+        log.info(
+            "once: %d matched, %d new; %d attached, %d retrying, %d dead letters, %d skipped, "
+            "%d followed without limits, %d vanished; health %s",
+            summary["matched"],
+            summary["new"],
+            summary["attached"],
+            summary["retrying"],
+            summary["dead"],
+            summary["skipped"],
+            summary["observed"],
+            summary["vanished"],
+            self.health.evaluate(now).status.value,
+        )
 
     def _wait(self, timeout: float) -> None:
         """Until the timeout, a kernel event, or a signal. Python restarts a select() that a
@@ -638,7 +879,7 @@ class Daemon:
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
             return
-        from ffrtmp.config import ConfigError, apply_overrides, changed_keys, load_config
+        from ffrtmp.config import ConfigError, apply_overrides, changed_keys, load_config, loosened
         from ffrtmp.scanner import Scanner
 
         try:
@@ -647,8 +888,14 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self._record_error("config", exc, now)
             return
+        for line in fresh.warnings():
+            log.warning("%s", line)
+        from ffrtmp.logs import readable
+
         old = self.config
-        for key, (before, after) in changed_keys(old, fresh).items():
+        changes = changed_keys(old, fresh)
+        for key, (before, after) in changes.items():
+            before, after = readable(before), readable(after)
             if key.split(".")[0] in RESTART_ONLY_KEYS:
                 log.warning(
                     "reload: %s stays %s until a restart (the file now says %s)", key, before, after
@@ -664,11 +911,33 @@ class Daemon:
         self.attacher.retry_enabled = fresh.retry.enabled
         self.health.thresholds = fresh.health.thresholds
         self.snapshots.interval = fresh.health.snapshot_interval
+        self.usage.set_interval(fresh.usage_interval)
         self._record_effective_config(now)
+        self._record_loosened(loosened(changes), source, now)
         for ident in self.skipped:
             self.settled.pop(ident, None)
         self.next_scan_at = now  # the new rules and filters apply to what runs now
         log.info("configuration reloaded from %s", source)
+
+    def _record_loosened(self, changes: dict, source: object, now: float) -> None:
+        """A reload that governs less (a limit gone or raised, a target dropped) is said at
+        WARNING and kept as an error event of operation `reload`: a file cut short mid-write
+        is often still valid YAML."""
+        if not changes:
+            return
+        from ffrtmp.errors import Classification
+        from ffrtmp.states import ErrorType
+
+        listed = "; ".join(
+            f"{key}: {before} -> {after}" for key, (before, after) in changes.items()
+        )
+        message = f"the reload of {source} removed or loosened limits: {listed}"
+        log.warning("%s (replace the file atomically: write a new one, then rename it)", message)
+        event = Classification(ErrorType.PERMANENT, False, None, None, "LimitsLoosened", message)
+        try:
+            self.store.record_error("reload", event, now=utc(now))
+        except Exception as exc:
+            log.error("could not record the loosened limits: %s", exc)
 
     def _record_effective_config(self, now: float) -> None:
         from ffrtmp.config import effective_dict
@@ -686,12 +955,25 @@ class Daemon:
         why (`reason`; by default a stop or the end of --once)."""
         if self.notifier is not None:
             self.notifier.stopping()
+        self.usage.stop()
         if self.http_server is not None:
             self.http_server.close()
+        if self.http_endpoint is not None:
+            self.http_endpoint.close()
         try:
+            if len(self.outbox) and not self.outbox.flush(now, force=True):
+                log.error(
+                    "stopping with %d writes the database did not take: they are lost",
+                    len(self.outbox),
+                )
+                return  # nor would it take the stop; the next start recovers the rest
             if self.run_id is not None:
                 if not self.once:
-                    attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
+                    attached = [
+                        f.process_id
+                        for f in self.lifecycle.by_pid.values()
+                        if f.governed and f.process_id is not None
+                    ]
                     self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
                 reason = reason or ("once" if self.once else "stopped")
                 self.store.end_run(self.run_id, now=utc(now), reason=reason)

@@ -9,9 +9,11 @@ write lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Execution option of for_reading(): its transactions begin deferred on a writer's engine.
 DEFERRED_BEGIN = "ffrtmp_deferred_begin"
+
+
+ALLOW_UNSAFE_DB_FLAG = "--allow-unsafe-db"
 
 
 class DatabaseError(Exception):
@@ -69,6 +74,34 @@ def _check_file(path: Path) -> None:
             raise DatabaseError(f"{path} is not an SQLite database")
 
 
+def refuse_unsafe_file(path: Path) -> None:
+    """Refuse (DatabaseError) the daemon's database file when another user could read or
+    swap what it records: a symbolic link (whoever can change it chooses the file that is
+    written), a file owned by another user, or one that other users may read or write (every
+    process's argv is in it). A missing file is fine: it is created 0600."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DatabaseError(f"database {path} cannot be examined: {exc.strerror}") from None
+    escape = f"; {ALLOW_UNSAFE_DB_FLAG} uses it anyway"
+    if stat.S_ISLNK(info.st_mode):
+        raise DatabaseError(
+            f"database {path} is a symbolic link; give the real file's path{escape}"
+        )
+    if info.st_uid != os.geteuid():
+        raise DatabaseError(
+            f"database {path} is owned by uid {info.st_uid}, not by uid {os.geteuid()} that "
+            f"runs the daemon{escape}"
+        )
+    if info.st_mode & 0o026:
+        raise DatabaseError(
+            f"database {path} has mode {stat.S_IMODE(info.st_mode):04o}: other users can read "
+            f"or write it (chmod 600 it){escape}"
+        )
+
+
 def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:
     # The driver must not open transactions on its own; the "begin" listener does it.
     dbapi_connection.isolation_level = None
@@ -81,13 +114,34 @@ def _set_pragmas(dbapi_connection: sqlite3.Connection, readonly: bool) -> None:
     cursor.close()
 
 
+class _UnreadableValues:
+    """Stored JSON values that are not JSON (a hand edit, a damaged page): each is read as
+    NULL, counted and logged, so one bad value does not make every reader fail."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def loads(self, text: str):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            self.count += 1
+            log.warning("a stored value is not valid JSON and is read as empty: %s", exc)
+            return None
+
+
+unreadable_values = _UnreadableValues()
+
+
 def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine:
     url: str | URL = location.url
     if readonly and location.path is not None:
         # SQLite's own read-only mode; a URL object, not text, so the path is never parsed.
         query = {"mode": "ro", "uri": "true"}
+        if _read_as_immutable(location.path):
+            query["immutable"] = "1"
         url = URL.create("sqlite", database=f"file:{location.path}", query=query)
-    engine = create_engine(url)
+    engine = create_engine(url, json_deserializer=unreadable_values.loads)
     if engine.dialect.name != "sqlite":
         return engine
 
@@ -101,6 +155,25 @@ def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine
         conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _read_as_immutable(path: Path) -> bool:
+    """Whether a reader must open `path` with SQLite's immutable=1 rather than make files.
+
+    A WAL database is read through its -wal and -shm files, and a reader that finds none
+    creates them (and leaves them behind, being unable to checkpoint). In a folder that is not
+    ours to write (a read-only mount, another user's folder) that fails or leaves files of the
+    wrong owner there. With no -wal and no -shm no writer has the database open (a writer keeps
+    both while connected), so the file alone is the whole database: read it as immutable."""
+    folder = path.parent
+    try:
+        ours = folder.stat().st_uid == os.geteuid() and os.access(folder, os.W_OK)
+    except OSError:
+        ours = False
+    if ours:
+        return False
+    beside = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    return not any(os.path.lexists(file) for file in beside)
 
 
 def for_reading(engine: Engine) -> Engine:
@@ -167,7 +240,7 @@ def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
     except DatabaseError:
         raise
     except Exception as exc:
-        raise DatabaseError(f"database {location} cannot be read: {_why(exc)}") from None
+        raise DatabaseError(f"database {location} cannot be read: {_why(exc, location)}") from None
 
 
 def _revision_mismatch(location: DatabaseLocation, revision: str | None) -> str:
@@ -198,10 +271,20 @@ def _prepare_file(path: Path) -> None:
         os.close(fd)
 
 
-def backup(path: Path, now: datetime | None = None) -> Path:
-    """A consistent copy of the database (SQLite's backup API, safe with WAL) beside it."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.bak-{stamp}")
+def backup(path: Path, now: datetime | None = None, *, step: str | None = None) -> Path:
+    """A consistent copy of the database (SQLite's backup API, safe with WAL) beside it.
+
+    With `step` (an upgrade's "FROM-to-TO") the copy is named after the step and made once:
+    an upgrade that fails and is tried again at every start (systemd's Restart=) keeps the
+    copy of the first attempt instead of filling the disk with one copy per attempt."""
+    if step is not None:
+        target = path.with_name(f"{path.name}.bak-{step}")
+        if target.exists() and target.stat().st_size > 0:
+            log.info("keeping the backup copy %s made by an earlier attempt", target)
+            return target
+    else:
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        target = path.with_name(f"{path.name}.bak-{stamp}")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
     source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -241,7 +324,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     except Exception as exc:
         engine.dispose()
         raise DatabaseError(
-            f"database {location} cannot be opened for writing: {_why(exc)}"
+            f"database {location} cannot be opened for writing: {_why(exc, location)}"
         ) from None
     return engine
 
@@ -253,7 +336,7 @@ def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
     if revision is not None and not _is_known_older(revision):
         raise DatabaseError(_revision_mismatch(location, revision))
     if revision is not None and location.path is not None:
-        copy = backup(location.path)
+        copy = backup(location.path, step=f"{revision}-to-{head_revision()}")
         log.warning("database %s is at revision %s; backed up to %s", location, revision, copy)
     from ffrtmp.migrate import upgrade
 
@@ -266,19 +349,32 @@ def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
 _NO_SHARED_MEMORY = ("disk I/O error", "locking protocol")
 
 
-def _why(exc: BaseException) -> str:
+def _why(exc: BaseException, location: DatabaseLocation | None = None) -> str:
     """The cause in the driver's or the system's words, without SQLAlchemy's SQL and link."""
     cause = getattr(exc, "orig", None) or exc
     if isinstance(cause, OSError) and cause.strerror:
         reason = cause.strerror
     else:
         reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if location is not None and location.path is not None and _is_full(location.path.parent):
+        # A full disk shows as "disk I/O error" when SQLite cannot size its -shm file.
+        return (
+            f"{reason}: the filesystem holding it is full "
+            "(SQLite needs room for its -wal and -shm files beside it); free space there"
+        )
     if isinstance(cause, sqlite3.Error) and any(words in reason for words in _NO_SHARED_MEMORY):
         reason += (
             " (on NFS, 9p and some FUSE filesystems SQLite's WAL mode cannot share memory "
             "between connections: put the database on a local filesystem with --db or FFRTMP_DB)"
         )
     return reason
+
+
+def _is_full(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _refuse_unusable(location: DatabaseLocation) -> None:

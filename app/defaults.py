@@ -8,6 +8,9 @@ SCAN_INTERVAL_SECONDS = 10.0
 TARGET_COMMANDS = ("ffmpeg", "gst-launch-1.0")
 DISCOVERY_MODE = "auto"  # events | poll | auto
 
+# Usage while running: how often governed jobs' cgroup counters are read and stored (0: never)
+USAGE_INTERVAL_SECONDS = 10.0
+
 # Limits given to a governed process
 CPU_QUOTA_PERCENT = None  # percent of one core; None = no quota ("max")
 CPU_WEIGHT = 100  # 1..10000, cgroup v2 scale
@@ -71,6 +74,9 @@ JOB_ID_PREFIXES = ("auto", "manual", "run")  # auto: watch; manual: attach; run:
 
 # Operator read commands
 CLI_LIST_LIMIT = 100  # rows a list command prints unless --limit says otherwise
+EVENTS_BACKLOG = 10  # `ffrtmp events` prints this many of the newest before following
+EVENTS_POLL_SECONDS = 0.5  # `events --follow` looks for new rows this often (one short read)
+EVENTS_POLL_BATCH = 500  # rows of each table one poll reads at most; the next poll reads on
 
 # Operator surface: HTTP, metrics
 HTTP_REQUEST_TIMEOUT_SECONDS = 5.0  # a client that sends nothing holds one server thread, no more

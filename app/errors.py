@@ -79,9 +79,11 @@ MESSAGE_HINTS: tuple[tuple[str, ErrorType], ...] = (
     ("try again", ErrorType.TRANSIENT),
     ("out of memory", ErrorType.RESOURCE),
     ("no space", ErrorType.RESOURCE),
+    ("disk is full", ErrorType.RESOURCE),
 )
 
 _SQLITE_LOCKED_MESSAGES = ("database is locked", "database table is locked")
+_SQLITE_FULL = 13  # SQLite's primary result code for "database or disk is full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,21 @@ def _by_type_and_errno(exc: BaseException) -> _Verdict | None:
         return _Verdict(ErrorType.RESOURCE)
     if _is_sqlite_locked(exc):
         return _Verdict(ErrorType.TRANSIENT)
+    if _sqlite_result_code(exc) == _SQLITE_FULL:
+        return _Verdict(ErrorType.RESOURCE, errno_module.ENOSPC)
     return None
+
+
+def _sqlite_result_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of a sqlite3 error (or of the one SQLAlchemy wraps)."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None:
+        return None
+    cause = getattr(exc, "orig", None) or exc
+    if not isinstance(cause, sqlite3.Error):
+        return None
+    code = getattr(cause, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _errno_of(exc: BaseException) -> int | None:
@@ -223,6 +239,11 @@ def _by_message(text: str) -> _Verdict | None:
 
 
 def _text(exc: BaseException) -> str:
+    # SQLAlchemy appends the statement ("[SQL: ...]", with its parameters) and a link to its
+    # documentation: neither helps an operator, and the parameters may be a process's argv.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        exc = exc.orig
     try:
         return str(exc)
     except Exception:

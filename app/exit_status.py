@@ -76,3 +76,19 @@ class ExitInfo:
     @property
     def known(self) -> bool:
         return self.reason is None
+
+    def describe(self, oom_killed: bool | None = None) -> str:
+        """For a log line: `exit code 0`, `killed by SIGKILL`, `OOM-killed`, or the reason."""
+        if oom_killed:
+            return "OOM-killed"
+        if self.exit_code is not None:
+            return f"exit code {self.exit_code}"
+        if self.exit_signal is not None:
+            import signal
+
+            try:
+                name = signal.Signals(self.exit_signal).name
+            except ValueError:
+                name = f"signal {self.exit_signal}"
+            return f"killed by {name}"
+        return f"exit unknown ({self.reason})"

@@ -4,6 +4,10 @@ FFRTMP_FAILPOINTS is a comma-separated list of NAME=ERRNO*COUNT, for example
 `governor.attach=EBUSY*3,store.commit=EIO*1`: the step `governor.attach` raises
 OSError(EBUSY) the first three times it runs. COUNT may be omitted (once) or `inf`.
 Unset, every check is one dict lookup on an empty dict.
+
+A name must be one of KNOWN (a step that calls check() with it) or start with `test.` (a
+test's own step): a misspelt name would otherwise arm nothing and the test pass for the wrong
+reason. A new check() adds its name to KNOWN.
 """
 
 from __future__ import annotations
@@ -14,6 +18,16 @@ import os
 import threading
 
 ENV_VAR = "FFRTMP_FAILPOINTS"
+KNOWN = frozenset(
+    {
+        "governor.attach",
+        "proc_events.open",
+        "proc_events.recv",
+        "scanner.scan",
+        "store.commit",
+    }
+)
+TEST_PREFIX = "test."
 
 _lock = threading.Lock()
 _remaining: dict[str, list] = {}  # name -> [errno, remaining count]
@@ -37,7 +51,11 @@ def parse(spec: str) -> dict[str, list]:
             count = math.inf if count_text.strip() == "inf" else int(count_text or 1)
         except ValueError:
             raise FailpointSpecError(f"{ENV_VAR}: count in {part!r} is not a number") from None
-        points[name.strip()] = [code, count]
+        name = name.strip()
+        if name not in KNOWN and not name.startswith(TEST_PREFIX):
+            known = ", ".join(sorted(KNOWN))
+            raise FailpointSpecError(f"{ENV_VAR}: {name!r} is not a failpoint (known: {known})")
+        points[name] = [code, count]
     return points
 
 
@@ -46,6 +64,18 @@ def configure(spec: str | None = None) -> None:
     global _remaining
     with _lock:
         _remaining = parse(os.environ.get(ENV_VAR, "") if spec is None else spec)
+
+
+def armed() -> list[str]:
+    """One phrase per failpoint that will still fire, e.g. `governor.attach fails with EBUSY
+    3 more times`."""
+    with _lock:
+        points = [(name, point) for name, point in sorted(_remaining.items()) if point[1] > 0]
+    phrases = []
+    for name, (code, count) in points:
+        times = "every time" if count == math.inf else f"{int(count)} more times"
+        phrases.append(f"{name} fails with {errno.errorcode.get(code, code)} {times}")
+    return phrases
 
 
 def check(name: str) -> None:

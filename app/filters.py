@@ -22,9 +22,10 @@ from ffrtmp.settings import (
     USER_NAME,
     InvalidSetting,
     duration,
+    empty_means,
     list_of,
-    optional,
     setting,
+    unlimited,
     validate,
 )
 
@@ -70,7 +71,8 @@ class Filters:
     Parents are named by the parent's command (basename of its argv[0]) or by its pid as a
     number. Dirs hold the process's working directory: a folder covers itself and everything
     below it (/srv/a covers /srv/a/b but not /srv/ab). A process younger than min_runtime is
-    deferred, not skipped; one older than max_runtime is skipped.
+    deferred, not skipped; one older than max_runtime is skipped. An empty min_runtime is 0s;
+    an empty max_runtime, 0 or `unlimited` is no maximum (the original daemon wrote "").
     """
 
     allowed_users: tuple[str, ...] = setting("allowed_users", list_of(USER_NAME), default=())
@@ -81,11 +83,11 @@ class Filters:
     blocked_parents: tuple[str | int, ...] = setting("blocked_parents", list_of(PARENT), default=())
     min_runtime_s: float = setting(
         "min_runtime",
-        duration(allow_zero=True),
+        empty_means(duration(allow_zero=True), 0.0),
         default=defaults.FILTER_MIN_RUNTIME_SECONDS,
     )
     max_runtime_s: float | None = setting(
-        "max_runtime", optional(duration()), default=defaults.FILTER_MAX_RUNTIME_SECONDS
+        "max_runtime", unlimited(duration()), default=defaults.FILTER_MAX_RUNTIME_SECONDS
     )
     allowed_dirs: tuple[str, ...] = setting("allowed_dirs", list_of(ABSOLUTE_PATH), default=())
     blocked_dirs: tuple[str, ...] = setting("blocked_dirs", list_of(ABSOLUTE_PATH), default=())

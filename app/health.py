@@ -7,12 +7,19 @@ Degraded: at least `degraded_scan_failures` consecutive scan failures, or at lea
 `degraded_attach_failures` consecutive attach failures.
 Healthy: otherwise. Any success resets its consecutive counter.
 
+The store is an input too: a write the database refused (locked past the busy timeout, a full
+disk) makes the daemon degraded with the reason "database cannot be written", and unhealthy
+once writes have failed for longer than `stale_scan_after`; one committed write ends it.
+Other problems a part of the daemon reports (`set_problem`: an HTTP endpoint it cannot bind)
+make it degraded, with the part's own reason, until the part clears it.
+
 Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
 seconds passed in by the caller, so they can be stored and tests control them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +27,8 @@ from dataclasses import dataclass
 from ffrtmp import defaults
 from ffrtmp.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
 from ffrtmp.states import HealthStatus
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = duration()  # the kind of HealthSettings.snapshot_interval, checked here too
 SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
@@ -71,6 +80,15 @@ class HealthReport:
     total_attaches: int
     total_attach_failures: int
     errors_by_type: dict[str, int]
+    # Since when (epoch seconds) and why writes to the database fail; None while they work.
+    store_failing_since: float | None = None
+    store_failure: str | None = None
+    # The status by the scan and attach rules alone: whether the loop itself works. systemd's
+    # watchdog goes by it, so a refusing database never gets a governing daemon restarted
+    # (which would lose the writes it keeps for the database).
+    loop_status: HealthStatus | None = None
+    status_since: float | None = None  # when this status began (this run's start at first)
+    last_successful_attach_at: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -88,6 +106,10 @@ class HealthReport:
             "total_attaches": self.total_attaches,
             "total_attach_failures": self.total_attach_failures,
             "errors_by_type": dict(self.errors_by_type),
+            "store_failing_since": self.store_failing_since,
+            "store_failure": self.store_failure,
+            "status_since": self.status_since,
+            "last_successful_attach_at": self.last_successful_attach_at,
         }
 
 
@@ -144,6 +166,12 @@ class HealthTracker:
         self._total_attaches = 0
         self._total_attach_failures = 0
         self._errors_by_type: Counter[str] = Counter()
+        self._store_failing_since: float | None = None
+        self._store_failure: str | None = None
+        self._problems: dict[str, str] = {}
+        self._last_successful_attach_at: float | None = None
+        self._status: HealthStatus | None = None
+        self._status_since: float | None = None
 
     @classmethod
     def restore(
@@ -156,9 +184,11 @@ class HealthTracker:
         total_attaches: int = 0,
         total_attach_failures: int = 0,
         errors_by_type: dict[str, int] | None = None,
+        last_successful_attach_at: float | None = None,
     ) -> HealthTracker:
-        """A tracker for a restarted daemon that continues the totals of its last snapshot.
-        Consecutive counters and scan times start afresh: they describe this run."""
+        """A tracker for a restarted daemon that continues the totals of its last snapshot,
+        and the time of its last successful attach. Consecutive counters, scan times and the
+        status start afresh: they describe this run."""
         totals = {
             "total_scans": total_scans,
             "total_scan_failures": total_scan_failures,
@@ -184,6 +214,7 @@ class HealthTracker:
         tracker._total_attaches = total_attaches
         tracker._total_attach_failures = total_attach_failures
         tracker._errors_by_type.update({str(k): v for k, v in (errors_by_type or {}).items()})
+        tracker._last_successful_attach_at = last_successful_attach_at
         return tracker
 
     def record_scan(self, ok: bool, now: float) -> None:
@@ -198,11 +229,11 @@ class HealthTracker:
                 self._total_scan_failures += 1
 
     def record_attach(self, ok: bool, now: float) -> None:
-        # `now` is accepted for symmetry with record_scan; no rule ages attach results.
         with self._lock:
             self._total_attaches += 1
             if ok:
                 self._consecutive_attach_failures = 0
+                self._last_successful_attach_at = now
             else:
                 self._consecutive_attach_failures += 1
                 self._total_attach_failures += 1
@@ -211,6 +242,24 @@ class HealthTracker:
         """Count one error of `error_type` (an ErrorType or any other label)."""
         with self._lock:
             self._errors_by_type[str(error_type)] += 1
+
+    def record_store_write(self, error: str | None, now: float) -> None:
+        """A write transaction's outcome: None when it committed, else why it failed."""
+        with self._lock:
+            if error is None:
+                self._store_failing_since = self._store_failure = None
+                return
+            if self._store_failing_since is None:
+                self._store_failing_since = now
+            self._store_failure = error
+
+    def set_problem(self, part: str, reason: str | None) -> None:
+        """`part` of the daemon is degraded for `reason`; None: it works again."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(part, None)
+            else:
+                self._problems[part] = reason
 
     def evaluate(self, now: float) -> HealthReport:
         with self._lock:
@@ -225,6 +274,21 @@ class HealthTracker:
                 without_success,
                 ever_scanned_successfully=last_success is not None,
             )
+            loop_status = status
+            if self._problems:
+                if status == HealthStatus.HEALTHY:
+                    status, reasons = HealthStatus.DEGRADED, ()
+                reasons = (*reasons, *self._problems.values())
+            if self._store_failing_since is not None:
+                status, reasons = _with_store_failure(
+                    status,
+                    reasons,
+                    self.thresholds,
+                    max(0.0, now - self._store_failing_since),
+                    self._store_failure,
+                )
+            if status != self._status:
+                self._status_changed(status, reasons, now)
             return HealthReport(
                 status=status,
                 reasons=reasons,
@@ -242,12 +306,57 @@ class HealthTracker:
                 total_attaches=self._total_attaches,
                 total_attach_failures=self._total_attach_failures,
                 errors_by_type=dict(self._errors_by_type),
+                store_failing_since=self._store_failing_since,
+                store_failure=self._store_failure,
+                loop_status=loop_status,
+                status_since=self._status_since,
+                last_successful_attach_at=self._last_successful_attach_at,
             )
+
+    def _status_changed(self, status: HealthStatus, reasons: tuple[str, ...], now: float) -> None:
+        """One line per change, whichever thread evaluates first (the loop or /healthz); the
+        first status of a run dates from its start and is no change."""
+        before = self._status
+        self._status = status
+        if before is None:
+            self._status_since = self.started_at
+            if status == HealthStatus.HEALTHY:
+                return
+        else:
+            self._status_since = now
+        worse = before is None or SEVERITY[status] > SEVERITY[before]
+        why = "; ".join(reasons) or "no failure rule applies any more"
+        log.log(
+            logging.WARNING if worse else logging.INFO,
+            "health: %s -> %s (%s)",
+            "starting" if before is None else before.value,
+            status.value,
+            why,
+        )
+
+
+def _with_store_failure(
+    status: HealthStatus,
+    reasons: tuple[str, ...],
+    thresholds: HealthThresholds,
+    failing_for: float,
+    why: str | None,
+) -> tuple[HealthStatus, tuple[str, ...]]:
+    """Degraded from the first refused write; unhealthy past `stale_scan_after` of them."""
+    reason = f"database cannot be written for {_seconds(failing_for)}: {why or 'unknown cause'}"
+    if failing_for > thresholds.stale_scan_after:
+        reason += f" (unhealthy after {_seconds(thresholds.stale_scan_after)})"
+        return HealthStatus.UNHEALTHY, (reason, *reasons)
+    if status == HealthStatus.HEALTHY:
+        return HealthStatus.DEGRADED, (reason,)
+    return status, (*reasons, reason)
 
 
 class SnapshotSchedule:
-    """When to store a health snapshot: on every change of status, and at least every
-    `interval` seconds otherwise."""
+    """When to store a health snapshot: on every change of status or of a consecutive failure
+    counter (so what `ffrtmp health` reads of them is current: they change at most once per
+    scan or attach, each of which writes rows anyway), and at least every `interval` seconds
+    otherwise."""
 
     def __init__(self, interval: float = defaults.HEALTH_SNAPSHOT_INTERVAL_SECONDS) -> None:
         try:
@@ -256,9 +365,12 @@ class SnapshotSchedule:
             raise InvalidSetting("snapshot_interval", exc.predicate) from None
         self._last_status: HealthStatus | None = None
         self._last_at: float | None = None
+        self._last_counters: tuple[int, int] | None = None
 
     def due(self, report: HealthReport, now: float) -> bool:
         if self._last_at is None or report.status != self._last_status:
+            return True
+        if _consecutive(report) != self._last_counters:
             return True
         # A clock stepped backwards would otherwise silence snapshots until it caught up.
         return now - self._last_at >= self.interval or now < self._last_at
@@ -266,6 +378,11 @@ class SnapshotSchedule:
     def mark(self, report: HealthReport, now: float) -> None:
         self._last_status = report.status
         self._last_at = now
+        self._last_counters = _consecutive(report)
+
+
+def _consecutive(report: HealthReport) -> tuple[int, int]:
+    return report.consecutive_scan_failures, report.consecutive_attach_failures
 
 
 def _seconds(value: float) -> str:

@@ -8,6 +8,13 @@ take the health tracker's short lock and the metrics cache lock; nothing the loo
 `application/health+json`, `status` is pass / warn / fail for healthy / degraded / unhealthy,
 and the HTTP status is 200 for pass and warn, 503 for fail. Health is evaluated at request time,
 so a loop that stopped scanning turns to fail by the clock alone.
+
+An address that cannot be bound (another user took the port first, an address not up yet) does
+not stop the daemon: `Endpoint` logs it, reports it to health (degraded) and binds again with
+a growing pause (BIND_RETRY_FIRST_S doubling up to BIND_RETRY_MAX_S) until it succeeds.
+
+`unix:PATH` serves on a unix socket instead: in a folder only the daemon's user can write, no
+other user can take it first, and its file mode (0660) decides who may ask.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import errno
 import ipaddress
 import json
 import logging
+import os
 import socket
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -40,6 +49,24 @@ DRAFT_STATUS = {
     HealthStatus.UNHEALTHY: "fail",
 }
 ROUTES = ("/healthz", "/metrics")
+BIND_RETRY_FIRST_S = 1.0
+BIND_RETRY_MAX_S = 60.0
+HEALTH_PART = "http"
+
+
+UNIX_PREFIX = "unix:"
+UNIX_SOCKET_MODE = 0o660
+
+
+def unix_socket_path(address: str) -> str | None:
+    """The socket path of 'unix:/run/ffrtmp/http.sock'; None for a HOST:PORT address."""
+    text = address.strip()
+    if not text.startswith(UNIX_PREFIX):
+        return None
+    path = text[len(UNIX_PREFIX) :]
+    if not path.startswith("/"):
+        raise ValueError(f"HTTP address {address!r} must name an absolute socket path")
+    return path
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -87,6 +114,8 @@ class HttpServer:
 
     @property
     def url(self) -> str:
+        if isinstance(self._server, _UnixServer):
+            return f"{UNIX_PREFIX}{self._server.server_address}"
         host, port = self.address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -106,14 +135,18 @@ def start_http_server(
 
     The metrics object is `daemon.metrics`; a daemon without one gets one here, so the
     scrape-time values (health, attached, retries, errors) are served either way."""
-    host, port = parse_address(address)
+    socket_path = unix_socket_path(address)
+    if socket_path is None:
+        host, port = parse_address(address)
+        server_class, bind_to = (_Server6 if ":" in host else _Server), (host, port)
+    else:
+        host, server_class, bind_to = "localhost", _UnixServer, socket_path
     metrics = getattr(daemon, "metrics", None)
     if metrics is None:
         metrics = Metrics(daemon)
         daemon.metrics = metrics
-    server_class = _Server6 if ":" in host else _Server
     try:
-        server = server_class((host, port), _Handler)
+        server = server_class(bind_to, _Handler)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OSError(exc.errno or errno.EINVAL, f"cannot listen on {address}: {reason}") from None
@@ -130,6 +163,43 @@ def start_http_server(
         log.warning("serving health and metrics without authentication on %s", running.url)
     log.info("serving /healthz and /metrics on %s", running.url)
     return running
+
+
+class Endpoint:
+    """The --http address of a daemon: served once it can be bound, tried again until then.
+    While it is not served, `daemon.health` is degraded with the reason."""
+
+    def __init__(self, address: str, daemon: object) -> None:
+        self.address = address
+        self.daemon = daemon
+        self.server: HttpServer | None = None
+        self.next_try_at: float | None = None
+        self._pause = BIND_RETRY_FIRST_S
+
+    def bind(self, now: float) -> bool:
+        """Try to serve now; True when served."""
+        try:
+            self.server = start_http_server(self.address, self.daemon)
+        except OSError as exc:
+            self.next_try_at = now + self._pause
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = f"HTTP endpoint {self.address} not served: {why}"
+            log.error("%s; trying again in %.0fs", reason, self._pause)
+            self._pause = min(BIND_RETRY_MAX_S, self._pause * 2)
+            self.daemon.health.set_problem(HEALTH_PART, reason)
+            return False
+        self.next_try_at = None
+        self.daemon.health.set_problem(HEALTH_PART, None)
+        return True
+
+    def retry_due(self, now: float) -> None:
+        if self.server is None and self.next_try_at is not None and now >= self.next_try_at:
+            self.bind(now)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 # --- the documents -------------------------------------------------------------------------
@@ -196,6 +266,9 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "description": "ffrtmp watch daemon",
         "checks": checks,
         "notes": _notes(daemon, now),
+        # Beyond the draft, as `ffrtmp health` and the snapshots name them.
+        "status_since": _iso(report.status_since),
+        "last_successful_attach_at": _iso(report.last_successful_attach_at),
     }
     if report.reasons:
         body["output"] = "; ".join(report.reasons)
@@ -252,9 +325,40 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+class _UnixServer(_Server):
+    address_family = socket.AF_UNIX
+
+    def server_bind(self) -> None:
+        path = self.server_address
+        # A socket left by a daemon that died is ours to replace; any other file is not.
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise FileExistsError(errno.EEXIST, "a file that is not a socket is there")
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.socket.bind(path)
+        self._bound_path = path  # removed at close: only a socket this server made
+        os.chmod(path, UNIX_SOCKET_MODE)
+        self.server_name, self.server_port = "localhost", 0
+
+    def server_close(self) -> None:
+        super().server_close()
+        path = getattr(self, "_bound_path", None)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = f"ffrtmp/{__version__}"
+
+    def address_string(self) -> str:
+        # A unix socket's client has no address: http.server would index an empty string.
+        return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
 
     def setup(self) -> None:
         # StreamRequestHandler applies `timeout` to the connection socket in setup().

@@ -34,7 +34,9 @@ REASON_REBOOTED = "the machine rebooted while the process was recorded as runnin
 
 @dataclass
 class Followed:
-    process_id: int
+    # None while the database refused the process's row: governed all the same, and recorded
+    # (this field set) when the outbox writes it (ffrtmp.daemon, ffrtmp.outbox).
+    process_id: int | None
     identity: ProcessIdentity
     job_id: str
     governed: bool  # it has cgroups of ours to read and remove
@@ -53,6 +55,9 @@ class Lifecycle:
         # kernel sent the leader's exit event, but the process ends later, with its own status.
         # The event listener shares this set, to pass on those processes' thread exits.
         self.leader_left: set[int] = set()
+        # An ffrtmp.outbox.Outbox: an exit the database refuses waits there, the process is
+        # finished all the same. None: written at once, a failure raises.
+        self.outbox = None
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
@@ -62,7 +67,14 @@ class Lifecycle:
         return f is not None and f.identity == identity
 
     def followed_ids(self) -> list[int]:
-        return [f.process_id for f in self.by_pid.values()]
+        return [f.process_id for f in self.by_pid.values() if f.process_id is not None]
+
+    def unfollow(self, process_ids: set[int]) -> None:
+        """Stop following these processes (an operator released them): no exit is recorded
+        and their cgroups are left to whoever released them."""
+        for pid in [pid for pid, f in self.by_pid.items() if f.process_id in process_ids]:
+            del self.by_pid[pid]
+            self.leader_left.discard(pid)
 
     def note_exit_status(self, pid: int, wait_status: int) -> None:
         """Keep an exit status from the kernel for a pid we may ask about soon (a process
@@ -137,27 +149,35 @@ class Lifecycle:
                 usage = self.governor.usage(followed.job_id)
             except OSError as exc:
                 log.warning("usage of %s unreadable: %s", followed.job_id, exc)
-        self.store.record_exit(
-            followed.process_id,
-            now=utc(now),
-            exit_code=info.exit_code,
-            exit_signal=info.exit_signal,
-            reason=info.reason,
-            peak_memory_bytes=getattr(usage, "peak_memory_bytes", None),
-            cpu_seconds=getattr(usage, "cpu_seconds", None),
-            oom_killed=getattr(usage, "oom_killed", None),
-            state=state,
-        )
+
+        def write_exit() -> None:
+            # Read when written: a row the outbox wrote after the exit has its id by then.
+            if followed.process_id is None:
+                return
+            self.store.record_exit(
+                followed.process_id,
+                now=utc(now),
+                exit_code=info.exit_code,
+                exit_signal=info.exit_signal,
+                reason=info.reason,
+                peak_memory_bytes=getattr(usage, "peak_memory_bytes", None),
+                cpu_seconds=getattr(usage, "cpu_seconds", None),
+                oom_killed=getattr(usage, "oom_killed", None),
+                state=state,
+            )
+
+        if self.outbox is None:
+            write_exit()
+        else:
+            self.outbox.write(f"the exit of {followed.identity}", write_exit, now)
         self.by_pid.pop(followed.identity.pid, None)
         self.leader_left.discard(followed.identity.pid)
         self._recent_exits.pop(followed.identity.pid, None)
         log.info(
-            "%s (%s) ended: code %s signal %s%s",
+            "%s (%s) ended: %s",
             followed.identity,
             followed.job_id,
-            info.exit_code,
-            info.exit_signal,
-            f" ({info.reason})" if info.reason else "",
+            info.describe(getattr(usage, "oom_killed", None)),
         )
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)
@@ -175,7 +195,7 @@ class Lifecycle:
             return
         if not removed:
             return
-        if process_id is not None:
+        if process_id is not None and not self.outbox:
             try:
                 self._record_cgroup_removed(process_id, job_id, now)
             except Exception as exc:  # a store failure must not stop the other releases

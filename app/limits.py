@@ -8,8 +8,8 @@ from ffrtmp import defaults
 from ffrtmp.settings import (
     PERCENT_OF_CORE,
     Flag,
-    optional,
     setting,
+    unlimited,
     validate,
     whole_number,
 )
@@ -19,19 +19,26 @@ MAX_CPU_WEIGHT = 10000
 MIN_MEMORY_LIMIT_MB = 1
 CPU_PERIOD_US = 100_000
 MIB = 1024 * 1024  # the memory limit is given in MiB, cgroups take bytes
+# memory.max / memory.limit_in_bytes hold a signed 64-bit count of bytes.
+MAX_MEMORY_LIMIT_MB = (2**63 - 1) // MIB
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """cpu_quota: percent of one core (150 = one and a half cores), None for no quota.
     cpu_weight: relative share, 1..10000 (cgroup v2 scale; v1 shares are derived).
-    memory_limit_mb: hard memory limit in MiB, None for no limit."""
+    memory_limit_mb: hard memory limit in MiB, None for no limit.
+    A person writes "no limit" as `unlimited`, null or 0 (the original daemon's 0)."""
 
     cpu_quota: float | None = setting(
         "cpu_quota",
-        optional(PERCENT_OF_CORE),
+        unlimited(PERCENT_OF_CORE),
         default=defaults.CPU_QUOTA_PERCENT,
-        flag=Flag("--cpu-quota", "CPU quota in percent of one core (150 = one and a half cores)."),
+        flag=Flag(
+            "--cpu-quota",
+            "CPU quota in percent of one core (150 = one and a half cores); 0 or unlimited "
+            "for no quota.",
+        ),
     )
     cpu_weight: int = setting(
         "cpu_weight",
@@ -41,9 +48,9 @@ class Limits:
     )
     memory_limit_mb: int | None = setting(
         "memory_limit",
-        optional(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB")),
+        unlimited(whole_number(MIN_MEMORY_LIMIT_MB, unit=" MB", ceiling=MAX_MEMORY_LIMIT_MB)),
         default=defaults.MEMORY_LIMIT_MB,
-        flag=Flag("--memory-limit", "Memory limit in MB."),
+        flag=Flag("--memory-limit", "Memory limit in MB; 0 or unlimited for no limit."),
     )
 
     def __post_init__(self) -> None:
@@ -78,3 +85,9 @@ class Limits:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """For a log line: `cpu 50%, weight 100, memory 256 MiB`."""
+        cpu = "unlimited" if self.cpu_quota is None else f"{self.cpu_quota:g}%"
+        memory = "unlimited" if self.memory_limit_mb is None else f"{self.memory_limit_mb} MiB"
+        return f"cpu {cpu}, weight {self.cpu_weight}, memory {memory}"

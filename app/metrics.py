@@ -124,13 +124,19 @@ class Metrics:
 
 def attached_now(daemon: object) -> int:
     """Followed processes that sit in cgroups of ours, counted from another thread."""
+    return followed_now(daemon)[0]
+
+
+def followed_now(daemon: object) -> tuple[int, int]:
+    """(governed, ungoverned) followed processes, counted from another thread."""
     for _ in range(3):
         try:
             # list() copies the values in one step; the loop may change the dict meanwhile.
             followed = list(daemon.lifecycle.by_pid.values())
         except RuntimeError:  # changed size during the copy: take it again
             continue
-        return sum(1 for f in followed if f.governed)
+        governed = sum(1 for f in followed if f.governed)
+        return governed, len(followed) - governed
     raise RuntimeError("the followed processes kept changing while being counted")
 
 
@@ -178,7 +184,34 @@ class _DaemonStateCollector:
                     "ffrtmp_processes_attached",
                     "Processes followed now that sit in cgroups of ours.",
                 ),
-                lambda family, state: family.add_metric([], attached_now(state.daemon)),
+                lambda family, state: family.add_metric([], followed_now(state.daemon)[0]),
+            ),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_processes_ungoverned",
+                    "Processes followed now that run without cgroups of ours (no limit applies: "
+                    "observed, retrying, or dead letters).",
+                ),
+                lambda family, state: family.add_metric([], followed_now(state.daemon)[1]),
+            ),
+            (
+                CounterMetricFamily(
+                    "ffrtmp_attaches",
+                    "Attaches of processes to their cgroups, by result (totals kept across "
+                    "restarts).",
+                    labels=["result"],
+                ),
+                self._attaches,
+            ),
+            *self._usage_families(),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_store_writes_kept",
+                    "Writes the database refused, kept in memory until it takes them.",
+                ),
+                lambda family, state: family.add_metric(
+                    [], len(getattr(state.daemon, "outbox", ()))
+                ),
             ),
             (
                 GaugeMetricFamily(
@@ -195,6 +228,56 @@ class _DaemonStateCollector:
                     labels=["type"],
                 ),
                 self._errors,
+            ),
+        ]
+
+    @staticmethod
+    def _attaches(family: CounterMetricFamily, state: _ScrapeState) -> None:
+        report = state.report
+        family.add_metric(["ok"], report.total_attaches - report.total_attach_failures)
+        family.add_metric(["failed"], report.total_attach_failures)
+
+    def _usage_families(self) -> list[tuple[Metric, Callable[[Metric, _ScrapeState], None]]]:
+        """Usage while running (ffrtmp.usage), summed per rule as of the last sample."""
+        by_rule = "by rule (`other`: no configured rule), as of the last usage sample"
+
+        def per_rule(attribute: str) -> Callable[[Metric, _ScrapeState], None]:
+            def fill(family: Metric, state: _ScrapeState) -> None:
+                for rule, totals in state.daemon.usage.totals().items():
+                    family.add_metric([rule], getattr(totals, attribute))
+
+            return fill
+
+        return [
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_governed_jobs", f"Governed jobs running, {by_rule}.", labels=["rule"]
+                ),
+                per_rule("jobs"),
+            ),
+            (
+                GaugeMetricFamily(
+                    "ffrtmp_governed_memory_bytes",
+                    f"Memory charged to the running governed jobs' cgroups, {by_rule}.",
+                    labels=["rule"],
+                ),
+                per_rule("memory_bytes"),
+            ),
+            (
+                CounterMetricFamily(
+                    "ffrtmp_governed_cpu_seconds",
+                    f"CPU time used by governed jobs in their cgroups, {by_rule}.",
+                    labels=["rule"],
+                ),
+                per_rule("cpu_seconds"),
+            ),
+            (
+                CounterMetricFamily(
+                    "ffrtmp_governed_cpu_throttled_seconds",
+                    f"Time governed jobs were held back by their CPU quota, {by_rule}.",
+                    labels=["rule"],
+                ),
+                per_rule("cpu_throttled_seconds"),
             ),
         ]
 

@@ -3,7 +3,8 @@
 Each action is one transaction through `Store.unit()` and leaves a process event behind, so the
 trail shows who changed the queue. A requeue is refused unless the very process of the item
 (same boot id, pid and start time) is still running: retrying an attach on a recycled pid
-would govern a stranger.
+would govern a stranger. A discarded item is discarded for good: a requeue of it is refused
+unless forced.
 """
 
 from __future__ import annotations
@@ -42,11 +43,24 @@ def _exit_reason(process: Process) -> str:
     return f"pid {process.pid} has exited and now belongs to another process"
 
 
-def requeue(store: Store, retry_id: int, *, now: datetime, trail: dict | None = None) -> None:
-    """Make the item due now with its attempts reset, while its process still runs. `trail` is
-    added to the event (the fleet's action id, when the centre asked)."""
+def requeue(
+    store: Store,
+    retry_id: int,
+    *,
+    now: datetime,
+    force: bool = False,
+    trail: dict | None = None,
+) -> None:
+    """Make the item due now with its attempts reset, while its process still runs. A
+    discarded item is refused unless `force`. `trail` is added to the event (the fleet's
+    action id, when the centre asked)."""
     with store.unit() as s:
         item = _existing_item(s, retry_id)
+        if item.final_reason == DISCARD_REASON and item.state == RetryState.CANCELLED and not force:
+            raise ActionRefused(
+                f"retry item {retry_id} was discarded by an operator, which is for good; "
+                "add --force to retry it all the same"
+            )
         _requeue_one(s, item, s.get(Process, item.process_id), now, trail)
 
 
@@ -58,7 +72,7 @@ def requeue_all_dead(store: Store, *, now: datetime) -> RequeueSummary:
         rows = s.execute(
             select(RetryItem, Process)
             .join(Process, Process.id == RetryItem.process_id)
-            .where(RetryItem.state == RetryState.DEAD)
+            .where(RetryItem.state == RetryState.DEAD, RetryItem.closed_at.is_(None))
             .order_by(RetryItem.id)
         ).all()
         for item, process in rows:
@@ -84,6 +98,7 @@ def _requeue_one(
     item.state, item.attempt = RetryState.PENDING, 0
     item.next_attempt_at, item.claimed_until = now, None
     item.final_reason, item.updated_at = None, now
+    item.closed_at, item.closed_reason = None, None
     process.state, process.state_reason = ProcessState.RETRYING, REQUEUE_REASON
     add_event(
         s, process.id, EventKind.REQUEUED, now, {**previous, "by": "operator", **(trail or {})}
@@ -110,6 +125,20 @@ def discard(store: Store, retry_id: int, *, now: datetime, trail: dict | None = 
             # Still followed to its exit, but no attach will be tried again: ungoverned.
             process.state, process.state_reason = ProcessState.OBSERVED, DISCARD_REASON
         return True
+
+
+def discard_all_dead(store: Store, *, now: datetime) -> tuple[int, ...]:
+    """Discard every actionable dead letter (closed ones are history already); their ids."""
+    with store.unit() as s:
+        items = s.scalars(
+            select(RetryItem)
+            .where(RetryItem.state == RetryState.DEAD, RetryItem.closed_at.is_(None))
+            .order_by(RetryItem.id)
+        ).all()
+        for item in items:
+            trail = {"retry_id": item.id, "previous_state": item.state, "by": "operator"}
+            finish_retry(s, item, RetryState.CANCELLED, DISCARD_REASON, now, trail)
+        return tuple(item.id for item in items)
 
 
 def _existing_item(s: Session, retry_id: int) -> RetryItem:

@@ -47,7 +47,12 @@ def _retry_prunable(cutoff: datetime, include_dead: bool) -> Any:
 
 
 def _process_prunable(cutoff: datetime, include_dead: bool) -> Any:
-    states = [ProcessState.EXITED, ProcessState.VANISHED, ProcessState.SKIPPED]
+    states = [
+        ProcessState.EXITED,
+        ProcessState.VANISHED,
+        ProcessState.SKIPPED,
+        ProcessState.RELEASED,
+    ]
     if include_dead:
         states.append(ProcessState.DEAD)
     # A process stays while any retry item of it stays (a pending one above all).

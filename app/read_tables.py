@@ -31,21 +31,23 @@ daemon_runs = _table(
     "daemon_runs",
     "id:Integer started_at:UTCDateTime stopped_at:UTCDateTime stop_reason:String pid:Integer "
     "hostname:String version:String discovery:String cgroup_version:Integer cgroup_parent:Text "
-    "config:JSON",
+    "config:JSON once:Boolean",
 )
 
 
 processes = _table(
     "processes",
     "id:Integer boot_id:String pid:Integer start_ticks:Integer started_at:UTCDateTime "
-    "command:String argv:JSON exe:Text ppid:Integer uid:Integer user:String cwd:Text "
-    "rule:String job_id:String state:String state_reason:Text requested_cpu_quota:Float "
-    "requested_cpu_weight:Integer requested_memory_limit_mb:Integer applied_cpu_quota:Float "
-    "applied_cpu_weight:Integer applied_memory_limit_mb:Integer cgroup_version:Integer "
-    "cgroup_paths:JSON discovered_at:UTCDateTime attached_at:UTCDateTime "
+    "command:String argv:JSON argv_bytes:Integer argv_sha256:String exe:Text ppid:Integer "
+    "uid:Integer user:String cwd:Text rule:String job_id:String state:String state_reason:Text "
+    "requested_cpu_quota:Float requested_cpu_weight:Integer requested_memory_limit_mb:Integer "
+    "applied_cpu_quota:Float applied_cpu_weight:Integer applied_memory_limit_mb:Integer "
+    "cgroup_version:Integer cgroup_paths:JSON discovered_at:UTCDateTime attached_at:UTCDateTime "
     "last_seen_at:UTCDateTime exited_at:UTCDateTime exit_code:Integer exit_signal:Integer "
     "exit_reason:Text oom_killed:Boolean peak_memory_bytes:Integer cpu_seconds:Float "
-    "run_seconds:Float",
+    "run_seconds:Float usage_sampled_at:UTCDateTime memory_current_bytes:Integer "
+    "cpu_periods:Integer cpu_throttled_periods:Integer cpu_throttled_seconds:Float "
+    "origin_cgroups:JSON",
 )
 
 
@@ -60,7 +62,8 @@ retry_items = _table(
     "id:Integer process_id:Integer operation:String state:String attempt:Integer "
     "max_attempts:Integer created_at:UTCDateTime updated_at:UTCDateTime "
     "next_attempt_at:UTCDateTime last_attempt_at:UTCDateTime last_error:Text "
-    "last_error_type:String claimed_until:UTCDateTime final_reason:Text",
+    "last_error_type:String claimed_until:UTCDateTime final_reason:Text closed_at:UTCDateTime "
+    "closed_reason:Text",
 )
 
 
@@ -85,7 +88,8 @@ health_snapshots = _table(
     "last_scan_at:UTCDateTime last_successful_scan_at:UTCDateTime "
     "consecutive_scan_failures:Integer consecutive_attach_failures:Integer "
     "total_scan_failures:Integer total_attach_failures:Integer retry_pending:Integer "
-    "dead_letters:Integer errors_by_type:JSON details:JSON",
+    "dead_letters:Integer errors_by_type:JSON details:JSON status_since:UTCDateTime "
+    "last_successful_attach_at:UTCDateTime",
 )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from ffrtmp.utctime import UTCDateTime
@@ -53,6 +54,8 @@ daemon_runs = Table(
     Column("cgroup_version", Integer),
     Column("cgroup_parent", Text),
     Column("config", JSON, nullable=False),
+    # A `watch --once` run: it never speaks for the daemon in `ffrtmp health` (revision 0003).
+    Column("once", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per process instance: (boot_id, pid, start_ticks) is unique.
@@ -65,7 +68,9 @@ processes = Table(
     Column("start_ticks", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("command", String(255), nullable=False),
-    Column("argv", JSON, nullable=False),
+    Column("argv", JSON, nullable=False),  # capped at ARGV_STORED_BYTES (revision 0005)
+    Column("argv_bytes", Integer),  # the full command line's length, and its hash (0005)
+    Column("argv_sha256", String(64)),
     Column("exe", Text),
     Column("ppid", Integer),
     Column("uid", Integer),
@@ -94,6 +99,15 @@ processes = Table(
     Column("peak_memory_bytes", Integer),
     Column("cpu_seconds", Float),
     Column("run_seconds", Float),
+    # The latest cgroup sample while it runs (revision 0006); cpu_seconds and
+    # peak_memory_bytes above are kept current with it too.
+    Column("usage_sampled_at", UTCDateTime),
+    Column("memory_current_bytes", Integer),
+    Column("cpu_periods", Integer),
+    Column("cpu_throttled_periods", Integer),
+    Column("cpu_throttled_seconds", Float),
+    # The cgroups it was in before it was attached, as /proc/<pid>/cgroup lines (revision 0003).
+    Column("origin_cgroups", JSON),
     UniqueConstraint("boot_id", "pid", "start_ticks"),
     Index("ix_processes_state_discovered_at", "state", "discovered_at"),
     Index("ix_processes_pid", "pid"),
@@ -135,6 +149,9 @@ retry_items = Table(
     Column("last_error_type", String(16)),
     Column("claimed_until", UTCDateTime),
     Column("final_reason", Text),
+    # A dead letter whose process ended is closed: history, not actionable (revision 0003).
+    Column("closed_at", UTCDateTime),
+    Column("closed_reason", Text),
     UniqueConstraint("process_id"),
     Index("ix_retry_items_state_next_attempt_at", "state", "next_attempt_at"),
 )
@@ -194,6 +211,8 @@ health_snapshots = Table(
     Column("dead_letters", Integer, nullable=False),
     Column("errors_by_type", JSON, nullable=False),
     Column("details", JSON),
+    Column("status_since", UTCDateTime),  # revision 0003
+    Column("last_successful_attach_at", UTCDateTime),  # revision 0003
     Index("ix_health_snapshots_taken_at", "taken_at"),
 )
 

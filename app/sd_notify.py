@@ -76,7 +76,9 @@ class Notifier:
         ):
             return
         report = daemon.health.evaluate(time.time())
-        if report.status == HealthStatus.UNHEALTHY:
+        # A database that refuses writes makes the daemon unhealthy, not its loop: a restart
+        # would lose what it keeps for the database, so only the loop's own health counts.
+        if (getattr(report, "loop_status", None) or report.status) == HealthStatus.UNHEALTHY:
             if not self._withheld:
                 log.error(
                     "withholding the systemd watchdog while unhealthy: %s",

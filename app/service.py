@@ -100,24 +100,44 @@ def choose_discovery(mode: str) -> Discovery:
     )
 
 
+def _describe_location(location) -> str:
+    """The database for the ready line: its file, or its URL without the password."""
+    if location.path is not None:
+        return str(location.path)
+    from sqlalchemy.engine import make_url
+
+    return make_url(location.url).render_as_string(hide_password=True)
+
+
 def build_daemon(
-    config: WatchConfig, *, db: str | None, once: bool = False, http_address: str | None = None
+    config: WatchConfig,
+    *,
+    db: str | None,
+    once: bool = False,
+    http_address: str | None = None,
+    allow_unsafe_db: bool = False,
 ) -> Daemon:
-    from ffrtmp.database import resolve
+    from ffrtmp.database import DatabaseError, refuse_unsafe_file, resolve
     from ffrtmp.scanner import Scanner
 
     # Every refusal comes before the database is touched: a daemon that cannot start
     # leaves no file behind, and one that finds another daemon on its database writes nothing.
     if http_address:
-        from ffrtmp.http import parse_address
+        from ffrtmp.http import parse_address, unix_socket_path
 
         try:
-            parse_address(http_address)
+            if unix_socket_path(http_address) is None:
+                parse_address(http_address)
         except ValueError as exc:
             raise StartupError(f"--http {http_address}: {exc}") from None
+    location = resolve(db)
+    if location.path is not None and not allow_unsafe_db:
+        try:
+            refuse_unsafe_file(location.path)
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from None
     discovery = choose_discovery(config.discovery)
     try:
-        location = resolve(db)
         lock = lock_database(location)
     except StartupError:
         discovery.close()
@@ -144,13 +164,14 @@ def build_daemon(
         notifier=default_notifier(),
         daemon_lock=lock,
     )
+    daemon.database_description = _describe_location(location)
     if http_address:
-        from ffrtmp.http import start_http_server
+        import time
 
-        try:
-            daemon.http_server = start_http_server(http_address, daemon)
-        except (ValueError, OSError) as exc:
-            daemon.store.close()
-            daemon.release()
-            raise StartupError(f"--http {http_address}: {exc}") from None
+        from ffrtmp.http import Endpoint
+
+        # A port taken by someone else must not keep the daemon from governing: the endpoint
+        # binds again with backoff, and health says it is not served until then.
+        daemon.http_endpoint = Endpoint(http_address, daemon)
+        daemon.http_endpoint.bind(time.time())
     return daemon

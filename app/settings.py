@@ -25,6 +25,15 @@ from typing import Any
 
 from ffrtmp.durations import format_duration, parse_duration
 
+# The largest values any setting takes, so that a value that passes `config check` is one
+# SQLite can store (a signed 64-bit integer), the kernel accepts (cgroup files) and date
+# arithmetic can use (a retention of 10^14 days overflows a datetime).
+MAX_WHOLE_NUMBER = 2**63 - 1
+MAX_DURATION_SECONDS = 100 * 365 * 86400  # a century
+# cpu.max / cpu.cfs_quota_us refuse a quota above about 1.7e10 % of a core; no machine needs
+# more than ten thousand cores' worth.
+MAX_PERCENT_OF_CORE = 1_000_000
+
 
 class Invalid(Exception):
     """A value a kind does not accept. `predicate` reads after the key's name; `index` is the
@@ -59,11 +68,21 @@ class Kind:
     show: Callable[[Any], Any] = lambda value: value
     describe: str = "VALUE"  # the metavar of its flag
     choices: tuple[str, ...] | None = None
-    many: bool = False  # a list: its flag may be repeated
+    many: bool = False  # a list: its flag may be repeated, and takes commas
     from_text: Callable[[str], Any] = lambda text: text  # a flag's or variable's text -> accept
 
     def accept_text(self, value: Any) -> Any:
-        """accept() for values that may come as text (flags, environment variables)."""
+        """accept() for values that may come as text (flags, environment variables). A list
+        may be given item by item (a repeated flag), comma-separated, or both, as the original
+        daemon's flags and environment files wrote lists: "ffmpeg,gst-launch-1.0"."""
+        if self.many:
+            items = [value] if isinstance(value, str) else list(value)
+            value = [
+                piece.strip()
+                for item in items
+                for piece in (item.split(",") if isinstance(item, str) else [item])
+                if not isinstance(piece, str) or piece.strip()
+            ]
         if isinstance(value, str):
             return self.accept(self.from_text(value))
         if isinstance(value, list | tuple):
@@ -73,15 +92,23 @@ class Kind:
 
 @dataclass(frozen=True, slots=True)
 class Flag:
-    """A command-line flag that overrides a setting; `param` is click's parameter name."""
+    """A command-line flag that overrides a setting; `param` is click's parameter name.
+    `watch` also reads it from the environment variable `envvar` (FFRTMP_ and the flag's
+    name) and, below that, from `original_envvar`: the name the original daemon's
+    environment file gave it."""
 
     declaration: str
     help: str
     param: str = ""
+    original_envvar: str | None = None
 
     @property
     def name(self) -> str:
         return self.declaration.split("/")[0]
+
+    @property
+    def envvar(self) -> str:
+        return "FFRTMP_" + self.name.lstrip("-").replace("-", "_").upper()
 
     @property
     def param_name(self) -> str:
@@ -161,7 +188,9 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+    if isinstance(value, int) and abs(value) > MAX_WHOLE_NUMBER:
+        return "a number of more than 19 digits"  # str() of a 5,000-digit int even fails
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, dict):
@@ -194,6 +223,60 @@ def optional(kind: Kind) -> Kind:
     )
 
 
+UNLIMITED = "unlimited"
+
+
+def _is_zero(value: Any) -> bool:
+    """0, 0.0, "0", "0%", "0s": the original daemon's way to write "no limit"."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        text_ = value.strip().removesuffix("%")
+        try:
+            return float(text_) == 0
+        except ValueError:
+            try:
+                return parse_duration(text_) == 0
+            except ValueError:
+                return False
+    return False
+
+
+def unlimited(kind: Kind, *, zero: bool = True) -> Kind:
+    """`kind`, or None for "no limit", written "unlimited". Also read as no limit: null, an
+    empty string (the original's `max_runtime: ""`) and, with `zero`, 0 (the original's
+    `--cpu-quota 0`)."""
+
+    def accept(value: Any) -> Any:
+        if value is None or isinstance(value, str) and value.strip() in ("", UNLIMITED):
+            return None
+        if zero and _is_zero(value):
+            return None
+        return kind.accept(value)
+
+    return Kind(
+        accept,
+        lambda v: UNLIMITED if v is None else kind.show(v),
+        kind.describe,
+        kind.choices,
+        kind.many,
+        kind.from_text,
+    )
+
+
+def empty_means(kind: Kind, value: Any) -> Kind:
+    """`kind`, where an empty string (the original's `min_runtime: ""`) or null is `value`."""
+
+    def accept(given: Any) -> Any:
+        if given is None or isinstance(given, str) and not given.strip():
+            return value
+        return kind.accept(given)
+
+    return Kind(accept, kind.show, kind.describe, kind.choices, kind.many, kind.from_text)
+
+
 def _parses_as_duration(text: str) -> bool:
     try:
         parse_duration(text)
@@ -210,13 +293,15 @@ def duration(*, allow_zero: bool = False) -> Kind:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             try:
                 seconds = parse_duration(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 seconds = None
         if (
             seconds is not None
             and math.isfinite(seconds)
             and (seconds > 0 or allow_zero and seconds == 0)
         ):
+            if seconds > MAX_DURATION_SECONDS:
+                raise Invalid(f"must be at most 36500d (a century), not {show(value)}")
             return float(seconds)
         malformed = isinstance(value, str) and not _parses_as_duration(value.strip().lstrip("-"))
         hint = " (write durations like 500ms, 10s or 1m30s)" if malformed else ""
@@ -225,16 +310,23 @@ def duration(*, allow_zero: bool = False) -> Kind:
     return Kind(accept, seconds_text, "DURATION")
 
 
-def whole_number(minimum: int, maximum: int | None = None, unit: str = "") -> Kind:
+def whole_number(
+    minimum: int, maximum: int | None = None, unit: str = "", ceiling: int = MAX_WHOLE_NUMBER
+) -> Kind:
+    """maximum: the range is named in every message; ceiling: only a value above it is told
+    so (a bound no one reaches by choice)."""
+
     def accept(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(
                 f"must be a whole number{' of' + unit if unit else ''}, not {show(value)}"
             )
+        if maximum is None and value > ceiling:
+            raise Invalid(f"must be at most {ceiling}{unit}, not {show(value)}")
         if maximum is not None and not minimum <= value <= maximum:
-            raise Invalid(f"must be between {minimum} and {maximum}, not {value}")
+            raise Invalid(f"must be between {minimum} and {maximum}, not {show(value)}")
         if value < minimum:
-            raise Invalid(f"must be at least {minimum}{unit}, not {value}")
+            raise Invalid(f"must be at least {minimum}{unit}, not {show(value)}")
         return value
 
     describe = f"{minimum}-{maximum}" if maximum is not None else "N"
@@ -257,11 +349,13 @@ def _float_or_text(text: str) -> float | str:
 
 def number(*, minimum: float, below: float | None = None) -> Kind:
     def accept(value: Any) -> float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Invalid(f"must be a number, not {show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:  # an int past what a float holds (SQLite's REAL is a double)
+            raise Invalid(f"must be a finite number, not {show(value)}") from None
+        if not math.isfinite(value):
             raise Invalid(f"must be a number, not {show(value)}")
         if below is not None and not minimum <= value < below:
             raise Invalid(f"must be at least {minimum:g} and below {below:g}, not {value:g}")
@@ -280,11 +374,15 @@ def _percent_of_core(value: Any) -> float:
             number_ = float(value.strip().removesuffix("%"))
         except ValueError:
             number_ = value
+    if isinstance(number_, int | float) and number_ > MAX_PERCENT_OF_CORE:
+        raise Invalid(
+            f"must be at most {MAX_PERCENT_OF_CORE}% (ten thousand cores), not {show(value)}"
+        )
     if (
         isinstance(number_, bool)
         or not isinstance(number_, int | float)
+        or not number_ > 0  # before isfinite(), which a huge negative int overflows
         or not math.isfinite(number_)
-        or not number_ > 0
     ):
         raise Invalid(f"must be a positive percentage of one core, not {show(value)}")
     return float(number_)

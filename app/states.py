@@ -13,6 +13,7 @@ class ProcessState(StrEnum):
     DETACHED = "detached"  # the daemon stopped while the process ran; adopted again at start
     VANISHED = "vanished"  # exited before it could be attached
     EXITED = "exited"  # followed to its end
+    RELEASED = "released"  # `ffrtmp release` moved it back out of its job cgroup: not followed
 
 
 class RetryState(StrEnum):
@@ -49,6 +50,7 @@ class EventKind(StrEnum):
     RETRY_CANCELLED = "retry_cancelled"
     REQUEUED = "requeued"
     DEAD_LETTERED = "dead_lettered"
+    DEAD_LETTER_CLOSED = "dead_letter_closed"  # its process ended: history, not actionable
     OOM_KILLED = "oom_killed"
     EXITED = "exited"
     VANISHED = "vanished"
@@ -56,3 +58,4 @@ class EventKind(StrEnum):
     ADOPTED = "adopted"
     CGROUP_REMOVED = "cgroup_removed"
     RECONSIDERED = "reconsidered"  # skipped by a filter; a reloaded configuration governs it
+    RELEASED = "released"  # `ffrtmp release`: moved back where it came from, no longer governed

@@ -9,13 +9,13 @@ they take no write lock and answer while another connection holds it. The failpo
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,7 @@ from ffrtmp.models import (
     RetryItem,
     Scan,
 )
+from ffrtmp.process_text import stored_argv
 from ffrtmp.states import EventKind, ProcessState, RetryState
 
 # The failure counters of a health snapshot, stored under these column names.
@@ -42,6 +43,9 @@ FAILURE_COUNTERS = (
     "total_scan_failures",
     "total_attach_failures",
 )
+
+# Why a dead letter was closed (retry_items.closed_reason).
+DEAD_LETTER_CLOSED_EXITED = "process exited"
 
 # States of a process the daemon still follows (or must look at again after a restart).
 UNFINISHED_STATES = (
@@ -140,10 +144,25 @@ class Store:
         self.engine = engine
         self._write_sessions = sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
+        # Told the outcome of every write transaction (None: committed); the daemon's health
+        # watches the store through it (ffrtmp.outbox, ffrtmp.health).
+        self.on_write: Callable[[BaseException | None], None] | None = None
 
     def unit(self) -> AbstractContextManager[Session]:
         """One write transaction, holding the write lock from its start."""
-        return _transaction(self._write_sessions)
+        if self.on_write is None:
+            return _transaction(self._write_sessions)
+        return self._watched_unit(self.on_write)
+
+    @contextmanager
+    def _watched_unit(self, on_write: Callable[[BaseException | None], None]) -> Iterator[Session]:
+        try:
+            with _transaction(self._write_sessions) as s:
+                yield s
+        except Exception as exc:
+            on_write(exc)
+            raise
+        on_write(None)
 
     def reading(self) -> AbstractContextManager[Session]:
         """One read-only transaction: no write lock, the last committed state."""
@@ -165,6 +184,7 @@ class Store:
         cgroup_version: int | None,
         cgroup_parent: str | None,
         config: dict,
+        once: bool = False,
     ) -> int:
         with self.unit() as s:
             run = DaemonRun(
@@ -176,6 +196,7 @@ class Store:
                 cgroup_version=cgroup_version,
                 cgroup_parent=cgroup_parent,
                 config=config,
+                once=once,
             )
             s.add(run)
             s.flush()
@@ -242,13 +263,16 @@ class Store:
     ) -> tuple[int, bool]:
         """Record a process instance once; returns (process id, whether it is new)."""
         ident = candidate.identity
+        argv = stored_argv(candidate.argv)
         values = dict(
             boot_id=ident.boot_id,
             pid=ident.pid,
             start_ticks=ident.start_ticks,
             started_at=ident.started_at,
             command=candidate.command,
-            argv=list(candidate.argv),
+            argv=argv.argv,
+            argv_bytes=argv.total_bytes,
+            argv_sha256=argv.sha256,
             exe=candidate.exe,
             ppid=candidate.ppid,
             uid=candidate.uid,
@@ -282,7 +306,7 @@ class Store:
                 ).scalar_one()
                 return existing, False
             kind = EventKind.FILTERED_OUT if state == ProcessState.SKIPPED else EventKind.DISCOVERED
-            event_details = {"rule": candidate.rule, "argv": list(candidate.argv)}
+            event_details: dict[str, Any] = {"rule": candidate.rule}  # argv is in its row
             if reason:
                 event_details["reason"] = reason
             if details:
@@ -311,13 +335,18 @@ class Store:
         applied: Limits,
         now: datetime,
         attempt: int = 0,
+        origin_cgroups: dict[str, str] | None = None,
     ) -> None:
+        """`origin_cgroups`: where the process came from; None keeps what was recorded (a
+        process found already in its job cgroup came from where an earlier attempt said)."""
         paths = list(cgroup_paths)
+        origin = {} if origin_cgroups is None else {"origin_cgroups": dict(origin_cgroups)}
         with self.unit() as s:
             s.execute(
                 update(Process)
                 .where(Process.id == process_id)
                 .values(
+                    **origin,
                     state=ProcessState.ATTACHED,
                     state_reason=None,
                     attached_at=now,
@@ -495,6 +524,56 @@ class Store:
                 add_event(s, process_id, EventKind.RECONSIDERED, now)
             return bool(changed)
 
+    def take_over(
+        self, process_id: int, *, job_id: str, limits: Limits, now: datetime, by: str
+    ) -> bool:
+        """An operator governs a process the daemon recorded but did not govern (a filter
+        skipped it, or it was released): back to discovered under `job_id` with `limits`.
+        False when the row is not such a process that still runs."""
+        with self.unit() as s:
+            changed = s.execute(
+                update(Process)
+                .where(
+                    Process.id == process_id,
+                    Process.state.in_((ProcessState.SKIPPED, ProcessState.RELEASED)),
+                    Process.exited_at.is_(None),
+                )
+                .values(
+                    state=ProcessState.DISCOVERED,
+                    state_reason=None,
+                    job_id=job_id,
+                    requested_cpu_quota=limits.cpu_quota,
+                    requested_cpu_weight=limits.cpu_weight,
+                    requested_memory_limit_mb=limits.memory_limit_mb,
+                )
+            ).rowcount
+            if changed:
+                add_event(s, process_id, EventKind.RECONSIDERED, now, {"by": by, "job_id": job_id})
+            return bool(changed)
+
+    def record_released(
+        self, process_id: int, *, moved_to: dict[str, str], now: datetime, by: str
+    ) -> None:
+        """Moved out of its job cgroup by an operator: no longer governed nor followed."""
+        with self.unit() as s:
+            _set_state(s, process_id, ProcessState.RELEASED, f"released by {by}")
+            add_event(s, process_id, EventKind.RELEASED, now, {"moved_to": moved_to, "by": by})
+            _finish_pending_retry(s, process_id, RetryState.CANCELLED, "released", now)
+
+    def released_among(self, process_ids: Iterable[int]) -> set[int]:
+        """Which of these processes an operator released (the daemon stops following them)."""
+        ids = list(process_ids)
+        if not ids:
+            return set()
+        with self.reading() as s:
+            return set(
+                s.scalars(
+                    select(Process.id).where(
+                        Process.id.in_(ids), Process.state == ProcessState.RELEASED
+                    )
+                )
+            )
+
     def cancel_retry(self, process_id: int, *, reason: str, now: datetime) -> bool:
         """Cancel the process's pending retry item; False when it has none."""
         with self.unit() as s:
@@ -524,7 +603,11 @@ class Store:
                 process.state = state
             process.last_seen_at = now
             process.run_seconds = max(0.0, (now - process.started_at).total_seconds())
-            process.peak_memory_bytes, process.cpu_seconds = peak_memory_bytes, cpu_seconds
+            # A cgroup unreadable at the end keeps the figures of the last sample.
+            if peak_memory_bytes is not None:
+                process.peak_memory_bytes = peak_memory_bytes
+            if cpu_seconds is not None:
+                process.cpu_seconds = cpu_seconds
             process.oom_killed = oom_killed
             details = {
                 "exit_code": exit_code,
@@ -538,6 +621,7 @@ class Store:
             if oom_killed:
                 add_event(s, process_id, EventKind.OOM_KILLED, now)
             _finish_pending_retry(s, process_id, RetryState.CANCELLED, "target_exited", now)
+            _close_dead_letter(s, process_id, DEAD_LETTER_CLOSED_EXITED, now)
 
     def mark_detached(self, process_ids: Iterable[int], *, now: datetime, reason: str) -> None:
         ids = list(process_ids)
@@ -562,6 +646,43 @@ class Store:
         if ids:
             with self.unit() as s:
                 s.execute(update(Process).where(Process.id.in_(ids)).values(last_seen_at=now))
+
+    def record_usage(self, samples: Sequence[tuple[int, Any]], *, now: datetime) -> int:
+        """The latest cgroup counters of running processes (`ffrtmp.usage`), one statement
+        for all; rows whose exit is already recorded keep their final figures."""
+        table = Process.__table__
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.exited_at.is_(None))
+            .values(
+                usage_sampled_at=now,
+                cpu_seconds=bindparam("cpu"),
+                peak_memory_bytes=bindparam("peak"),
+                memory_current_bytes=bindparam("current"),
+                cpu_periods=bindparam("periods"),
+                cpu_throttled_periods=bindparam("throttled_periods"),
+                cpu_throttled_seconds=bindparam("throttled"),
+            )
+        )
+        params = [
+            {
+                "row_id": process_id,
+                "cpu": usage.cpu_seconds,
+                "peak": usage.peak_memory_bytes,
+                "current": usage.memory_current_bytes,
+                "periods": usage.cpu_periods,
+                "throttled_periods": usage.cpu_throttled_periods,
+                "throttled": usage.cpu_throttled_seconds,
+            }
+            for process_id, usage in samples
+        ]
+        with self.unit() as s:
+            return s.connection().execute(statement, params).rowcount
+
+    def rules_of(self, process_ids: Iterable[int]) -> dict[int, str | None]:
+        with self.reading() as s:
+            rows = s.execute(select(Process.id, Process.rule).where(Process.id.in_(process_ids)))
+            return {row_id: rule for row_id, rule in rows}
 
     # --- errors, scans, health ---------------------------------------------------------
 
@@ -656,6 +777,8 @@ class Store:
                     reasons=list(reasons),
                     last_scan_at=counters.get("last_scan_at"),
                     last_successful_scan_at=counters.get("last_successful_scan_at"),
+                    status_since=counters.get("status_since"),
+                    last_successful_attach_at=counters.get("last_successful_attach_at"),
                     **{name: counters.get(name, 0) for name in FAILURE_COUNTERS},
                     retry_pending=depths.get(RetryState.PENDING, 0),
                     dead_letters=depths.get(RetryState.DEAD, 0),
@@ -663,6 +786,32 @@ class Store:
                     details=details,
                 )
             )
+
+    def once_summary(self, run_id: int | None) -> dict[str, int]:
+        """What the scan of a `--once` run found (matched, new) and the states of the
+        processes it recorded."""
+        with self.reading() as s:
+            run = s.get(DaemonRun, run_id) if run_id is not None else None
+            summary = dict.fromkeys(
+                ("matched", "new", "attached", "retrying", "dead", "skipped", "observed"), 0
+            )
+            summary["vanished"] = 0
+            if run is None:
+                return summary
+            scan = s.scalars(
+                select(Scan).where(Scan.started_at >= run.started_at).order_by(Scan.id.desc())
+            ).first()
+            if scan is not None:
+                summary["matched"], summary["new"] = scan.matched, scan.new
+            states = s.execute(
+                select(Process.state, func.count())
+                .where(Process.discovered_at >= run.started_at)
+                .group_by(Process.state)
+            )
+            for state, count in states:
+                if state in summary:
+                    summary[state] += count
+            return summary
 
     def last_health(self) -> HealthSnapshot | None:
         with self.reading() as s:
@@ -715,6 +864,17 @@ def _dead_letter(s: Session, item: RetryItem, reason: str, last_error: str, now:
     _set_state(s, item.process_id, ProcessState.DEAD, last_error)
     details = {"reason": reason, "attempts": item.attempt, "last_error": last_error}
     add_event(s, item.process_id, EventKind.DEAD_LETTERED, now, details)
+
+
+def _close_dead_letter(s: Session, process_id: int, reason: str, now: datetime) -> bool:
+    """A dead letter whose process ended has nothing left to act on: closed, kept as history,
+    no longer counted as actionable."""
+    item = _retry_item(s, process_id)
+    if item is None or item.state != RetryState.DEAD or item.closed_at is not None:
+        return False
+    item.closed_at, item.closed_reason, item.updated_at = now, reason, now
+    add_event(s, process_id, EventKind.DEAD_LETTER_CLOSED, now, {"reason": reason})
+    return True
 
 
 def _set_state(s: Session, process_id: int, state: ProcessState, reason: str | None) -> None:

@@ -9,6 +9,15 @@ its CPU time over that window (utime + stime from /proc/<pid>/stat) as a percent
 core, its peak RSS (VmHWM), the full scans it wrote, and the exec events the whole machine
 produced meanwhile (other people's processes cost the event-driven daemon a look each, so on
 a busy machine the figure includes them). Kills and reaps everything it started.
+
+    .venv/bin/python bench/overhead.py --governed 200 [--usage-interval 10] [--seconds 60]
+
+With `--governed N` it measures what usage while running costs instead: it runs the daemon
+twice (polling, so the machine's exec events do not blur the figures), on N fresh sleeping
+processes named ffmpeg that it governs (each in its job cgroup), first with usage sampling
+off (`--usage-interval 0`, the reference), then on, and reports the idle CPU of each after
+all N are attached, the difference in percent of one core (target: below 1), the ratio
+on/off, both measured in this invocation, and the CPU of the sampling thread itself.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from latency import (
 )
 
 EVENTS_TARGET_CPU_PERCENT = 1.0
+USAGE_TARGET_CPU_PERCENT = 1.0  # what sampling N governed jobs may add, in % of one core
 HEADROOM_PIDS = 500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -43,6 +53,21 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's threads other than the main one (the usage sampler's)."""
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) == pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -79,10 +104,11 @@ class Overhead:
     peak_rss_mb: float
     scans: int
     machine_execs: int
+    thread_cpu_s: float = 0.0  # of the threads besides the main one
 
     def line(self) -> str:
         return (
-            f"{self.mode:>6}: {self.cpu_s:.2f} s CPU in {self.seconds:.0f} s = "
+            f"{self.mode:>9}: {self.cpu_s:.2f} s CPU in {self.seconds:.0f} s = "
             f"{100 * self.cpu_s / self.seconds:.2f}% of one core; peak RSS "
             f"{self.peak_rss_mb:.1f} MB; {self.scans} full scans; "
             f"{self.machine_execs / self.seconds:.1f} execs/s on the machine"
@@ -97,12 +123,41 @@ def scan_count(db_path: Path) -> int:
         con.close()
 
 
-def measure(mode: str, seconds: float, workdir: Path, ffmpeg: Path) -> Overhead:
-    parent = unique_parent(f"overhead-{mode}")
+def attached_count(db_path: Path) -> int:
+    con = sqlite3.connect(db_path, timeout=5)
+    try:
+        return con.execute("SELECT count(*) FROM processes WHERE state = 'attached'").fetchone()[0]
+    finally:
+        con.close()
+
+
+def sampled_count(db_path: Path) -> int:
+    con = sqlite3.connect(db_path, timeout=5)
+    try:
+        query = "SELECT count(*) FROM processes WHERE usage_sampled_at IS NOT NULL"
+        return con.execute(query).fetchone()[0]
+    finally:
+        con.close()
+
+
+def measure(
+    mode: str,
+    seconds: float,
+    workdir: Path,
+    ffmpeg: Path,
+    *,
+    name: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    governed: int = 0,
+) -> Overhead:
+    """The daemon's CPU over `seconds`; with `governed`, after that many processes named
+    ffmpeg (started here, ended before the cgroups are removed) are all attached."""
+    name = name or mode
+    parent = unique_parent(f"overhead-{name}")
     config = write_watch_config(workdir, ffmpeg)
     daemon = WatchDaemon(
         workdir,
-        f"overhead-{mode}",
+        f"overhead-{name}",
         [
             "--watch-config",
             str(config),
@@ -110,29 +165,43 @@ def measure(mode: str, seconds: float, workdir: Path, ffmpeg: Path) -> Overhead:
             mode,
             "--cgroup-parent",
             parent,
+            *extra_args,
         ],
     )
+    jobs = Children()
     counter = ExecCounter()
     try:
+        for _ in range(governed):
+            jobs.start([str(ffmpeg), "3600"])
         pid = daemon.start()
+        deadline = time.monotonic() + 300
+        while governed and attached_count(daemon.db_path) < governed:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: not all {governed} jobs were attached in 300 s")
+            time.sleep(0.2)
         counter.drain()
         counter.execs = 0
         scans_before = scan_count(daemon.db_path)
         cpu_before = cpu_seconds(pid)
+        threads_before = thread_cpu_seconds(pid)
         began = time.monotonic()
         while (left := began + seconds - time.monotonic()) > 0:
             time.sleep(min(left, 0.5))
             counter.drain()
         elapsed = time.monotonic() - began
         cpu = cpu_seconds(pid) - cpu_before
+        threads = thread_cpu_seconds(pid) - threads_before
         rss_mb = peak_rss_kb(pid) / 1024
         scans = scan_count(daemon.db_path) - scans_before
-        return Overhead(mode, elapsed, cpu, rss_mb, scans, counter.execs)
+        if governed:
+            print(f"{name}: {sampled_count(daemon.db_path)} of {governed} rows carry a sample")
+        return Overhead(name, elapsed, cpu, rss_mb, scans, counter.execs, threads)
     finally:
         counter.close()
         returncode = daemon.stop()
         if returncode not in (0, None):
-            print(f"{mode}: the daemon stopped with {returncode}:\n{daemon.log_tail()}")
+            print(f"{name}: the daemon stopped with {returncode}:\n{daemon.log_tail()}")
+        jobs.close()  # a cgroup with processes in it cannot be removed
         for directory in own_cgroup_dirs(parent):
             remove_cgroup_tree(directory)
 
@@ -142,7 +211,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per mode")
     parser.add_argument("--processes", type=int, default=2000, help="idle sleepers to add")
     parser.add_argument("--modes", default="events,poll", help="comma-separated: events, poll")
+    parser.add_argument(
+        "--governed",
+        type=int,
+        default=0,
+        help="measure usage sampling off vs on with this many governed jobs instead",
+    )
+    parser.add_argument(
+        "--usage-interval", type=float, default=10.0, help="seconds between usage samples"
+    )
     args = parser.parse_args()
+    if args.governed < 0 or args.usage_interval <= 0:
+        parser.error("--governed must be at least 0 and --usage-interval positive")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.seconds <= 0 or args.processes < 0:
         parser.error("--seconds must be positive and --processes at least 0")
@@ -178,6 +258,8 @@ def main() -> int:
             f"spawned {args.processes} idle processes in {time.monotonic() - started:.1f} s; "
             f"{table} in the process table"
         )
+        if args.governed:
+            return compare_usage_sampling(args, workdir, ffmpeg)
         for mode in modes:
             results.append(measure(mode, args.seconds, workdir, ffmpeg))
             print(results[-1].line(), flush=True)
@@ -192,6 +274,37 @@ def main() -> int:
     print(
         f"target below {EVENTS_TARGET_CPU_PERCENT:g}% of one core with events: "
         f"{'met' if met else 'MISSED'}"
+    )
+    return 0 if met else 1
+
+
+def compare_usage_sampling(args: argparse.Namespace, workdir: Path, ffmpeg: Path) -> int:
+    """Usage sampling off (the reference) and on, each with `--governed` fresh jobs."""
+    runs = []
+    for name, interval in (("usage-off", 0.0), ("usage-on", args.usage_interval)):
+        # Polling, so that the exec events of the rest of the machine (which vary from one
+        # run to the next) do not drown the difference; sampling does not depend on it.
+        run = measure(
+            "poll",
+            args.seconds,
+            workdir,
+            ffmpeg,
+            name=name,
+            extra_args=("--usage-interval", f"{interval:g}"),
+            governed=args.governed,
+        )
+        runs.append(run)
+        print(run.line(), flush=True)
+    thread = 100 * runs[1].thread_cpu_s / runs[1].seconds
+    print(f"the usage thread itself: {runs[1].thread_cpu_s:.2f} s CPU = {thread:.2f}% of one core")
+    off, on = (100 * r.cpu_s / r.seconds for r in runs)
+    added = on - off
+    ratio = f"{on / off:.2f}x" if off > 0 else "n/a (the reference used no measurable CPU)"
+    met = added < USAGE_TARGET_CPU_PERCENT
+    print(
+        f"usage sampling every {args.usage_interval:g} s of {args.governed} governed jobs adds "
+        f"{added:.2f}% of one core (on {on:.2f}% / off {off:.2f}% = {ratio}); target below "
+        f"{USAGE_TARGET_CPU_PERCENT:g}%: {'met' if met else 'MISSED'}"
     )
     return 0 if met else 1
 

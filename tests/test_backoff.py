@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ffrtmp import defaults
 from ffrtmp.backoff import BackoffPolicy
+from ffrtmp.settings import MAX_DURATION_SECONDS
 
 finite = {"allow_nan": False, "allow_infinity": False}
 
@@ -27,9 +28,10 @@ def policies(draw):
 @st.composite
 def extreme_policies(draw):
     # Anything the constructor accepts, down to subnormal delays and caps near the float limit.
-    initial = draw(st.floats(min_value=5e-324, **finite))
+    # Durations go up to a century (MAX_DURATION_SECONDS), the multiplier has no bound.
+    initial = draw(st.floats(min_value=5e-324, max_value=MAX_DURATION_SECONDS, **finite))
     multiplier = draw(st.floats(min_value=1.0, **finite))
-    max_delay = draw(st.floats(min_value=initial, **finite))
+    max_delay = draw(st.floats(min_value=initial, max_value=MAX_DURATION_SECONDS, **finite))
     jitter = draw(st.floats(min_value=0.0, max_value=0.9999999, **finite))
     return BackoffPolicy(initial, multiplier, max_delay, jitter, 1)
 
@@ -80,9 +82,11 @@ def test_huge_attempt_numbers_do_not_overflow():
 
 
 def test_extreme_but_valid_policy_does_not_overflow():
-    policy = BackoffPolicy(initial_delay=5e-324, multiplier=1.5, max_delay=1.7e308, jitter=0.0)
+    # The longest max_delay a setting takes (a century: a later retry time overflows a date).
+    longest = MAX_DURATION_SECONDS
+    policy = BackoffPolicy(initial_delay=5e-324, multiplier=1.5, max_delay=longest, jitter=0.0)
     assert policy.base_delay(1) == 5e-324
-    assert policy.base_delay(5000) == 1.7e308
+    assert policy.base_delay(5000) == longest
 
 
 def test_multiplier_one_is_a_constant_delay():
@@ -175,6 +179,7 @@ def test_property_constructor_accepts_exactly_the_valid_values(
         initial > 0
         and multiplier >= 1
         and max_delay >= initial
+        and max_delay <= MAX_DURATION_SECONDS
         and 0 <= jitter < 1
         and max_attempts >= 1
     )

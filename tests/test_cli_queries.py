@@ -123,9 +123,13 @@ def test_processes_list_shapes(store, db_path, history):
     old = rows[2]
     assert (old["state"], old["exit_code"], old["job_id"]) == ("exited", 0, "auto-ffmpeg-50001")
     assert old["exited_at"] == (NOW - timedelta(seconds=7000)).isoformat().replace("+00:00", "Z")
+    assert old["oom_killed"] is None and "peak_memory_bytes" in old  # every column of the row
     table = run(db_path, "processes", "list").stdout.splitlines()
-    assert table[0].split() == [c.upper() for c in queries.PROCESS_COLUMNS]
+    assert table[0].split() == [
+        "ID", "PID", "JOB_ID", "STATE", "DISCOVERED", "RUNTIME", "RESULT"
+    ]  # fmt: skip
     assert len(table) == 4
+    assert table[3].split()[-1] == "0" and "exit 0" in table[3]
     csv_lines = run(db_path, "processes", "list", "--csv").stdout.splitlines()
     assert csv_lines[0] == ",".join(queries.PROCESS_COLUMNS)
 
@@ -243,8 +247,8 @@ def test_bad_since_and_limit_are_one_sentence(store, db_path):
     result = run(db_path, "processes", "list", "--since", "soon")
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: Invalid value for '--since': 'soon' is neither a duration (90s, 15m, 2h, 7d) "
-        "nor an ISO time (2026-01-31T12:00 or 2026-01-31T12:00:00Z)"
+        "Error: Invalid value for '--since': 'soon' is neither a duration (90s, 15m, 2h, 7d), "
+        "today, yesterday nor an ISO time (2026-01-31T12:00 or 2026-01-31T12:00:00Z)"
     )
     limit = run(db_path, "scans", "list", "--limit", "0")
     assert limit.exit_code == 2
@@ -268,6 +272,7 @@ def test_json_and_csv_together_is_refused(store, db_path):
         ("retries", "list"),
         ("retries", "show", "1"),
         ("sql", "SELECT 1"),
+        ("events", "--follow"),
     ],
 )
 def test_missing_database_is_one_sentence_and_never_created(tmp_path, args):

@@ -124,8 +124,8 @@ def test_run_reports_a_killing_signal_as_128_plus_n(db_path, real_cgroup_parent)
     assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
 
 
-def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups):
-    child = spawn(["sleep", "30"])
+def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg):
+    child = spawn([fake_ffmpeg, "30"])
     result = ffrtmp(
         "attach",
         "--pid",
@@ -409,7 +409,11 @@ def test_json_logs_are_one_object_per_line(db_path, real_cgroup_parent):
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     logged = [e["message"] for e in entries if e["logger"] == "ffrtmp.daemon"]
-    assert any("effective configuration" in message for message in logged)
+    settings = [e["data"] for e in entries if e["message"] == "effective configuration"]
+    assert len(settings) == 1  # one object, not a line per setting
+    assert settings[0]["target_commands"] == ["no-such-command-x"]
+    assert logged[-1].startswith("once: 0 matched, 0 new;")
+    assert query(db_path, "SELECT once FROM daemon_runs") == [(1,)]
 
 
 @pytest.mark.parametrize("discovery", ["events", "poll"])
@@ -444,3 +448,46 @@ def test_sigterm_stops_an_idle_daemon_at_once(
     assert daemon.wait(timeout=20) == 0
     assert time.monotonic() - sent < 2.0
     assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]
+
+
+def test_the_log_of_a_once_run_reads_as_an_operator_would_write_it(
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+):
+    """Failpoints named first; the configuration one setting a line; limits and exits in
+    words; a one-line summary at the end. The rows say what the lines say."""
+    child = spawn([fake_ffmpeg, "30"])
+    env = {**os.environ, "FFRTMP_FAILPOINTS": "proc_events.recv=EIO*2"}
+    result = ffrtmp(
+        "watch",
+        "--once",
+        "--db",
+        str(db_path),
+        "--watch-config",
+        str(write_config(tmp_path, fake_ffmpeg)),
+        "--cgroup-parent",
+        job_cgroups.parent,
+        "--cpu-quota",
+        "50",
+        "--memory-limit",
+        "256",
+        "--discovery",
+        "poll",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert query(db_path, "SELECT pid, state FROM processes") == [(child.pid, "attached")]
+    messages = [line.split(": ", 1)[1] for line in result.stderr.splitlines()]
+    assert messages[0] == (
+        "failpoint armed (FFRTMP_FAILPOINTS): proc_events.recv fails with EIO 2 more times; "
+        "errors it injects are not real ones"
+    )
+    assert "effective configuration: default_limits.cpu_quota = 50" in messages
+    assert "effective configuration: scan_interval = 10s" in messages
+    attached = [m for m in messages if m.startswith("attached ")]
+    assert len(attached) == 1
+    assert attached[0].endswith(": cpu 50%, weight 100, memory 256 MiB")
+    assert messages[-1] == (
+        "once: 1 matched, 1 new; 1 attached, 0 retrying, 0 dead letters, 0 skipped, "
+        "0 followed without limits, 0 vanished; health healthy"
+    )
+    assert not any("Limits(" in m or "signal None" in m for m in messages)

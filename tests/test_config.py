@@ -163,8 +163,8 @@ VALIDATION_ERRORS = [
         "line 2: default_limits.cpu_weight must be a whole number, not 'high'",
     ),
     (
-        "default_limits:\n  memory_limit: 0\n",
-        "line 2: default_limits.memory_limit must be at least 1 MB, not 0",
+        "default_limits:\n  memory_limit: -1\n",
+        "line 2: default_limits.memory_limit must be at least 1 MB, not -1",
     ),
     (
         "default_limits:\n  memory_limit: 2G\n",
@@ -359,28 +359,43 @@ def test_the_default_rules_follow_the_default_targets() -> None:
 # --- filters ----------------------------------------------------------------------------------
 
 
-def test_per_command_filters_replace_the_global_ones(tmp_path: Path) -> None:
+def test_per_command_filters_are_merged_key_by_key_over_the_global_ones(tmp_path: Path) -> None:
     config = load_config(
         write(
             tmp_path,
             """\
             filters:
-              blocked_users: [alice]
+              blocked_users: [mallory]
               allowed_dirs: [/srv]
+              min_runtime: 5s
             commands:
               ffmpeg:
                 filters:
                   allowed_users: [alice]
+                  min_runtime: ""
             """,
         )
     )
-    alice_in_home = dict(user="alice", cwd="/home/alice")
-    # ffmpeg's own filters: alice allowed, and the global allowed_dirs no longer applies.
-    assert config.evaluate(candidate("ffmpeg", **alice_in_home), now=0).decision == Decision.ATTACH
-    verdict = config.evaluate(candidate("gst-launch-1.0", **alice_in_home), now=0)
-    assert (verdict.decision, verdict.reason) == (Decision.SKIP, "user 'alice' is in blocked_users")
-    bob = config.evaluate(candidate("ffmpeg", user="bob"), now=0)
+    ffmpeg = config.filters_for("ffmpeg")
+    # Its own keys replace those keys; every other key is the global one.
+    assert ffmpeg == Filters(
+        allowed_users=("alice",), blocked_users=("mallory",), allowed_dirs=("/srv",)
+    )
+    assert config.filters_for("gst-launch-1.0") == config.filters
+    alice_at_home = config.evaluate(candidate("ffmpeg", user="alice", cwd="/home/alice"), now=0)
+    assert (alice_at_home.decision, alice_at_home.reason) == (
+        Decision.SKIP,
+        "working directory '/home/alice' is not within any of allowed_dirs",
+    )
+    alice = candidate("ffmpeg", user="alice", cwd="/srv/live")
+    assert config.evaluate(alice, now=0).decision == Decision.ATTACH
+    bob = config.evaluate(candidate("ffmpeg", user="bob", cwd="/srv/live"), now=0)
     assert (bob.decision, bob.reason) == (Decision.SKIP, "user 'bob' is not in allowed_users")
+    # The printed configuration spells out each command's whole filters, and reads back.
+    printed = effective_dict(config)["commands"]["ffmpeg"]["filters"]
+    assert printed["blocked_users"] == ["mallory"] and printed["allowed_users"] == ["alice"]
+    again = write(tmp_path, yaml.safe_dump(effective_dict(config), sort_keys=False))
+    assert replace(load_config(again), source=None) == replace(config, source=None)
 
 
 @pytest.mark.parametrize(
@@ -539,7 +554,7 @@ def test_target_flag_is_the_complete_list(tmp_path: Path) -> None:
     ("flags", "message"),
     [
         ({"cpu_weight": 0}, "--cpu-weight must be between 1 and 10000, not 0"),
-        ({"memory_limit": 0}, "--memory-limit must be at least 1 MB, not 0"),
+        ({"memory_limit": -5}, "--memory-limit must be at least 1 MB, not -5"),
         ({"cpu_quota": -1}, "--cpu-quota must be a positive percentage of one core, not -1"),
         ({"scan_interval": "-1s"}, "--scan-interval must be a positive duration, not '-1s'"),
         ({"max_retry_attempts": 0}, "--max-retry-attempts must be at least 1, not 0"),
@@ -719,3 +734,11 @@ def test_every_valid_configuration_survives_printing_and_loading(
 ) -> None:
     path = write(tmp_path, yaml.safe_dump(effective_dict(config), sort_keys=False))
     assert replace(load_config(path), source=None) == config
+
+
+def test_limits_read_in_words_for_the_log():
+    from ffrtmp.limits import Limits
+
+    assert Limits(50.0, 100, 256).describe() == "cpu 50%, weight 100, memory 256 MiB"
+    assert Limits(None, 20, None).describe() == "cpu unlimited, weight 20, memory unlimited"
+    assert Limits(150.5, 100, 1).describe() == "cpu 150.5%, weight 100, memory 1 MiB"

@@ -286,7 +286,14 @@ def test_read_commands_attach_and_run_are_not_blocked_by_a_running_daemon(
         result = ffrtmp(*read, "--db", db_path)
         assert result.returncode == 0, f"{read}: {result.stderr}"
     attached = ffrtmp(
-        "attach", "--pid", sleeper.pid, "--db", db_path, "--cgroup-parent", real_cgroup_parent
+        "attach",
+        "--pid",
+        sleeper.pid,
+        "--db",
+        db_path,
+        "--cgroup-parent",
+        real_cgroup_parent,
+        "--force",  # sleep is no target command
     )
     assert attached.returncode == 0, attached.stderr
     ran = ffrtmp(

@@ -92,11 +92,17 @@ def test_events_demanded_but_refused_exits_1_with_the_reason(
 def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
     tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
 ):
-    """A refused start must leave no database behind, and say only why it refused."""
+    """A refused start must leave no database behind, and say only why it refused (after the
+    warning that names the failpoint which makes the kernel refuse here)."""
     config = write_config(tmp_path, fake_ffmpeg)
     result = watch_once(db_path, config, real_cgroup_parent, "events", REFUSED)
     assert result.returncode == 1
-    assert result.stderr == REFUSAL_SENTENCE
+    warning, refusal = result.stderr.split("\n", 1)
+    assert warning.endswith(
+        "WARNING ffrtmp.daemon: failpoint armed (FFRTMP_FAILPOINTS): proc_events.open fails "
+        "with EPERM every time; errors it injects are not real ones"
+    )
+    assert refusal == REFUSAL_SENTENCE
     assert not db_path.exists()
 
 

@@ -144,3 +144,17 @@ def test_exit_info_rejects_impossible_values(code, signo, reason):
 
 def test_exit_info_accepts_realtime_signals():
     assert ExitInfo(None, int(signal.SIGRTMAX)).exit_signal == signal.SIGRTMAX
+
+
+@pytest.mark.parametrize(
+    ("info", "oom", "words"),
+    [
+        (ExitInfo(0, None), None, "exit code 0"),
+        (ExitInfo(3, None), False, "exit code 3"),
+        (ExitInfo(None, 9), None, "killed by SIGKILL"),
+        (ExitInfo(None, 9), True, "OOM-killed"),
+        (ExitInfo.unknown("no event source"), None, "exit unknown (no event source)"),
+    ],
+)
+def test_an_exit_reads_in_words(info, oom, words):
+    assert info.describe(oom) == words

@@ -4,6 +4,7 @@ one node with its own ids, and `sql` that cannot write."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -115,3 +116,109 @@ def test_node_on_a_nodes_own_database_is_a_usage_error(store, db_path):
     result = CliRunner().invoke(main, ["scans", "list", "--db", str(db_path), "--node", "x"])
     assert result.exit_code == 2
     assert "--node is for a central (PostgreSQL) database" in result.output
+
+
+@pytest.fixture
+def odd_endings(tmp_path, central_db):
+    """One node with the endings the read filters look for: an OOM kill (SIGKILL), an exit
+    code 3, a dead letter closed because its process ended, and a snapshot that says since
+    when its status holds."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleet_helpers import TRANSIENT
+
+    from ffrtmp.backoff import BackoffPolicy
+    from ffrtmp.candidate import Candidate
+    from ffrtmp.identity import ProcessIdentity, boot_id
+
+    central.upgrade(central_db)
+    path = tmp_path / "edge-c.db"
+    store = Store(open_for_writing(path))
+    now = datetime.now(UTC)
+    try:
+        make_history(store, 3)
+
+        def process(pid: int) -> int:
+            candidate = Candidate(
+                identity=ProcessIdentity(boot_id(), pid, 7),
+                command="ffmpeg",
+                argv=("ffmpeg", str(pid)),
+                ppid=1,
+                rule="ffmpeg",
+            )
+            return store.register(candidate, job_id=f"job-{pid}", limits=None, now=now)[0]
+
+        ending = {"now": now, "reason": None}
+        store.record_exit(process(20_001), exit_code=None, exit_signal=9, oom_killed=True, **ending)
+        store.record_exit(process(20_002), exit_code=3, exit_signal=None, **ending)
+        dead = process(20_003)
+        for attempt in (0, 1):
+            store.record_attach_failure(
+                dead,
+                TRANSIENT,
+                now=now,
+                retry_enabled=True,
+                policy=BackoffPolicy(max_attempts=1),
+                attempt=attempt,
+            )
+        store.record_exit(dead, exit_code=0, exit_signal=None, **ending)
+        store.record_health(
+            now=now,
+            run_id=None,
+            status="degraded",
+            reasons=["attach failures"],
+            counters={"status_since": now - timedelta(minutes=7)},
+            errors_by_type={},
+        )
+    finally:
+        store.close()
+    ship_once(path, central_db, "--node-label", "edge-c")
+    return central_db, now
+
+
+def test_read_filters_and_the_actionable_default_hold_on_the_centre(odd_endings):
+    url, now = odd_endings
+    by_filter = {
+        flags: [
+            (r["node"], r["pid"])
+            for r in json.loads(run(url, "processes", "list", *flags, "--json").output)
+        ]
+        for flags in (("--oom",), ("--signal", "KILL"), ("--exit-code", "3"))
+    }
+    assert by_filter == {
+        ("--oom",): [("edge-c", 20_001)],
+        ("--signal", "KILL"): [("edge-c", 20_001)],
+        ("--exit-code", "3"): [("edge-c", 20_002)],
+    }
+    table = run(url, "processes", "list", "--oom", "-o", "pid,job_id")
+    assert table.exit_code == 0, table.output
+    assert table.output.split() == ["NODE", "PID", "JOB_ID", "edge-c", "20001", "job-20001"]
+    # The dead letter whose process ended is history: listed with --all only.
+    actionable = json.loads(run(url, "retries", "list", "--json").output)
+    everything = json.loads(run(url, "retries", "list", "--all", "--json").output)
+    closed = [r for r in everything if r["closed_reason"] is not None]
+    assert [r["pid"] for r in closed] == [20_003]
+    assert 20_003 not in {r["pid"] for r in actionable}
+    status = json.loads(run(url, "fleet", "status", "--json").output)
+    assert status[0]["dead_letters"] == 0  # closed: nothing to act on
+    assert status[0]["status"] == "degraded"
+    assert status[0]["status_since"] == (now - timedelta(minutes=7)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_events_health_and_top_on_the_centre(odd_endings):
+    url, _now = odd_endings
+    events = run(url, "events", "--node", "edge-c", "--limit", "1000", "--json")
+    assert events.exit_code == 0, events.output
+    kinds = [json.loads(line).get("kind") for line in events.output.splitlines()]
+    assert "oom_killed" in kinds and "dead_letter_closed" in kinds
+    fleet_wide = run(url, "events")
+    assert fleet_wide.exit_code == 2
+    assert "events are one node's: give --node" in fleet_wide.output
+    health = run(url, "health", "--node", "edge-c")
+    assert health.exit_code == 1, health.output  # degraded, and seen just now
+    assert "judged from the node's shipped snapshots" in health.output
+    top = run(url, "top", "--once")
+    assert top.exit_code == 2
+    assert "run it on the node" in top.output

@@ -222,7 +222,9 @@ def test_attach_writes_the_limits_then_moves_the_pid_and_verifies_it(machine, sl
 
     attachment = governor.attach(sleeper, job_id, Limits(150, 300, 256))
 
-    assert attachment == Attachment(2, (str(job),), Limits(150, 300, 256))
+    # Where it came from is part of the answer: `ffrtmp release` moves it back there.
+    origin = (("", "/system.slice/other.service"),)
+    assert attachment == Attachment(2, (str(job),), Limits(150, 300, 256), origin)
     assert (job / "cpu.max").read_text() == "150000 100000\n"
     assert (job / "cpu.weight").read_text() == "300\n"
     assert (job / "memory.max").read_text() == f"{256 * 1024 * 1024}\n"

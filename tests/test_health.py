@@ -367,3 +367,47 @@ def test_property_tracker_matches_a_model(results, attach_results):
     else:
         expected = HealthStatus.HEALTHY
     assert report.status is expected
+
+
+def test_status_since_moves_on_each_change_and_each_change_is_one_line(caplog):
+    import logging
+
+    health = tracker(degraded_scan_failures=2, unhealthy_scan_failures=3)
+    caplog.set_level(logging.INFO, logger="ffrtmp.health")
+    assert health.evaluate(T0 + 1).status_since == T0  # the first status dates from the start
+    scans(health, "xx", start=T0 + 10)
+    degraded = health.evaluate(T0 + 12)
+    assert (degraded.status, degraded.status_since) == (HealthStatus.DEGRADED, T0 + 12)
+    assert health.evaluate(T0 + 13).status_since == T0 + 12  # no change, no new time
+    scans(health, "o", start=T0 + 20)
+    healthy = health.evaluate(T0 + 21)
+    assert (healthy.status, healthy.status_since) == (HealthStatus.HEALTHY, T0 + 21)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "health: healthy -> degraded (2 consecutive scan failures (threshold 2))"),
+        ("INFO", "health: degraded -> healthy (no failure rule applies any more)"),
+    ]
+
+
+def test_the_last_successful_attach_is_reported_and_restored():
+    health = tracker()
+    attaches(health, "x", now=T0 + 1)
+    assert health.evaluate(T0 + 2).last_successful_attach_at is None
+    attaches(health, "ox", now=T0 + 3)
+    assert health.evaluate(T0 + 4).last_successful_attach_at == T0 + 3
+    again = HealthTracker.restore(HealthThresholds(), T0 + 10, last_successful_attach_at=T0 + 3)
+    assert again.evaluate(T0 + 11).as_dict()["last_successful_attach_at"] == T0 + 3
+
+
+def test_a_snapshot_is_due_when_a_consecutive_counter_changes():
+    health = tracker(degraded_attach_failures=10)
+    schedule = SnapshotSchedule(interval=300)
+    report = health.evaluate(T0)
+    schedule.mark(report, T0)
+    assert not schedule.due(health.evaluate(T0 + 1), T0 + 1)
+    attaches(health, "x", now=T0 + 2)
+    changed = health.evaluate(T0 + 2)
+    assert changed.status == HealthStatus.HEALTHY  # same status, yet due
+    assert schedule.due(changed, T0 + 2)
+    schedule.mark(changed, T0 + 2)
+    assert not schedule.due(health.evaluate(T0 + 3), T0 + 3)

@@ -93,3 +93,46 @@ def test_schema_has_the_documented_indexes(tmp_path):
         "ix_processes_state_discovered_at",
         "ix_processes_pid",
     } <= indexes
+
+
+def test_revision_0003_closes_the_dead_letters_of_ended_processes_and_marks_once_runs(tmp_path):
+    """A database written at 0002 keeps its rows; what they meant is stated in the new columns."""
+    path = tmp_path / "old.db"
+    engine = database.make_engine(database.resolve(path))
+    migrate.upgrade(engine, "0002")
+    con = sqlite3.connect(path)
+    t = "2026-11-01 10:00:00.000000"
+    process = (
+        "INSERT INTO processes (id, boot_id, pid, start_ticks, started_at, command, argv, job_id,"
+        " state, discovered_at, last_seen_at, exited_at) VALUES (?, 'b', ?, 1, ?, 'ffmpeg', '[]',"
+        " 'auto-ffmpeg', 'dead', ?, ?, ?)"
+    )
+    con.execute(process, (1, 101, t, t, t, t))  # ended
+    con.execute(process, (2, 102, t, t, t, None))  # still running
+    item = (
+        "INSERT INTO retry_items (process_id, operation, state, attempt, max_attempts,"
+        " created_at, updated_at) VALUES (?, 'attach', 'dead', 3, 3, ?, ?)"
+    )
+    con.execute(item, (1, t, t))
+    con.execute(item, (2, t, t))
+    run = (
+        "INSERT INTO daemon_runs (started_at, stop_reason, pid, hostname, version, discovery,"
+        " config) VALUES (?, ?, 1, 'h', 'v', 'poll', '{}')"
+    )
+    con.execute(run, (t, "once"))
+    con.execute(run, (t, "stopped"))
+    con.commit()
+    con.close()
+
+    migrate.upgrade(engine)
+
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute(
+            "SELECT process_id, state, closed_at, closed_reason FROM retry_items ORDER BY 1"
+        ).fetchall()
+        assert rows == [(1, "dead", t, "process exited"), (2, "dead", None, None)]
+        assert con.execute("SELECT once FROM daemon_runs ORDER BY id").fetchall() == [(1,), (0,)]
+    finally:
+        con.close()
+    engine.dispose()

@@ -33,6 +33,13 @@ READ_COMMANDS = [
     ("processes", "list", "--state", "exited"),
     ("processes", "show", "1"),
     ("processes", "show", "--pid", "60001"),
+    ("processes", "show", "auto-ffmpeg-60003-1"),
+    ("processes", "show", "run-nightly"),  # a job id that names no pid walks an index
+    ("processes", "list", "--oom"),
+    ("processes", "list", "--exit-code", "0"),
+    ("processes", "list", "--signal", "KILL", "--since", "today"),
+    ("events",),
+    ("events", "--since", "yesterday"),
     ("errors", "list"),
     ("errors", "list", "--since", "1h"),
     ("errors", "list", "--type", "transient"),
@@ -94,10 +101,7 @@ def statements() -> Iterator[list[tuple[str, tuple]]]:
         event.remove(Engine, "before_cursor_execute", record)
 
 
-@pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
-def test_read_command_scans_no_big_table_in_full(db_path, history, statements, command):
-    result = CliRunner().invoke(main, [*command, "--db", str(db_path)])
-    assert result.exit_code in (0, 1, 2), result.output  # health answers with 0/1/2
+def _assert_indexed(db_path, statements, command) -> None:
     queried = [
         (sql, params)
         for sql, params in statements
@@ -112,3 +116,26 @@ def test_read_command_scans_no_big_table_in_full(db_path, history, statements, c
             assert not scans, f"{' '.join(command)}: {scans} in the plan of\n{sql}"
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
+def test_read_command_scans_no_big_table_in_full(db_path, history, statements, command):
+    result = CliRunner().invoke(main, [*command, "--db", str(db_path)])
+    assert result.exit_code in (0, 1, 2), result.output  # health answers with 0/1/2
+    _assert_indexed(db_path, statements, command)
+
+
+def test_each_poll_of_events_follow_is_indexed(db_path, history, statements):
+    """`events --follow` polls until Ctrl-C; its poll is the query here, run as it runs."""
+    from ffrtmp import queries
+    from ffrtmp.database import open_readonly
+
+    engine = open_readonly(db_path)
+    try:
+        with engine.connect() as conn:
+            cursor = queries.event_cursor(conn)
+            assert queries.events_after(conn, cursor, limit=500) == []
+            assert len(queries.events_after(conn, (cursor[0] - 3, cursor[1] - 2), limit=500)) == 5
+    finally:
+        engine.dispose()
+    _assert_indexed(db_path, statements, ("events", "--follow"))

@@ -142,6 +142,19 @@ def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
     assert received(systemd.socket) == []
 
 
+def test_a_database_refusing_writes_for_long_never_withholds_the_watchdog(systemd):
+    """Unhealthy for the operator, but the loop governs: a restart would lose the writes the
+    daemon keeps for the database, so systemd hears from it."""
+    now = time.time()
+    health = HealthTracker(HealthThresholds(), started_at=now - 400)
+    health.record_scan(True, now - 1)
+    health.record_store_write("database is locked [transient]", now - 300)
+    assert health.evaluate(now).status.value == "unhealthy"
+    notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
+    notifier.watchdog(DaemonStandIn(health))
+    assert received(systemd.socket) == ["WATCHDOG=1"]
+
+
 def test_degraded_still_pets_the_watchdog(systemd):
     now = time.time()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)

@@ -2,9 +2,10 @@
 
 What every layout shares: `errors` (GovernorError, TargetGone), `jobs` (job ids and the
 ownership rule), `hierarchies` (mounts, /proc/<pid>/cgroup, where a cgroup's directory is),
-`files` (cgroupfs access and file formats) and `governor` (the attach sequence, usage, release,
-leftovers). `v1` and `v2` hold one layout each. Callers build a governor with `create_governor`
-and import the names they need from this package.
+`files` (cgroupfs access and file formats), `governor` (the attach sequence, usage, release,
+leftovers) and `live` (what a running job's cgroup uses now, read from its directories).
+`v1` and `v2` hold one layout each. Callers build a governor with `create_governor` and
+import the names they need from this package.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ class Attachment:
     version: int
     cgroup_paths: tuple[str, ...]
     applied: Limits
+    # Where the process was before, as /proc/<pid>/cgroup names it per controller key ("" on
+    # v2); empty when unknown (found already in place). `ffrtmp release` moves it back there.
+    origin: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +148,12 @@ class Governor:
             self._undo_moves(identity, moved)
             self._remove_directories(reversed(created))
             raise
-        attachment = Attachment(self.version, tuple(str(d) for d in directories), applied)
-        log.info("attached %s to %s with %s", identity, job_id, applied)
+        job_paths = {h.cgroup_path(d) for h, d in zip(self.hierarchies, directories, strict=True)}
+        origin = _origin(moved, job_paths)
+        attachment = Attachment(
+            self.version, tuple(str(d) for d in directories), applied, tuple(origin.items())
+        )
+        log.debug("moved %s into %s: %s", identity, job_id, applied.describe())
         return attachment
 
     def governed_as(self, identity: ProcessIdentity, job_id: str) -> Attachment | None:
@@ -191,6 +198,39 @@ class Governor:
                     continue
                 raise wrapped_error(err, "remove job cgroup", directory) from err
         return all_gone
+
+    def move_out(
+        self, identity: ProcessIdentity, job_id: str, origin: dict[str, str] | None
+    ) -> dict[str, str]:
+        """Move a governed process out of its job cgroups: back to `origin` (the cgroups it came
+        from) where that still exists, else to its parent process's cgroup, else to the root
+        of the hierarchy. Returns where it went per hierarchy name; raises GovernorError."""
+        self._ready()
+        directories = self.job_directories(job_id)
+        job_paths = {h.cgroup_path(d) for h, d in zip(self.hierarchies, directories, strict=True)}
+        parent = self._parent_memberships(identity)
+        went: dict[str, str] = {}
+        for hierarchy in self.hierarchies:
+            choices = [(origin or {}).get(hierarchy.key), parent.get(hierarchy.key)]
+            places = [
+                p for p in choices if p and p not in job_paths and self._is_cgroup_of(hierarchy, p)
+            ]
+            target = (places or [hierarchy.mount_root])[0]
+            procs = hierarchy.directory(target) / "cgroup.procs"
+            try:
+                self.files.write(procs, str(identity.pid))
+            except OSError as err:
+                raise wrapped_error(err, f"move {identity} back to", procs) from err
+            went[hierarchy.name] = target
+        return went
+
+    def _parent_memberships(self, identity: ProcessIdentity) -> dict[str, str]:
+        try:
+            stat = (self.proc_root / str(identity.pid) / "stat").read_bytes()
+            ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+            return read_proc_cgroups(self.proc_root / str(ppid) / "cgroup")
+        except (OSError, ValueError, IndexError):
+            return {}
 
     def leftovers(self) -> dict[str, list[int]]:
         """The job cgroups under our parent (only names ffrtmp generates), each with the pids
@@ -394,3 +434,13 @@ class Governor:
                     original,
                     err,
                 )
+
+
+def _origin(moved: list, job_paths: set[str]) -> dict[str, str]:
+    """Per hierarchy, the cgroup the process came from: the one it was in, or, when it already
+    sat in its job cgroup (an attempt cut short), where a failure would have put it back."""
+    origin: dict[str, str] = {}
+    for hierarchy, original in moved:
+        if original is not None and original not in job_paths:
+            origin.setdefault(hierarchy.key, original)
+    return origin

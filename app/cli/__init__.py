@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "watch": "ffrtmp.cli.watch:watch",
     "scan": "ffrtmp.cli.scan:scan",
     "attach": "ffrtmp.cli.attach:attach",
+    "release": "ffrtmp.cli.release:release",
     "run": "ffrtmp.cli.run:run",
     "config": "ffrtmp.cli.config:config",
     "db": "ffrtmp.cli.db:db",
@@ -28,12 +29,27 @@ SUBCOMMANDS = {
     "sql": "ffrtmp.cli.sql:sql",
     "ship": "ffrtmp.cli.ship:ship",
     "fleet": "ffrtmp.cli.fleet:fleet",
+    "top": "ffrtmp.cli.top:top",
+    "events": "ffrtmp.cli.events:events",
 }
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """A mistyped command gets the nearest names: `ffrtmp retires` -> did you mean
+        'retries'? (click suggests only among commands it has loaded, and these load lazily)."""
+        name = args[0] if args else ""
+        unknown = name and not name.startswith("-") and name not in SUBCOMMANDS
+        if unknown and not ctx.resilient_parsing:
+            from difflib import get_close_matches
+
+            near = get_close_matches(name, SUBCOMMANDS, n=3)
+            hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = SUBCOMMANDS.get(cmd_name)

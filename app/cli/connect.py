@@ -31,15 +31,32 @@ def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
         with central as conn:
             yield conn
         return
-    from ffrtmp.database import open_readonly
+    from sqlalchemy.exc import DBAPIError
+
+    from ffrtmp.database import open_readonly, resolve, unreadable_values
 
     with refusal_as_one_sentence(exit_code):
         engine = open_readonly(db)
+    skipped_before = unreadable_values.count
     try:
         with engine.connect() as conn:
             yield conn
+    except DBAPIError as exc:
+        # A damaged file can pass the opening checks and fail on the page a query reads.
+        failure = click.ClickException(
+            f"database {resolve(db)} cannot be read: {_driver_words(exc)} "
+            "(`ffrtmp db check` tells more)"
+        )
+        failure.exit_code = exit_code
+        raise failure from None
     finally:
         engine.dispose()
+    skipped = unreadable_values.count - skipped_before
+    if skipped:
+        click.echo(
+            f"warning: {skipped} stored value(s) were not valid JSON and are shown as empty",
+            err=True,
+        )
 
 
 @contextmanager
@@ -52,11 +69,22 @@ def existing_store(db: str | None) -> Iterator[Store]:
     path = resolve(db).path
     if path is not None and (not path.exists() or path.stat().st_size == 0):
         raise click.ClickException(f"database {path} does not exist")
+    from sqlalchemy.exc import DBAPIError
+
     store = Store(open_for_writing_or_fail(db))
     try:
         yield store
+    except DBAPIError as exc:
+        raise click.ClickException(
+            f"database {resolve(db)} cannot be written: {_driver_words(exc)}; nothing was changed"
+        ) from None
     finally:
         store.close()
+
+
+def _driver_words(exc) -> str:
+    """SQLite's own sentence, without SQLAlchemy's [SQL: ...] block and documentation link."""
+    return str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
 
 
 def open_for_writing_or_fail(db: str | None) -> Engine:

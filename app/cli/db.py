@@ -11,7 +11,10 @@ from ffrtmp.cli.prune import prune
 
 @click.group()
 def db() -> None:
-    """Create, upgrade and check the database schema."""
+    """Create, upgrade and check the database schema; remove old history.
+
+    Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
+    """
 
 
 db.add_command(prune)
@@ -65,14 +68,36 @@ def current(db: str | None) -> None:
 @db.command()
 @db_option
 def check(db: str | None) -> None:
-    """Exit 0 when the database is at this version's schema and matches its definition.
+    """Exit 0 when the database is at this version's schema, matches its definition, and
+    passes SQLite's integrity check (every page and index read and verified).
 
     Example: ffrtmp db check && echo ok
     """
+    from sqlalchemy.exc import DBAPIError
+
     from ffrtmp import migrate
 
     with reading(db) as conn:
         diff = migrate.differences_from_schema(conn)
+        try:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check(20)")]
+        except DBAPIError as exc:  # damage that stops the check itself
+            problems = [str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__]
     if diff:
         raise click.ClickException(f"the database differs from the schema definition: {diff}")
-    click.echo("schema matches")
+    if problems != ["ok"]:
+        # One row may hold several lines ("*** in database main ***", then one per problem).
+        problems = [
+            line.strip()
+            for row in problems
+            for line in row.splitlines()
+            if line.strip() and not line.startswith("***")
+        ]
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise click.ClickException(
+            f"the database fails SQLite's integrity check: {shown} "
+            "(restore a backup copy, or salvage it with sqlite3's .recover)"
+        )
+    click.echo("schema matches, integrity ok")

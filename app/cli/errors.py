@@ -6,8 +6,10 @@ import click
 
 from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
+from ffrtmp.cli.listings import ERROR_STATS, ERRORS
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
+from ffrtmp.cli.table import columns_option
 from ffrtmp.fleet.hooks import read_node_option
 from ffrtmp.states import ErrorType
 
@@ -35,20 +37,21 @@ def errors() -> None:
 @since_option
 @click.option("--pid", type=int, help="Only errors about this pid.")
 @limit_option(defaults.CLI_LIST_LIMIT)
+@columns_option(ERRORS)
 @output_options
-def list_(db, types, operations, since, pid, limit, as_json, as_csv) -> None:
+def list_(db, types, operations, since, pid, limit, columns, as_json, as_csv) -> None:
     """List errors, newest first.
 
     Example: ffrtmp errors list --type resource --since 2h
     """
     from ffrtmp import queries
-    from ffrtmp.cli.output import emit
+    from ffrtmp.cli.table import emit_listing
 
     with reading(db) as conn:
         rows = queries.list_errors(
             conn, types=types, operations=operations, since=since, pid=pid, limit=limit
         )
-    emit(rows, queries.ERROR_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")
+    emit_listing(rows, ERRORS, columns=columns, as_json=as_json, as_csv=as_csv, empty="no errors")
 
 
 @errors.command()
@@ -62,8 +65,8 @@ def stats(db, since, as_json, as_csv) -> None:
     Example: ffrtmp errors stats --since 7d --json
     """
     from ffrtmp import queries
-    from ffrtmp.cli.output import emit
+    from ffrtmp.cli.table import emit_listing
 
     with reading(db) as conn:
         rows = queries.error_stats(conn, since=since)
-    emit(rows, queries.ERROR_STATS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no errors")
+    emit_listing(rows, ERROR_STATS, as_json=as_json, as_csv=as_csv, empty="no errors")

@@ -13,6 +13,7 @@ def cgroup_options(func):
         type=click.Choice(["auto", "v1", "v2"]),
         default="auto",
         show_default=True,
+        help="Which cgroup hierarchy to use; auto picks the one mounted.",
     )(func)
     func = click.option(
         "--cgroup-parent", metavar="PATH", help="Default: ffrtmp below this command's own cgroup."
@@ -22,6 +23,7 @@ def cgroup_options(func):
         type=click.Path(file_okay=False),
         default=str(defaults.CGROUP_ROOT),
         show_default=True,
+        help="Where the cgroup filesystem is mounted.",
     )(func)
     return func
 

@@ -1,4 +1,5 @@
-"""Rows printed for people (an aligned table) or for scripts (JSON, CSV)."""
+"""Rows printed for people (an aligned table that fits the terminal) or for scripts (JSON,
+CSV with raw values). The table machinery is ffrtmp.cli.table; units are ffrtmp.cli.human."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import click
 
+from ffrtmp.cli.human import local_time, relative  # noqa: F401  (used by other commands)
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -18,44 +21,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def relative(value: datetime | None, now: datetime | None = None) -> str:
-    """'3m ago' / 'in 20s' for people."""
-    if value is None:
-        return "-"
-    from ffrtmp.durations import format_duration
-
-    delta = ((now or datetime.now(UTC)) - value).total_seconds()
-    if abs(delta) < 1:
-        return "now"
-    text = format_duration(abs(delta)) if abs(delta) >= 1 else "0s"
-    return f"{text} ago" if delta > 0 else f"in {text}"
-
-
-def local_time(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return f"{local_time(value)} ({relative(value)})"
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
+def _csv_cell(value: Any) -> Any:
+    """CSV holds text: times as ISO 8601 UTC, lists and objects as JSON, the rest as stored
+    (control characters included: CSV quotes, it does not escape)."""
     if isinstance(value, list | tuple | dict):
-        return json.dumps(value)
-    return str(value)
+        return json.dumps(value, ensure_ascii=False)
+    return _plain(value)
+
+
+def write_json(rows: Sequence[dict], names: Sequence[str]) -> None:
+    """A JSON list of objects; json escapes every control character (\\u001b)."""
+    click.echo(json.dumps([{k: _plain(r.get(k)) for k in names} for r in rows], indent=2))
+
+
+def write_csv(rows: Sequence[dict], names: Sequence[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(names), extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_cell(r.get(k)) for k in names})
+    click.echo(buffer.getvalue(), nl=False)
 
 
 def render_table(columns: Sequence[str], rows: Sequence[dict]) -> str:
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    for r in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    """Rows as an aligned table of plain, escaped values, never cut (a `show` record)."""
+    from ffrtmp.cli.table import plain_listing, render
+
+    return render(plain_listing(columns).choose(None, for_table=True), rows)
 
 
 def emit(
@@ -66,20 +58,8 @@ def emit(
     as_csv: bool = False,
     empty: str = "nothing to show",
 ) -> None:
-    if as_json and as_csv:
-        raise click.UsageError("choose one of --json and --csv")
-    if rows and "node" in rows[0] and "node" not in columns:
-        columns = ("node", *columns)  # rows of the fleet's central database (ffrtmp.fleet.reads)
-    if as_json:
-        click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], indent=2))
-    elif as_csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _plain(r.get(k)) for k in columns})
-        click.echo(buffer.getvalue(), nl=False)
-    elif not rows:
-        click.echo(empty)
-    else:
-        click.echo(render_table(columns, rows))
+    """Rows of columns known only by name (`sql`, `scan`): the table fits the terminal by
+    cutting the widest columns; JSON and CSV carry them whole."""
+    from ffrtmp.cli.table import emit_listing, plain_listing
+
+    emit_listing(rows, plain_listing(columns), as_json=as_json, as_csv=as_csv, empty=empty)

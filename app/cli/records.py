@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ffrtmp.cli.output import _plain, render_table
+from ffrtmp.cli.output import _plain
 
 
 def _jsonable(value):
@@ -15,6 +15,28 @@ def _jsonable(value):
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return _plain(value)
+
+
+def _long(name: str):
+    from ffrtmp.cli.human import by_name
+
+    return lambda value, _row: by_name(name, value, long=True)
+
+
+def render_section(content: dict | list) -> str:
+    """A record as FIELD/VALUE lines, or a list of rows as a table; every value whole (never
+    cut), with its unit and escaped for the terminal."""
+    from ffrtmp.cli.human import by_name
+    from ffrtmp.cli.table import Column, render
+
+    if isinstance(content, dict):
+        fields = [{"field": k, "value": v} for k, v in content.items()]
+        value = Column(
+            "value", show=lambda v, row: by_name(row["field"], v, long=True), shrink=False
+        )
+        return render([Column("field", show=lambda v, _r: str(v)), value], fields)
+    names = list(content[0])
+    return render([Column(n, show=_long(n)) for n in names], content)
 
 
 def print_record(sections: dict[str, dict | list | None], *, as_json: bool = False) -> None:
@@ -29,11 +51,9 @@ def print_record(sections: dict[str, dict | list | None], *, as_json: bool = Fal
         if content is None:
             blocks.append(f"{title}: none")
         elif isinstance(content, dict):
-            fields = [{"field": k, "value": v} for k, v in content.items()]
-            blocks.append(f"{title}\n{render_table(['field', 'value'], fields)}")
+            blocks.append(f"{title}\n{render_section(content)}")
         elif not content:
             blocks.append(f"{title}: none")
         else:
-            columns = list(content[0])
-            blocks.append(f"{title} ({len(content)})\n{render_table(columns, content)}")
+            blocks.append(f"{title} ({len(content)})\n{render_section(content)}")
     click.echo("\n\n".join(blocks))

@@ -17,8 +17,19 @@ def limits_text(limits) -> str:
 
 
 @click.command()
-@click.option("--watch-config", type=click.Path(dir_okay=False), metavar="FILE")
-@click.option("--target", "targets", multiple=True, metavar="COMMAND")
+@click.option(
+    "--watch-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML watch config, as `watch` would read it.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="COMMAND",
+    help="Target command instead of the config's (repeatable).",
+)
 @output_options
 def scan(watch_config, targets, as_json, as_csv) -> None:
     """List the processes `watch` would attach now, with rule and limits, and those the

@@ -6,8 +6,10 @@ import click
 
 from ffrtmp import defaults
 from ffrtmp.cli.connect import reading
+from ffrtmp.cli.listings import SCANS
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, since_option
+from ffrtmp.cli.table import columns_option
 from ffrtmp.fleet.hooks import read_node_option
 
 
@@ -24,15 +26,16 @@ def scans() -> None:
 @read_node_option
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
+@columns_option(SCANS)
 @output_options
-def list_(db, since, limit, as_json, as_csv) -> None:
+def list_(db, since, limit, columns, as_json, as_csv) -> None:
     """List scans, newest first.
 
     Example: ffrtmp scans list --limit 20 --csv
     """
     from ffrtmp import queries
-    from ffrtmp.cli.output import emit
+    from ffrtmp.cli.table import emit_listing
 
     with reading(db) as conn:
         rows = queries.list_scans(conn, since=since, limit=limit)
-    emit(rows, queries.SCAN_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no scans")
+    emit_listing(rows, SCANS, columns=columns, as_json=as_json, as_csv=as_csv, empty="no scans")

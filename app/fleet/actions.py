@@ -16,7 +16,7 @@ from ffrtmp import operator_actions, schema
 from ffrtmp.fleet.central_schema import fleet_actions
 from ffrtmp.fleet.reads import resolve_node
 
-ACTIONS = ("requeue", "discard")
+ACTIONS = ("requeue", "requeue --force", "discard")
 
 
 def request(engine: Engine, node: str, action: str, retry_id: int) -> int:
@@ -67,8 +67,11 @@ def apply_pending_actions(shipper, store) -> int:
             state, result = "applied", "applied before (recognised by its event)"
         else:
             try:
-                if action.action == "requeue":
-                    operator_actions.requeue(store, action.retry_id, now=now, trail=trail)
+                if action.action in ("requeue", "requeue --force"):
+                    force = action.action == "requeue --force"
+                    operator_actions.requeue(
+                        store, action.retry_id, now=now, force=force, trail=trail
+                    )
                     result = f"retry item {action.retry_id} requeued: due now, attempts reset to 0"
                 else:
                     changed = operator_actions.discard(store, action.retry_id, now=now, trail=trail)

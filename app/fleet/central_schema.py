@@ -95,7 +95,7 @@ fleet_actions = Table(
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column(NODE_COLUMN, Text, nullable=False),
-    Column("action", Text, nullable=False),  # requeue | discard
+    Column("action", Text, nullable=False),  # requeue | requeue --force | discard
     Column("retry_id", BigInteger, nullable=False),
     Column("requested_at", UTCDateTime, nullable=False),
     Column("requested_by", Text, nullable=False),

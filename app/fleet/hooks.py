@@ -115,6 +115,16 @@ def central_reading_or_none(db: str | None, exit_code: int):
             )
         if ctx.info_name == "show":
             raise click.UsageError("on a central database, give --node: ids are each node's own")
+        if ctx.info_name == "events":
+            raise click.UsageError(
+                "on a central database, events are one node's: give --node (each node numbers "
+                "its own events)"
+            )
+    if ctx is not None and ctx.info_name == "top":
+        raise click.UsageError(
+            "top reads the jobs' cgroups on this machine: run it on the node; on the central "
+            "database, `ffrtmp processes list --state attached` lists every node's running jobs"
+        )
     return central_reading(db, meta.get(NODE_META_KEY), shadow=shadow, exit_code=exit_code)
 
 

@@ -1,7 +1,7 @@
 """Developer tool: write the next central revision once a local column was added to
 app/schema.py (tests/test_fleet_schema.py fails until one exists).
 
-    .venv/bin/python -m ffrtmp.fleet.new_revision c002 "processes.argv_hash"
+    .venv/bin/python -m ffrtmp.fleet.new_revision c003 "processes.some_new_column"
 
 It starts a private PostgreSQL cluster (tests/postgres_server.py: as root, with Debian's
 postgresql package), brings an empty database to the current central head, and lets Alembic

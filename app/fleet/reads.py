@@ -138,6 +138,7 @@ def central_reading(db: str, node: str | None, *, shadow: bool, exit_code: int =
                 yield conn
             elif node:
                 _set_node(conn, nodes[0][0])
+                conn.commit()  # a session setting: a command's rollback (events -f) keeps it
                 yield conn
             else:
                 yield EveryNode(conn, nodes)

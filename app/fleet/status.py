@@ -21,25 +21,29 @@ STATUS_COLUMNS = (
     "dead_letters",
 )
 
-# "since": the oldest snapshot of the newest run of snapshots with the current status.
+# "since": what the newest snapshot says itself (health_snapshots.status_since, the daemon's
+# own word since local revision 0003), else the oldest snapshot of the newest run of snapshots
+# with the current status (COALESCE evaluates that only when needed).
 _QUERY = text(
     """
 SELECT n.node_id, n.label, n.last_contact_at, n.last_shipped_at, n.pending_changes,
        n.oldest_pending_at, h.status, h.taken_at,
-       (SELECT min(s.taken_at) FROM health_snapshots s
-         WHERE s.node_id = n.node_id AND s.taken_at > COALESCE(
-           (SELECT max(o.taken_at) FROM health_snapshots o
-             WHERE o.node_id = n.node_id AND o.status <> h.status), '-infinity')
+       COALESCE(h.status_since,
+         (SELECT min(s.taken_at) FROM health_snapshots s
+           WHERE s.node_id = n.node_id AND s.taken_at > COALESCE(
+             (SELECT max(o.taken_at) FROM health_snapshots o
+               WHERE o.node_id = n.node_id AND o.status <> h.status), '-infinity'))
        ) AS status_since,
        (SELECT count(*) FROM processes p
          WHERE p.node_id = n.node_id AND p.state = 'attached' AND p.exited_at IS NULL) AS governed,
        (SELECT count(*) FROM retry_items r
          WHERE r.node_id = n.node_id AND r.state = 'pending') AS retry_pending,
        (SELECT count(*) FROM retry_items r
-         WHERE r.node_id = n.node_id AND r.state = 'dead') AS dead_letters
+         WHERE r.node_id = n.node_id AND r.state = 'dead' AND r.closed_at IS NULL
+       ) AS dead_letters
   FROM fleet_nodes n
   LEFT JOIN LATERAL (
-    SELECT status, taken_at FROM health_snapshots
+    SELECT status, taken_at, status_since FROM health_snapshots
      WHERE node_id = n.node_id ORDER BY taken_at DESC, id DESC LIMIT 1) h ON true
  ORDER BY n.label, n.node_id
 """

@@ -1,7 +1,7 @@
 """shipping to the fleet's central database: the node's identity and the change cursor
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0006
 Create Date: 2026-11-29 03:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from ffrtmp.utctime import UTCDateTime
 
 revision: str = "0008"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
