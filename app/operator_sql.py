@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_ROWS = 10_000
 PROGRESS_STEPS = 10_000  # about a millisecond of SQLite's work between two looks
+POSTGRES_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel) ended the statement
 
 
 class QueryError(Exception):
@@ -102,11 +103,17 @@ def run_sql(
     is_sqlite = isinstance(raw, sqlite3.Connection)
     guard = _Guard(None if not timeout_s else time.monotonic() + timeout_s)
     try:
-        with _ctrl_c_sets(guard):
+        # PostgreSQL (the fleet's central database, ffrtmp.fleet.reads) bounds the statement
+        # itself, and its driver cancels it on KeyboardInterrupt: no handler of ours there.
+        with _ctrl_c_sets(guard) if is_sqlite else nullcontext():
             if is_sqlite:
                 conn.exec_driver_sql("PRAGMA query_only = ON")
                 raw.set_authorizer(guard.authorize)
                 raw.set_progress_handler(guard.progress, PROGRESS_STEPS)
+            elif timeout_s:
+                conn.exec_driver_sql(
+                    "SELECT set_config('statement_timeout', %s, true)", (f"{timeout_s * 1000:.0f}",)
+                )
             # exec_driver_sql: the operator's text goes to SQLite as written ('12:30' is no
             # bind).
             result = conn.exec_driver_sql(statement)
@@ -119,7 +126,12 @@ def run_sql(
             rows = [dict(zip(columns, row, strict=True)) for row in fetched[:max_rows]]
             return QueryResult(columns, rows, truncated)
     except SQLAlchemyError as exc:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == POSTGRES_QUERY_CANCELED:
+            guard.timed_out = True
         raise _stopped_or_refused(exc, guard, timeout_s) from None
+    except KeyboardInterrupt:  # PostgreSQL's: the driver has cancelled the statement
+        guard.interrupted = True
+        raise _stopped_or_refused(Exception(), guard, timeout_s) from None
     finally:
         if is_sqlite:
             raw.set_progress_handler(None, 0)

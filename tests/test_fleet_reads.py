@@ -86,6 +86,12 @@ def test_sql_on_the_central_database_cannot_write(two_nodes):
     assert again == [{"n": 42}]
     one = run(two_nodes, "sql", "SELECT count(*) AS n FROM processes", "--node", "edge-b", "--json")
     assert json.loads(one.output) == [{"n": 12}]
+    # --timeout bounds the statement on the server too (its statement_timeout).
+    slow = run(two_nodes, "sql", "SELECT pg_sleep(60)", "--timeout", "300ms")
+    assert slow.exit_code == 1, slow.output
+    assert "the query was stopped after 0.3s" in slow.output
+    capped = run(two_nodes, "sql", "SELECT id FROM processes", "--max-rows", "5", "--json")
+    assert len(json.loads(capped.stdout)) == 5
 
 
 def test_fleet_status_has_one_line_per_node(two_nodes):

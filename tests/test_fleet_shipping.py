@@ -162,6 +162,70 @@ def test_a_dead_letter_requeued_centrally_is_retried_on_its_node(
     assert_same_rows(db_path, central_db)
 
 
+def test_a_dead_letter_discarded_centrally_comes_back_only_with_force(
+    store, db_path, central_db, spawn, fake_ffmpeg
+):
+    from fleet_helpers import TRANSIENT
+
+    from ffrtmp.candidate import Candidate
+
+    central.upgrade(central_db)
+    child = spawn([str(fake_ffmpeg), "600"])
+    now = datetime.now(UTC)
+    candidate = Candidate(
+        identity=current_identity(child.pid),
+        command="ffmpeg",
+        argv=("ffmpeg", "600"),
+        ppid=1,
+        rule="ffmpeg",
+    )
+    process_id, _ = store.register(candidate, job_id="job-live", limits=None, now=now)
+    for attempt in (0, 1):
+        store.record_attach_failure(
+            process_id,
+            TRANSIENT,
+            now=now,
+            retry_enabled=True,
+            policy=BackoffPolicy(max_attempts=1),
+            attempt=attempt,
+        )
+    ship_once(db_path, central_db, "--node-label", "edge-f")
+    retry_id = central_scalar(central_db, "SELECT id FROM retry_items WHERE state = 'dead'")
+
+    def ask(*args) -> None:
+        asked = CliRunner().invoke(
+            main,
+            ["retries", *args, str(retry_id), "--node", "edge-f"],
+            env={"FFRTMP_DB": central_db},
+        )
+        assert asked.exit_code == 0, asked.output
+        ship_once(db_path, central_db)
+
+    def outcome() -> tuple:
+        engine = create_engine(central_db)
+        try:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(
+                        text("SELECT action, state, result FROM fleet_actions ORDER BY id DESC")
+                    ).first()
+                )
+        finally:
+            engine.dispose()
+
+    ask("discard")
+    assert outcome()[:2] == ("discard", "applied")
+    ask("requeue")  # a discard is for good: the node refuses, as its own command would
+    action, state, result = outcome()
+    assert (action, state) == ("requeue", "refused")
+    assert "discarded by an operator" in result and "--force" in result
+    ask("requeue", "--force")
+    assert outcome()[:2] == ("requeue --force", "applied")
+    state_now = "SELECT state FROM retry_items WHERE id = :i"
+    assert central_scalar(central_db, state_now, i=retry_id) == "pending"
+    assert_same_rows(db_path, central_db)
+
+
 def test_an_unknown_node_is_one_sentence(central_db):
     central.upgrade(central_db)
     result = CliRunner().invoke(
