@@ -82,6 +82,20 @@ def test_db_upgrade_on_a_postgresql_url_creates_then_keeps_the_central_schema(ce
     assert tables == set(CENTRAL_TABLES) | {"fleet_nodes", "fleet_actions", "alembic_version"}
 
 
+def test_db_check_on_a_postgresql_url_checks_the_central_schema(central_db, postgres_server):
+    runner = CliRunner()
+    central.upgrade(central_db)
+    fine = runner.invoke(main, ["db", "check"], env={"FFRTMP_DB": central_db})
+    assert fine.exit_code == 0, fine.output
+    assert fine.output == f"ok: fleet schema at revision {central.head_revision()}\n"
+    db = make_url(central_db).database
+    postgres_server.admin_sql("ALTER TABLE processes DROP COLUMN argv_sha256", database=db)
+    damaged = runner.invoke(main, ["db", "check"], env={"FFRTMP_DB": central_db})
+    assert damaged.exit_code == 1
+    assert "differs from the fleet schema definition" in damaged.output
+    assert "argv_sha256" in damaged.output
+
+
 def test_a_newer_central_schema_is_refused_in_one_sentence(central_db, postgres_server):
     central.upgrade(central_db)
     db = make_url(central_db).database

@@ -71,8 +71,15 @@ def check(db: str | None) -> None:
     """Exit 0 when the database is at this version's schema, matches its definition, and
     passes SQLite's integrity check (every page and index read and verified).
 
+    On a PostgreSQL URL: the fleet's central schema is at this version's head and matches
+    its definition.
+
     Example: ffrtmp db check && echo ok
     """
+    from ffrtmp.fleet.hooks import central_check_or_none
+
+    if central_check_or_none(db):
+        return
     from sqlalchemy.exc import DBAPIError
 
     from ffrtmp import migrate

@@ -145,3 +145,31 @@ def central_current_or_none(db: str | None) -> bool:
     head = central.head_revision()
     click.echo(f"{revision or 'none'} ({'head' if revision == head else f'head is {head}'})")
     return True
+
+
+def central_check_or_none(db: str | None) -> bool:
+    """`ffrtmp db check` on a PostgreSQL URL: the central schema at this version's head and
+    matching its definition (the server checks its own pages); False for a node's database."""
+    if not is_central(db):
+        return False
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ffrtmp.cli.connect import refusal_as_one_sentence
+    from ffrtmp.fleet import central
+    from ffrtmp.fleet.central_schema import metadata
+
+    with refusal_as_one_sentence():
+        engine = central.open_central(db, on_command_line=on_command_line(db))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+    if diff:
+        raise click.ClickException(
+            f"the central database differs from the fleet schema definition: {diff}"
+        )
+    click.echo(f"ok: fleet schema at revision {central.head_revision()}")
+    return True
