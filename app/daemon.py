@@ -3,6 +3,13 @@
 One thread does all the work: it waits on the kernel's process-events socket (when there is
 one) with a timeout that ends at the next due step: a full scan, a retry, a health snapshot.
 Every step gets `now` passed in, so tests control time. Signal handlers only set a flag.
+
+`now` is a reading of the daemon's monotonic clock (ffrtmp.clock): everything that waits
+(scans, retries, deferrals, snapshots, health's "since the last scan") is scheduled on it, so a
+step of the wall clock neither stops scans nor makes a day's work due at once. Rows get the
+wall time of that moment (`_wall(now)`). Stored retry due times are wall times: when the loop
+sees the wall clock stepped, it moves them by the step (`_follow_wall_clock`), so each keeps
+its delay; the in-memory due time is derived from them against the wall clock of the moment.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from ffrtmp import __version__, defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import job_id_for
+from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, SystemClock, seconds_since_boot, wall_at
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthTracker, SnapshotSchedule
 from ffrtmp.identity import ProcessIdentity, boot_id
@@ -52,7 +60,10 @@ class Daemon:
         config_summary: dict | None = None,
         notifier=None,
         daemon_lock=None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or SystemClock()
+        self._wall_offset = self.clock.wall() - self.clock.monotonic()
         self.config = config
         self.store = store
         self.governor = governor
@@ -65,8 +76,7 @@ class Daemon:
         self.daemon_lock = daemon_lock  # one daemon per database (ffrtmp.daemon_lock)
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
-        now = time.time()
-        self.health = HealthTracker(config.health.thresholds, started_at=now)
+        self.health = HealthTracker(config.health.thresholds, started_at=self.clock.monotonic())
         self.snapshots = SnapshotSchedule(config.health.snapshot_interval)
         from ffrtmp.metrics import Metrics
 
@@ -126,7 +136,7 @@ class Daemon:
 
     def start(self, now: float) -> None:
         self.run_id = self.store.begin_run(
-            now=utc(now),
+            now=utc(self._wall(now)),
             pid=os.getpid(),
             hostname=socket.gethostname(),
             version=__version__,
@@ -144,8 +154,8 @@ class Daemon:
         self._others_cursor = self.store.newest_event_id()
         self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
-        self.store.dead_letter_exhausted(now=utc(now))
-        self.next_retry_at = self._next_retry()
+        self.store.dead_letter_exhausted(now=utc(self._wall(now)))
+        self.next_retry_at = self._next_retry(now)
 
     def _restore_health_totals(self) -> None:
         """The totals go on across restarts; the consecutive counters describe this run."""
@@ -171,6 +181,7 @@ class Daemon:
     def recover(self, now: float) -> None:
         """Take up what an earlier run left: adopt the living, close the dead, clean up."""
         current_boot = boot_id()
+        wall = self._wall(now)
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
             try:
@@ -180,14 +191,14 @@ class Daemon:
         for tracked in self.store.unfinished_processes():
             ident = tracked.identity
             if ident.boot_id != current_boot:
-                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                self._close(tracked.process_id, ident, tracked.job_id, wall, REASON_REBOOTED)
                 continue
             if not ident.is_running():
                 self._close(
                     tracked.process_id,
                     ident,
                     tracked.job_id,
-                    now,
+                    wall,
                     REASON_DAEMON_DOWN,
                     governed=tracked.job_id in leftovers,
                 )
@@ -195,7 +206,7 @@ class Daemon:
             in_cgroup = ident.pid in leftovers.get(tracked.job_id, ())
             if tracked.state in (ProcessState.ATTACHED, ProcessState.DETACHED) and in_cgroup:
                 self.store.mark_adopted(
-                    tracked.process_id, now=utc(now), state=ProcessState.ATTACHED
+                    tracked.process_id, now=utc(wall), state=ProcessState.ATTACHED
                 )
                 self.lifecycle.follow(Followed(tracked.process_id, ident, tracked.job_id, True))
             elif tracked.state in (ProcessState.RETRYING, ProcessState.OBSERVED, ProcessState.DEAD):
@@ -204,7 +215,7 @@ class Daemon:
                 # Discovered but never attached (a crash in between), or moved out of its
                 # cgroup while we were away: attach again, on the same row.
                 self.store.mark_adopted(
-                    tracked.process_id, now=utc(now), state=ProcessState.DISCOVERED
+                    tracked.process_id, now=utc(wall), state=ProcessState.DISCOVERED
                 )
                 self._attach(
                     tracked.process_id, ident, tracked.job_id, tracked.limits, now, look_first=True
@@ -212,19 +223,19 @@ class Daemon:
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
-                self.lifecycle.release(job_id, now)
+                self.lifecycle.release(job_id, wall)
 
     def _close(
         self,
         process_id: int,
         ident: ProcessIdentity,
         job_id: str,
-        now: float,
+        wall: float,
         reason: str,
         governed: bool = False,
     ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
-        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), now)
+        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), wall)
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -255,9 +266,9 @@ class Daemon:
                 # At the time the scan has reached, so exits are stamped when they were read.
                 drained.append(self._drain_events(now + (time.perf_counter() - started)))
 
-            self.lifecycle.poll(now, drain_events=drain_to_the_end)
+            self.lifecycle.poll(self._wall(now), drain_events=drain_to_the_end)
             lost = any(drained)
-            self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(now))
+            self.store.touch_seen(self.lifecycle.followed_ids(), now=utc(self._wall(now)))
         except Exception as exc:
             ok = False
             errors += 1
@@ -268,7 +279,7 @@ class Daemon:
         self.health.record_scan(ok, now)
         try:
             self.store.record_scan(
-                started_at=utc(now),
+                started_at=utc(self._wall(now)),
                 duration_ms=duration_ms,
                 trigger=trigger,
                 ok=ok,
@@ -284,7 +295,7 @@ class Daemon:
         self.next_scan_at = now if lost else now + self.config.scan_interval
         try:
             # `ffrtmp retries requeue` may have added due work behind our back.
-            self.next_retry_at = self._next_retry()
+            self.next_retry_at = self._next_retry(now)
         except Exception as exc:
             self._record_error("store", exc, now)
 
@@ -296,18 +307,23 @@ class Daemon:
         until = self.deferred.get(ident)
         if until is not None and now < until:
             return 0
-        verdict = self.config.evaluate(candidate, now)
+        since_boot = seconds_since_boot()
+        verdict = self.config.evaluate(candidate, since_boot)
         if verdict.decision == "defer":
-            self.deferred[ident] = verdict.retry_at or now + self.config.scan_interval
+            wait = self.config.scan_interval
+            if verdict.retry_at is not None:
+                wait = max(0.0, verdict.retry_at - since_boot)
+            self.deferred[ident] = now + wait
             return 0
         self.deferred.pop(ident, None)
         job_id = self.governor_job_id(candidate)
+        wall = self._wall(now)
         if verdict.decision == "skip":
             process_id, is_new = self.store.register(
                 candidate,
                 job_id=job_id,
                 limits=None,
-                now=utc(now),
+                now=utc(wall),
                 state=ProcessState.SKIPPED,
                 reason=verdict.reason,
             )
@@ -316,11 +332,11 @@ class Daemon:
             return int(is_new)
         limits = self._limits_for(candidate.rule)
         process_id, is_new = self.store.register(
-            candidate, job_id=job_id, limits=limits, now=utc(now)
+            candidate, job_id=job_id, limits=limits, now=utc(wall)
         )
         if not is_new:
             if ident in self.skipped and self.store.reconsider_skipped(
-                process_id, limits, now=utc(now)
+                process_id, limits, now=utc(wall)
             ):
                 # Skipped under the configuration before a reload; the new one governs it.
                 self.skipped.discard(ident)
@@ -354,8 +370,9 @@ class Daemon:
         now: float,
         look_first: bool = False,
     ) -> None:
+        wall = self._wall(now)
         result = self.attacher.attach(
-            process_id, ident, job_id, limits, now=now, look_first=look_first
+            process_id, ident, job_id, limits, now=wall, look_first=look_first
         )
         if result.state in (
             ProcessState.ATTACHED,
@@ -369,12 +386,12 @@ class Daemon:
             self.lifecycle.finish(
                 Followed(process_id, ident, job_id, False),
                 self.lifecycle.exit_info_for(ident, VANISHED_REASON),
-                now,
+                wall,
                 ProcessState.VANISHED,
             )
             self.settled[ident] = process_id
         if result.retry is not None and result.retry.next_attempt_at is not None:
-            due = result.retry.next_attempt_at.timestamp()
+            due = now + (result.retry.next_attempt_at.timestamp() - wall)
             self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at, due)
 
     def _forget_absent(self, present: set[ProcessIdentity]) -> None:
@@ -417,6 +434,7 @@ class Daemon:
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
         began = time.monotonic()
+        wall_offset = self._wall(now) - now
 
         def clock() -> float:
             return now + (time.monotonic() - began)
@@ -438,9 +456,13 @@ class Daemon:
                     if candidate is not None:
                         self._identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.lifecycle.on_exit_event(event.pid, event.exit_status, clock())
+                    self.lifecycle.on_exit_event(
+                        event.pid, event.exit_status, clock() + wall_offset
+                    )
                 elif isinstance(event, ExitEvent):
-                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, clock())
+                    self.lifecycle.on_thread_exit(
+                        event.tgid, event.exit_status, clock() + wall_offset
+                    )
             if self._identified:
                 self._consider_safely(self._identified.popleft(), clock())
             elif not events:
@@ -463,9 +485,34 @@ class Daemon:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _next_retry(self) -> float | None:
+    def _wall(self, now: float) -> float:
+        """The wall time, for rows, of the loop's moment `now`."""
+        return wall_at(self.clock, now)
+
+    def _follow_wall_clock(self) -> None:
+        """A step of the wall clock moves the stored due times of pending retries with it:
+        they were set as "now + delay" on the wall clock before the step. A retry queued by
+        another process between the step and this look is moved too (a rare, bounded error:
+        one step's size, once)."""
+        offset = self.clock.wall() - self.clock.monotonic()
+        stepped, self._wall_offset = offset - self._wall_offset, offset
+        if abs(stepped) < STEP_TOLERANCE_SECONDS:
+            return  # NTP's slewing, not a step
+        try:
+            moved = self.store.shift_pending_retries(stepped)
+        except Exception as exc:
+            self._record_error("store", exc, self.clock.monotonic())
+            moved = "no"
+        log.warning(
+            "the wall clock was stepped by %+.3fs; %s pending retries keep their delays",
+            stepped,
+            moved,
+        )
+
+    def _next_retry(self, now: float) -> float | None:
+        """The earliest stored retry due time, as a moment of the loop's clock."""
         at = self.store.next_retry_at()
-        return at.timestamp() if at is not None else None
+        return now + (at.timestamp() - self._wall(now)) if at is not None else None
 
     def _record_error(
         self, operation: str, exc: BaseException, now: float, pid: int | None = None
@@ -480,12 +527,13 @@ class Daemon:
             error.error_type,
         )
         try:
-            self.store.record_error(operation, error, now=utc(now), pid=pid)
+            self.store.record_error(operation, error, now=utc(self._wall(now)), pid=pid)
         except Exception as store_exc:  # the store itself is failing: the log must do
             log.error("could not record the %s error: %s", operation, store_exc)
 
     def step(self, now: float) -> None:
         """Everything that is due at `now`."""
+        self._follow_wall_clock()
         if now >= self.next_scan_at:
             self.full_scan(now)
         elif self._drain_events(now, until=now + self.wait_seconds(now)):
@@ -493,10 +541,10 @@ class Daemon:
         self._reconsider_deferred(now)
         if self.next_retry_at is not None and now >= self.next_retry_at:
             try:
-                self.retries.run_due(now)
+                self.retries.run_due(self._wall(now))
             except Exception as exc:
                 self._record_error("retry", exc, now)
-            self.next_retry_at = self._next_retry()
+            self.next_retry_at = self._next_retry(now)
         self.health_tick(now)
         if now >= self.next_prune_at:
             self.prune_slice(now)
@@ -516,7 +564,10 @@ class Daemon:
 
         try:
             removed = prune(
-                self.store, self.config.retention_s, utc(now), max_batches=PRUNE_BATCHES_PER_STEP
+                self.store,
+                self.config.retention_s,
+                utc(self._wall(now)),
+                max_batches=PRUNE_BATCHES_PER_STEP,
             )
         except Exception as exc:
             self._record_error("prune", exc, now)
@@ -534,9 +585,11 @@ class Daemon:
         if not self.snapshots.due(report, now):
             return
         counters = {
-            "last_scan_at": utc(report.last_scan_at) if report.last_scan_at else None,
+            "last_scan_at": (utc(self._wall(report.last_scan_at)) if report.last_scan_at else None),
             "last_successful_scan_at": (
-                utc(report.last_successful_scan_at) if report.last_successful_scan_at else None
+                utc(self._wall(report.last_successful_scan_at))
+                if report.last_successful_scan_at
+                else None
             ),
             "consecutive_scan_failures": report.consecutive_scan_failures,
             "consecutive_attach_failures": report.consecutive_attach_failures,
@@ -557,7 +610,7 @@ class Daemon:
         }
         try:
             self.store.record_health(
-                now=utc(now),
+                now=utc(self._wall(now)),
                 run_id=self.run_id,
                 status=str(report.status),
                 reasons=list(report.reasons),
@@ -587,7 +640,7 @@ class Daemon:
         return max(0.0, min(deadlines) - now)
 
     def run(self) -> int:
-        now = time.time()
+        now = self.clock.monotonic()
         stop_reason = None
         try:
             try:
@@ -602,18 +655,18 @@ class Daemon:
             if self.once:
                 return 0
             while not self.stop_requested:
-                self._wait(self.wait_seconds(time.time()))
+                self._wait(self.wait_seconds(self.clock.monotonic()))
                 if self.stop_requested:
                     break
                 if self.reload_requested:
                     self.reload_requested = False
-                    self.reload(time.time())
-                self.step(time.time())
+                    self.reload(self.clock.monotonic())
+                self.step(self.clock.monotonic())
                 if self.notifier is not None:
                     self.notifier.watchdog(self)
             return 0
         finally:
-            self.shutdown(time.time(), reason=stop_reason)
+            self.shutdown(self.clock.monotonic(), reason=stop_reason)
 
     def _wait(self, timeout: float) -> None:
         """Until the timeout, a kernel event, or a signal. Python restarts a select() that a
@@ -692,9 +745,10 @@ class Daemon:
             if self.run_id is not None:
                 if not self.once:
                     attached = [f.process_id for f in self.lifecycle.by_pid.values() if f.governed]
-                    self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
+                    wall = utc(self._wall(now))
+                    self.store.mark_detached(attached, now=wall, reason="daemon stopped")
                 reason = reason or ("once" if self.once else "stopped")
-                self.store.end_run(self.run_id, now=utc(now), reason=reason)
+                self.store.end_run(self.run_id, now=utc(self._wall(now)), reason=reason)
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
         finally:

@@ -18,7 +18,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ffrtmp import __version__, defaults
+from ffrtmp.clock import wall_at
 from ffrtmp.health import assess
 from ffrtmp.metrics import Metrics, attached_now
 from ffrtmp.states import HealthStatus
@@ -136,8 +136,13 @@ def start_http_server(
 
 
 def health_document(daemon: object, metrics: Metrics | None, now: float) -> tuple[int, dict]:
-    """(HTTP status, body) of /healthz at `now`."""
+    """(HTTP status, body) of /healthz at `now`, a reading of the daemon's monotonic clock;
+    the times it shows are wall times."""
     report = daemon.health.evaluate(now)
+
+    def _iso(moment: float | None) -> str | None:
+        return None if moment is None else _iso_wall(wall_at(daemon.clock, moment))
+
     thresholds = daemon.health.thresholds
     draft_status = DRAFT_STATUS[report.status]
     ever = report.last_successful_scan_at is not None
@@ -231,9 +236,7 @@ def _notes(daemon: object, now: float) -> list[str]:
     return notes
 
 
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
+def _iso_wall(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
@@ -265,7 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             if path == "/healthz":
-                code, body = health_document(self.server.daemon, self.server.metrics, time.time())
+                code, body = health_document(
+                    self.server.daemon, self.server.metrics, self.server.daemon.clock.monotonic()
+                )
                 payload = (json.dumps(body, indent=2) + "\n").encode()
                 self._send(code, HEALTH_CONTENT_TYPE, payload)
             elif path == "/metrics":

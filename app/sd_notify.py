@@ -59,7 +59,7 @@ class Notifier:
     # --- what the daemon calls -----------------------------------------------------------
 
     def ready(self, daemon: object) -> None:
-        report = daemon.health.evaluate(time.time())
+        report = daemon.health.evaluate(daemon.clock.monotonic())
         self.send(f"READY=1\nSTATUS={summary(report, daemon)}")
 
     def status(self, report: object, daemon: object) -> None:
@@ -75,7 +75,7 @@ class Notifier:
             and now - self._last_watchdog < self.watchdog_interval / 2
         ):
             return
-        report = daemon.health.evaluate(time.time())
+        report = daemon.health.evaluate(daemon.clock.monotonic())
         if report.status == HealthStatus.UNHEALTHY:
             if not self._withheld:
                 log.error(

@@ -246,7 +246,7 @@ class Store:
             boot_id=ident.boot_id,
             pid=ident.pid,
             start_ticks=ident.start_ticks,
-            started_at=ident.started_at,
+            started_at=ident.started_at_when(now.timestamp()),
             command=candidate.command,
             argv=list(candidate.argv),
             exe=candidate.exe,
@@ -436,6 +436,19 @@ class Store:
                     RetryItem.state == RetryState.PENDING
                 )
             )
+
+    def shift_pending_retries(self, seconds: float) -> int:
+        """Move the due time of every pending retry by `seconds`: the wall clock was stepped
+        by that much, and a retry due in 5 s stays due in 5 s. Returns how many moved."""
+        with self.unit() as s:
+            items = s.scalars(
+                select(RetryItem).where(
+                    RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at.is_not(None)
+                )
+            ).all()
+            for item in items:
+                item.next_attempt_at += timedelta(seconds=seconds)
+            return len(items)
 
     def claim_retry(self, retry_id: int, *, now: datetime, claim_seconds: float) -> int | None:
         """Atomically take a due item and count the attempt before it runs, so a crash in

@@ -376,10 +376,13 @@ def test_per_command_filters_replace_the_global_ones(tmp_path: Path) -> None:
     )
     alice_in_home = dict(user="alice", cwd="/home/alice")
     # ffmpeg's own filters: alice allowed, and the global allowed_dirs no longer applies.
-    assert config.evaluate(candidate("ffmpeg", **alice_in_home), now=0).decision == Decision.ATTACH
-    verdict = config.evaluate(candidate("gst-launch-1.0", **alice_in_home), now=0)
+    assert (
+        config.evaluate(candidate("ffmpeg", **alice_in_home), since_boot=0).decision
+        == Decision.ATTACH
+    )
+    verdict = config.evaluate(candidate("gst-launch-1.0", **alice_in_home), since_boot=0)
     assert (verdict.decision, verdict.reason) == (Decision.SKIP, "user 'alice' is in blocked_users")
-    bob = config.evaluate(candidate("ffmpeg", user="bob"), now=0)
+    bob = config.evaluate(candidate("ffmpeg", user="bob"), since_boot=0)
     assert (bob.decision, bob.reason) == (Decision.SKIP, "user 'bob' is not in allowed_users")
 
 
@@ -399,14 +402,14 @@ def test_per_command_filters_replace_the_global_ones(tmp_path: Path) -> None:
 )
 def test_dirs_cover_a_folder_and_what_is_below_it_only(cwd: str | None, decision: Decision) -> None:
     filters = Filters(allowed_dirs=("/srv/a",), blocked_dirs=("/srv/a/tmp",))
-    assert filters.evaluate(candidate(cwd=cwd), now=0).decision == decision
+    assert filters.evaluate(candidate(cwd=cwd), since_boot=0).decision == decision
 
 
 def test_dirs_from_the_file_are_normalised(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "filters:\n  allowed_dirs: ['/srv/a/', '//srv/b/./c']\n"))
     assert config.filters.allowed_dirs == ("/srv/a", "/srv/b/c")
-    assert config.evaluate(candidate(cwd="/srv/ab"), now=0).decision == Decision.SKIP
-    assert config.evaluate(candidate(cwd="/srv/b/c/d"), now=0).decision == Decision.ATTACH
+    assert config.evaluate(candidate(cwd="/srv/ab"), since_boot=0).decision == Decision.SKIP
+    assert config.evaluate(candidate(cwd="/srv/b/c/d"), since_boot=0).decision == Decision.ATTACH
 
 
 def test_skip_reasons_name_what_excluded_the_process() -> None:
@@ -435,7 +438,7 @@ def test_skip_reasons_name_what_excluded_the_process() -> None:
         ),
     ]
     for filters, process, reason in cases:
-        verdict = filters.evaluate(process, now=0)
+        verdict = filters.evaluate(process, since_boot=0)
         assert (verdict.decision, verdict.reason) == (Decision.SKIP, reason)
 
 
@@ -460,15 +463,15 @@ def test_runtime_defers_young_processes_and_skips_old_ones(spawn) -> None:
     identity = current_identity(process.pid)
     assert identity is not None
     real = candidate(identity=identity)
-    started = identity.started_at.timestamp()
+    started = identity.started_since_boot
     filters = Filters(min_runtime_s=5, max_runtime_s=60)
 
-    young = filters.evaluate(real, now=started + 1)
+    young = filters.evaluate(real, since_boot=started + 1)
     assert young.decision == Decision.DEFER
     assert young.retry_at == pytest.approx(started + 5)
     assert young.reason == "it has run for 1s, less than min_runtime 5s"
-    assert filters.evaluate(real, now=started + 5.5).decision == Decision.ATTACH
-    old = filters.evaluate(real, now=started + 61)
+    assert filters.evaluate(real, since_boot=started + 5.5).decision == Decision.ATTACH
+    old = filters.evaluate(real, since_boot=started + 61)
     assert (old.decision, old.reason) == (
         Decision.SKIP,
         "it has run for 1m1s, past max_runtime 1m",
