@@ -15,6 +15,7 @@ its delay; the in-memory due time is derived from them against the wall clock of
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import select
@@ -110,6 +111,10 @@ class Daemon:
         self.reload_requested = False
         self.next_prune_at = 0.0
         self._others_cursor = 0  # an event id, set at start(): recovery covers rows before it
+        # Job cgroups recovery found holding a process no row speaks of: an attach cut short
+        # between the move and its row. The scan that finds the process records what the
+        # kernel shows, without another try (ffrtmp.attach: register after the move).
+        self._moved_without_row: set[str] = set()
         self._wakeup: tuple[int, ...] = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup_installed = False  # signals write to _wakeup[1] to end the loop's wait
 
@@ -188,7 +193,9 @@ class Daemon:
                 leftovers = self.governor.leftovers()
             except OSError as exc:
                 log.warning("cannot list leftover cgroups: %s", exc)
+        recorded_jobs = set()
         for tracked in self.store.unfinished_processes():
+            recorded_jobs.add(tracked.job_id)
             ident = tracked.identity
             if ident.boot_id != current_boot:
                 self._close(tracked.process_id, ident, tracked.job_id, wall, REASON_REBOOTED)
@@ -224,6 +231,8 @@ class Daemon:
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
                 self.lifecycle.release(job_id, wall)
+            elif pids and job_id not in recorded_jobs:
+                self._moved_without_row.add(job_id)
 
     def _close(
         self,
@@ -331,10 +340,8 @@ class Daemon:
             self.skipped.add(ident)
             return int(is_new)
         limits = self._limits_for(candidate.rule)
-        process_id, is_new = self.store.register(
-            candidate, job_id=job_id, limits=limits, now=utc(wall)
-        )
-        if not is_new:
+        process_id = self.store.process_id_of(ident)
+        if process_id is not None:
             if ident in self.skipped and self.store.reconsider_skipped(
                 process_id, limits, now=utc(wall)
             ):
@@ -352,7 +359,18 @@ class Daemon:
             self.settled[ident] = process_id
             return 0
         self.metrics.discovered()
-        self._attach(process_id, ident, job_id, limits, now)
+
+        def register() -> int:
+            # After the cgroup work: no write waits between a new process and its limits.
+            # Not synced on its own: the attach's outcome, committed synced, syncs it too.
+            made, _ = self.store.register(
+                candidate, job_id=job_id, limits=limits, now=utc(wall), synced=False
+            )
+            return made
+
+        look_first = job_id in self._moved_without_row
+        self._moved_without_row.discard(job_id)
+        self._attach(None, ident, job_id, limits, now, look_first=look_first, register=register)
         return 1
 
     def governor_job_id(self, candidate: Candidate) -> str:
@@ -363,17 +381,19 @@ class Daemon:
 
     def _attach(
         self,
-        process_id: int,
+        process_id: int | None,
         ident: ProcessIdentity,
         job_id: str,
         limits,
         now: float,
         look_first: bool = False,
+        register=None,
     ) -> None:
         wall = self._wall(now)
         result = self.attacher.attach(
-            process_id, ident, job_id, limits, now=wall, look_first=look_first
+            process_id, ident, job_id, limits, now=wall, look_first=look_first, register=register
         )
+        process_id = result.process_id if result.process_id is not None else process_id
         if result.state in (
             ProcessState.ATTACHED,
             ProcessState.OBSERVED,
@@ -650,6 +670,10 @@ class Daemon:
                 raise
             self.full_scan(now, trigger="startup")
             self.health_tick(now)
+            # What start-up made (modules, the ORM's mappings) lives as long as the daemon:
+            # out of the collector's sight, a full collection no longer walks it, which kept
+            # a new process waiting for its limits for milliseconds now and then.
+            gc.freeze()
             if self.notifier is not None:
                 self.notifier.ready(self)
             if self.once:

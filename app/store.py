@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ffrtmp import failpoints, queries
 from ffrtmp.candidate import Candidate
-from ffrtmp.database import for_reading
+from ffrtmp.database import for_reading, unsynced_commits
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.limits import Limits
 from ffrtmp.models import (
@@ -139,17 +139,24 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_sessions = sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
+        self._read_engine = for_reading(engine)
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._unsynced_sessions = sessionmaker(unsynced_commits(engine), expire_on_commit=False)
+        self._lookups = None  # a connection of its own for process_id_of, made on first use
 
-    def unit(self) -> AbstractContextManager[Session]:
-        """One write transaction, holding the write lock from its start."""
-        return _transaction(self._write_sessions)
+    def unit(self, *, synced: bool = True) -> AbstractContextManager[Session]:
+        """One write transaction, holding the write lock from its start. `synced=False`: its
+        commit is not synced to disk by itself (ffrtmp.database.unsynced_commits)."""
+        return _transaction(self._write_sessions if synced else self._unsynced_sessions)
 
     def reading(self) -> AbstractContextManager[Session]:
         """One read-only transaction: no write lock, the last committed state."""
         return _transaction(self._read_sessions)
 
     def close(self) -> None:
+        if self._lookups is not None:
+            self._lookups.close()
+            self._lookups = None
         self.engine.dispose()
 
     # --- daemon runs -------------------------------------------------------------------
@@ -239,8 +246,13 @@ class Store:
         state: ProcessState = ProcessState.DISCOVERED,
         reason: str | None = None,
         details: dict | None = None,
+        synced: bool = True,
     ) -> tuple[int, bool]:
-        """Record a process instance once; returns (process id, whether it is new)."""
+        """Record a process instance once; returns (process id, whether it is new).
+
+        `synced=False` for a row whose attach follows at once: every outcome of an attach is
+        committed synced, and that commit takes this one to the disk with it, so the row is
+        not worth a sync of its own ahead of the move into the cgroup."""
         ident = candidate.identity
         values = dict(
             boot_id=ident.boot_id,
@@ -264,7 +276,7 @@ class Store:
             discovered_at=now,
             last_seen_at=now,
         )
-        with self.unit() as s:
+        with self.unit(synced=synced) as s:
             stmt = (
                 sqlite_insert(Process)
                 .values(**values)
@@ -289,6 +301,26 @@ class Store:
                 event_details.update(details)
             add_event(s, inserted, kind, now, event_details)
             return inserted, True
+
+    def process_id_of(self, ident: ProcessIdentity) -> int | None:
+        """The row of this very process, if there is one.
+
+        On the way of every new process to its limits, so one indexed lookup as plain SQL on
+        a driver connection kept for it, in autocommit (the driver opens no transaction, the
+        statement reads the last committed state): microseconds, where a session or even a
+        pooled Core connection costs a third of a millisecond on a busy node."""
+        if self._lookups is None:
+            self._lookups = self._read_engine.raw_connection()
+        cursor = self._lookups.cursor()
+        try:
+            cursor.execute(
+                "SELECT id FROM processes WHERE boot_id = ? AND pid = ? AND start_ticks = ?",
+                (ident.boot_id, ident.pid, ident.start_ticks),
+            )
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return rows[0][0] if rows else None
 
     def attach_was_cut_short(self, process_id: int, job_prefix: str) -> bool:
         """True for a row of ours still 'discovered': its attach never recorded an outcome."""
