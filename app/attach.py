@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ffrtmp.attach_safety import AttachRefused, check_never
@@ -29,6 +30,7 @@ class AttachResult:
     cgroup_paths: tuple[str, ...] = ()
     error: str | None = None
     retry: RetryOutcome | None = None
+    process_id: int | None = None  # the process's row, made by `register` when there was none
 
 
 class Attacher:
@@ -62,7 +64,7 @@ class Attacher:
 
     def attach(
         self,
-        process_id: int,
+        process_id: int | None,
         identity: ProcessIdentity,
         job_id: str,
         limits: Limits,
@@ -70,20 +72,28 @@ class Attacher:
         now: float,
         attempt: int = 0,
         look_first: bool = False,
+        register: Callable[[], int] | None = None,
     ) -> AttachResult:
         """Govern the process, or record why not. A retry (`attempt` > 0) or a recovery
         (`look_first`) starts from what the kernel says: a process already in its job cgroup
-        with the limits it is to have is recorded as attached, without another try."""
+        with the limits it is to have is recorded as attached, without another try.
+
+        A process seen for the first time has no row yet (`process_id` None): `register`
+        makes it once the cgroup work is done, whatever its outcome, so no database write
+        stands between a new process and its limits. A crash in between leaves it in its job
+        cgroup without a row; the next start's scan finds it there and records it, attached."""
         when = utc(now)
         try:
             # Whatever asked (a scan, a retry, a recovery of an old row): init, kernel threads,
             # ffrtmp and its ancestors are never moved.
             check_never(identity.pid)
         except AttachRefused as refused:
+            process_id = _row(process_id, register)
             self.store.record_observed(process_id, reason=str(refused), now=when)
-            return AttachResult(ProcessState.OBSERVED, error=str(refused))
+            return AttachResult(ProcessState.OBSERVED, error=str(refused), process_id=process_id)
         if self.unavailable_reason is not None:
             # Said loudly once at start-up; each process is recorded as followed without limits.
+            process_id = _row(process_id, register)
             self._write(
                 f"the observation of {identity}",
                 lambda: self.store.record_observed(
@@ -91,7 +101,9 @@ class Attacher:
                 ),
                 now,
             )
-            return AttachResult(ProcessState.OBSERVED, error=self.unavailable_reason)
+            return AttachResult(
+                ProcessState.OBSERVED, error=self.unavailable_reason, process_id=process_id
+            )
         try:
             attachment = None
             if attempt > 0 or look_first:
@@ -101,7 +113,9 @@ class Attacher:
             if attachment is None:
                 attachment = self.governor.attach(identity, job_id, limits)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
+            process_id = _row(process_id, register)
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
+        process_id = _row(process_id, register)
         self._write(
             f"the attach of {identity}",
             lambda: self.store.record_attached(
@@ -118,7 +132,11 @@ class Attacher:
         if self.health is not None:
             self.health.record_attach(True, now)
         log.info("attached %s as %s: %s", identity, job_id, attachment.applied.describe())
-        return AttachResult(ProcessState.ATTACHED, cgroup_paths=tuple(attachment.cgroup_paths))
+        return AttachResult(
+            ProcessState.ATTACHED,
+            cgroup_paths=tuple(attachment.cgroup_paths),
+            process_id=process_id,
+        )
 
     def _failed(
         self,
@@ -137,7 +155,7 @@ class Attacher:
             if self._pid_reused(identity):
                 self.store.cancel_retry(process_id, reason=CANCEL_REASON_PID_REUSED, now=when)
             log.info("%s (%s) ended before it could be attached", identity, job_id)
-            return AttachResult(ProcessState.VANISHED, error=VANISHED_REASON)
+            return AttachResult(ProcessState.VANISHED, error=VANISHED_REASON, process_id=process_id)
         outcome = self.store.record_attach_failure(
             process_id,
             error,
@@ -165,7 +183,9 @@ class Attacher:
             what_next,
         )
         if outcome.state == "pending":
-            return AttachResult(ProcessState.RETRYING, error=error.message, retry=outcome)
+            return AttachResult(
+                ProcessState.RETRYING, error=error.message, retry=outcome, process_id=process_id
+            )
         if outcome.state == "dead":
             log.error(
                 "dead letter: %s (%s) runs without its limits after %d attempts (%s); "
@@ -175,11 +195,23 @@ class Attacher:
                 outcome.attempt + 1,
                 error.message,
             )
-            return AttachResult(ProcessState.DEAD, error=error.message, retry=outcome)
+            return AttachResult(
+                ProcessState.DEAD, error=error.message, retry=outcome, process_id=process_id
+            )
         self.store.record_observed(process_id, reason=f"attach failed: {error.message}", now=when)
-        return AttachResult(ProcessState.OBSERVED, error=error.message, retry=outcome)
+        return AttachResult(
+            ProcessState.OBSERVED, error=error.message, retry=outcome, process_id=process_id
+        )
 
     @staticmethod
     def _pid_reused(identity: ProcessIdentity) -> bool:
         now_there = current_identity(identity.pid)
         return now_there is not None and now_there != identity
+
+
+def _row(process_id: int | None, register: Callable[[], int] | None) -> int:
+    if process_id is not None:
+        return process_id
+    if register is None:
+        raise ValueError("a process without a row needs `register`")
+    return register()

@@ -321,9 +321,10 @@ class WatchConfig:
             return command.filters
         return self.filters
 
-    def evaluate(self, candidate: Candidate, now: float) -> Verdict:
-        """The filters of the candidate's rule applied to it; `now` is epoch seconds."""
-        return self.filters_for(candidate.rule).evaluate(candidate, now)
+    def evaluate(self, candidate: Candidate, since_boot: float) -> Verdict:
+        """The filters of the candidate's rule applied to it; `since_boot` is the moment on
+        the boot-time clock (see Filters.evaluate)."""
+        return self.filters_for(candidate.rule).evaluate(candidate, since_boot)
 
 
 # --- reading the file -----------------------------------------------------------------------

@@ -3,11 +3,19 @@
 One thread does all the work: it waits on the kernel's process-events socket (when there is
 one) with a timeout that ends at the next due step: a full scan, a retry, a health snapshot.
 Every step gets `now` passed in, so tests control time. Signal handlers only set a flag.
+
+`now` is a reading of the daemon's monotonic clock (ffrtmp.clock): everything that waits
+(scans, retries, deferrals, snapshots, health's "since the last scan") is scheduled on it, so a
+step of the wall clock neither stops scans nor makes a day's work due at once. Rows get the
+wall time of that moment (`_wall(now)`). Stored retry due times are wall times: when the loop
+sees the wall clock stepped, it moves them by the step (`_follow_wall_clock`), so each keeps
+its delay; the in-memory due time is derived from them against the wall clock of the moment.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import select
@@ -22,6 +30,7 @@ from ffrtmp import __version__, defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import job_id_for
+from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, SystemClock, seconds_since_boot, wall_at
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthTracker, SnapshotSchedule
 from ffrtmp.identity import ProcessIdentity, boot_id
@@ -55,7 +64,10 @@ class Daemon:
         config_summary: dict | None = None,
         notifier=None,
         daemon_lock=None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or SystemClock()
+        self._wall_offset = self.clock.wall() - self.clock.monotonic()
         self.config = config
         self.store = store
         self.governor = governor
@@ -69,8 +81,7 @@ class Daemon:
         self.database_description = "?"  # for the ready line; set by ffrtmp.service
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
-        now = time.time()
-        self.health = HealthTracker(config.health.thresholds, started_at=now)
+        self.health = HealthTracker(config.health.thresholds, started_at=self.clock.monotonic())
         self.snapshots = SnapshotSchedule(config.health.snapshot_interval)
         from ffrtmp.metrics import Metrics
 
@@ -98,8 +109,9 @@ class Daemon:
             followed=lambda: self.lifecycle.by_pid.values(),
             rule_names=lambda: self.config.target_commands,
             interval=config.usage_interval,
-            on_error=lambda exc, now: self._on_loop_thread(
-                lambda: self._record_error("usage", exc, now)
+            # The sampler's own `now` is wall time; errors are the loop's, on its clock.
+            on_error=lambda exc, _wall_now: self._on_loop_thread(
+                lambda: self._record_error("usage", exc, self.clock.monotonic())
             ),
         )
         # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
@@ -125,6 +137,10 @@ class Daemon:
         self.reload_requested = False
         self.next_prune_at = 0.0
         self._others_cursor = 0  # an event id, set at start(): recovery covers rows before it
+        # Job cgroups recovery found holding a process no row speaks of: an attach cut short
+        # between the move and its row. The scan that finds the process records what the
+        # kernel shows, without another try (ffrtmp.attach: register after the move).
+        self._moved_without_row: set[str] = set()
         self._wakeup: tuple[int, ...] = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup_installed = False  # signals write to _wakeup[1] to end the loop's wait
 
@@ -152,7 +168,7 @@ class Daemon:
     def start(self, now: float) -> None:
         def begin_run() -> None:
             self.run_id = self.store.begin_run(
-                now=utc(now),
+                now=utc(self._wall(now)),
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
                 version=__version__,
@@ -179,9 +195,10 @@ class Daemon:
         recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
         exhausted: list[int] = []
+        wall = self._wall(now)
         self.outbox.write(
             "dead-lettering exhausted retries",
-            lambda: exhausted.append(self.store.dead_letter_exhausted(now=utc(now))),
+            lambda: exhausted.append(self.store.dead_letter_exhausted(now=utc(wall))),
             now,
         )
         if exhausted and exhausted[0]:
@@ -190,7 +207,7 @@ class Daemon:
                 "see `ffrtmp retries list`",
                 exhausted[0],
             )
-        self.next_retry_at = self._next_retry()
+        self.next_retry_at = self._next_retry(now)
         pending = self.store.retry_depths().get("pending", 0)
         log.info(
             "recovery: %d adopted, %d attached again, %d followed without limits, %d closed "
@@ -233,16 +250,19 @@ class Daemon:
         Returns how many processes it adopted, attached again, followed and closed."""
         counts = dict.fromkeys(("adopted", "attached", "followed", "closed"), 0)
         current_boot = boot_id()
+        wall = self._wall(now)
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
             try:
                 leftovers = self.governor.leftovers()
             except OSError as exc:
                 log.warning("cannot list leftover cgroups: %s", exc)
+        recorded_jobs = set()
         for tracked in self.store.unfinished_processes():
+            recorded_jobs.add(tracked.job_id)
             ident = tracked.identity
             if ident.boot_id != current_boot:
-                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
+                self._close(tracked.process_id, ident, tracked.job_id, wall, REASON_REBOOTED)
                 counts["closed"] += 1
                 continue
             if not ident.is_running():
@@ -251,7 +271,7 @@ class Daemon:
                     tracked.process_id,
                     ident,
                     tracked.job_id,
-                    now,
+                    wall,
                     REASON_DAEMON_DOWN,
                     governed=tracked.job_id in leftovers,
                 )
@@ -275,13 +295,16 @@ class Daemon:
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
-                self.lifecycle.release(job_id, now)
+                self.lifecycle.release(job_id, wall)
+            elif pids and job_id not in recorded_jobs:
+                self._moved_without_row.add(job_id)
         return counts
 
     def _mark_adopted(self, process_id: int, now: float, state: ProcessState) -> None:
+        wall = self._wall(now)
         self.outbox.write(
             f"the adoption of process {process_id}",
-            lambda: self.store.mark_adopted(process_id, now=utc(now), state=state),
+            lambda: self.store.mark_adopted(process_id, now=utc(wall), state=state),
             now,
         )
 
@@ -290,12 +313,12 @@ class Daemon:
         process_id: int,
         ident: ProcessIdentity,
         job_id: str,
-        now: float,
+        wall: float,
         reason: str,
         governed: bool = False,
     ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
-        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), now)
+        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), wall)
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -326,14 +349,15 @@ class Daemon:
                 # At the time the scan has reached, so exits are stamped when they were read.
                 drained.append(self._drain_events(now + (time.perf_counter() - started)))
 
-            self.lifecycle.poll(now, drain_events=drain_to_the_end)
+            self.lifecycle.poll(self._wall(now), drain_events=drain_to_the_end)
             lost = any(drained)
             # `ffrtmp release` may have taken some back behind our back.
             self.lifecycle.unfollow(self.store.released_among(self.lifecycle.followed_ids()))
             followed_ids = self.lifecycle.followed_ids()
+            seen_at = utc(self._wall(now))
             self.outbox.write(
                 "the last-seen times",
-                lambda: self.store.touch_seen(followed_ids, now=utc(now)),
+                lambda: self.store.touch_seen(followed_ids, now=seen_at),
                 now,
             )
         except Exception as exc:
@@ -345,10 +369,11 @@ class Daemon:
         self.metrics.observe_scan(duration_ms / 1000, ok)
         self.health.record_scan(ok, now)
         try:
+            scan_started_at = utc(self._wall(now))
             self.outbox.write(
                 "a scan",
                 lambda: self.store.record_scan(
-                    started_at=utc(now),
+                    started_at=scan_started_at,
                     duration_ms=duration_ms,
                     trigger=trigger,
                     ok=ok,
@@ -366,7 +391,7 @@ class Daemon:
         self.next_scan_at = now if lost else now + self.config.scan_interval
         try:
             # `ffrtmp retries requeue` may have added due work behind our back.
-            self.next_retry_at = self._next_retry()
+            self.next_retry_at = self._next_retry(now)
         except Exception as exc:
             self._record_error("store", exc, now)
 
@@ -378,12 +403,17 @@ class Daemon:
         until = self.deferred.get(ident)
         if until is not None and now < until:
             return 0
-        verdict = self.config.evaluate(candidate, now)
+        since_boot = seconds_since_boot()
+        verdict = self.config.evaluate(candidate, since_boot)
         if verdict.decision == "defer":
-            self.deferred[ident] = verdict.retry_at or now + self.config.scan_interval
+            wait = self.config.scan_interval
+            if verdict.retry_at is not None:
+                wait = max(0.0, verdict.retry_at - since_boot)
+            self.deferred[ident] = now + wait
             return 0
         self.deferred.pop(ident, None)
         job_id = self.governor_job_id(candidate)
+        wall = self._wall(now)
         if verdict.decision == "skip":
             recorded: list[tuple[int, bool]] = []
             self.outbox.write(
@@ -393,7 +423,7 @@ class Daemon:
                         candidate,
                         job_id=job_id,
                         limits=None,
-                        now=utc(now),
+                        now=utc(wall),
                         state=ProcessState.SKIPPED,
                         reason=verdict.reason,
                     )
@@ -409,18 +439,10 @@ class Daemon:
             # The database refuses writes (or has others to take first): govern at once.
             self._govern_unrecorded(candidate, job_id, limits, now)
             return 1
-        try:
-            process_id, is_new = self.store.register(
-                candidate, job_id=job_id, limits=limits, now=utc(now)
-            )
-        except Exception as exc:
-            if not is_store_failure(exc):
-                raise
-            self._govern_unrecorded(candidate, job_id, limits, now)
-            return 1
-        if not is_new:
+        process_id = self.store.process_id_of(ident)
+        if process_id is not None:
             if ident in self.skipped and self.store.reconsider_skipped(
-                process_id, limits, now=utc(now)
+                process_id, limits, now=utc(wall)
             ):
                 # Skipped under the configuration before a reload; the new one governs it.
                 self.skipped.discard(ident)
@@ -436,7 +458,25 @@ class Daemon:
             self.settled[ident] = process_id
             return 0
         self.metrics.discovered()
-        self._attach(process_id, ident, job_id, limits, now)
+
+        def register() -> int:
+            # After the cgroup work: no write waits between a new process and its limits.
+            # Not synced on its own: the attach's outcome, committed synced, syncs it too.
+            made, _ = self.store.register(
+                candidate, job_id=job_id, limits=limits, now=utc(wall), synced=False
+            )
+            return made
+
+        look_first = job_id in self._moved_without_row
+        self._moved_without_row.discard(job_id)
+        try:
+            self._attach(None, ident, job_id, limits, now, look_first=look_first, register=register)
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            # Its row was refused after the cgroup work: it is governed (the governor finds
+            # its job cgroup again); the row waits in the outbox with the rest.
+            self._govern_unrecorded(candidate, job_id, limits, now)
         return 1
 
     def _govern_unrecorded(self, candidate: Candidate, job_id: str, limits, now: float) -> None:
@@ -444,6 +484,7 @@ class Daemon:
         database takes writes again (its attach is looked up in the kernel then, so a process
         already in its cgroup is recorded as attached, and its exit follows in order)."""
         ident = candidate.identity
+        wall = self._wall(now)
         attachment = None
         if not self.unavailable:
             try:
@@ -457,14 +498,14 @@ class Daemon:
 
         def record() -> None:
             process_id, is_new = self.store.register(
-                candidate, job_id=job_id, limits=limits, now=utc(now)
+                candidate, job_id=job_id, limits=limits, now=utc(wall)
             )
             followed.process_id = process_id
             if not is_new and not self.store.attach_was_cut_short(process_id, f"{JOB_PREFIX}-"):
                 return  # recorded by whoever wrote the row (a try of this one cut short, or not)
             if self.lifecycle.by_pid.get(ident.pid) is followed:
                 result = self.attacher.attach(
-                    process_id, ident, job_id, limits, now=now, look_first=True
+                    process_id, ident, job_id, limits, now=wall, look_first=True
                 )
                 followed.governed = result.state == ProcessState.ATTACHED
                 if result.state not in (ProcessState.ATTACHED, ProcessState.VANISHED):
@@ -476,7 +517,7 @@ class Daemon:
                     cgroup_version=attachment.version,
                     cgroup_paths=attachment.cgroup_paths,
                     applied=attachment.applied,
-                    now=utc(now),
+                    now=utc(wall),
                 )
 
         self.outbox.defer(f"the discovery of {ident}", record, now)
@@ -489,16 +530,22 @@ class Daemon:
 
     def _attach(
         self,
-        process_id: int,
+        process_id: int | None,
         ident: ProcessIdentity,
         job_id: str,
         limits,
         now: float,
         look_first: bool = False,
+        register=None,
+        wall: float | None = None,
     ) -> None:
+        """`wall`: the wall time of `now` when the caller has already stamped rows with it
+        (the wall and monotonic clocks drift apart by microseconds between two readings)."""
+        wall = self._wall(now) if wall is None else wall
         result = self.attacher.attach(
-            process_id, ident, job_id, limits, now=now, look_first=look_first
+            process_id, ident, job_id, limits, now=wall, look_first=look_first, register=register
         )
+        process_id = result.process_id if result.process_id is not None else process_id
         if result.state in (
             ProcessState.ATTACHED,
             ProcessState.OBSERVED,
@@ -511,12 +558,12 @@ class Daemon:
             self.lifecycle.finish(
                 Followed(process_id, ident, job_id, False),
                 self.lifecycle.exit_info_for(ident, VANISHED_REASON),
-                now,
+                wall,
                 ProcessState.VANISHED,
             )
             self.settled[ident] = process_id
         if result.retry is not None and result.retry.next_attempt_at is not None:
-            due = result.retry.next_attempt_at.timestamp()
+            due = now + (result.retry.next_attempt_at.timestamp() - wall)
             self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at, due)
 
     def _forget_absent(self, present: set[ProcessIdentity]) -> None:
@@ -559,6 +606,7 @@ class Daemon:
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
         began = time.monotonic()
+        wall_offset = self._wall(now) - now
 
         def clock() -> float:
             return now + (time.monotonic() - began)
@@ -580,9 +628,13 @@ class Daemon:
                     if candidate is not None:
                         self._identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.lifecycle.on_exit_event(event.pid, event.exit_status, clock())
+                    self.lifecycle.on_exit_event(
+                        event.pid, event.exit_status, clock() + wall_offset
+                    )
                 elif isinstance(event, ExitEvent):
-                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, clock())
+                    self.lifecycle.on_thread_exit(
+                        event.tgid, event.exit_status, clock() + wall_offset
+                    )
             if self._identified:
                 self._consider_safely(self._identified.popleft(), clock())
             elif not events:
@@ -605,9 +657,34 @@ class Daemon:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _next_retry(self) -> float | None:
+    def _wall(self, now: float) -> float:
+        """The wall time, for rows, of the loop's moment `now`."""
+        return wall_at(self.clock, now)
+
+    def _follow_wall_clock(self) -> None:
+        """A step of the wall clock moves the stored due times of pending retries with it:
+        they were set as "now + delay" on the wall clock before the step. A retry queued by
+        another process between the step and this look is moved too (a rare, bounded error:
+        one step's size, once)."""
+        offset = self.clock.wall() - self.clock.monotonic()
+        stepped, self._wall_offset = offset - self._wall_offset, offset
+        if abs(stepped) < STEP_TOLERANCE_SECONDS:
+            return  # NTP's slewing, not a step
+        try:
+            moved = self.store.shift_pending_retries(stepped)
+        except Exception as exc:
+            self._record_error("store", exc, self.clock.monotonic())
+            moved = "no"
+        log.warning(
+            "the wall clock was stepped by %+.3fs; %s pending retries keep their delays",
+            stepped,
+            moved,
+        )
+
+    def _next_retry(self, now: float) -> float | None:
+        """The earliest stored retry due time, as a moment of the loop's clock."""
         at = self.store.next_retry_at()
-        return at.timestamp() if at is not None else None
+        return now + (at.timestamp() - self._wall(now)) if at is not None else None
 
     def _record_error(
         self, operation: str, exc: BaseException, now: float, pid: int | None = None
@@ -626,9 +703,10 @@ class Daemon:
             error.error_type,
         )
         try:
+            wall = self._wall(now)
             self.outbox.write(
                 f"the {operation} error",
-                lambda: self.store.record_error(operation, error, now=utc(now), pid=pid),
+                lambda: self.store.record_error(operation, error, now=utc(wall), pid=pid),
                 now,
             )
         except Exception as store_exc:  # not a store failure: the log must do
@@ -637,7 +715,8 @@ class Daemon:
     def _store_write_result(self, exc: BaseException | None) -> None:
         """Every write transaction's outcome: health follows the store, and each run of
         refused writes is one error event, written once the store takes writes again."""
-        now = time.time()
+        now = self.clock.monotonic()
+        wall = self._wall(now)
         if exc is None:
             self.health.record_store_write(None, now)
             return
@@ -651,7 +730,7 @@ class Daemon:
             log.error("the database cannot be written: %s [%s]", error.message, error.error_type)
             self.outbox.defer(
                 "the store error",
-                lambda: self.store.record_error("store", error, now=utc(now)),
+                lambda: self.store.record_error("store", error, now=utc(wall)),
                 now,
             )
 
@@ -663,6 +742,7 @@ class Daemon:
 
     def step(self, now: float) -> None:
         """Everything that is due at `now`."""
+        self._follow_wall_clock()
         self._loop_thread = threading.get_ident()
         while self._handed_over:
             self._handed_over.popleft()()
@@ -679,11 +759,11 @@ class Daemon:
         retry_due = self.next_retry_at is not None and now >= self.next_retry_at
         if retry_due and not len(self.outbox):
             try:
-                self.retries.run_due(now)
+                self.retries.run_due(self._wall(now))
             except Exception as exc:
                 self._record_error("retry", exc, now)
             try:
-                self.next_retry_at = self._next_retry()
+                self.next_retry_at = self._next_retry(now)
             except Exception as exc:
                 self._record_error("store", exc, now)
         self.health_tick(now)
@@ -712,7 +792,10 @@ class Daemon:
 
         try:
             removed = prune(
-                self.store, self.config.retention_s, utc(now), max_batches=PRUNE_BATCHES_PER_STEP
+                self.store,
+                self.config.retention_s,
+                utc(self._wall(now)),
+                max_batches=PRUNE_BATCHES_PER_STEP,
             )
         except Exception as exc:
             self._record_error("prune", exc, now)
@@ -730,15 +813,18 @@ class Daemon:
         if not self.snapshots.due(report, now):
             return
         counters = {
-            "last_scan_at": utc(report.last_scan_at) if report.last_scan_at else None,
+            "last_scan_at": (utc(self._wall(report.last_scan_at)) if report.last_scan_at else None),
             "last_successful_scan_at": (
-                utc(report.last_successful_scan_at) if report.last_successful_scan_at else None
+                utc(self._wall(report.last_successful_scan_at))
+                if report.last_successful_scan_at
+                else None
             ),
             "consecutive_scan_failures": report.consecutive_scan_failures,
             "consecutive_attach_failures": report.consecutive_attach_failures,
             "total_scan_failures": report.total_scan_failures,
             "total_attach_failures": report.total_attach_failures,
-            "status_since": utc(report.status_since) if report.status_since else None,
+            # status_since is on the loop's monotonic clock; the attacher works on wall time.
+            "status_since": (utc(self._wall(report.status_since)) if report.status_since else None),
             "last_successful_attach_at": (
                 utc(report.last_successful_attach_at) if report.last_successful_attach_at else None
             ),
@@ -756,11 +842,12 @@ class Daemon:
             "snapshot_interval_s": self.snapshots.interval,
         }
         try:
+            taken_at = utc(self._wall(now))
             # Queued when refused (run_id read then: the run's row may be queued too).
             self.outbox.write(
                 "a health snapshot",
                 lambda: self.store.record_health(
-                    now=utc(now),
+                    now=taken_at,
                     run_id=self.run_id,
                     status=str(report.status),
                     reasons=list(report.reasons),
@@ -798,7 +885,7 @@ class Daemon:
         return max(0.0, min(deadlines) - now)
 
     def run(self) -> int:
-        now = time.time()
+        now = self.clock.monotonic()
         stop_reason = None
         try:
             try:
@@ -808,6 +895,10 @@ class Daemon:
                 raise
             self.full_scan(now, trigger="startup")
             self.health_tick(now)
+            # What start-up made (modules, the ORM's mappings) lives as long as the daemon:
+            # out of the collector's sight, a full collection no longer walks it, which kept
+            # a new process waiting for its limits for milliseconds now and then.
+            gc.freeze()
             if self.notifier is not None:
                 self.notifier.ready(self)
             if self.once:
@@ -822,18 +913,18 @@ class Daemon:
             )
             self.usage.start()  # in a thread of its own: see ffrtmp.usage
             while not self.stop_requested:
-                self._wait(self.wait_seconds(time.time()))
+                self._wait(self.wait_seconds(self.clock.monotonic()))
                 if self.stop_requested:
                     break
                 if self.reload_requested:
                     self.reload_requested = False
-                    self.reload(time.time())
-                self.step(time.time())
+                    self.reload(self.clock.monotonic())
+                self.step(self.clock.monotonic())
                 if self.notifier is not None:
                     self.notifier.watchdog(self)
             return 0
         finally:
-            self.shutdown(time.time(), reason=stop_reason)
+            self.shutdown(self.clock.monotonic(), reason=stop_reason)
 
     def _log_once_summary(self, now: float) -> None:
         """The one line a `--once` run ends with: what its scan found and did."""
@@ -935,7 +1026,7 @@ class Daemon:
         log.warning("%s (replace the file atomically: write a new one, then rename it)", message)
         event = Classification(ErrorType.PERMANENT, False, None, None, "LimitsLoosened", message)
         try:
-            self.store.record_error("reload", event, now=utc(now))
+            self.store.record_error("reload", event, now=utc(self._wall(now)))
         except Exception as exc:
             log.error("could not record the loosened limits: %s", exc)
 
@@ -974,9 +1065,11 @@ class Daemon:
                         for f in self.lifecycle.by_pid.values()
                         if f.governed and f.process_id is not None
                     ]
-                    self.store.mark_detached(attached, now=utc(now), reason="daemon stopped")
+                    self.store.mark_detached(
+                        attached, now=utc(self._wall(now)), reason="daemon stopped"
+                    )
                 reason = reason or ("once" if self.once else "stopped")
-                self.store.end_run(self.run_id, now=utc(now), reason=reason)
+                self.store.end_run(self.run_id, now=utc(self._wall(now)), reason=reason)
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
         finally:

@@ -4,7 +4,8 @@ SQLite is opened with WAL (readers never block the writer), foreign keys on, a b
 synchronous=FULL (a committed retry item survives a power cut) and write transactions that
 begin IMMEDIATE (a write that reads first takes the lock up front instead of failing later).
 A writer's reads go through for_reading(engine): deferred, they neither take nor wait for the
-write lock.
+write lock. A write that must be quick rather than synced at once goes through
+unsynced_commits(engine) (see there).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Execution option of for_reading(): its transactions begin deferred on a writer's engine.
 DEFERRED_BEGIN = "ffrtmp_deferred_begin"
+# Execution option of unsynced_commits(): its write transactions commit with synchronous=NORMAL.
+UNSYNCED_COMMIT = "ffrtmp_unsynced_commit"
 
 
 ALLOW_UNSAFE_DB_FLAG = "--allow-unsafe-db"
@@ -146,12 +149,22 @@ def make_engine(location: DatabaseLocation, *, readonly: bool = False) -> Engine
         return engine
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):
+    def on_connect(dbapi_connection, record):
         _set_pragmas(dbapi_connection, readonly)
+        record.info["synchronous"] = "FULL"
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
-        deferred = readonly or conn.get_execution_options().get(DEFERRED_BEGIN, False)
+        options = conn.get_execution_options()
+        deferred = readonly or options.get(DEFERRED_BEGIN, False)
+        if not deferred:
+            # SQLite takes a new safety level only outside a transaction: set it before BEGIN,
+            # and only when it changes (the pool keeps connections with their setting).
+            level = "NORMAL" if options.get(UNSYNCED_COMMIT, False) else "FULL"
+            info = conn.connection.info
+            if info.get("synchronous") != level:
+                conn.exec_driver_sql(f"PRAGMA synchronous = {level}")
+                info["synchronous"] = level
         conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
@@ -180,6 +193,15 @@ def for_reading(engine: Engine) -> Engine:
     """The same engine (pool, settings, listeners) with transactions that begin deferred: they
     only read, so they must not queue behind another connection's write lock."""
     return engine.execution_options(**{DEFERRED_BEGIN: True})
+
+
+def unsynced_commits(engine: Engine) -> Engine:
+    """The same engine with write transactions whose commit is not synced to disk itself
+    (synchronous=NORMAL): in WAL mode it survives the process being killed at any point, and
+    the next synced commit on the database syncs it too; only a power cut before that one can
+    lose it. For a write on the path to governing a process (its discovery row, written just
+    before its move into its cgroup), whose outcome is committed synced right after."""
+    return engine.execution_options(**{UNSYNCED_COMMIT: True})
 
 
 def stored_revision(engine: Engine) -> str | None:

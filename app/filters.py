@@ -40,7 +40,7 @@ class Decision(StrEnum):
 class Verdict:
     decision: Decision
     reason: str = ""  # why it was skipped or deferred, for records and logs
-    retry_at: float | None = None  # epoch seconds; set only when deferred
+    retry_at: float | None = None  # on the boot-time clock, like since_boot; only when deferred
 
     @property
     def attach(self) -> bool:
@@ -101,13 +101,15 @@ class Filters:
                 f"not {format_duration(self.max_runtime_s)}",
             )
 
-    def evaluate(self, candidate: Candidate, now: float) -> Verdict:
-        """Attach, skip (with the reason) or defer `candidate`; `now` is epoch seconds."""
+    def evaluate(self, candidate: Candidate, since_boot: float) -> Verdict:
+        """Attach, skip (with the reason) or defer `candidate`. `since_boot` is the moment of
+        judgement on the boot-time clock (ffrtmp.clock.seconds_since_boot), the clock a
+        process's start ticks count on: no step of the wall clock changes its runtime."""
         for check in (self._by_user, self._by_uid, self._by_parent, self._by_dir):
             reason = check(candidate)
             if reason:
                 return Verdict(Decision.SKIP, reason)
-        return self._by_runtime(candidate, now)
+        return self._by_runtime(candidate, since_boot)
 
     def _by_user(self, candidate: Candidate) -> str | None:
         if not (self.allowed_users or self.blocked_users):
@@ -167,11 +169,11 @@ class Filters:
             return f"working directory {cwd!r} is not within any of allowed_dirs"
         return None
 
-    def _by_runtime(self, candidate: Candidate, now: float) -> Verdict:
+    def _by_runtime(self, candidate: Candidate, since_boot: float) -> Verdict:
         if not self.min_runtime_s and self.max_runtime_s is None:
             return ATTACH
-        started = candidate.identity.started_at.timestamp()
-        runtime = max(0.0, now - started)
+        started = candidate.identity.started_since_boot
+        runtime = max(0.0, since_boot - started)
         if self.max_runtime_s is not None and runtime > self.max_runtime_s:
             return Verdict(
                 Decision.SKIP,

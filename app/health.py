@@ -88,7 +88,7 @@ class HealthReport:
     # (which would lose the writes it keeps for the database).
     loop_status: HealthStatus | None = None
     status_since: float | None = None  # when this status began (this run's start at first)
-    last_successful_attach_at: float | None = None
+    last_successful_attach_at: float | None = None  # wall time: the attacher works on it
 
     def as_dict(self) -> dict:
         return {

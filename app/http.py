@@ -27,7 +27,6 @@ import os
 import socket
 import stat
 import threading
-import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ffrtmp import __version__, defaults
+from ffrtmp.clock import wall_at
 from ffrtmp.health import assess
 from ffrtmp.metrics import Metrics, attached_now
 from ffrtmp.states import HealthStatus
@@ -206,8 +206,13 @@ class Endpoint:
 
 
 def health_document(daemon: object, metrics: Metrics | None, now: float) -> tuple[int, dict]:
-    """(HTTP status, body) of /healthz at `now`."""
+    """(HTTP status, body) of /healthz at `now`, a reading of the daemon's monotonic clock;
+    the times it shows are wall times."""
     report = daemon.health.evaluate(now)
+
+    def _iso(moment: float | None) -> str | None:
+        return None if moment is None else _iso_wall(wall_at(daemon.clock, moment))
+
     thresholds = daemon.health.thresholds
     draft_status = DRAFT_STATUS[report.status]
     ever = report.last_successful_scan_at is not None
@@ -268,7 +273,12 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "notes": _notes(daemon, now),
         # Beyond the draft, as `ffrtmp health` and the snapshots name them.
         "status_since": _iso(report.status_since),
-        "last_successful_attach_at": _iso(report.last_successful_attach_at),
+        # Recorded by the attacher, which works on wall time (see ffrtmp.daemon._attach).
+        "last_successful_attach_at": (
+            None
+            if report.last_successful_attach_at is None
+            else _iso_wall(report.last_successful_attach_at)
+        ),
     }
     if report.reasons:
         body["output"] = "; ".join(report.reasons)
@@ -304,9 +314,7 @@ def _notes(daemon: object, now: float) -> list[str]:
     return notes
 
 
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
+def _iso_wall(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
@@ -369,7 +377,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             if path == "/healthz":
-                code, body = health_document(self.server.daemon, self.server.metrics, time.time())
+                code, body = health_document(
+                    self.server.daemon, self.server.metrics, self.server.daemon.clock.monotonic()
+                )
                 payload = (json.dumps(body, indent=2) + "\n").encode()
                 self._send(code, HEALTH_CONTENT_TYPE, payload)
             elif path == "/metrics":

@@ -1,7 +1,8 @@
 """A process is (boot id, pid, start time): a recycled pid is a different process.
 
 The start time is field 22 of /proc/<pid>/stat, in clock ticks since boot. It is exact, so it
-is compared as an integer; `started_at` turns it into wall-clock time for people.
+is compared as an integer; `started_at` turns it into wall-clock time for people, worked out
+afresh each time from the boot-time clock so that a step of the wall clock never skews it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from ffrtmp.clock import seconds_since_boot
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -19,16 +22,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def boot_id() -> str:
     with open("/proc/sys/kernel/random/boot_id") as f:
         return f.read().strip()
-
-
-@lru_cache(maxsize=1)
-def boot_time() -> float:
-    """Seconds since the epoch at which this machine booted, to the microsecond.
-
-    /proc/stat's btime is rounded to whole seconds, too coarse for a process's age (a
-    min_runtime of 1 s); the boot-time clock, which also counts suspend as start ticks do,
-    gives it exactly."""
-    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +39,22 @@ class ProcessIdentity:
             raise ValueError("boot id must not be empty")
 
     @property
+    def started_since_boot(self) -> float:
+        """When it started, in seconds on the boot-time clock (CLOCK_BOOTTIME)."""
+        return self.start_ticks / CLOCK_TICKS
+
+    @property
     def started_at(self) -> datetime:
-        return datetime.fromtimestamp(boot_time() + self.start_ticks / CLOCK_TICKS, UTC)
+        return self.started_at_when(time.time())
+
+    def started_at_when(self, wall_now: float) -> datetime:
+        """Its start in wall-clock time, given the wall clock reads `wall_now` at this moment.
+
+        The age comes from the boot-time clock, which counts suspend as start ticks do and
+        which no wall-clock step moves; /proc/stat's btime is both rounded to whole seconds
+        and fixed at boot, so it would carry every later step into the result."""
+        age = seconds_since_boot() - self.started_since_boot
+        return datetime.fromtimestamp(wall_now - age, UTC)
 
     def is_alive(self) -> bool:
         """True while this very process (not a later one with the same pid) exists, even as

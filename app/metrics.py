@@ -308,5 +308,5 @@ class _ScrapeState:
     @property
     def report(self) -> HealthReport:
         if self._report is None:
-            self._report = self.daemon.health.evaluate(time.time())
+            self._report = self.daemon.health.evaluate(self.daemon.clock.monotonic())
         return self._report

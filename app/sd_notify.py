@@ -59,7 +59,7 @@ class Notifier:
     # --- what the daemon calls -----------------------------------------------------------
 
     def ready(self, daemon: object) -> None:
-        report = daemon.health.evaluate(time.time())
+        report = daemon.health.evaluate(daemon.clock.monotonic())
         self.send(f"READY=1\nSTATUS={summary(report, daemon)}")
 
     def status(self, report: object, daemon: object) -> None:
@@ -75,7 +75,7 @@ class Notifier:
             and now - self._last_watchdog < self.watchdog_interval / 2
         ):
             return
-        report = daemon.health.evaluate(time.time())
+        report = daemon.health.evaluate(daemon.clock.monotonic())
         # A database that refuses writes makes the daemon unhealthy, not its loop: a restart
         # would lose what it keeps for the database, so only the loop's own health counts.
         if (getattr(report, "loop_status", None) or report.status) == HealthStatus.UNHEALTHY:

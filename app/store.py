@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ffrtmp import failpoints, queries
 from ffrtmp.candidate import Candidate
-from ffrtmp.database import for_reading
+from ffrtmp.database import for_reading, unsynced_commits
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.limits import Limits
 from ffrtmp.models import (
@@ -143,21 +143,28 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_sessions = sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(for_reading(engine), expire_on_commit=False)
+        self._read_engine = for_reading(engine)
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._unsynced_sessions = sessionmaker(unsynced_commits(engine), expire_on_commit=False)
+        self._lookups = None  # a connection of its own for process_id_of, made on first use
         # Told the outcome of every write transaction (None: committed); the daemon's health
         # watches the store through it (ffrtmp.outbox, ffrtmp.health).
         self.on_write: Callable[[BaseException | None], None] | None = None
 
-    def unit(self) -> AbstractContextManager[Session]:
-        """One write transaction, holding the write lock from its start."""
+    def unit(self, *, synced: bool = True) -> AbstractContextManager[Session]:
+        """One write transaction, holding the write lock from its start. `synced=False`: its
+        commit is not synced to disk by itself (ffrtmp.database.unsynced_commits)."""
+        sessions = self._write_sessions if synced else self._unsynced_sessions
         if self.on_write is None:
-            return _transaction(self._write_sessions)
-        return self._watched_unit(self.on_write)
+            return _transaction(sessions)
+        return self._watched_unit(sessions, self.on_write)
 
     @contextmanager
-    def _watched_unit(self, on_write: Callable[[BaseException | None], None]) -> Iterator[Session]:
+    def _watched_unit(
+        self, sessions: sessionmaker, on_write: Callable[[BaseException | None], None]
+    ) -> Iterator[Session]:
         try:
-            with _transaction(self._write_sessions) as s:
+            with _transaction(sessions) as s:
                 yield s
         except Exception as exc:
             on_write(exc)
@@ -169,6 +176,9 @@ class Store:
         return _transaction(self._read_sessions)
 
     def close(self) -> None:
+        if self._lookups is not None:
+            self._lookups.close()
+            self._lookups = None
         self.engine.dispose()
 
     # --- daemon runs -------------------------------------------------------------------
@@ -260,15 +270,20 @@ class Store:
         state: ProcessState = ProcessState.DISCOVERED,
         reason: str | None = None,
         details: dict | None = None,
+        synced: bool = True,
     ) -> tuple[int, bool]:
-        """Record a process instance once; returns (process id, whether it is new)."""
+        """Record a process instance once; returns (process id, whether it is new).
+
+        `synced=False` for a row whose attach follows at once: every outcome of an attach is
+        committed synced, and that commit takes this one to the disk with it, so the row is
+        not worth a sync of its own ahead of the move into the cgroup."""
         ident = candidate.identity
         argv = stored_argv(candidate.argv)
         values = dict(
             boot_id=ident.boot_id,
             pid=ident.pid,
             start_ticks=ident.start_ticks,
-            started_at=ident.started_at,
+            started_at=ident.started_at_when(now.timestamp()),
             command=candidate.command,
             argv=argv.argv,
             argv_bytes=argv.total_bytes,
@@ -288,7 +303,7 @@ class Store:
             discovered_at=now,
             last_seen_at=now,
         )
-        with self.unit() as s:
+        with self.unit(synced=synced) as s:
             stmt = (
                 sqlite_insert(Process)
                 .values(**values)
@@ -313,6 +328,26 @@ class Store:
                 event_details.update(details)
             add_event(s, inserted, kind, now, event_details)
             return inserted, True
+
+    def process_id_of(self, ident: ProcessIdentity) -> int | None:
+        """The row of this very process, if there is one.
+
+        On the way of every new process to its limits, so one indexed lookup as plain SQL on
+        a driver connection kept for it, in autocommit (the driver opens no transaction, the
+        statement reads the last committed state): microseconds, where a session or even a
+        pooled Core connection costs a third of a millisecond on a busy node."""
+        if self._lookups is None:
+            self._lookups = self._read_engine.raw_connection()
+        cursor = self._lookups.cursor()
+        try:
+            cursor.execute(
+                "SELECT id FROM processes WHERE boot_id = ? AND pid = ? AND start_ticks = ?",
+                (ident.boot_id, ident.pid, ident.start_ticks),
+            )
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return rows[0][0] if rows else None
 
     def attach_was_cut_short(self, process_id: int, job_prefix: str) -> bool:
         """True for a row of ours still 'discovered': its attach never recorded an outcome."""
@@ -465,6 +500,19 @@ class Store:
                     RetryItem.state == RetryState.PENDING
                 )
             )
+
+    def shift_pending_retries(self, seconds: float) -> int:
+        """Move the due time of every pending retry by `seconds`: the wall clock was stepped
+        by that much, and a retry due in 5 s stays due in 5 s. Returns how many moved."""
+        with self.unit() as s:
+            items = s.scalars(
+                select(RetryItem).where(
+                    RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at.is_not(None)
+                )
+            ).all()
+            for item in items:
+                item.next_attempt_at += timedelta(seconds=seconds)
+            return len(items)
 
     def claim_retry(self, retry_id: int, *, now: datetime, claim_seconds: float) -> int | None:
         """Atomically take a due item and count the attempt before it runs, so a crash in

@@ -50,6 +50,7 @@ def make_daemon(
     *,
     events: bool = True,
     governor=None,
+    clock=None,
     **overrides,
 ) -> Daemon:
     config = apply_overrides(load_config(config_path), cgroup_parent=cgroup_parent, **overrides)
@@ -69,18 +70,20 @@ def make_daemon(
         scanner,
         listener=listener,
         discovery="events" if events else "poll",
+        clock=clock,
     )
 
 
 def pump(daemon: Daemon, until, timeout: float = STATE_TIMEOUT_S, what: str = "") -> None:
-    """Run loop steps at real time until `until()` is true."""
+    """Run loop steps at real time, read from the daemon's own clock as its loop does, until
+    `until()` is true."""
     deadline = time.monotonic() + timeout
     while True:
         if daemon.listener is not None:
             select.select([daemon.listener.fileno()], [], [], 0.05)
         else:
             time.sleep(0.05)
-        daemon.step(time.time())
+        daemon.step(daemon.clock.monotonic())
         if until():
             return
         if time.monotonic() > deadline:

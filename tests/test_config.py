@@ -382,14 +382,16 @@ def test_per_command_filters_are_merged_key_by_key_over_the_global_ones(tmp_path
         allowed_users=("alice",), blocked_users=("mallory",), allowed_dirs=("/srv",)
     )
     assert config.filters_for("gst-launch-1.0") == config.filters
-    alice_at_home = config.evaluate(candidate("ffmpeg", user="alice", cwd="/home/alice"), now=0)
+    alice_at_home = config.evaluate(
+        candidate("ffmpeg", user="alice", cwd="/home/alice"), since_boot=0
+    )
     assert (alice_at_home.decision, alice_at_home.reason) == (
         Decision.SKIP,
         "working directory '/home/alice' is not within any of allowed_dirs",
     )
     alice = candidate("ffmpeg", user="alice", cwd="/srv/live")
-    assert config.evaluate(alice, now=0).decision == Decision.ATTACH
-    bob = config.evaluate(candidate("ffmpeg", user="bob", cwd="/srv/live"), now=0)
+    assert config.evaluate(alice, since_boot=0).decision == Decision.ATTACH
+    bob = config.evaluate(candidate("ffmpeg", user="bob", cwd="/srv/live"), since_boot=0)
     assert (bob.decision, bob.reason) == (Decision.SKIP, "user 'bob' is not in allowed_users")
     # The printed configuration spells out each command's whole filters, and reads back.
     printed = effective_dict(config)["commands"]["ffmpeg"]["filters"]
@@ -414,14 +416,14 @@ def test_per_command_filters_are_merged_key_by_key_over_the_global_ones(tmp_path
 )
 def test_dirs_cover_a_folder_and_what_is_below_it_only(cwd: str | None, decision: Decision) -> None:
     filters = Filters(allowed_dirs=("/srv/a",), blocked_dirs=("/srv/a/tmp",))
-    assert filters.evaluate(candidate(cwd=cwd), now=0).decision == decision
+    assert filters.evaluate(candidate(cwd=cwd), since_boot=0).decision == decision
 
 
 def test_dirs_from_the_file_are_normalised(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "filters:\n  allowed_dirs: ['/srv/a/', '//srv/b/./c']\n"))
     assert config.filters.allowed_dirs == ("/srv/a", "/srv/b/c")
-    assert config.evaluate(candidate(cwd="/srv/ab"), now=0).decision == Decision.SKIP
-    assert config.evaluate(candidate(cwd="/srv/b/c/d"), now=0).decision == Decision.ATTACH
+    assert config.evaluate(candidate(cwd="/srv/ab"), since_boot=0).decision == Decision.SKIP
+    assert config.evaluate(candidate(cwd="/srv/b/c/d"), since_boot=0).decision == Decision.ATTACH
 
 
 def test_skip_reasons_name_what_excluded_the_process() -> None:
@@ -450,7 +452,7 @@ def test_skip_reasons_name_what_excluded_the_process() -> None:
         ),
     ]
     for filters, process, reason in cases:
-        verdict = filters.evaluate(process, now=0)
+        verdict = filters.evaluate(process, since_boot=0)
         assert (verdict.decision, verdict.reason) == (Decision.SKIP, reason)
 
 
@@ -475,15 +477,15 @@ def test_runtime_defers_young_processes_and_skips_old_ones(spawn) -> None:
     identity = current_identity(process.pid)
     assert identity is not None
     real = candidate(identity=identity)
-    started = identity.started_at.timestamp()
+    started = identity.started_since_boot
     filters = Filters(min_runtime_s=5, max_runtime_s=60)
 
-    young = filters.evaluate(real, now=started + 1)
+    young = filters.evaluate(real, since_boot=started + 1)
     assert young.decision == Decision.DEFER
     assert young.retry_at == pytest.approx(started + 5)
     assert young.reason == "it has run for 1s, less than min_runtime 5s"
-    assert filters.evaluate(real, now=started + 5.5).decision == Decision.ATTACH
-    old = filters.evaluate(real, now=started + 61)
+    assert filters.evaluate(real, since_boot=started + 5.5).decision == Decision.ATTACH
+    old = filters.evaluate(real, since_boot=started + 61)
     assert (old.decision, old.reason) == (
         Decision.SKIP,
         "it has run for 1m1s, past max_runtime 1m",

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
+from ffrtmp.clock import SystemClock
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.http import parse_address, start_http_server
@@ -41,6 +42,7 @@ class DaemonStandIn:
         self.health = health
         self.store = store
         self.lifecycle = SimpleNamespace(by_pid={})
+        self.clock = SystemClock()
         self.discovery = "poll"
         self.unavailable = None
         self.next_scan_at = time.time() + 10

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from ffrtmp.clock import SystemClock
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed
@@ -27,6 +28,7 @@ class DaemonStandIn:
         self.health = health
         self.store = store
         self.lifecycle = SimpleNamespace(by_pid={})
+        self.clock = SystemClock()
         self.unavailable = None
 
 

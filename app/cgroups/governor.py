@@ -121,7 +121,6 @@ class Governor:
                 if self._make_directory(directory):
                     created.append(directory)
             self._apply_limits(job_id, limits)
-            applied = self._applied_limits(job_id)
             # Not is_alive(): the kernel takes an exited, unreaped pid's write to cgroup.procs
             # without an error and leaves it where it was, so a zombie must be caught here.
             if not identity.is_running():
@@ -140,6 +139,9 @@ class Governor:
                     raise wrapped_error(err, f"move {identity} into", procs) from err
                 moved.append((hierarchy, before.get(hierarchy.key)))
             self._verify_membership(identity, directories)
+            # Read after the move, off the way to the limits: they were written and read back
+            # before it, and only this attach writes them.
+            applied = self._applied_limits(job_id)
         except TargetGone:
             # Nothing to move back: the pid is gone, or is now another process's.
             self._remove_directories(reversed(created))
@@ -395,13 +397,15 @@ class Governor:
     ) -> list[tuple[Hierarchy, str | None]]:
         """For each hierarchy where the process already sits in its job cgroup, where to put
         it back should the attach fail."""
-        directories = tuple(directories)
-        job_paths = {h.cgroup_path(d) for h, d in zip(self.hierarchies, directories, strict=True)}
+        pairs = [(h, h.cgroup_path(d)) for h, d in zip(self.hierarchies, directories, strict=True)]
+        if all(memberships.get(h.key) != path for h, path in pairs):
+            return []  # the common case, on the way of every new process to its limits
+        job_paths = {path for _, path in pairs}
         ours = (memberships.get(h.key) for h in self.hierarchies)
         elsewhere = [path for path in ours if path is not None and path not in job_paths]
         stale = []
-        for hierarchy, directory in zip(self.hierarchies, directories, strict=True):
-            if memberships.get(hierarchy.key) != hierarchy.cgroup_path(directory):
+        for hierarchy, job_path in pairs:
+            if memberships.get(hierarchy.key) != job_path:
                 continue
             places = [p for p in elsewhere if self._is_cgroup_of(hierarchy, p)]
             stale.append((hierarchy, (places or [hierarchy.cgroup_path(hierarchy.parent)])[0]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
@@ -40,6 +39,7 @@ def scan(watch_config, targets, as_json, as_csv) -> None:
     import os
 
     from ffrtmp.cli.output import emit
+    from ffrtmp.clock import seconds_since_boot
     from ffrtmp.config import ConfigError, apply_overrides, load_config
     from ffrtmp.scanner import Scanner
 
@@ -48,11 +48,11 @@ def scan(watch_config, targets, as_json, as_csv) -> None:
     except (ConfigError, ValueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    now = time.time()
+    since_boot = seconds_since_boot()
     result = Scanner(config.rules(), self_pid=os.getpid()).scan()
     rows = []
     for c in sorted(result.matched, key=lambda c: c.pid):
-        verdict = config.evaluate(c, now)
+        verdict = config.evaluate(c, since_boot)
         rows.append(
             {
                 "pid": c.pid,
