@@ -62,12 +62,17 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
         (job_id,) = row(db_path, busy.pid, "job_id")
         assert row(db_path, busy.pid, "usage_sampled_at, cpu_seconds") == (None, None)
 
-        # A 20 % quota on a busy loop: the kernel throttles it within a few periods.
-        def throttled() -> bool:
+        # A 20 % quota on a busy loop: the kernel throttles it within a few periods, and
+        # (slowly, on an emulated CPU) it writes its first 4 MiB mapping.
+        def throttled_after_its_first_mapping() -> bool:
             daemon.usage.sample(time.time())
-            return (row(db_path, busy.pid, "cpu_throttled_periods")[0] or 0) > 0
+            throttled, peak = row(db_path, busy.pid, "cpu_throttled_periods, peak_memory_bytes")
+            return (throttled or 0) > 0 and (peak is None or peak >= 4 << 20)
 
-        wait_until(throttled, what="a sample showing the job throttled")
+        wait_until(
+            throttled_after_its_first_mapping,
+            what="a sample showing the job throttled, its first mapping charged",
+        )
         sampled_at, cpu, current, peak, periods, throttled_periods, throttled_s, exited = row(
             db_path,
             busy.pid,
