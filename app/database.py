@@ -48,7 +48,15 @@ class DatabaseLocation:
     path: Path | None  # None for a non-file database (sqlite memory, another dialect)
 
     def __str__(self) -> str:
-        return str(self.path) if self.path is not None else self.url
+        if self.path is not None:
+            return str(self.path)
+        # A server's URL may carry a password: never in a message or a log line.
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def scrubbed(self, text: str) -> str:
+        """`text` without the URL's password, should the driver's words quote it."""
+        password = None if self.path is not None else make_url(self.url).password
+        return text.replace(str(password), "***") if password else text
 
 
 def resolve(db: str | os.PathLike | None = None) -> DatabaseLocation:
@@ -346,7 +354,8 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     except Exception as exc:
         engine.dispose()
         raise DatabaseError(
-            f"database {location} cannot be opened for writing: {_why(exc, location)}"
+            f"database {location} cannot be opened for writing: "
+            + location.scrubbed(_why(exc, location))
         ) from None
     return engine
 

@@ -272,3 +272,20 @@ def test_an_older_database_is_upgraded_after_a_backup_copy(db_path):
         assert backup.execute("SELECT count(*) FROM scans").fetchone() == (1,)
     finally:
         backup.close()
+
+
+@pytest.mark.parametrize("command", [["db", "prune"], ["watch", "--once"]])
+def test_a_server_url_password_never_reaches_a_message(command, tmp_path):
+    """Nothing listens on port 1: the commands fail, and their sentence names the URL with its
+    password hidden."""
+    url = "postgresql+psycopg://node:s3cret-pw@127.0.0.1:1/fleet"
+    done = subprocess.run(
+        [sys.executable, "-m", "ffrtmp.cli", *command, "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "s3cret-pw" not in done.stdout + done.stderr
+    assert "postgresql+psycopg://node:***@127.0.0.1:1/fleet" in done.stderr
