@@ -115,7 +115,7 @@ class Daemon:
             ),
         )
         # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
-        self.outbox = Outbox()
+        self.outbox = Outbox(clock=self.clock.monotonic)
         self.attacher.outbox = self.lifecycle.outbox = self.outbox
         store.on_write = lambda exc: self._on_loop_thread(lambda: self._store_write_result(exc))
         # The outbox and health are the loop's own: what another thread (the usage sampler)

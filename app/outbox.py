@@ -59,7 +59,15 @@ class PendingWrite:
 class Outbox:
     """`on_result(error)` is told of every attempt: None for a write that went through."""
 
-    def __init__(self, on_result: Callable[[BaseException | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_result: Callable[[BaseException | None], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock`: the monotonic clock its pauses run on. Its callers pass the moment of each
+        write, and some of them work on wall time (the attacher, the lifecycle), which a step
+        of the wall clock would make a pause of a day; without `clock`, those moments."""
+        self._clock = clock
         self._pending: deque[PendingWrite] = deque()
         self.on_result = on_result
         self.dropped = 0  # writes given up: not a store failure, or past MAX_PENDING_WRITES
@@ -96,7 +104,7 @@ class Outbox:
                 "%s is kept in memory until the database takes writes: %s", description, _why(exc)
             )
             self.defer(description, write, now)
-            self._schedule_retry(now)
+            self._schedule_retry(self._when(now))
             return False
         self._report(None)
         return True
@@ -113,6 +121,7 @@ class Outbox:
         Before the pause after the last refusal is over, only `force` tries."""
         if not self._pending:
             return True
+        now = self._when(now)
         if not force and self._next_try_at is not None and now < self._next_try_at:
             return False
         written = 0
@@ -139,6 +148,9 @@ class Outbox:
             log.info("the database takes writes again: %d kept in memory are written", written)
         self._retry_in, self._next_try_at = RETRY_FIRST_S, None
         return True
+
+    def _when(self, now: float) -> float:
+        return now if self._clock is None else self._clock()
 
     def _schedule_retry(self, now: float) -> None:
         if self._next_try_at is None:

@@ -56,6 +56,20 @@ def test_refused_writes_are_kept_in_order_and_written_once_the_store_takes_them(
     assert all(isinstance(r, OSError) and r.errno == errno.ENOSPC for r in results[1:3])
 
 
+def test_its_pauses_run_on_its_own_clock_whatever_moment_a_caller_passes(store, db_path):
+    """The attacher and the lifecycle pass wall times: a refusal stamped a day ahead (the wall
+    clock stepped forward) must not put the next try a day off."""
+    monotonic = [100.0]
+    outbox = Outbox(clock=lambda: monotonic[0])
+    failpoints.configure("store.commit=ENOSPC*1")
+    a_day_ahead = 100.0 + 86_400
+    assert not outbox.write("scan 1", record_scan(store, 1), now=a_day_ahead)
+    assert not outbox.flush(now=a_day_ahead)  # the pause after the refusal: not over
+    monotonic[0] += RETRY_FIRST_S
+    assert outbox.flush(now=0.0)  # over on its clock, whatever the caller says
+    assert scans(db_path) == [1]
+
+
 def test_a_queued_write_failing_for_another_reason_is_dropped_not_blocking(store, db_path):
     outbox = Outbox()
     failpoints.configure("store.commit=EIO*1")
