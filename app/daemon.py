@@ -115,7 +115,9 @@ class Daemon:
             ),
         )
         # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
-        self.outbox = Outbox(clock=self.clock.monotonic)
+        # Its pauses run on the loop's moment (some writers hand it wall times; see _at).
+        self._loop_now = self.clock.monotonic()
+        self.outbox = Outbox(clock=lambda: self._loop_now)
         self.attacher.outbox = self.lifecycle.outbox = self.outbox
         store.on_write = lambda exc: self._on_loop_thread(lambda: self._store_write_result(exc))
         # The outbox and health are the loop's own: what another thread (the usage sampler)
@@ -166,6 +168,8 @@ class Daemon:
     # --- start-up ------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
+        self._loop_now = now
+
         def begin_run() -> None:
             self.run_id = self.store.begin_run(
                 now=utc(self._wall(now)),
@@ -323,6 +327,7 @@ class Daemon:
     # --- discovery -----------------------------------------------------------------------
 
     def full_scan(self, now: float, trigger: str = "periodic") -> None:
+        self._loop_now = now
         started = time.perf_counter()
         errors = new = 0
         lost = False
@@ -742,6 +747,7 @@ class Daemon:
 
     def step(self, now: float) -> None:
         """Everything that is due at `now`."""
+        self._loop_now = now
         self._follow_wall_clock()
         self._loop_thread = threading.get_ident()
         while self._handed_over:
@@ -966,6 +972,7 @@ class Daemon:
         that can change in a running daemon does; `discovery` and `cgroup` need a restart,
         and a line says so for each that changed. Processes the old filters skipped are looked
         at again under the new ones at once."""
+        self._loop_now = now
         source = getattr(self.config, "source", None)
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
@@ -1044,6 +1051,7 @@ class Daemon:
     def shutdown(self, now: float, reason: str | None = None) -> None:
         """Leave the workloads running in their cgroups; record that we let go of them, and
         why (`reason`; by default a stop or the end of --once)."""
+        self._loop_now = now
         if self.notifier is not None:
             self.notifier.stopping()
         self.usage.stop()
