@@ -22,8 +22,13 @@ every 0.1 ms) that shows the job cgroup in every hierarchy. The looking runs at 
 priority (SCHED_FIFO 1, not inherited by the processes it starts) where the kernel allows it:
 otherwise a busy CPU (stress-ng, or the daemon recording the attach right after its move)
 delays the look, not the limits, and the figure would measure the observer. A trial waits
-until the daemon has recorded the process's end and removed its cgroup, then `--gap` seconds,
-so trials do not overlap. Prints p50/p99/max of each and the daemon's overhead above the
+until the daemon has recorded the process's end and removed its cgroup, then `--gap` seconds
+plus a random 0-20 ms, so trials do not overlap and do not lock onto the scheduler tick. A
+move finishes on a tick (see below) and how many ticks it waits depends on where in a tick it
+starts; with a fixed gap every trial started at about the same point of a tick (on an idle run
+87 of 105 execs fell 2-4 ms after a tick, 4 of 105 in 0.5-2 ms), and the result depended on
+where that point happened to land rather than on where real processes start: anywhere.
+Prints p50/p99/max of each and the daemon's overhead above the
 kernel (daemon minus kernel at p50 and at p99) against the target (2 ms / 5 ms), and the mean
 overhead: on this v1 host a move waits for an RCU grace period, which ends on a scheduler tick
 (4 ms at HZ=250), so both series come in steps of a tick and the difference of two
@@ -41,6 +46,7 @@ import argparse
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -64,6 +70,9 @@ MATCHING_SLEEP_SECONDS = "600"
 DAEMON_START_TIMEOUT = 30.0
 TRIAL_TIMEOUT_SECONDS = 10.0  # a process not governed by then counts as missed
 POLL_SECONDS = 0.0005
+# Each trial starts a random 0-20 ms later than --gap says: 20 ms is a whole number of scheduler
+# ticks at HZ 100, 250, 300 and 1000, so every start lands at an even chance anywhere in a tick.
+TICK_PHASE_SPREAD_SECONDS = 0.020
 REALTIME_PRIORITY = 1
 FLOOR_SCRIPT = Path(__file__).with_name("cgroup_floor.py")
 
@@ -577,6 +586,7 @@ def main() -> int:
         if args.load:
             load.start()
         observer = observe_at_realtime_priority()
+        spread = random.Random()
         for number in range(args.warmup + args.trials):
             if number == args.warmup:
                 trials.daemon_series, trials.kernel_series = Series("daemon"), Series("kernel")
@@ -586,7 +596,7 @@ def main() -> int:
                     trials.daemon_trial()
                 else:
                     trials.kernel_trial(number)
-                time.sleep(args.gap)
+                time.sleep(args.gap + spread.uniform(0, TICK_PHASE_SPREAD_SECONDS))
     finally:
         load.stop()
         returncode = trials.close()
