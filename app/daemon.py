@@ -30,7 +30,7 @@ from ffrtmp import __version__, defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import job_id_for
-from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, SystemClock, seconds_since_boot, wall_at
+from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, SystemClock, seconds_since_boot
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthTracker, SnapshotSchedule
 from ffrtmp.identity import ProcessIdentity, boot_id
@@ -663,8 +663,15 @@ class Daemon:
     # --- the loop ------------------------------------------------------------------------
 
     def _wall(self, now: float) -> float:
-        """The wall time, for rows, of the loop's moment `now`."""
-        return wall_at(self.clock, now)
+        """The wall time, for rows, of the loop's moment `now`: by the offset between the two
+        clocks taken at the last look, so that rows stamped with one `now` carry one time (two
+        readings of the clocks differ by the microseconds between them: a process discovered
+        by the scan that began a run must not read as older than the run). A step found here
+        is followed at once."""
+        offset = self.clock.wall() - self.clock.monotonic()
+        if abs(offset - self._wall_offset) >= STEP_TOLERANCE_SECONDS:
+            self._follow_wall_clock()
+        return now + self._wall_offset
 
     def _follow_wall_clock(self) -> None:
         """A step of the wall clock moves the stored due times of pending retries with it:
