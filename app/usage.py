@@ -108,7 +108,9 @@ class UsageSampler:
     def sample(self, now: float) -> int:
         """Read every governed job's counters and store them; returns the rows written."""
         started = time.perf_counter()
-        governed = [f for f in _copy(self.followed()) if f.governed]
+        # A process governed while the database refused writes has no row yet: nothing to
+        # write its usage to until the outbox has written the row.
+        governed = [f for f in _copy(self.followed()) if f.governed and f.process_id is not None]
         readings: list[tuple[int, LiveUsage]] = []
         jobs_now = set()
         for followed in governed:

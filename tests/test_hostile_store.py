@@ -129,6 +129,9 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
             # Past stale_scan_after of refused writes, degraded turns unhealthy.
             later = time.time() + daemon.health.thresholds.stale_scan_after + 1
             assert daemon.health.evaluate(later).status == HealthStatus.UNHEALTHY
+            # The newcomer has no row yet: a usage sample has nothing to write for it (and
+            # no lock to wait out and fail on).
+            assert daemon.usage.sample(time.time()) == 0
         pump(
             daemon,
             lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
