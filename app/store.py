@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args, get_type_hints
 
 from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -113,7 +113,7 @@ def _tracked_fields(row: Process) -> dict[str, Any]:
         state=row.state,
         cgroup_paths=tuple(row.cgroup_paths or ()),
         started_at=row.started_at,
-        limits=requested_limits(row),
+        limits=limits_from_columns(row, REQUESTED),
     )
 
 
@@ -123,12 +123,37 @@ def _due_and_unclaimed(now: datetime) -> tuple:
     return RetryItem.state == RetryState.PENDING, RetryItem.next_attempt_at <= now, unclaimed
 
 
-def requested_limits(row: Process) -> Limits:
-    return Limits(
-        cpu_quota=row.requested_cpu_quota,
-        cpu_weight=row.requested_cpu_weight or Limits().cpu_weight,
-        memory_limit_mb=row.requested_memory_limit_mb,
-    )
+# The one mapping between Limits and a process row: each field `f` of Limits is stored in the
+# columns `requested_f` (what the process is to get) and `applied_f` (what its cgroup read back
+# after the attach). A new field needs only its two columns (ffrtmp.schema, a migration).
+REQUESTED = "requested"
+APPLIED = "applied"
+_LIMIT_FIELDS = tuple(field.name for field in fields(Limits))
+# A field that cannot be None (cpu_weight) reads a NULL column (a row recorded without limits)
+# as its default; the others read NULL as "no limit".
+_NULL_MEANS_DEFAULT = {
+    name: getattr(Limits(), name)
+    for name, kind in get_type_hints(Limits).items()
+    if name in _LIMIT_FIELDS and type(None) not in get_args(kind)
+}
+
+
+def limit_columns(kind: str, limits: Limits | None) -> dict[str, Any]:
+    """The `kind` (REQUESTED or APPLIED) columns of a process row holding `limits`; all NULL
+    for None (a process recorded without limits)."""
+    return {
+        f"{kind}_{name}": None if limits is None else getattr(limits, name)
+        for name in _LIMIT_FIELDS
+    }
+
+
+def limits_from_columns(row: Any, kind: str) -> Limits:
+    """The limits a process row holds in its `kind` (REQUESTED or APPLIED) columns."""
+    values = {name: getattr(row, f"{kind}_{name}") for name in _LIMIT_FIELDS}
+    for name, default in _NULL_MEANS_DEFAULT.items():
+        if values[name] is None:
+            values[name] = default
+    return Limits(**values)
 
 
 @contextmanager
@@ -297,9 +322,7 @@ class Store:
             job_id=job_id,
             state=state,
             state_reason=reason,
-            requested_cpu_quota=limits.cpu_quota if limits else None,
-            requested_cpu_weight=limits.cpu_weight if limits else None,
-            requested_memory_limit_mb=limits.memory_limit_mb if limits else None,
+            **limit_columns(REQUESTED, limits),
             discovered_at=now,
             last_seen_at=now,
         )
@@ -388,9 +411,7 @@ class Store:
                     last_seen_at=now,
                     cgroup_version=cgroup_version,
                     cgroup_paths=paths,
-                    applied_cpu_quota=applied.cpu_quota,
-                    applied_cpu_weight=applied.cpu_weight,
-                    applied_memory_limit_mb=applied.memory_limit_mb,
+                    **limit_columns(APPLIED, applied),
                 )
             )
             details = {"attempt": attempt, "cgroups": paths, "limits": applied.as_dict()}
@@ -563,9 +584,7 @@ class Store:
                 .values(
                     state=ProcessState.DISCOVERED,
                     state_reason=None,
-                    requested_cpu_quota=limits.cpu_quota,
-                    requested_cpu_weight=limits.cpu_weight,
-                    requested_memory_limit_mb=limits.memory_limit_mb,
+                    **limit_columns(REQUESTED, limits),
                 )
             ).rowcount
             if changed:
@@ -590,9 +609,7 @@ class Store:
                     state=ProcessState.DISCOVERED,
                     state_reason=None,
                     job_id=job_id,
-                    requested_cpu_quota=limits.cpu_quota,
-                    requested_cpu_weight=limits.cpu_weight,
-                    requested_memory_limit_mb=limits.memory_limit_mb,
+                    **limit_columns(REQUESTED, limits),
                 )
             ).rowcount
             if changed:
