@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from ffrtmp.exit_status import ExitInfo, zombie_exit_status
 from ffrtmp.identity import ProcessIdentity
-from ffrtmp.models import Process, ProcessEvent
-from ffrtmp.states import EventKind, ProcessState
+from ffrtmp.states import ProcessState
 from ffrtmp.store import Store
 from ffrtmp.utctime import utc
 
@@ -209,14 +208,4 @@ class Lifecycle:
 
     def _record_cgroup_removed(self, process_id: int, job_id: str, now: float) -> None:
         cgroups = [str(directory) for directory in self.governor.job_directories(job_id)]
-        with self.store.unit() as s:
-            if s.get(Process, process_id) is None:
-                return  # pruned while its cgroup was still busy: no trail to add to
-            s.add(
-                ProcessEvent(
-                    process_id=process_id,
-                    occurred_at=utc(now),
-                    kind=EventKind.CGROUP_REMOVED,
-                    details={"job_id": job_id, "cgroups": cgroups},
-                )
-            )
+        self.store.record_cgroup_removed(process_id, job_id=job_id, cgroups=cgroups, now=utc(now))

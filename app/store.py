@@ -1,4 +1,8 @@
-"""The daemon's writes: the only module besides the read queries that talks SQL.
+"""The daemon's reads and writes, and the operator's writes of a process row (`release`,
+`attach`). The other modules that talk SQL each have one job: the read commands'
+queries (ffrtmp.queries, ffrtmp.stored_health), the retry queue's actions (ffrtmp.operator_actions,
+through unit() and the pieces at the end of this module), pruning (ffrtmp.prune), `ffrtmp sql`
+(ffrtmp.operator_sql), and shipping (ffrtmp.fleet). No other module writes a row.
 
 Each public method is one unit of work in one transaction, so a crash leaves either all of
 it or none of it. Writes begin IMMEDIATE (unit()); pure reads begin deferred (reading()), so
@@ -56,6 +60,9 @@ UNFINISHED_STATES = (
     ProcessState.DETACHED,
 )
 
+# States of a process that sits in its job cgroups by ffrtmp's record.
+GOVERNED_STATES = (ProcessState.ATTACHED, ProcessState.DETACHED)
+
 
 class ErrorLike(Protocol):
     error_type: Any
@@ -84,6 +91,17 @@ class TrackedProcess:
     cgroup_paths: tuple[str, ...]
     started_at: datetime
     limits: Limits  # as requested when it was recorded
+
+
+@dataclass(frozen=True)
+class GovernedProcess:
+    """A process row recorded as governed: attached, or detached by a daemon that stopped."""
+
+    process_id: int
+    identity: ProcessIdentity
+    job_id: str
+    cgroup_paths: tuple[str, ...]  # its job cgroups as its attach made them
+    origin_cgroups: dict[str, str] | None  # where it was before, per controller key
 
 
 @dataclass(frozen=True)
@@ -624,6 +642,40 @@ class Store:
             _set_state(s, process_id, ProcessState.RELEASED, f"released by {by}")
             add_event(s, process_id, EventKind.RELEASED, now, {"moved_to": moved_to, "by": by})
             _finish_pending_retry(s, process_id, RetryState.CANCELLED, "released", now)
+
+    def record_cgroup_removed(
+        self, process_id: int, *, job_id: str, cgroups: Sequence[str], now: datetime
+    ) -> None:
+        """The job cgroups of an ended or released process are gone: a `cgroup_removed` event.
+        Nothing for a row pruned while its cgroup was still busy: no trail to add to."""
+        with self.unit() as s:
+            if s.get(Process, process_id) is None:
+                return
+            details = {"job_id": job_id, "cgroups": list(cgroups)}
+            add_event(s, process_id, EventKind.CGROUP_REMOVED, now, details)
+
+    def governed(
+        self, *, pid: int | None = None, job_id: str | None = None
+    ) -> list[GovernedProcess]:
+        """The rows recorded as governed with this pid (or this job id), newest first: the
+        older rows of a pid are other processes, ended or of an earlier boot."""
+        where = Process.pid == pid if job_id is None else Process.job_id == job_id
+        with self.reading() as s:
+            rows = s.scalars(
+                select(Process)
+                .where(Process.state.in_(GOVERNED_STATES), where)
+                .order_by(Process.id.desc())
+            )
+            return [
+                GovernedProcess(
+                    process_id=row.id,
+                    identity=row.identity,
+                    job_id=row.job_id,
+                    cgroup_paths=tuple(row.cgroup_paths or ()),
+                    origin_cgroups=row.origin_cgroups,
+                )
+                for row in rows
+            ]
 
     def released_among(self, process_ids: Iterable[int]) -> set[int]:
         """Which of these processes an operator released (the daemon stops following them)."""

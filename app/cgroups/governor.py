@@ -185,11 +185,18 @@ class Governor:
             raise GovernorError(errno.ENOENT, f"there is no job cgroup {path}", path)
         return self._read_usage(job_id)
 
-    def release(self, job_id: str) -> bool:
+    def release(self, job_id: str, recorded: Iterable[str] | None = None) -> bool:
         """Remove the job's cgroups. False (and nothing raised) while a process is still in
-        one; True once none is left."""
+        one; True once none is left. `recorded`: the directories its attach recorded, for a
+        caller whose parent cgroup may not be the one the job was made under (`ffrtmp
+        release`); only those named after the job are removed, which ffrtmp made."""
+        if recorded is None:
+            directories = self.job_directories(job_id)
+        else:
+            require_job_name(job_id)
+            directories = tuple(p for p in map(Path, recorded) if p.name == job_id)
         all_gone = True
-        for directory in self.job_directories(job_id):
+        for directory in directories:
             try:
                 self.files.rmdir(directory)
             except FileNotFoundError:

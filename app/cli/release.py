@@ -24,23 +24,16 @@ def release(pid, job_id, cgroup_root, cgroup_parent, cgroup_version, db) -> None
     """
     if (pid is None) == (job_id is None):
         raise click.UsageError("give either --pid or --job")
+    import os
     from datetime import UTC, datetime
-
-    from sqlalchemy import select
 
     from ffrtmp.cgroups.errors import GovernorError
     from ffrtmp.identity import current_identity
-    from ffrtmp.models import Process
-    from ffrtmp.states import ProcessState
 
-    governed = (ProcessState.ATTACHED, ProcessState.DETACHED)
     what = f"pid {pid}" if pid is not None else f"job {job_id}"
     with existing_store(db) as store:
-        with store.reading() as s:
-            query = select(Process).where(Process.state.in_(governed))
-            query = query.where(Process.pid == pid if pid is not None else Process.job_id == job_id)
-            rows = [r for r in s.scalars(query.order_by(Process.id.desc()))]
-        row = next((r for r in rows if current_identity(r.pid) == r.identity), None)
+        rows = store.governed(pid=pid, job_id=job_id)
+        row = next((r for r in rows if current_identity(r.identity.pid) == r.identity), None)
         if row is None:
             raise click.ClickException(f"{what} is not a running process that ffrtmp governs")
         governor = ready_governor(cgroup_root, cgroup_parent, cgroup_version)
@@ -48,34 +41,14 @@ def release(pid, job_id, cgroup_root, cgroup_parent, cgroup_version, db) -> None
             went = governor.move_out(row.identity, row.job_id, row.origin_cgroups)
         except GovernorError as exc:
             raise click.ClickException(f"{what} could not be moved back: {exc}") from None
-        store.record_released(row.id, moved_to=went, now=datetime.now(UTC), by="operator")
-        removed = _remove_job_cgroups(row.cgroup_paths or (), row.job_id)
+        store.record_released(row.process_id, moved_to=went, now=datetime.now(UTC), by="operator")
+        try:
+            # As recorded at its attach, whatever --cgroup-parent this command got.
+            removed = governor.release(row.job_id, recorded=row.cgroup_paths)
+        except GovernorError as exc:
+            reason = os.strerror(exc.errno)
+            raise click.ClickException(f"job cgroup {exc.filename} not removed: {reason}") from None
     places = ", ".join(f"{name} {path}" for name, path in went.items())
-    click.echo(f"released pid {row.pid} from {row.job_id}: back in {places}")
+    click.echo(f"released pid {row.identity.pid} from {row.job_id}: back in {places}")
     if not removed:
         click.echo(f"job cgroup {row.job_id} still holds other processes; left in place", err=True)
-
-
-def _remove_job_cgroups(paths, job_id: str) -> bool:
-    """Remove the job's cgroup directories as recorded at its attach (whatever --cgroup-parent
-    this command got); only directories named after the job, which ffrtmp made. False when
-    one still holds a process."""
-    import errno
-    import os
-    from pathlib import Path
-
-    all_gone = True
-    for path in map(Path, paths):
-        if path.name != job_id:
-            continue
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise click.ClickException(
-                    f"job cgroup {path} not removed: {exc.strerror}"
-                ) from None
-            all_gone = False
-    return all_gone
