@@ -525,7 +525,7 @@ class Daemon:
                     now=utc(wall),
                 )
 
-        self.outbox.defer(f"the discovery of {ident}", record, now)
+        self.outbox.defer(f"the discovery of {ident}", record)
 
     def governor_job_id(self, candidate: Candidate) -> str:
         return job_id_for(JOB_PREFIX, candidate.command, candidate.identity)
@@ -743,7 +743,6 @@ class Daemon:
             self.outbox.defer(
                 "the store error",
                 lambda: self.store.record_error("store", error, now=utc(wall)),
-                now,
             )
 
     def _on_loop_thread(self, call: Callable[[], None]) -> None:

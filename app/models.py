@@ -2,7 +2,8 @@
 
 The columns are defined once, in ffrtmp.schema; a class here names a table for the Session and
 adds what a row means to the daemon (a process row's identity). Read commands never load this
-module or the ORM: they query app/read_tables.py, generated from ffrtmp.schema.
+module or the ORM: they query app/read_tables.py, generated from ffrtmp.schema. The shipping
+tables (schema.LOCAL_ONLY_TABLES) have no class: ffrtmp.fleet reads and writes them in Core.
 """
 
 from __future__ import annotations
@@ -47,11 +48,3 @@ class Scan(Base):
 
 class HealthSnapshot(Base):
     __table__ = schema.health_snapshots
-
-
-class ShipNode(Base):
-    __table__ = schema.ship_node
-
-
-class ShipChange(Base):
-    __table__ = schema.ship_changes

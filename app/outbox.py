@@ -53,7 +53,6 @@ def is_store_failure(exc: BaseException) -> bool:
 class PendingWrite:
     description: str
     write: Callable[[], object]
-    queued_at: float
 
 
 class Outbox:
@@ -92,7 +91,7 @@ class Outbox:
             write()
             return True
         if self._pending:
-            self.defer(description, write, now)
+            self.defer(description, write)
             return False
         try:
             write()
@@ -103,18 +102,18 @@ class Outbox:
             log.warning(
                 "%s is kept in memory until the database takes writes: %s", description, _why(exc)
             )
-            self.defer(description, write, now)
+            self.defer(description, write)
             self._schedule_retry(self._when(now))
             return False
         self._report(None)
         return True
 
-    def defer(self, description: str, write: Callable[[], object], now: float) -> None:
+    def defer(self, description: str, write: Callable[[], object]) -> None:
         if len(self._pending) >= MAX_PENDING_WRITES:
             lost = self._pending.popleft()
             self.dropped += 1
             log.error("dropped the oldest write kept in memory (%s)", lost.description)
-        self._pending.append(PendingWrite(description, write, now))
+        self._pending.append(PendingWrite(description, write))
 
     def flush(self, now: float, force: bool = False) -> bool:
         """Write what waits, in order, until one fails; True when nothing waits any more.

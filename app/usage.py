@@ -56,7 +56,6 @@ class UsageSampler:
         self.rule_names = rule_names
         self.interval = interval
         self.on_error = on_error
-        self.last_duration_s: float | None = None
         self._files: dict[str, LiveUsageFiles] = {}  # job id -> where its counters are
         self._rules: dict[int, str | None] = {}  # process row id -> its rule
         self._last: dict[int, LiveUsage] = {}  # process row id -> its previous sample
@@ -107,7 +106,6 @@ class UsageSampler:
 
     def sample(self, now: float) -> int:
         """Read every governed job's counters and store them; returns the rows written."""
-        started = time.perf_counter()
         # A process governed while the database refused writes has no row yet: nothing to
         # write its usage to until the outbox has written the row.
         governed = [f for f in _copy(self.followed()) if f.governed and f.process_id is not None]
@@ -122,7 +120,6 @@ class UsageSampler:
             del self._files[job_id]
         written = self.store.record_usage(readings, now=utc(now)) if readings else 0
         self._add_to_totals(readings)
-        self.last_duration_s = time.perf_counter() - started
         return written
 
     def _read(self, job_id: str) -> LiveUsage | None:

@@ -78,8 +78,8 @@ def test_a_queued_write_failing_for_another_reason_is_dropped_not_blocking(store
     def broken() -> None:
         raise ValueError("a value SQLite refuses")
 
-    outbox.defer("a broken write", broken, now=0.0)
-    outbox.defer("scan 2", record_scan(store, 2), now=0.0)
+    outbox.defer("a broken write", broken)
+    outbox.defer("scan 2", record_scan(store, 2))
     assert outbox.flush(now=10.0)
     assert scans(db_path) == [1, 2]
     assert outbox.dropped == 1

@@ -16,8 +16,6 @@ from ffrtmp import operator_actions, schema
 from ffrtmp.fleet.central_schema import fleet_actions
 from ffrtmp.fleet.reads import resolve_node
 
-ACTIONS = ("requeue", "requeue --force", "discard")
-
 
 def request(engine: Engine, node: str, action: str, retry_id: int) -> int:
     """Record the action for the node; its id."""
