@@ -230,7 +230,7 @@ ship_node = Table(
 )
 
 # The change cursor of shipping: the rows changed since the centre last had them, each once,
-# under the number of its latest change (the triggers of revision 0008 REPLACE the entry, so
+# under the number of its latest change (the triggers of ffrtmp.change_log REPLACE the entry, so
 # a row changed while a batch ships gets a number past that batch). Written only once
 # ship_node has its row; removed once the centre has the row.
 ship_changes = Table(

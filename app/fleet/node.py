@@ -2,7 +2,7 @@
 random suffix: two databases on one machine are two nodes, their row ids overlap) and a human
 label (the hostname unless --node-label says otherwise), kept in the local table ship_node.
 
-Making the node also starts the change cursor: from then on the triggers of revision 0008 log
+Making the node also starts the change cursor: from then on the triggers (ffrtmp.change_log) log
 every insert and update of a shipped table in ship_changes, and every row already there is
 logged once, so the first shipment carries the whole history.
 """

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from ffrtmp import change_log
 from ffrtmp.utctime import UTCDateTime
 
 revision: str = "0008"
@@ -17,9 +18,8 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The tables shipped at this revision. A later revision that adds a table to ship adds its
-# triggers; one that rebuilds a table (batch mode "move and copy") re-creates them.
-# tests/test_fleet_schema.py fails when a shipped table lacks them.
+# The tables shipped at this revision. Their triggers are ffrtmp.change_log's, which a later
+# revision that adds a shipped table, or rebuilds one, calls too.
 SHIPPED = (
     "daemon_runs",
     "processes",
@@ -29,19 +29,6 @@ SHIPPED = (
     "scans",
     "health_snapshots",
 )
-
-# Same text as ffrtmp.utctime stores: naive UTC with six decimals.
-NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
-
-
-def trigger_sql(table: str, when: str) -> str:
-    return (
-        f"CREATE TRIGGER ship_{table}_{when.lower()} AFTER {when} ON {table} "
-        "WHEN EXISTS (SELECT 1 FROM ship_node) BEGIN "
-        # REPLACE: one entry per row, renumbered past any batch being shipped.
-        f"INSERT OR REPLACE INTO ship_changes (table_name, row_id, changed_at) "
-        f"VALUES ('{table}', NEW.id, {NOW}); END"
-    )
 
 
 def upgrade() -> None:
@@ -64,13 +51,11 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     for table in SHIPPED:
-        for when in ("INSERT", "UPDATE"):
-            op.execute(trigger_sql(table, when))
+        change_log.create_triggers(op, table)
 
 
 def downgrade() -> None:
     for table in SHIPPED:
-        for when in ("insert", "update"):
-            op.execute(f"DROP TRIGGER IF EXISTS ship_{table}_{when}")
+        change_log.drop_triggers(op, table)
     op.drop_table("ship_changes")
     op.drop_table("ship_node")
