@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ffrtmp import defaults
@@ -15,6 +17,12 @@ db_option = click.option(
     help="Database file or SQLAlchemy URL (default: /var/lib/ffrtmp/ffrtmp.db for root, "
     "$XDG_STATE_HOME/ffrtmp/ffrtmp.db otherwise).",
 )
+
+
+def on_command_line(value: str | None, env_var: str = defaults.DB_ENV_VAR) -> bool:
+    """Whether a URL was typed as a flag (visible in `ps`) rather than taken from the
+    environment."""
+    return value is not None and value != os.environ.get(env_var)
 
 
 def output_options(func):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ffrtmp.cli.options import db_option
+from ffrtmp.cli.options import db_option, on_command_line
 
 SHIP_TO_ENV_VAR = "FFRTMP_SHIP_TO"
 
@@ -61,7 +61,6 @@ def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
     """
     from ffrtmp.cli.connect import existing_store, refusal_as_one_sentence
     from ffrtmp.fleet.actions import apply_pending_actions
-    from ffrtmp.fleet.hooks import on_command_line
     from ffrtmp.fleet.shipper import Shipper
 
     with existing_store(db) as store, refusal_as_one_sentence():

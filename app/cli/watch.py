@@ -8,7 +8,7 @@ import sys
 import click
 
 from ffrtmp import defaults
-from ffrtmp.cli.options import db_option, load_failpoints_or_fail
+from ffrtmp.cli.options import db_option, load_failpoints_or_fail, on_command_line
 from ffrtmp.cli.ship import ship_options
 
 
@@ -276,7 +276,6 @@ def watch(
     daemon.install_signal_handlers()
     shipping = None
     if ship_to and not once:
-        from ffrtmp.fleet.hooks import on_command_line
         from ffrtmp.fleet.watching import start_shipping
 
         shipping = start_shipping(
