@@ -97,9 +97,9 @@ def _passing(exc: Exception) -> bool:
 
 
 def _json_line(row: dict, colour: bool) -> str:
-    from ffrtmp.cli.output import _plain
+    from ffrtmp.cli.formats import plain
 
-    return json.dumps({k: _plain(v) for k, v in row.items()})
+    return json.dumps({k: plain(v) for k, v in row.items()})
 
 
 def _human_line(row: dict, colour: bool) -> str:
