@@ -87,8 +87,13 @@ SHOW_NEEDS_NODE = "on a central database, give --node: ids are each node's own"
 
 def declared_use(ctx: click.Context | None) -> CentralUse:
     """What the running command declared (UNDECLARED outside a command, or when it did not)."""
-    callback = ctx.command.callback if ctx is not None else None
-    return getattr(callback, DECLARATION, UNDECLARED)
+    if ctx is None:
+        return UNDECLARED
+    # On the function when declared below @command (the usual place), on the command above it.
+    found = getattr(ctx.command, DECLARATION, None) or getattr(
+        ctx.command.callback, DECLARATION, None
+    )
+    return found or UNDECLARED
 
 
 def chosen_node(ctx: click.Context | None) -> str | None:
