@@ -25,6 +25,19 @@ SOURCE_FILES = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
 
 pytestmark = pytest.mark.slow
 
+# The migrations' env.py files run Alembic when imported, and __main__ runs the command line.
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, ffrtmp
+skipped = ("ffrtmp.migrations", "ffrtmp.fleet_migrations")
+names = [
+    m.name for m in pkgutil.walk_packages(ffrtmp.__path__, "ffrtmp.")
+    if not m.name.startswith(skipped) and not m.name.endswith(".__main__")
+]
+for name in names:
+    importlib.import_module(name)
+print(len(names))
+"""
+
 
 def copy_of_the_tree(target: Path) -> Path:
     """The files git knows (committed or not yet), without .venv or caches, so that what is
@@ -121,6 +134,17 @@ def test_installed_ffrtmp_creates_upgrades_and_reads_its_database(
     )
     assert site.is_relative_to(tmp_path / "venv"), site
     assert not (site.parent / "app").exists(), "no generic top-level package may be installed"
+    # Every module imports from the installed copy alone, without the fleet extra (psycopg): a
+    # module that reached into the source tree (tests/, tools/) would fail here.
+    imported = subprocess.run(
+        [str(bin_dir / "python"), "-c", IMPORT_EVERY_MODULE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert int(imported.stdout) > 90, imported.stdout
     prefix = Path(
         subprocess.run(
             [str(bin_dir / "python"), "-c", "import sys; print(sys.prefix)"],

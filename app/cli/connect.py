@@ -8,10 +8,13 @@ Only click is imported up front: the database modules load when a command opens 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import click
+
+from ffrtmp.cli import on_central
+from ffrtmp.cli.options import on_command_line
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -23,14 +26,17 @@ if TYPE_CHECKING:
 def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
     """A read-only connection for one command, closed with its engine when the block ends.
     A database that cannot be read ends the command: one sentence and `exit_code`.
-    On a central (PostgreSQL) URL, see ffrtmp.fleet.reads."""
-    from ffrtmp.fleet.hooks import central_reading_or_none
+    On a central (PostgreSQL) URL: what the command declared (ffrtmp.cli.on_central), through
+    ffrtmp.fleet.reads."""
+    from ffrtmp.fleet.urls import is_central
 
-    central = central_reading_or_none(db, exit_code)
-    if central is not None:
-        with central as conn:
+    context = click.get_current_context(silent=True)
+    if is_central(db):
+        with central_reading(db, context, exit_code=exit_code) as conn:
             yield conn
         return
+    if on_central.chosen_node(context):
+        raise click.UsageError("--node is for a central (PostgreSQL) database")
     from sqlalchemy.exc import DBAPIError
 
     from ffrtmp.database import open_readonly, resolve, unreadable_values
@@ -57,6 +63,30 @@ def reading(db: str | None, *, exit_code: int = 1) -> Iterator[Connection]:
             f"warning: {skipped} stored value(s) were not valid JSON and are shown as empty",
             err=True,
         )
+
+
+@contextmanager
+def central_reading(
+    db: str, context: click.Context | None, *, exit_code: int = 1
+) -> Iterator[Connection]:
+    """The central database as the running command declared it reads it: one node's rows
+    (--node), every node's, or the central tables themselves; or the command's refusal."""
+    from ffrtmp.fleet.reads import UnknownNode
+    from ffrtmp.fleet.reads import central_reading as open_reading
+
+    use, node = on_central.declared_use(context), on_central.chosen_node(context)
+    if use.without_node == on_central.REFUSED and not (node and use.takes_node):
+        raise click.UsageError(use.refusal)
+    shadow = bool(node) or use.without_node == on_central.EVERY_NODE
+    with ExitStack() as stack:
+        try:
+            with refusal_as_one_sentence(exit_code):
+                conn = stack.enter_context(
+                    open_reading(db, node, shadow=shadow, on_command_line=on_command_line(db))
+                )
+        except UnknownNode as exc:
+            raise click.ClickException(str(exc)) from None
+        yield conn
 
 
 @contextmanager

@@ -29,7 +29,7 @@ def upgrade(db: str | None) -> None:
 
     Example: ffrtmp db upgrade --db /var/lib/ffrtmp/ffrtmp.db
     """
-    from ffrtmp.fleet.hooks import central_upgrade_or_none
+    from ffrtmp.cli.central import central_upgrade_or_none
 
     if central_upgrade_or_none(db):
         return
@@ -48,7 +48,7 @@ def current(db: str | None) -> None:
 
     Example: ffrtmp db current
     """
-    from ffrtmp.fleet.hooks import central_current_or_none
+    from ffrtmp.cli.central import central_current_or_none
 
     if central_current_or_none(db):
         return
@@ -76,7 +76,7 @@ def check(db: str | None) -> None:
 
     Example: ffrtmp db check && echo ok
     """
-    from ffrtmp.fleet.hooks import central_check_or_none
+    from ffrtmp.cli.central import central_check_or_none
 
     if central_check_or_none(db):
         return

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from ffrtmp import defaults
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.listings import ERROR_STATS, ERRORS
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, repeatable_choice_option, since_option
 from ffrtmp.cli.table import columns_option
-from ffrtmp.fleet.hooks import read_node_option
 from ffrtmp.states import ErrorType
 
 
@@ -25,7 +25,7 @@ def errors() -> None:
 
 @errors.command("list")
 @db_option
-@read_node_option
+@on_central.every_node
 @repeatable_choice_option("--type", "types", ErrorType, "Only errors of this type (repeatable).")
 @click.option(
     "--operation",
@@ -56,7 +56,7 @@ def list_(db, types, operations, since, pid, limit, columns, as_json, as_csv) ->
 
 @errors.command()
 @db_option
-@read_node_option
+@on_central.every_node
 @since_option
 @output_options
 def stats(db, since, as_json, as_csv) -> None:

@@ -14,10 +14,10 @@ import threading
 import click
 
 from ffrtmp import defaults
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option
 from ffrtmp.cli.params import since_option
-from ffrtmp.fleet.hooks import read_node_option
 
 KIND_COLOURS = {
     "limits_applied": "green",
@@ -32,7 +32,9 @@ KIND_COLOURS = {
 
 @click.command()
 @db_option
-@read_node_option
+@on_central.one_node(
+    "on a central database, events are one node's: give --node (each node numbers its own events)"
+)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @since_option
 @click.option(
@@ -95,9 +97,9 @@ def _passing(exc: Exception) -> bool:
 
 
 def _json_line(row: dict, colour: bool) -> str:
-    from ffrtmp.cli.output import _plain
+    from ffrtmp.cli.formats import plain
 
-    return json.dumps({k: _plain(v) for k, v in row.items()})
+    return json.dumps({k: plain(v) for k, v in row.items()})
 
 
 def _human_line(row: dict, colour: bool) -> str:

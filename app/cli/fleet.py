@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ffrtmp.cli import on_central
 from ffrtmp.cli.options import db_option, output_options
 
 
@@ -17,6 +18,7 @@ def fleet() -> None:
 
 @fleet.command()
 @db_option
+@on_central.central_tables_only
 @output_options
 def status(db, as_json, as_csv) -> None:
     """One line per node: health status and since when, last shipped, how far the centre is
@@ -26,16 +28,16 @@ def status(db, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
+    from ffrtmp.cli.connect import reading
     from ffrtmp.cli.output import emit
-    from ffrtmp.fleet.hooks import is_central
-    from ffrtmp.fleet.reads import central_reading
     from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status
+    from ffrtmp.fleet.urls import is_central
 
     if not is_central(db):
         raise click.UsageError(
             "fleet status reads a central database: give --db postgresql+psycopg://... "
             "or set FFRTMP_DB"
         )
-    with central_reading(db, None, shadow=False) as conn:
+    with reading(db) as conn:
         rows = fleet_status(conn, datetime.now(UTC))
     emit(rows, STATUS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no node has shipped yet")

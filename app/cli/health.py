@@ -7,10 +7,10 @@ import sys
 import click
 
 from ffrtmp import defaults
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, since_option
-from ffrtmp.fleet.hooks import read_node_option
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 EXIT_NO_DAEMON = 2
@@ -18,7 +18,10 @@ EXIT_NO_DAEMON = 2
 
 @click.command()
 @db_option
-@read_node_option
+@on_central.one_node(
+    "on a central database, health is one node's: give --node, or see every node's with "
+    "`ffrtmp fleet status`"
+)
 @click.option("--history", is_flag=True, help="List the stored snapshots instead.")
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
@@ -38,7 +41,7 @@ def health(db, history, since, limit, as_json, as_csv) -> None:
     from datetime import UTC, datetime
 
     from ffrtmp import queries, stored_health
-    from ffrtmp.fleet.hooks import is_central
+    from ffrtmp.fleet.urls import is_central
     from ffrtmp.stored_health import NOT_CONSULTED
 
     if as_csv and not history:

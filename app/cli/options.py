@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ffrtmp import defaults
@@ -15,6 +17,12 @@ db_option = click.option(
     help="Database file or SQLAlchemy URL (default: /var/lib/ffrtmp/ffrtmp.db for root, "
     "$XDG_STATE_HOME/ffrtmp/ffrtmp.db otherwise).",
 )
+
+
+def on_command_line(value: str | None, env_var: str = defaults.DB_ENV_VAR) -> bool:
+    """Whether a URL was typed as a flag (visible in `ps`) rather than taken from the
+    environment."""
+    return value is not None and value != os.environ.get(env_var)
 
 
 def output_options(func):
@@ -32,3 +40,67 @@ def load_failpoints_or_fail() -> None:
         failpoints.configure()
     except failpoints.FailpointSpecError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def setting_options(flags, *, from_environment: bool = False):
+    """One click option per (Flag, Setting) pair: the flags that override config settings,
+    declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
+    given, so the settings' own checks judge them. `from_environment`: each flag can also be
+    set by its FFRTMP_ variable, or else by the original daemon's name for it."""
+
+    def decorate(func):
+        for flag, setting in reversed(flags):
+            kind = setting.kind
+            environment = {}
+            if from_environment:
+                names = [flag.envvar, *filter(None, [flag.original_envvar])]
+                environment = {"envvar": names, "show_envvar": True}
+            if "/" in flag.declaration:  # an on/off pair
+                option = click.option(
+                    flag.declaration, flag.param_name, default=None, help=flag.help, **environment
+                )
+            else:
+                option = click.option(
+                    flag.declaration,
+                    flag.param_name,
+                    type=click.Choice(kind.choices) if kind.choices else None,
+                    metavar=None if kind.choices else kind.describe,
+                    multiple=kind.many,
+                    help=flag.help,
+                    **environment,
+                )
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def limit_options(func):
+    """--cpu-quota, --cpu-weight, --memory-limit: shared by watch, attach and run."""
+    from ffrtmp.config import flags
+    from ffrtmp.limits import Limits
+
+    return setting_options(flags(Limits))(func)
+
+
+def ship_options(func):
+    """--node-label and --ship-interval: shared by `ship` and `watch --ship-to`, each also set by
+    its FFRTMP_ variable (deploy/watch.env)."""
+    func = click.option(
+        "--ship-interval",
+        type=click.FloatRange(min=0.1),
+        default=5.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How often to ship when running on.",
+        envvar=["FFRTMP_SHIP_INTERVAL"],
+        show_envvar=True,
+    )(func)
+    func = click.option(
+        "--node-label",
+        metavar="NAME",
+        help="This node's name in the fleet (default: the hostname).",
+        envvar=["FFRTMP_NODE_LABEL"],
+        show_envvar=True,
+    )(func)
+    return func

@@ -1,46 +1,12 @@
 """Rows printed for people (an aligned table that fits the terminal) or for scripts (JSON,
-CSV with raw values). The table machinery is ffrtmp.cli.table; units are ffrtmp.cli.human."""
+CSV with raw values). The table machinery is ffrtmp.cli.table, JSON and CSV are
+ffrtmp.cli.formats; units are ffrtmp.cli.human. This module imports them, never the reverse."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
-
-import click
 
 from ffrtmp.cli.human import local_time, relative  # noqa: F401  (used by other commands)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return value
-
-
-def _csv_cell(value: Any) -> Any:
-    """CSV holds text: times as ISO 8601 UTC, lists and objects as JSON, the rest as stored
-    (control characters included: CSV quotes, it does not escape)."""
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return _plain(value)
-
-
-def write_json(rows: Sequence[dict], names: Sequence[str]) -> None:
-    """A JSON list of objects; json escapes every control character (\\u001b)."""
-    click.echo(json.dumps([{k: _plain(r.get(k)) for k in names} for r in rows], indent=2))
-
-
-def write_csv(rows: Sequence[dict], names: Sequence[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(names), extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _csv_cell(r.get(k)) for k in names})
-    click.echo(buffer.getvalue(), nl=False)
 
 
 def render_table(columns: Sequence[str], rows: Sequence[dict]) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from ffrtmp import defaults
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.listings import PROCESSES
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import SIGNAL, limit_option, repeatable_choice_option, since_option
 from ffrtmp.cli.table import columns_option
-from ffrtmp.fleet.hooks import read_node_option
 from ffrtmp.states import ProcessState
 
 
@@ -24,7 +24,7 @@ def processes() -> None:
 
 @processes.command("list")
 @db_option
-@read_node_option
+@on_central.every_node
 @repeatable_choice_option(
     "--state", "states", ProcessState, "Only processes in this state (repeatable)."
 )
@@ -64,7 +64,7 @@ def list_(
 
 @processes.command()
 @db_option
-@read_node_option
+@on_central.one_node(on_central.SHOW_NEEDS_NODE)
 @click.argument("process", metavar="ID|JOB_ID", required=False)
 @click.option("--pid", type=int, help="The newest process recorded with this pid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

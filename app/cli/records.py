@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ffrtmp.cli.output import _plain
+from ffrtmp.cli.formats import plain
 
 
 def _jsonable(value):
@@ -14,7 +14,7 @@ def _jsonable(value):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    return _plain(value)
+    return plain(value)
 
 
 def _long(name: str):

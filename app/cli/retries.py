@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from ffrtmp.cli import on_central
+from ffrtmp.cli.central import central_action, node_option
 from ffrtmp.cli.connect import existing_store, reading
 from ffrtmp.cli.listings import RETRIES
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.table import columns_option
-from ffrtmp.fleet.hooks import central_action, node_option, read_node_option
 
 STATE_CHOICES = ("pending", "dead", "succeeded", "cancelled", "all")
 
@@ -27,7 +28,7 @@ def retries() -> None:
 
 @retries.command("list")
 @db_option
-@read_node_option
+@on_central.every_node
 @click.option(
     "--state",
     "states",
@@ -80,7 +81,7 @@ def list_(
 
 @retries.command()
 @db_option
-@read_node_option
+@on_central.one_node(on_central.SHOW_NEEDS_NODE)
 @click.argument("retry_id", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(db: str | None, retry_id: int, as_json: bool) -> None:

@@ -12,8 +12,7 @@ import click
 
 from ffrtmp.cli.connect import open_for_writing_or_fail
 from ffrtmp.cli.governed import cgroup_options, job_id_from_flag, limits_from, ready_governor
-from ffrtmp.cli.options import db_option, load_failpoints_or_fail
-from ffrtmp.cli.watch import limit_options
+from ffrtmp.cli.options import db_option, limit_options, load_failpoints_or_fail
 
 
 def _spawn_held(argv: list[str], nice: int | None) -> tuple[int, int]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from ffrtmp import defaults
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.listings import SCANS
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import limit_option, since_option
 from ffrtmp.cli.table import columns_option
-from ffrtmp.fleet.hooks import read_node_option
 
 
 @click.group()
@@ -23,7 +23,7 @@ def scans() -> None:
 
 @scans.command("list")
 @db_option
-@read_node_option
+@on_central.every_node
 @since_option
 @limit_option(defaults.CLI_LIST_LIMIT)
 @columns_option(SCANS)

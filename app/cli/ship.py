@@ -4,32 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ffrtmp.cli.options import db_option
+from ffrtmp.cli.options import db_option, on_command_line, ship_options
 
 SHIP_TO_ENV_VAR = "FFRTMP_SHIP_TO"
-
-
-def ship_options(func):
-    """--node-label and --ship-interval: shared by `ship` and `watch --ship-to`, each also set by
-    its FFRTMP_ variable (deploy/watch.env)."""
-    func = click.option(
-        "--ship-interval",
-        type=click.FloatRange(min=0.1),
-        default=5.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="How often to ship when running on.",
-        envvar=["FFRTMP_SHIP_INTERVAL"],
-        show_envvar=True,
-    )(func)
-    func = click.option(
-        "--node-label",
-        metavar="NAME",
-        help="This node's name in the fleet (default: the hostname).",
-        envvar=["FFRTMP_NODE_LABEL"],
-        show_envvar=True,
-    )(func)
-    return func
 
 
 @click.command()
@@ -61,7 +38,6 @@ def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
     """
     from ffrtmp.cli.connect import existing_store, refusal_as_one_sentence
     from ffrtmp.fleet.actions import apply_pending_actions
-    from ffrtmp.fleet.hooks import on_command_line
     from ffrtmp.fleet.shipper import Shipper
 
     with existing_store(db) as store, refusal_as_one_sentence():

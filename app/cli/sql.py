@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
+from ffrtmp.cli import on_central
 from ffrtmp.cli.connect import reading
 from ffrtmp.cli.options import db_option, output_options
 from ffrtmp.cli.params import DURATION
-from ffrtmp.fleet.hooks import read_node_option
 
 
 @click.command()
 @db_option
-@read_node_option
+@on_central.central_tables
 @click.argument("statement", metavar='"SELECT ..."')
 @click.option(
     "--timeout",

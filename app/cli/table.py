@@ -290,7 +290,7 @@ def emit_listing(
 ) -> None:
     """Print `rows` as a table fitted to the terminal, or every (or the chosen) column as
     JSON or CSV with raw values."""
-    from ffrtmp.cli.output import write_csv, write_json
+    from ffrtmp.cli.formats import write_csv, write_json
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")

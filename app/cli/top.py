@@ -15,6 +15,7 @@ import time
 
 import click
 
+from ffrtmp.cli import on_central
 from ffrtmp.cli.options import db_option
 from ffrtmp.cli.params import DURATION
 
@@ -25,6 +26,10 @@ QUIT_KEYS = (ord("q"), ord("Q"))
 
 @click.command()
 @db_option
+@on_central.refused(
+    "top reads the jobs' cgroups on this machine: run it on the node; on the central "
+    "database, `ffrtmp processes list --state attached` lists every node's running jobs"
+)
 @click.option(
     "--interval",
     type=DURATION,

@@ -8,49 +8,13 @@ import sys
 import click
 
 from ffrtmp import defaults
-from ffrtmp.cli.options import db_option, load_failpoints_or_fail
-from ffrtmp.cli.ship import ship_options
-
-
-def setting_options(flags, *, from_environment: bool = False):
-    """One click option per (Flag, Setting) pair: the flags that override config settings,
-    declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
-    given, so the settings' own checks judge them. `from_environment`: each flag can also be
-    set by its FFRTMP_ variable, or else by the original daemon's name for it."""
-
-    def decorate(func):
-        for flag, setting in reversed(flags):
-            kind = setting.kind
-            environment = {}
-            if from_environment:
-                names = [flag.envvar, *filter(None, [flag.original_envvar])]
-                environment = {"envvar": names, "show_envvar": True}
-            if "/" in flag.declaration:  # an on/off pair
-                option = click.option(
-                    flag.declaration, flag.param_name, default=None, help=flag.help, **environment
-                )
-            else:
-                option = click.option(
-                    flag.declaration,
-                    flag.param_name,
-                    type=click.Choice(kind.choices) if kind.choices else None,
-                    metavar=None if kind.choices else kind.describe,
-                    multiple=kind.many,
-                    help=flag.help,
-                    **environment,
-                )
-            func = option(func)
-        return func
-
-    return decorate
-
-
-def limit_options(func):
-    """--cpu-quota, --cpu-weight, --memory-limit: shared by watch, attach and run."""
-    from ffrtmp.config import flags
-    from ffrtmp.limits import Limits
-
-    return setting_options(flags(Limits))(func)
+from ffrtmp.cli.options import (
+    db_option,
+    load_failpoints_or_fail,
+    on_command_line,
+    setting_options,
+    ship_options,
+)
 
 
 def watch_config_options(func):
@@ -276,7 +240,6 @@ def watch(
     daemon.install_signal_handlers()
     shipping = None
     if ship_to and not once:
-        from ffrtmp.fleet.hooks import on_command_line
         from ffrtmp.fleet.watching import start_shipping
 
         shipping = start_shipping(

@@ -109,23 +109,20 @@ def _shadow(conn: Connection) -> None:
 
 
 @contextmanager
-def central_reading(db: str, node: str | None, *, shadow: bool, exit_code: int = 1):
-    import click
-
-    from ffrtmp.cli.connect import refusal_as_one_sentence
+def central_reading(db: str, node: str | None, *, shadow: bool, on_command_line: bool = False):
+    """A read-only connection to the central database, closed with its engine when the block
+    ends. `shadow`: the shipped tables as `node` has them (or, without a node, each statement
+    once per node); else the central tables themselves, node_id and all. Raises
+    ffrtmp.database.DatabaseError when the database cannot be opened, UnknownNode when `node`
+    names no single node."""
     from ffrtmp.fleet import central
-    from ffrtmp.fleet.hooks import on_command_line
 
-    with refusal_as_one_sentence(exit_code):
-        engine = central.open_central(db, on_command_line=on_command_line(db))
+    engine = central.open_central(db, on_command_line=on_command_line)
     try:
         with engine.connect() as conn:
             if shadow:
                 if node:
-                    try:
-                        nodes = [(resolve_node(conn, node), node)]
-                    except UnknownNode as exc:
-                        raise click.ClickException(str(exc)) from None
+                    nodes = [(resolve_node(conn, node), node)]
                 else:
                     order = (fleet_nodes.c.label, fleet_nodes.c.node_id)
                     query = select(fleet_nodes.c.node_id, fleet_nodes.c.label).order_by(*order)

@@ -1,12 +1,15 @@
 """Developer tool: write the next central revision once a local column was added to
 app/schema.py (tests/test_fleet_schema.py fails until one exists).
 
-    .venv/bin/python -m ffrtmp.fleet.new_revision c003 "processes.some_new_column"
+    .venv/bin/python tools/new_fleet_revision.py c003 "processes.some_new_column"
 
 It starts a private PostgreSQL cluster (tests/postgres_server.py: as root, with Debian's
 postgresql package), brings an empty database to the current central head, and lets Alembic
 write what differs from app/fleet/central_schema.py into fleet_migrations/versions/. Read the
 file it writes before committing it.
+
+A tool of the source tree, not of the package: it needs the tests' PostgreSQL helper and writes
+into the checkout's fleet_migrations/, neither of which an installed ffrtmp has.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def main(rev_id: str, message: str) -> Path:
@@ -23,7 +28,7 @@ def main(rev_id: str, message: str) -> Path:
 
     from ffrtmp.fleet import central
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    sys.path.insert(0, str(REPOSITORY / "tests"))
     from postgres_server import PostgresServer
 
     server = PostgresServer.create()
@@ -53,5 +58,5 @@ def main(rev_id: str, message: str) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m ffrtmp.fleet.new_revision REVISION_ID MESSAGE")
+        raise SystemExit("usage: python tools/new_fleet_revision.py REVISION_ID MESSAGE")
     print(main(sys.argv[1], sys.argv[2]))
