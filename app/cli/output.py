@@ -22,9 +22,10 @@ def _plain(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    """CSV holds text: times as ISO 8601 UTC, lists and objects as JSON, the rest as stored
-    (control characters included: CSV quotes, it does not escape)."""
-    if isinstance(value, list | tuple | dict):
+    """CSV holds text: times as ISO 8601 UTC, booleans and lists and objects as JSON writes
+    them (true, false), the rest as stored (control characters included: CSV quotes, it does
+    not escape)."""
+    if isinstance(value, bool | list | tuple | dict):
         return json.dumps(value, ensure_ascii=False)
     return _plain(value)
 
@@ -41,13 +42,6 @@ def write_csv(rows: Sequence[dict], names: Sequence[str]) -> None:
     for r in rows:
         writer.writerow({k: _csv_cell(r.get(k)) for k in names})
     click.echo(buffer.getvalue(), nl=False)
-
-
-def render_table(columns: Sequence[str], rows: Sequence[dict]) -> str:
-    """Rows as an aligned table of plain, escaped values, never cut (a `show` record)."""
-    from ffrtmp.cli.table import plain_listing, render
-
-    return render(plain_listing(columns).choose(None, for_table=True), rows)
 
 
 def emit(
