@@ -195,6 +195,11 @@ class Daemon:
                 self.unavailable,
             )
         self._restore_health_totals()
+        if self.unavailable:
+            # A daemon that only observes is not doing its job: its health says so, and why.
+            self.health.set_problem(
+                "cgroups", f"no resource limits are applied: {self.unavailable}"
+            )
         self._others_cursor = self.store.newest_event_id()
         recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
