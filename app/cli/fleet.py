@@ -29,13 +29,15 @@ def status(db, as_json, as_csv) -> None:
     from ffrtmp.cli.output import emit
     from ffrtmp.fleet.hooks import is_central
     from ffrtmp.fleet.reads import central_reading
-    from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status
+    from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status, judged_by_node
 
     if not is_central(db):
         raise click.UsageError(
             "fleet status reads a central database: give --db postgresql+psycopg://... "
             "or set FFRTMP_DB"
         )
-    with central_reading(db, None, shadow=False) as conn:
-        rows = fleet_status(conn, datetime.now(UTC))
+    # Shadowed as for `health --node`, so that each node's status is judged as that judges it.
+    with central_reading(db, None, shadow=True) as every_node:
+        now = datetime.now(UTC)
+        rows = fleet_status(every_node.conn, now, judged_by_node(every_node.conn, now))
     emit(rows, STATUS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no node has shipped yet")
