@@ -327,7 +327,9 @@ class Daemon:
         governed: bool = False,
     ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
-        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), wall)
+        info = self.lifecycle.exit_info_for(ident, reason)
+        # Ended while no daemon ran: when exactly, nobody saw.
+        self.lifecycle.finish(followed, info, wall, end_seen=False)
 
     # --- discovery -----------------------------------------------------------------------
 
