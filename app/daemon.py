@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 JOB_PREFIX = "auto"
 # Keys a running daemon cannot change: its discovery socket and its cgroups are set up once.
-RESTART_ONLY_KEYS = ("discovery", "cgroup")
+RESTART_ONLY_KEYS = ("discovery", "cgroup", "ship")
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
 
@@ -983,9 +983,9 @@ class Daemon:
 
     def reload(self, now: float) -> None:
         """SIGHUP: a new config from the same file; a bad file keeps the old one. Every key
-        that can change in a running daemon does; `discovery` and `cgroup` need a restart,
-        and a line says so for each that changed. Processes the old filters skipped are looked
-        at again under the new ones at once."""
+        that can change in a running daemon does; `discovery`, `cgroup` and `ship` need a
+        restart, and a line says so for each that changed. Processes the old filters skipped
+        are looked at again under the new ones at once."""
         self._loop_now = now
         source = getattr(self.config, "source", None)
         if source is None:
@@ -1014,7 +1014,9 @@ class Daemon:
                 )
             else:
                 log.info("reload: %s: %s -> %s", key, before, after)
-        fresh = dataclasses.replace(fresh, discovery=old.discovery, cgroup=old.cgroup)
+        fresh = dataclasses.replace(
+            fresh, discovery=old.discovery, cgroup=old.cgroup, ship=old.ship
+        )
         self.config = fresh
         self.scanner = Scanner(
             fresh.rules(), proc_root=self.scanner.proc_root, self_pid=self.scanner.self_pid

@@ -32,3 +32,38 @@ def load_failpoints_or_fail() -> None:
         failpoints.configure()
     except failpoints.FailpointSpecError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def setting_options(flags, *, from_environment: bool = False, aliases: bool = False):
+    """One click option per (Flag, Setting) pair: the flags that override config settings,
+    declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
+    given, so the settings' own checks judge them. `from_environment`: each flag can also be
+    set by its FFRTMP_ variable, or else by the original daemon's name for it. `aliases`:
+    the flags' other names are accepted too (`ship --batch-size`)."""
+
+    def decorate(func):
+        for flag, setting in reversed(flags):
+            kind = setting.kind
+            environment = {}
+            if from_environment:
+                names = [flag.envvar, *filter(None, [flag.original_envvar])]
+                environment = {"envvar": names, "show_envvar": True}
+            if "/" in flag.declaration:  # an on/off pair
+                option = click.option(
+                    flag.declaration, flag.param_name, default=None, help=flag.help, **environment
+                )
+            else:
+                option = click.option(
+                    flag.declaration,
+                    *(flag.aliases if aliases else ()),
+                    flag.param_name,
+                    type=click.Choice(kind.choices) if kind.choices else None,
+                    metavar=None if kind.choices else kind.describe,
+                    multiple=kind.many,
+                    help=flag.help,
+                    **environment,
+                )
+            func = option(func)
+        return func
+
+    return decorate

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from ffrtmp.cli.options import db_option
+from ffrtmp.cli.options import db_option, setting_options
 
 SHIP_TO_ENV_VAR = "FFRTMP_SHIP_TO"
 
 
-def ship_options(func):
-    """--node-label and --ship-interval: shared by `ship` and `watch --ship-to`, each also set by
-    its FFRTMP_ variable (deploy/watch.env)."""
-    func = click.option(
-        "--ship-interval",
-        type=click.FloatRange(min=0.1),
-        default=5.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="How often to ship when running on.",
-        envvar=["FFRTMP_SHIP_INTERVAL"],
-        show_envvar=True,
-    )(func)
-    func = click.option(
-        "--node-label",
-        metavar="NAME",
-        help="This node's name in the fleet (default: the hostname).",
-        envvar=["FFRTMP_NODE_LABEL"],
-        show_envvar=True,
-    )(func)
-    return func
+def ship_setting_options(func):
+    """--node-label, --ship-interval, --ship-batch-size (also --batch-size): the flags of the
+    watch config's ship section, declared there (ffrtmp.config.ShipSettings), each also set
+    by its FFRTMP_ variable (deploy/watch.env). `watch` has them as well."""
+    from ffrtmp.config import ShipSettings, flags
+
+    return setting_options(flags(ShipSettings), from_environment=True, aliases=True)(func)
 
 
 @click.command()
@@ -46,30 +34,37 @@ def ship_options(func):
 )
 @click.option("--once", is_flag=True, help="Ship everything not yet shipped, then exit.")
 @click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=5000,
-    show_default=True,
-    help="Changed rows per central transaction.",
+    "--watch-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML watch config whose ship section to use (the flags win over it).",
+    envvar="FFRTMP_WATCH_CONFIG",
+    show_envvar=True,
 )
-@ship_options
-def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
+@ship_setting_options
+def ship(db, to, once, watch_config, **given) -> None:
     """Ship this node's rows to the central database: what changed since the last shipment,
     in batches, idempotently, resuming where a killed shipper stopped.
 
     Example: FFRTMP_SHIP_TO=postgresql+psycopg://node@fleet/ffrtmp ffrtmp ship --once
     """
     from ffrtmp.cli.connect import existing_store, refusal_as_one_sentence
+    from ffrtmp.config import ConfigError, apply_overrides, load_config
     from ffrtmp.fleet.actions import apply_pending_actions
     from ffrtmp.fleet.hooks import on_command_line
     from ffrtmp.fleet.shipper import Shipper
 
+    try:
+        settings = apply_overrides(load_config(watch_config), **given).ship
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     with existing_store(db) as store, refusal_as_one_sentence():
         shipper = Shipper(
             store.engine,
             to,
-            label=node_label,
-            batch_size=batch_size,
+            label=settings.node_label,
+            batch_size=settings.batch_size,
             on_command_line=on_command_line(to, SHIP_TO_ENV_VAR),
         )
         try:
@@ -87,7 +82,7 @@ def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
 
             logs.setup()
             thread = ShipperThread(
-                lambda: shipper, ship_interval, lambda s: apply_pending_actions(s, store)
+                lambda: shipper, settings.interval, lambda s: apply_pending_actions(s, store)
             )
             thread.start()
             try:

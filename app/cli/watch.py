@@ -8,41 +8,7 @@ import sys
 import click
 
 from ffrtmp import defaults
-from ffrtmp.cli.options import db_option, load_failpoints_or_fail
-from ffrtmp.cli.ship import ship_options
-
-
-def setting_options(flags, *, from_environment: bool = False):
-    """One click option per (Flag, Setting) pair: the flags that override config settings,
-    declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
-    given, so the settings' own checks judge them. `from_environment`: each flag can also be
-    set by its FFRTMP_ variable, or else by the original daemon's name for it."""
-
-    def decorate(func):
-        for flag, setting in reversed(flags):
-            kind = setting.kind
-            environment = {}
-            if from_environment:
-                names = [flag.envvar, *filter(None, [flag.original_envvar])]
-                environment = {"envvar": names, "show_envvar": True}
-            if "/" in flag.declaration:  # an on/off pair
-                option = click.option(
-                    flag.declaration, flag.param_name, default=None, help=flag.help, **environment
-                )
-            else:
-                option = click.option(
-                    flag.declaration,
-                    flag.param_name,
-                    type=click.Choice(kind.choices) if kind.choices else None,
-                    metavar=None if kind.choices else kind.describe,
-                    multiple=kind.many,
-                    help=flag.help,
-                    **environment,
-                )
-            func = option(func)
-        return func
-
-    return decorate
+from ffrtmp.cli.options import db_option, load_failpoints_or_fail, setting_options
 
 
 def limit_options(func):
@@ -197,7 +163,6 @@ def _warn_of_failpoints() -> None:
     "A password goes in a passfile or service file, never here.",
     **_environment("SHIP_TO"),
 )
-@ship_options
 @db_option
 @click.option(
     "--allow-unsafe-db",
@@ -222,8 +187,6 @@ def watch(
     db,
     allow_unsafe_db,
     ship_to,
-    node_label,
-    ship_interval,
     **overrides,
 ) -> None:
     """Find transcoding processes, govern them, follow them to their end.
@@ -282,8 +245,7 @@ def watch(
         shipping = start_shipping(
             db,
             ship_to,
-            label=node_label,
-            interval=ship_interval,
+            config.ship,
             on_command_line=on_command_line(ship_to, "FFRTMP_SHIP_TO"),
         )
     try:

@@ -29,6 +29,7 @@ The file (every key optional; deploy/watch-config.yaml shows them all):
              stale_scan_after, snapshot_interval}
     retention: 30d
     cgroup: {root: /sys/fs/cgroup, parent: ffrtmp, version: auto}   # auto | v1 | v2
+    ship: {node_label, interval: 5s, batch_size: 20000}   # watch --ship-to, ffrtmp ship
 
 Decisions worth knowing:
 - A command listed under `commands` is a target even when `target_commands` does not list it:
@@ -69,6 +70,7 @@ from ffrtmp.config.sections import (
     HealthSettings,
     MatchCriteria,
     RetrySettings,
+    ShipSettings,
     WatchConfig,
 )
 
@@ -86,6 +88,7 @@ __all__ = [
     "MatchCriteria",
     "Notice",
     "RetrySettings",
+    "ShipSettings",
     "WatchConfig",
     "apply_overrides",
     "changed_keys",

@@ -37,6 +37,7 @@ from ffrtmp.settings import (
     setting,
     text,
     validate,
+    whole_number,
 )
 
 DISCOVERY_MODES = ("events", "poll", "auto")
@@ -140,6 +141,43 @@ class CgroupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ShipSettings:
+    """How this node ships its history to the fleet's central database (`watch --ship-to`,
+    `ffrtmp ship`; docs/fleet.md). The central URL is no setting: a password could sit in
+    it, and the effective configuration is logged and stored."""
+
+    node_label: str | None = setting(
+        "node_label",
+        optional(replace(text(bool, "a node name"), describe="NAME")),
+        default=None,
+        flag=Flag("--node-label", "This node's name in the fleet (default: the hostname)."),
+    )
+    interval: float = setting(
+        "interval",
+        duration(at_least=defaults.SHIP_MIN_INTERVAL_SECONDS),
+        default=defaults.SHIP_INTERVAL_SECONDS,
+        flag=Flag(
+            "--ship-interval",
+            f"Ship every DURATION when running on (500ms, 10s, 1m30s; default "
+            f"{defaults.SHIP_INTERVAL_SECONDS:g}s).",
+        ),
+    )
+    batch_size: int = setting(
+        "batch_size",
+        whole_number(1),
+        default=defaults.SHIP_BATCH_SIZE,
+        flag=Flag(
+            "--ship-batch-size",
+            f"Changed rows per central transaction (default {defaults.SHIP_BATCH_SIZE}).",
+            aliases=("--batch-size",),
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True, slots=True)
 class WatchConfig:
     """The whole configuration of `ffrtmp watch`; WatchConfig() is the built-in defaults."""
 
@@ -194,6 +232,7 @@ class WatchConfig:
     health: HealthSettings = section("health", HealthSettings)
     retention_s: float = setting("retention", duration(), default=defaults.RETENTION_SECONDS)
     cgroup: CgroupSettings = section("cgroup", CgroupSettings)
+    ship: ShipSettings = section("ship", ShipSettings)
     source: Path | None = None  # the file it was read from; None for defaults only
     # What the file spells the original daemon's way; not part of the configuration's value.
     notices: tuple[Notice, ...] = field(default=(), compare=False)
