@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ffrtmp.attach_safety import AttachRefused, check_never
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
@@ -104,6 +106,7 @@ class Attacher:
             return AttachResult(
                 ProcessState.OBSERVED, error=self.unavailable_reason, process_id=process_id
             )
+        moved_at = when  # found already in place: as of now
         try:
             attachment = None
             if attempt > 0 or look_first:
@@ -111,7 +114,11 @@ class Attacher:
                 if attachment is not None and attachment.applied != limits:
                     attachment = None  # in its cgroup, not yet with these limits: apply them
             if attachment is None:
+                started = time.monotonic()
                 attachment = self.governor.attach(identity, job_id, limits)
+                # attached_at is when the pid moved in: `now` and the time the cgroup work
+                # took, on now's own base (its row's discovered_at is `now`).
+                moved_at = when + timedelta(seconds=time.monotonic() - started)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
             process_id = _row(process_id, register)
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
@@ -123,7 +130,7 @@ class Attacher:
                 cgroup_version=attachment.version,
                 cgroup_paths=attachment.cgroup_paths,
                 applied=attachment.applied,
-                now=when,
+                now=moved_at,
                 attempt=attempt,
                 origin_cgroups=dict(getattr(attachment, "origin", ())) or None,
             ),

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 JOB_PREFIX = "auto"
 # Keys a running daemon cannot change: its discovery socket and its cgroups are set up once.
-RESTART_ONLY_KEYS = ("discovery", "cgroup")
+RESTART_ONLY_KEYS = ("discovery", "cgroup", "ship")
 PRUNE_BATCHES_PER_STEP = 4
 PRUNE_INTERVAL_SECONDS = 3600.0
 
@@ -195,6 +195,11 @@ class Daemon:
                 self.unavailable,
             )
         self._restore_health_totals()
+        if self.unavailable:
+            # A daemon that only observes is not doing its job: its health says so, and why.
+            self.health.set_problem(
+                "cgroups", f"no resource limits are applied: {self.unavailable}"
+            )
         self._others_cursor = self.store.newest_event_id()
         recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
@@ -322,7 +327,9 @@ class Daemon:
         governed: bool = False,
     ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
-        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), wall)
+        info = self.lifecycle.exit_info_for(ident, reason)
+        # Ended while no daemon ran: when exactly, nobody saw.
+        self.lifecycle.finish(followed, info, wall, end_seen=False)
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -975,9 +982,9 @@ class Daemon:
 
     def reload(self, now: float) -> None:
         """SIGHUP: a new config from the same file; a bad file keeps the old one. Every key
-        that can change in a running daemon does; `discovery` and `cgroup` need a restart,
-        and a line says so for each that changed. Processes the old filters skipped are looked
-        at again under the new ones at once."""
+        that can change in a running daemon does; `discovery`, `cgroup` and `ship` need a
+        restart, and a line says so for each that changed. Processes the old filters skipped
+        are looked at again under the new ones at once."""
         self._loop_now = now
         source = getattr(self.config, "source", None)
         if source is None:
@@ -1006,7 +1013,9 @@ class Daemon:
                 )
             else:
                 log.info("reload: %s: %s -> %s", key, before, after)
-        fresh = dataclasses.replace(fresh, discovery=old.discovery, cgroup=old.cgroup)
+        fresh = dataclasses.replace(
+            fresh, discovery=old.discovery, cgroup=old.cgroup, ship=old.ship
+        )
         self.config = fresh
         self.scanner = Scanner(
             fresh.rules(), proc_root=self.scanner.proc_root, self_pid=self.scanner.self_pid

@@ -44,6 +44,11 @@ PRUNE_BATCH_ROWS = 500
 # HTTP
 HTTP_ADDRESS = "127.0.0.1:9464"
 
+# Shipping to the fleet's central database (`watch --ship-to`, `ffrtmp ship`; docs/fleet.md)
+SHIP_INTERVAL_SECONDS = 5.0  # a shipper running on ships this often
+SHIP_MIN_INTERVAL_SECONDS = 0.1
+SHIP_BATCH_SIZE = 20000  # changed rows per central transaction (docs/fleet.md, the figures)
+
 # Database
 DB_ENV_VAR = "FFRTMP_DB"
 DB_FILE_NAME = "ffrtmp.db"

@@ -141,7 +141,9 @@ class Lifecycle:
         info: ExitInfo,
         now: float,
         state: ProcessState = ProcessState.EXITED,
+        end_seen: bool = True,
     ) -> None:
+        """`end_seen` False: it ended while no daemon ran (Store.record_exit)."""
         usage = None
         if followed.governed:
             try:
@@ -163,6 +165,7 @@ class Lifecycle:
                 cpu_seconds=getattr(usage, "cpu_seconds", None),
                 oom_killed=getattr(usage, "oom_killed", None),
                 state=state,
+                end_seen=end_seen,
             )
 
         if self.outbox is None:

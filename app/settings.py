@@ -101,6 +101,7 @@ class Flag:
     help: str
     param: str = ""
     original_envvar: str | None = None
+    aliases: tuple[str, ...] = ()  # other names click also accepts (a command's older name)
 
     @property
     def name(self) -> str:
@@ -285,7 +286,9 @@ def _parses_as_duration(text: str) -> bool:
     return True
 
 
-def duration(*, allow_zero: bool = False) -> Kind:
+def duration(*, allow_zero: bool = False, at_least: float | None = None) -> Kind:
+    """Seconds, written 500ms, 10s, 1m30s or as a plain number of seconds. `at_least`: the
+    shortest a positive duration may be."""
     want = "a duration of zero or more" if allow_zero else "a positive duration"
 
     def accept(value: Any) -> float:
@@ -302,6 +305,8 @@ def duration(*, allow_zero: bool = False) -> Kind:
         ):
             if seconds > MAX_DURATION_SECONDS:
                 raise Invalid(f"must be at most 36500d (a century), not {show(value)}")
+            if at_least is not None and seconds < at_least:
+                raise Invalid(f"must be at least {format_duration(at_least)}, not {show(value)}")
             return float(seconds)
         malformed = isinstance(value, str) and not _parses_as_duration(value.strip().lstrip("-"))
         hint = " (write durations like 500ms, 10s or 1m30s)" if malformed else ""

@@ -708,18 +708,23 @@ class Store:
         cpu_seconds: float | None = None,
         oom_killed: bool | None = None,
         state: ProcessState = ProcessState.EXITED,
+        end_seen: bool = True,
     ) -> None:
+        """`end_seen` False: the process ended while no daemon ran, at an unknown moment
+        between the last time it was seen alive and `now`; its run_seconds ends at the former,
+        which it surely ran until, rather than taking in the downtime."""
         with self.unit() as s:
             process = s.get(Process, process_id)
             if process is None or process.exited_at is not None:
                 return
+            ran_until = now if end_seen else min(now, process.last_seen_at)
             previous_state = process.state
             process.exited_at, process.exit_code, process.exit_signal = now, exit_code, exit_signal
             process.exit_reason = reason
             if previous_state not in (ProcessState.DEAD, ProcessState.SKIPPED):
                 process.state = state
             process.last_seen_at = now
-            process.run_seconds = max(0.0, (now - process.started_at).total_seconds())
+            process.run_seconds = max(0.0, (ran_until - process.started_at).total_seconds())
             # A cgroup unreadable at the end keeps the figures of the last sample.
             if peak_memory_bytes is not None:
                 process.peak_memory_bytes = peak_memory_bytes

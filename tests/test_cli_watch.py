@@ -386,7 +386,8 @@ def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
     assert result.returncode == 0, result.stderr
     rows = {row["pid"]: row for row in json.loads(result.stdout)}
     assert rows[inside.pid]["decision"] == "attach"
-    assert rows[inside.pid]["limits"] == "cpu 150%, weight 100, memory 2048MB"
+    # Written as the daemon's log writes limits (Limits.describe), units and all.
+    assert rows[inside.pid]["limits"] == "cpu 150%, weight 100, memory 2048 MiB"
     assert rows[outside.pid]["decision"] == "skip"
     assert str(other) in rows[outside.pid]["reason"]
     assert not db_path.exists()  # a dry run writes nothing

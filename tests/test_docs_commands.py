@@ -25,6 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 UNIT = REPO / "deploy" / "ffrtmp-watch.service"
+# The deploy files' comments and descriptions name commands too (`ffrtmp retries list --state
+# dead` in an alert, "Check a file with:   ffrtmp config check FILE" in a config's header).
+DEPLOY = sorted(path for path in (REPO / "deploy").iterdir() if path.is_file())
 FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 
 # Commands that would govern real processes on this machine, or run until stopped: parsed
@@ -90,6 +93,14 @@ def _documented() -> list[tuple[str, str]]:
             found.append((doc.name, line.strip()))
     for line in re.findall(r"^ExecStart=\S*/(ffrtmp .+)$", UNIT.read_text(), re.M):
         found.append((UNIT.name, line))
+    for path in DEPLOY:
+        text = path.read_text()
+        for span in re.findall(r"`(ffrtmp [^`]+)`", text):
+            if re.fullmatch(r"ffrtmp( [a-z][a-z-]*)+", span):
+                span += " [...]"
+            found.append((f"deploy/{path.name}", span))
+        for line in re.findall(r"^#.*\S\s{2,}(ffrtmp [a-z].*)$", text, re.M):
+            found.append((f"deploy/{path.name}", line.strip()))
     return list(dict.fromkeys(found))
 
 
@@ -247,4 +258,7 @@ def test_the_docs_show_command_lines_at_all():
     assert "ffrtmp health [...]" in commands
     assert any(c.startswith("ffrtmp watch --watch-config") for c in commands)
     assert any(c.startswith("ffrtmp retries requeue") for c in commands)
+    deploy = {command for where, command in CASES if where.startswith("deploy/")}
+    assert "ffrtmp config check /etc/ffrtmp/watch.yaml" in deploy
+    assert "ffrtmp errors list --since 15m" in deploy
     assert len(CASES) > 40

@@ -103,7 +103,7 @@ def test_fleet_status_has_one_line_per_node(two_nodes):
     assert rows["edge-a"]["dead_letters"] == 0
     assert rows["edge-a"]["lag_rows"] == 0
     # The snapshots were made an hour back: a live daemon would have written newer ones.
-    assert rows["edge-a"]["status"] == "stale (healthy)"
+    assert rows["edge-a"]["status"] == "unhealthy"  # as `health --node edge-a` says
     assert rows["edge-a"]["status_since"] is not None
     table = run(two_nodes, "fleet", "status")
     assert table.output.splitlines()[0].split()[:3] == ["NODE", "STATUS", "STATUS_SINCE"]

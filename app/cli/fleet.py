@@ -28,9 +28,11 @@ def status(db, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
-    from ffrtmp.cli.connect import reading
+    from ffrtmp.cli.connect import refusal_as_one_sentence
+    from ffrtmp.cli.options import on_command_line
     from ffrtmp.cli.output import emit
-    from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status
+    from ffrtmp.fleet.reads import central_reading
+    from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status, judged_by_node
     from ffrtmp.fleet.urls import is_central
 
     if not is_central(db):
@@ -38,6 +40,9 @@ def status(db, as_json, as_csv) -> None:
             "fleet status reads a central database: give --db postgresql+psycopg://... "
             "or set FFRTMP_DB"
         )
-    with reading(db) as conn:
-        rows = fleet_status(conn, datetime.now(UTC))
+    # Shadowed as for `health --node`, so that each node's status is judged as that judges it.
+    opened = central_reading(db, None, shadow=True, on_command_line=on_command_line(db))
+    with refusal_as_one_sentence(), opened as every_node:
+        now = datetime.now(UTC)
+        rows = fleet_status(every_node.conn, now, judged_by_node(every_node.conn, now))
     emit(rows, STATUS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no node has shipped yet")

@@ -21,9 +21,10 @@ def plain(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    """CSV holds text: times as ISO 8601 UTC, lists and objects as JSON, the rest as stored
-    (control characters included: CSV quotes, it does not escape)."""
-    if isinstance(value, list | tuple | dict):
+    """CSV holds text: times as ISO 8601 UTC, booleans and lists and objects as JSON writes
+    them (true, false), the rest as stored (control characters included: CSV quotes, it does
+    not escape)."""
+    if isinstance(value, bool | list | tuple | dict):
         return json.dumps(value, ensure_ascii=False)
     return plain(value)
 

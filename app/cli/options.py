@@ -42,11 +42,12 @@ def load_failpoints_or_fail() -> None:
         raise click.UsageError(str(exc)) from None
 
 
-def setting_options(flags, *, from_environment: bool = False):
+def setting_options(flags, *, from_environment: bool = False, aliases: bool = False):
     """One click option per (Flag, Setting) pair: the flags that override config settings,
     declared with the settings themselves (ffrtmp.settings). Values reach apply_overrides as
     given, so the settings' own checks judge them. `from_environment`: each flag can also be
-    set by its FFRTMP_ variable, or else by the original daemon's name for it."""
+    set by its FFRTMP_ variable, or else by the original daemon's name for it. `aliases`:
+    the flags' other names are accepted too (`ship --batch-size`)."""
 
     def decorate(func):
         for flag, setting in reversed(flags):
@@ -62,6 +63,7 @@ def setting_options(flags, *, from_environment: bool = False):
             else:
                 option = click.option(
                     flag.declaration,
+                    *(flag.aliases if aliases else ()),
                     flag.param_name,
                     type=click.Choice(kind.choices) if kind.choices else None,
                     metavar=None if kind.choices else kind.describe,
@@ -84,23 +86,9 @@ def limit_options(func):
 
 
 def ship_options(func):
-    """--node-label and --ship-interval: shared by `ship` and `watch --ship-to`, each also set by
-    its FFRTMP_ variable (deploy/watch.env)."""
-    func = click.option(
-        "--ship-interval",
-        type=click.FloatRange(min=0.1),
-        default=5.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="How often to ship when running on.",
-        envvar=["FFRTMP_SHIP_INTERVAL"],
-        show_envvar=True,
-    )(func)
-    func = click.option(
-        "--node-label",
-        metavar="NAME",
-        help="This node's name in the fleet (default: the hostname).",
-        envvar=["FFRTMP_NODE_LABEL"],
-        show_envvar=True,
-    )(func)
-    return func
+    """--node-label, --ship-interval, --ship-batch-size (also --batch-size): the flags of the
+    watch config's ship section, declared there (ffrtmp.config.ShipSettings), each also set
+    by its FFRTMP_ variable (deploy/watch.env). `watch` has them as well."""
+    from ffrtmp.config import ShipSettings, flags
+
+    return setting_options(flags(ShipSettings), from_environment=True, aliases=True)(func)

@@ -9,13 +9,6 @@ from collections.abc import Sequence
 from ffrtmp.cli.human import local_time, relative  # noqa: F401  (used by other commands)
 
 
-def render_table(columns: Sequence[str], rows: Sequence[dict]) -> str:
-    """Rows as an aligned table of plain, escaped values, never cut (a `show` record)."""
-    from ffrtmp.cli.table import plain_listing, render
-
-    return render(plain_listing(columns).choose(None, for_table=True), rows)
-
-
 def emit(
     rows: Sequence[dict],
     columns: Sequence[str],

@@ -9,12 +9,6 @@ import click
 from ffrtmp.cli.options import output_options
 
 
-def limits_text(limits) -> str:
-    quota = "max" if limits.cpu_quota is None else f"{limits.cpu_quota:g}%"
-    memory = "max" if limits.memory_limit_mb is None else f"{limits.memory_limit_mb}MB"
-    return f"cpu {quota}, weight {limits.cpu_weight}, memory {memory}"
-
-
 @click.command()
 @click.option(
     "--watch-config",
@@ -60,7 +54,7 @@ def scan(watch_config, targets, as_json, as_csv) -> None:
                 "rule": c.rule,
                 "user": c.user,
                 "decision": str(verdict.decision),
-                "limits": limits_text(config.limits_for(c.rule)) if verdict.attach else None,
+                "limits": config.limits_for(c.rule).describe() if verdict.attach else None,
                 "reason": verdict.reason or None,
                 "cmdline": " ".join(c.argv),
             }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ffrtmp.cli.options import db_option, on_command_line, ship_options
@@ -23,29 +25,36 @@ SHIP_TO_ENV_VAR = "FFRTMP_SHIP_TO"
 )
 @click.option("--once", is_flag=True, help="Ship everything not yet shipped, then exit.")
 @click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=5000,
-    show_default=True,
-    help="Changed rows per central transaction.",
+    "--watch-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML watch config whose ship section to use (the flags win over it).",
+    envvar="FFRTMP_WATCH_CONFIG",
+    show_envvar=True,
 )
 @ship_options
-def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
+def ship(db, to, once, watch_config, **given) -> None:
     """Ship this node's rows to the central database: what changed since the last shipment,
     in batches, idempotently, resuming where a killed shipper stopped.
 
     Example: FFRTMP_SHIP_TO=postgresql+psycopg://node@fleet/ffrtmp ffrtmp ship --once
     """
     from ffrtmp.cli.connect import existing_store, refusal_as_one_sentence
+    from ffrtmp.config import ConfigError, apply_overrides, load_config
     from ffrtmp.fleet.actions import apply_pending_actions
     from ffrtmp.fleet.shipper import Shipper
 
+    try:
+        settings = apply_overrides(load_config(watch_config), **given).ship
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     with existing_store(db) as store, refusal_as_one_sentence():
         shipper = Shipper(
             store.engine,
             to,
-            label=node_label,
-            batch_size=batch_size,
+            label=settings.node_label,
+            batch_size=settings.batch_size,
             on_command_line=on_command_line(to, SHIP_TO_ENV_VAR),
         )
         try:
@@ -63,7 +72,7 @@ def ship(db, to, once, batch_size, node_label, ship_interval) -> None:
 
             logs.setup()
             thread = ShipperThread(
-                lambda: shipper, ship_interval, lambda s: apply_pending_actions(s, store)
+                lambda: shipper, settings.interval, lambda s: apply_pending_actions(s, store)
             )
             thread.start()
             try:

@@ -13,7 +13,6 @@ from ffrtmp.cli.options import (
     load_failpoints_or_fail,
     on_command_line,
     setting_options,
-    ship_options,
 )
 
 
@@ -161,7 +160,6 @@ def _warn_of_failpoints() -> None:
     "A password goes in a passfile or service file, never here.",
     **_environment("SHIP_TO"),
 )
-@ship_options
 @db_option
 @click.option(
     "--allow-unsafe-db",
@@ -186,8 +184,6 @@ def watch(
     db,
     allow_unsafe_db,
     ship_to,
-    node_label,
-    ship_interval,
     **overrides,
 ) -> None:
     """Find transcoding processes, govern them, follow them to their end.
@@ -245,8 +241,7 @@ def watch(
         shipping = start_shipping(
             db,
             ship_to,
-            label=node_label,
-            interval=ship_interval,
+            config.ship,
             on_command_line=on_command_line(ship_to, "FFRTMP_SHIP_TO"),
         )
     try:

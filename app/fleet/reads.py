@@ -99,6 +99,9 @@ def _set_node(conn: Connection, node_id: str) -> None:
     conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (NODE_SETTING, node_id))
 
 
+select_node = _set_node  # the shadowing views show this node's rows from now on
+
+
 def _shadow(conn: Connection) -> None:
     for name, table in CENTRAL_TABLES.items():
         columns = ", ".join(f'"{c.name}"' for c in table.columns if c.name != "node_id")

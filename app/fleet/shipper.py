@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from ffrtmp import __version__, schema
+from ffrtmp import __version__, defaults, schema
 from ffrtmp.database import DatabaseError, for_reading
 from ffrtmp.fleet import central
 from ffrtmp.fleet.central_schema import CENTRAL_TABLES, NODE_COLUMN, fleet_nodes, shipped_tables
@@ -33,7 +33,7 @@ from ffrtmp.fleet.node import Node, ensure_node, log_whole_history
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 20000
+DEFAULT_BATCH_SIZE = defaults.SHIP_BATCH_SIZE
 # SQLite's limit on bound parameters is 32766 from 3.32 on; stay well below it.
 IDS_PER_SELECT = 5000
 CHANGES = schema.ship_changes
