@@ -4,12 +4,13 @@ One thread does all the work: it waits on the kernel's process-events socket (wh
 one) with a timeout that ends at the next due step: a full scan, a retry, a health snapshot.
 Every step gets `now` passed in, so tests control time. Signal handlers only set a flag.
 
-`now` is a reading of the daemon's monotonic clock (ffrtmp.clock): everything that waits
-(scans, retries, deferrals, snapshots, health's "since the last scan") is scheduled on it, so a
-step of the wall clock neither stops scans nor makes a day's work due at once. Rows get the
-wall time of that moment (`_wall(now)`). Stored retry due times are wall times: when the loop
-sees the wall clock stepped, it moves them by the step (`_follow_wall_clock`), so each keeps
-its delay; the in-memory due time is derived from them against the wall clock of the moment.
+`now` is a `Moment` of the daemon's clock (ffrtmp.clock): everything that waits (scans,
+retries, deferrals, snapshots, health's "since the last scan") is scheduled on its monotonic
+reading, so a step of the wall clock neither stops scans nor makes a day's work due at once.
+Rows get its wall reading, so rows stamped at one moment carry one time. Stored retry due times
+are wall times: when the loop sees the wall clock stepped, it moves them by the step
+(`_follow_wall_clock`), so each keeps its delay; the in-memory due time is derived from them
+against the wall reading of the moment (`Moment.at_wall`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ffrtmp import __version__, defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import job_id_for
-from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, SystemClock, seconds_since_boot
+from ffrtmp.clock import STEP_TOLERANCE_SECONDS, Clock, Moment, SystemClock, seconds_since_boot
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthTracker, SnapshotSchedule
 from ffrtmp.identity import ProcessIdentity, boot_id
@@ -67,7 +68,7 @@ class Daemon:
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or SystemClock()
-        self._wall_offset = self.clock.wall() - self.clock.monotonic()
+        self._wall_offset = self.clock.now().offset  # followed by _follow_wall_clock
         self.config = config
         self.store = store
         self.governor = governor
@@ -81,7 +82,7 @@ class Daemon:
         self.database_description = "?"  # for the ready line; set by ffrtmp.service
         self.scans_run = 0
         self.event_overflows = 0  # reported in every health snapshot
-        self.health = HealthTracker(config.health.thresholds, started_at=self.clock.monotonic())
+        self.health = HealthTracker(config.health.thresholds, started_at=self.clock.now())
         self.snapshots = SnapshotSchedule(config.health.snapshot_interval)
         from ffrtmp.metrics import Metrics
 
@@ -89,6 +90,8 @@ class Daemon:
         self.http_server = None
         self.http_endpoint = None  # ffrtmp.http.Endpoint of --http: binds again until it can
         self.unavailable = governor.check() if governor is not None else "no cgroup governor"
+        # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
+        self.outbox = Outbox()
         self.attacher = Attacher(
             store,
             governor,
@@ -96,8 +99,9 @@ class Daemon:
             retry_enabled=config.retry.enabled,
             health=self.health,
             unavailable_reason=self.unavailable,
+            outbox=self.outbox,
         )
-        self.lifecycle = Lifecycle(store, governor)
+        self.lifecycle = Lifecycle(store, governor, outbox=self.outbox)
         if listener is not None:
             listener.thread_groups = self.lifecycle.leader_left
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
@@ -109,16 +113,12 @@ class Daemon:
             followed=lambda: self.lifecycle.by_pid.values(),
             rule_names=lambda: self.config.target_commands,
             interval=config.usage_interval,
-            # The sampler's own `now` is wall time; errors are the loop's, on its clock.
-            on_error=lambda exc, _wall_now: self._on_loop_thread(
-                lambda: self._record_error("usage", exc, self.clock.monotonic())
+            # Errors are the loop's to record, at the moment the loop takes them up.
+            on_error=lambda exc, _sampled_at: self._on_loop_thread(
+                lambda: self._record_error("usage", exc, self.clock.now())
             ),
+            clock=self.clock,
         )
-        # Governing never waits for the database: what it refuses waits here (ffrtmp.outbox).
-        # Its pauses run on the loop's moment (some writers hand it wall times; see _at).
-        self._loop_now = self.clock.monotonic()
-        self.outbox = Outbox(clock=lambda: self._loop_now)
-        self.attacher.outbox = self.lifecycle.outbox = self.outbox
         store.on_write = lambda exc: self._on_loop_thread(lambda: self._store_write_result(exc))
         # The outbox and health are the loop's own: what another thread (the usage sampler)
         # has to tell them waits here for the loop's next step.
@@ -127,17 +127,17 @@ class Daemon:
         # Identities decided for good (skipped, vanished, owned elsewhere) -> process id;
         # forgotten once their pid leaves the process table, so it never outgrows the table.
         self.settled: dict[ProcessIdentity, int] = {}
-        self.deferred: dict[ProcessIdentity, float] = {}  # min_runtime not reached: until when
+        self.deferred: dict[ProcessIdentity, Moment] = {}  # min_runtime not reached: until when
         # The settled ones a filter skipped: looked at again after a reload.
         self.skipped: set[ProcessIdentity] = set()
         # Processes an exec event identified, waiting for their attach (see _drain_events).
         self._identified: deque[Candidate] = deque()
         self.run_id: int | None = None
         self.stop_requested = 0
-        self.next_scan_at = 0.0
-        self.next_retry_at: float | None = None
+        self.next_scan_at: Moment | None = None  # None: at once
+        self.next_retry_at: Moment | None = None
         self.reload_requested = False
-        self.next_prune_at = 0.0
+        self.next_prune_at: Moment | None = None
         self._others_cursor = 0  # an event id, set at start(): recovery covers rows before it
         # Job cgroups recovery found holding a process no row speaks of: an attach cut short
         # between the move and its row. The scan that finds the process records what the
@@ -167,12 +167,10 @@ class Daemon:
 
     # --- start-up ------------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        self._loop_now = now
-
+    def start(self, now: Moment) -> None:
         def begin_run() -> None:
             self.run_id = self.store.begin_run(
-                now=utc(self._wall(now)),
+                now=utc(now.wall),
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
                 version=__version__,
@@ -194,12 +192,12 @@ class Daemon:
                 "NO RESOURCE LIMITS WILL BE APPLIED: %s. Processes are recorded as observed.",
                 self.unavailable,
             )
-        self._restore_health_totals()
+        self._restore_health_totals(now)
         self._others_cursor = self.store.newest_event_id()
         recovered = self.recover(now)
         # After recovery, which has cancelled the items of processes that exited meanwhile.
         exhausted: list[int] = []
-        wall = self._wall(now)
+        wall = now.wall
         self.outbox.write(
             "dead-lettering exhausted retries",
             lambda: exhausted.append(self.store.dead_letter_exhausted(now=utc(wall))),
@@ -223,38 +221,35 @@ class Daemon:
             pending,
         )
 
-    def _restore_health_totals(self) -> None:
-        """The totals go on across restarts; the consecutive counters describe this run."""
+    def _restore_health_totals(self, now: Moment) -> None:
+        """The totals go on across restarts; the consecutive counters describe this run. They
+        are taken into the tracker in place: what parts reported before start() (an HTTP
+        address that could not be bound) stays reported."""
         last = self.store.last_health()
         if last is None:
             return
         details = last.details or {}
         try:
-            restored = HealthTracker.restore(
-                self.health.thresholds,
-                self.health.started_at,
+            self.health.resume(
                 total_scans=int(details.get("total_scans", 0)),
                 total_scan_failures=last.total_scan_failures,
                 total_attaches=int(details.get("total_attaches", 0)),
                 total_attach_failures=last.total_attach_failures,
                 errors_by_type={str(k): int(v) for k, v in (last.errors_by_type or {}).items()},
                 last_successful_attach_at=(
-                    last.last_successful_attach_at.timestamp()
+                    now.at_wall(last.last_successful_attach_at.timestamp())
                     if last.last_successful_attach_at
                     else None
                 ),
             )
         except (TypeError, ValueError) as exc:
             log.warning("health totals of the last run not restored: %s", exc)
-            return
-        self.health = self.attacher.health = restored
 
-    def recover(self, now: float) -> dict[str, int]:
+    def recover(self, now: Moment) -> dict[str, int]:
         """Take up what an earlier run left: adopt the living, close the dead, clean up.
         Returns how many processes it adopted, attached again, followed and closed."""
         counts = dict.fromkeys(("adopted", "attached", "followed", "closed"), 0)
         current_boot = boot_id()
-        wall = self._wall(now)
         leftovers: dict[str, list[int]] = {}
         if not self.unavailable:
             try:
@@ -266,7 +261,7 @@ class Daemon:
             recorded_jobs.add(tracked.job_id)
             ident = tracked.identity
             if ident.boot_id != current_boot:
-                self._close(tracked.process_id, ident, tracked.job_id, wall, REASON_REBOOTED)
+                self._close(tracked.process_id, ident, tracked.job_id, now, REASON_REBOOTED)
                 counts["closed"] += 1
                 continue
             if not ident.is_running():
@@ -275,7 +270,7 @@ class Daemon:
                     tracked.process_id,
                     ident,
                     tracked.job_id,
-                    wall,
+                    now,
                     REASON_DAEMON_DOWN,
                     governed=tracked.job_id in leftovers,
                 )
@@ -299,13 +294,13 @@ class Daemon:
         followed_jobs = {f.job_id for f in self.lifecycle.by_pid.values() if f.governed}
         for job_id, pids in leftovers.items():
             if not pids and job_id not in followed_jobs:
-                self.lifecycle.release(job_id, wall)
+                self.lifecycle.release(job_id, now)
             elif pids and job_id not in recorded_jobs:
                 self._moved_without_row.add(job_id)
         return counts
 
-    def _mark_adopted(self, process_id: int, now: float, state: ProcessState) -> None:
-        wall = self._wall(now)
+    def _mark_adopted(self, process_id: int, now: Moment, state: ProcessState) -> None:
+        wall = now.wall
         self.outbox.write(
             f"the adoption of process {process_id}",
             lambda: self.store.mark_adopted(process_id, now=utc(wall), state=state),
@@ -317,17 +312,16 @@ class Daemon:
         process_id: int,
         ident: ProcessIdentity,
         job_id: str,
-        wall: float,
+        now: Moment,
         reason: str,
         governed: bool = False,
     ) -> None:
         followed = Followed(process_id, ident, job_id, governed)
-        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), wall)
+        self.lifecycle.finish(followed, self.lifecycle.exit_info_for(ident, reason), now)
 
     # --- discovery -----------------------------------------------------------------------
 
-    def full_scan(self, now: float, trigger: str = "periodic") -> None:
-        self._loop_now = now
+    def full_scan(self, now: Moment, trigger: str = "periodic") -> None:
         started = time.perf_counter()
         errors = new = 0
         lost = False
@@ -354,12 +348,12 @@ class Daemon:
                 # At the time the scan has reached, so exits are stamped when they were read.
                 drained.append(self._drain_events(now + (time.perf_counter() - started)))
 
-            self.lifecycle.poll(self._wall(now), drain_events=drain_to_the_end)
+            self.lifecycle.poll(now, drain_events=drain_to_the_end)
             lost = any(drained)
             # `ffrtmp release` may have taken some back behind our back.
             self.lifecycle.unfollow(self.store.released_among(self.lifecycle.followed_ids()))
             followed_ids = self.lifecycle.followed_ids()
-            seen_at = utc(self._wall(now))
+            seen_at = utc(now.wall)
             self.outbox.write(
                 "the last-seen times",
                 lambda: self.store.touch_seen(followed_ids, now=seen_at),
@@ -374,7 +368,7 @@ class Daemon:
         self.metrics.observe_scan(duration_ms / 1000, ok)
         self.health.record_scan(ok, now)
         try:
-            scan_started_at = utc(self._wall(now))
+            scan_started_at = utc(now.wall)
             self.outbox.write(
                 "a scan",
                 lambda: self.store.record_scan(
@@ -400,7 +394,7 @@ class Daemon:
         except Exception as exc:
             self._record_error("store", exc, now)
 
-    def consider(self, candidate: Candidate, now: float) -> int:
+    def consider(self, candidate: Candidate, now: Moment) -> int:
         """Decide about one matching process; returns 1 if it was new to us."""
         ident = candidate.identity
         if ident in self.settled or self.lifecycle.is_followed(ident):
@@ -418,7 +412,7 @@ class Daemon:
             return 0
         self.deferred.pop(ident, None)
         job_id = self.governor_job_id(candidate)
-        wall = self._wall(now)
+        wall = now.wall
         if verdict.decision == "skip":
             recorded: list[tuple[int, bool]] = []
             self.outbox.write(
@@ -484,12 +478,12 @@ class Daemon:
             self._govern_unrecorded(candidate, job_id, limits, now)
         return 1
 
-    def _govern_unrecorded(self, candidate: Candidate, job_id: str, limits, now: float) -> None:
+    def _govern_unrecorded(self, candidate: Candidate, job_id: str, limits, now: Moment) -> None:
         """The database refused the process's row: govern it first, record it when the
         database takes writes again (its attach is looked up in the kernel then, so a process
         already in its cgroup is recorded as attached, and its exit follows in order)."""
         ident = candidate.identity
-        wall = self._wall(now)
+        wall = now.wall
         attachment = None
         if not self.unavailable:
             try:
@@ -510,7 +504,7 @@ class Daemon:
                 return  # recorded by whoever wrote the row (a try of this one cut short, or not)
             if self.lifecycle.by_pid.get(ident.pid) is followed:
                 result = self.attacher.attach(
-                    process_id, ident, job_id, limits, now=wall, look_first=True
+                    process_id, ident, job_id, limits, now=now, look_first=True
                 )
                 followed.governed = result.state == ProcessState.ATTACHED
                 if result.state not in (ProcessState.ATTACHED, ProcessState.VANISHED):
@@ -539,16 +533,12 @@ class Daemon:
         ident: ProcessIdentity,
         job_id: str,
         limits,
-        now: float,
+        now: Moment,
         look_first: bool = False,
         register=None,
-        wall: float | None = None,
     ) -> None:
-        """`wall`: the wall time of `now` when the caller has already stamped rows with it
-        (the wall and monotonic clocks drift apart by microseconds between two readings)."""
-        wall = self._wall(now) if wall is None else wall
         result = self.attacher.attach(
-            process_id, ident, job_id, limits, now=wall, look_first=look_first, register=register
+            process_id, ident, job_id, limits, now=now, look_first=look_first, register=register
         )
         process_id = result.process_id if result.process_id is not None else process_id
         if result.state in (
@@ -563,12 +553,12 @@ class Daemon:
             self.lifecycle.finish(
                 Followed(process_id, ident, job_id, False),
                 self.lifecycle.exit_info_for(ident, VANISHED_REASON),
-                wall,
+                now,
                 ProcessState.VANISHED,
             )
             self.settled[ident] = process_id
         if result.retry is not None and result.retry.next_attempt_at is not None:
-            due = now + (result.retry.next_attempt_at.timestamp() - wall)
+            due = now.at_wall(result.retry.next_attempt_at.timestamp())
             self.next_retry_at = due if self.next_retry_at is None else min(self.next_retry_at, due)
 
     def _forget_absent(self, present: set[ProcessIdentity]) -> None:
@@ -578,7 +568,7 @@ class Daemon:
         for ident in [i for i in self.deferred if i not in present]:
             del self.deferred[ident]
 
-    def _follow_rows_of_others(self, now: float) -> None:
+    def _follow_rows_of_others(self, now: Moment) -> None:
         """Processes governed by `ffrtmp attach` while we run: follow them to their end.
 
         Only rows attached since the last look are read; recovery took up everything older."""
@@ -591,7 +581,7 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
-    def _drain_events(self, now: float, until: float | None = None) -> bool:
+    def _drain_events(self, now: Moment, until: Moment | None = None) -> bool:
         """Handle what the kernel told us; True when events were lost and a scan is due.
 
         A burst of execs can queue faster than processes are attached (each attach writes
@@ -611,9 +601,8 @@ class Daemon:
         from ffrtmp.proc_events import ExecEvent, ExitEvent, Overflow
 
         began = time.monotonic()
-        wall_offset = self._wall(now) - now
 
-        def clock() -> float:
+        def clock() -> Moment:
             return now + (time.monotonic() - began)
 
         lost = False
@@ -633,13 +622,9 @@ class Daemon:
                     if candidate is not None:
                         self._identified.append(candidate)
                 elif isinstance(event, ExitEvent) and event.pid == event.tgid:
-                    self.lifecycle.on_exit_event(
-                        event.pid, event.exit_status, clock() + wall_offset
-                    )
+                    self.lifecycle.on_exit_event(event.pid, event.exit_status, clock())
                 elif isinstance(event, ExitEvent):
-                    self.lifecycle.on_thread_exit(
-                        event.tgid, event.exit_status, clock() + wall_offset
-                    )
+                    self.lifecycle.on_thread_exit(event.tgid, event.exit_status, clock())
             if self._identified:
                 self._consider_safely(self._identified.popleft(), clock())
             elif not events:
@@ -647,14 +632,14 @@ class Daemon:
             if until is not None and (self.stop_requested or clock() >= until):
                 return lost
 
-    def _inspect(self, pid: int, now: float) -> Candidate | None:
+    def _inspect(self, pid: int, now: Moment) -> Candidate | None:
         try:
             return self.scanner.inspect(pid)
         except Exception as exc:
             self._record_error("events", exc, now, pid=pid)
             return None
 
-    def _consider_safely(self, candidate: Candidate, now: float) -> None:
+    def _consider_safely(self, candidate: Candidate, now: Moment) -> None:
         try:
             self.consider(candidate, now)
         except Exception as exc:
@@ -662,30 +647,18 @@ class Daemon:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _wall(self, now: float) -> float:
-        """The wall time, for rows, of the loop's moment `now`: by the offset between the two
-        clocks taken at the last look, so that rows stamped with one `now` carry one time (two
-        readings of the clocks differ by the microseconds between them: a process discovered
-        by the scan that began a run must not read as older than the run). A step found here
-        is followed at once."""
-        offset = self.clock.wall() - self.clock.monotonic()
-        if abs(offset - self._wall_offset) >= STEP_TOLERANCE_SECONDS:
-            self._follow_wall_clock()
-        return now + self._wall_offset
-
-    def _follow_wall_clock(self) -> None:
+    def _follow_wall_clock(self, now: Moment) -> None:
         """A step of the wall clock moves the stored due times of pending retries with it:
         they were set as "now + delay" on the wall clock before the step. A retry queued by
         another process between the step and this look is moved too (a rare, bounded error:
         one step's size, once)."""
-        offset = self.clock.wall() - self.clock.monotonic()
-        stepped, self._wall_offset = offset - self._wall_offset, offset
+        stepped, self._wall_offset = now.offset - self._wall_offset, now.offset
         if abs(stepped) < STEP_TOLERANCE_SECONDS:
             return  # NTP's slewing, not a step
         try:
             moved = self.store.shift_pending_retries(stepped)
         except Exception as exc:
-            self._record_error("store", exc, self.clock.monotonic())
+            self._record_error("store", exc, now)
             moved = "no"
         log.warning(
             "the wall clock was stepped by %+.3fs; %s pending retries keep their delays",
@@ -693,13 +666,13 @@ class Daemon:
             moved,
         )
 
-    def _next_retry(self, now: float) -> float | None:
+    def _next_retry(self, now: Moment) -> Moment | None:
         """The earliest stored retry due time, as a moment of the loop's clock."""
         at = self.store.next_retry_at()
-        return now + (at.timestamp() - self._wall(now)) if at is not None else None
+        return now.at_wall(at.timestamp()) if at is not None else None
 
     def _record_error(
-        self, operation: str, exc: BaseException, now: float, pid: int | None = None
+        self, operation: str, exc: BaseException, now: Moment, pid: int | None = None
     ) -> None:
         if is_store_failure(exc) and self.health.evaluate(now).store_failing_since is not None:
             # Counted and queued as one error event of the failing store already.
@@ -715,7 +688,7 @@ class Daemon:
             error.error_type,
         )
         try:
-            wall = self._wall(now)
+            wall = now.wall
             self.outbox.write(
                 f"the {operation} error",
                 lambda: self.store.record_error(operation, error, now=utc(wall), pid=pid),
@@ -727,8 +700,8 @@ class Daemon:
     def _store_write_result(self, exc: BaseException | None) -> None:
         """Every write transaction's outcome: health follows the store, and each run of
         refused writes is one error event, written once the store takes writes again."""
-        now = self.clock.monotonic()
-        wall = self._wall(now)
+        now = self.clock.now()
+        wall = now.wall
         if exc is None:
             self.health.record_store_write(None, now)
             return
@@ -752,10 +725,9 @@ class Daemon:
         else:
             self._handed_over.append(call)  # deque.append is atomic
 
-    def step(self, now: float) -> None:
+    def step(self, now: Moment) -> None:
         """Everything that is due at `now`."""
-        self._loop_now = now
-        self._follow_wall_clock()
+        self._follow_wall_clock(now)
         self._loop_thread = threading.get_ident()
         while self._handed_over:
             self._handed_over.popleft()()
@@ -763,7 +735,7 @@ class Daemon:
             self.outbox.flush(now)
         if self.http_endpoint is not None:
             self.http_endpoint.retry_due(now)
-        if now >= self.next_scan_at:
+        if self.next_scan_at is None or now >= self.next_scan_at:
             self.full_scan(now)
         elif self._drain_events_safely(now, until=now + self.wait_seconds(now)):
             self.full_scan(now, trigger="overflow")
@@ -772,7 +744,7 @@ class Daemon:
         retry_due = self.next_retry_at is not None and now >= self.next_retry_at
         if retry_due and not len(self.outbox):
             try:
-                self.retries.run_due(self._wall(now))
+                self.retries.run_due(now)
             except Exception as exc:
                 self._record_error("retry", exc, now)
             try:
@@ -780,17 +752,17 @@ class Daemon:
             except Exception as exc:
                 self._record_error("store", exc, now)
         self.health_tick(now)
-        if now >= self.next_prune_at:
+        if self.next_prune_at is None or now >= self.next_prune_at:
             self.prune_slice(now)
 
-    def _drain_events_safely(self, now: float, until: float) -> bool:
+    def _drain_events_safely(self, now: Moment, until: Moment) -> bool:
         try:
             return self._drain_events(now, until=until)
         except Exception as exc:  # what failed is recorded; the loop goes on governing
             self._record_error("events", exc, now)
             return True  # a scan looks at what the failed drain may have missed
 
-    def _reconsider_deferred(self, now: float) -> None:
+    def _reconsider_deferred(self, now: Moment) -> None:
         """Processes younger than min_runtime are looked at again when they come of age,
         not a scan interval later."""
         for ident in [i for i, until in self.deferred.items() if until <= now]:
@@ -799,7 +771,7 @@ class Daemon:
             if candidate is not None:
                 self._consider_safely(candidate, now)
 
-    def prune_slice(self, now: float) -> None:
+    def prune_slice(self, now: Moment) -> None:
         """Retention, a few small batches at a time so a scan never waits long behind it."""
         from ffrtmp.prune import prune
 
@@ -807,7 +779,7 @@ class Daemon:
             removed = prune(
                 self.store,
                 self.config.retention_s,
-                utc(self._wall(now)),
+                utc(now.wall),
                 max_batches=PRUNE_BATCHES_PER_STEP,
             )
         except Exception as exc:
@@ -821,26 +793,19 @@ class Daemon:
         full = total >= PRUNE_BATCHES_PER_STEP * defaults.PRUNE_BATCH_ROWS
         self.next_prune_at = now + (1.0 if full else PRUNE_INTERVAL_SECONDS)
 
-    def health_tick(self, now: float) -> None:
+    def health_tick(self, now: Moment) -> None:
         report = self.health.evaluate(now)
         if not self.snapshots.due(report, now):
             return
         counters = {
-            "last_scan_at": (utc(self._wall(report.last_scan_at)) if report.last_scan_at else None),
-            "last_successful_scan_at": (
-                utc(self._wall(report.last_successful_scan_at))
-                if report.last_successful_scan_at
-                else None
-            ),
+            "last_scan_at": _stamp(report.last_scan_at),
+            "last_successful_scan_at": _stamp(report.last_successful_scan_at),
             "consecutive_scan_failures": report.consecutive_scan_failures,
             "consecutive_attach_failures": report.consecutive_attach_failures,
             "total_scan_failures": report.total_scan_failures,
             "total_attach_failures": report.total_attach_failures,
-            # status_since is on the loop's monotonic clock; the attacher works on wall time.
-            "status_since": (utc(self._wall(report.status_since)) if report.status_since else None),
-            "last_successful_attach_at": (
-                utc(report.last_successful_attach_at) if report.last_successful_attach_at else None
-            ),
+            "status_since": _stamp(report.status_since),
+            "last_successful_attach_at": _stamp(report.last_successful_attach_at),
         }
         details = {
             "discovery": self.discovery,
@@ -855,7 +820,7 @@ class Daemon:
             "snapshot_interval_s": self.snapshots.interval,
         }
         try:
-            taken_at = utc(self._wall(now))
+            taken_at = utc(now.wall)
             # Queued when refused (run_id read then: the run's row may be queued too).
             self.outbox.write(
                 "a health snapshot",
@@ -876,12 +841,15 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.status(report, self)
 
-    def wait_seconds(self, now: float) -> float:
+    def wait_seconds(self, now: Moment) -> float:
         if self._identified:
             return 0.0  # identified processes wait for their attach
-        deadlines = [self.next_scan_at, now + self.snapshots.interval, self.next_prune_at]
-        if self.next_retry_at is not None:
-            deadlines.append(self.next_retry_at)
+        deadlines = [now + self.snapshots.interval]
+        for at in (self.next_scan_at, self.next_prune_at, self.next_retry_at):
+            if at is not None:
+                deadlines.append(at)
+        if self.next_scan_at is None or self.next_prune_at is None:
+            return 0.0
         if self.deferred:
             deadlines.append(min(self.deferred.values()))
         for retry_at in (
@@ -895,10 +863,10 @@ class Daemon:
             ping_in = self.notifier.seconds_until_watchdog()
             if ping_in is not None:
                 deadlines.append(now + ping_in)
-        return max(0.0, min(deadlines) - now)
+        return max(0.0, min(deadlines).seconds_since(now))
 
     def run(self) -> int:
-        now = self.clock.monotonic()
+        now = self.clock.now()
         stop_reason = None
         try:
             try:
@@ -926,20 +894,20 @@ class Daemon:
             )
             self.usage.start()  # in a thread of its own: see ffrtmp.usage
             while not self.stop_requested:
-                self._wait(self.wait_seconds(self.clock.monotonic()))
+                self._wait(self.wait_seconds(self.clock.now()))
                 if self.stop_requested:
                     break
                 if self.reload_requested:
                     self.reload_requested = False
-                    self.reload(self.clock.monotonic())
-                self.step(self.clock.monotonic())
+                    self.reload(self.clock.now())
+                self.step(self.clock.now())
                 if self.notifier is not None:
                     self.notifier.watchdog(self)
             return 0
         finally:
-            self.shutdown(self.clock.monotonic(), reason=stop_reason)
+            self.shutdown(self.clock.now(), reason=stop_reason)
 
-    def _log_once_summary(self, now: float) -> None:
+    def _log_once_summary(self, now: Moment) -> None:
         """The one line a `--once` run ends with: what its scan found and did."""
         try:
             summary = self.store.once_summary(self.run_id)
@@ -974,12 +942,11 @@ class Daemon:
             except BlockingIOError:
                 pass
 
-    def reload(self, now: float) -> None:
+    def reload(self, now: Moment) -> None:
         """SIGHUP: a new config from the same file; a bad file keeps the old one. Every key
         that can change in a running daemon does; `discovery` and `cgroup` need a restart,
         and a line says so for each that changed. Processes the old filters skipped are looked
         at again under the new ones at once."""
-        self._loop_now = now
         source = getattr(self.config, "source", None)
         if source is None:
             log.info("SIGHUP: no --watch-config file to reload")
@@ -1024,7 +991,7 @@ class Daemon:
         self.next_scan_at = now  # the new rules and filters apply to what runs now
         log.info("configuration reloaded from %s", source)
 
-    def _record_loosened(self, changes: dict, source: object, now: float) -> None:
+    def _record_loosened(self, changes: dict, source: object, now: Moment) -> None:
         """A reload that governs less (a limit gone or raised, a target dropped) is said at
         WARNING and kept as an error event of operation `reload`: a file cut short mid-write
         is often still valid YAML."""
@@ -1040,11 +1007,11 @@ class Daemon:
         log.warning("%s (replace the file atomically: write a new one, then rename it)", message)
         event = Classification(ErrorType.PERMANENT, False, None, None, "LimitsLoosened", message)
         try:
-            self.store.record_error("reload", event, now=utc(self._wall(now)))
+            self.store.record_error("reload", event, now=utc(now.wall))
         except Exception as exc:
             log.error("could not record the loosened limits: %s", exc)
 
-    def _record_effective_config(self, now: float) -> None:
+    def _record_effective_config(self, now: Moment) -> None:
         from ffrtmp.config import effective_dict
 
         self.config_summary = effective_dict(self.config)
@@ -1055,10 +1022,9 @@ class Daemon:
         except Exception as exc:
             self._record_error("store", exc, now)
 
-    def shutdown(self, now: float, reason: str | None = None) -> None:
+    def shutdown(self, now: Moment, reason: str | None = None) -> None:
         """Leave the workloads running in their cgroups; record that we let go of them, and
         why (`reason`; by default a stop or the end of --once)."""
-        self._loop_now = now
         if self.notifier is not None:
             self.notifier.stopping()
         self.usage.stop()
@@ -1080,11 +1046,9 @@ class Daemon:
                         for f in self.lifecycle.by_pid.values()
                         if f.governed and f.process_id is not None
                     ]
-                    self.store.mark_detached(
-                        attached, now=utc(self._wall(now)), reason="daemon stopped"
-                    )
+                    self.store.mark_detached(attached, now=utc(now.wall), reason="daemon stopped")
                 reason = reason or ("once" if self.once else "stopped")
-                self.store.end_run(self.run_id, now=utc(self._wall(now)), reason=reason)
+                self.store.end_run(self.run_id, now=utc(now.wall), reason=reason)
         except Exception as exc:
             log.error("could not record the stop: %s", exc)
         finally:
@@ -1103,6 +1067,11 @@ class Daemon:
         # Last: the run's end is recorded before another daemon may start on the database.
         if self.daemon_lock is not None:
             self.daemon_lock.release()
+
+
+def _stamp(moment: Moment | None):
+    """A moment as a row's time: its wall reading, in UTC."""
+    return None if moment is None else utc(moment.wall)
 
 
 def default_notifier():

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ffrtmp import __version__, defaults
-from ffrtmp.clock import wall_at
+from ffrtmp.clock import Moment
 from ffrtmp.health import assess
 from ffrtmp.metrics import Metrics, attached_now
 from ffrtmp.states import HealthStatus
@@ -173,10 +173,10 @@ class Endpoint:
         self.address = address
         self.daemon = daemon
         self.server: HttpServer | None = None
-        self.next_try_at: float | None = None
+        self.next_try_at: Moment | None = None
         self._pause = BIND_RETRY_FIRST_S
 
-    def bind(self, now: float) -> bool:
+    def bind(self, now: Moment) -> bool:
         """Try to serve now; True when served."""
         try:
             self.server = start_http_server(self.address, self.daemon)
@@ -192,7 +192,7 @@ class Endpoint:
         self.daemon.health.set_problem(HEALTH_PART, None)
         return True
 
-    def retry_due(self, now: float) -> None:
+    def retry_due(self, now: Moment) -> None:
         if self.server is None and self.next_try_at is not None and now >= self.next_try_at:
             self.bind(now)
 
@@ -205,13 +205,12 @@ class Endpoint:
 # --- the documents -------------------------------------------------------------------------
 
 
-def health_document(daemon: object, metrics: Metrics | None, now: float) -> tuple[int, dict]:
-    """(HTTP status, body) of /healthz at `now`, a reading of the daemon's monotonic clock;
-    the times it shows are wall times."""
+def health_document(daemon: object, metrics: Metrics | None, now: Moment) -> tuple[int, dict]:
+    """(HTTP status, body) of /healthz at `now`; the times it shows are wall times."""
     report = daemon.health.evaluate(now)
 
-    def _iso(moment: float | None) -> str | None:
-        return None if moment is None else _iso_wall(wall_at(daemon.clock, moment))
+    def _iso(moment: Moment | None) -> str | None:
+        return None if moment is None else _iso_wall(moment.wall)
 
     thresholds = daemon.health.thresholds
     draft_status = DRAFT_STATUS[report.status]
@@ -219,7 +218,7 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
     without_success = (
         report.seconds_since_last_successful_scan
         if ever
-        else max(0.0, report.evaluated_at - report.started_at)
+        else max(0.0, report.evaluated_at.seconds_since(report.started_at))
     )
     # Each rule judged alone, with the tracker's own thresholds, gives that check its status.
     scan_status, _ = assess(thresholds, report.consecutive_scan_failures, 0, 0.0)
@@ -273,12 +272,7 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "notes": _notes(daemon, now),
         # Beyond the draft, as `ffrtmp health` and the snapshots name them.
         "status_since": _iso(report.status_since),
-        # Recorded by the attacher, which works on wall time (see ffrtmp.daemon._attach).
-        "last_successful_attach_at": (
-            None
-            if report.last_successful_attach_at is None
-            else _iso_wall(report.last_successful_attach_at)
-        ),
+        "last_successful_attach_at": _iso(report.last_successful_attach_at),
     }
     if report.reasons:
         body["output"] = "; ".join(report.reasons)
@@ -303,14 +297,14 @@ def _check(
     return entry
 
 
-def _notes(daemon: object, now: float) -> list[str]:
+def _notes(daemon: object, now: Moment) -> list[str]:
     notes = [f"discovery: {getattr(daemon, 'discovery', 'unknown')}"]
     unavailable = getattr(daemon, "unavailable", None)
     if unavailable:
         notes.append(f"no resource limits are applied: {unavailable}")
     next_scan_at = getattr(daemon, "next_scan_at", None)
-    if next_scan_at:
-        notes.append(f"next full scan due in {max(0.0, next_scan_at - now):.1f}s")
+    if next_scan_at is not None:
+        notes.append(f"next full scan due in {max(0.0, next_scan_at.seconds_since(now)):.1f}s")
     return notes
 
 
@@ -378,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/healthz":
                 code, body = health_document(
-                    self.server.daemon, self.server.metrics, self.server.daemon.clock.monotonic()
+                    self.server.daemon, self.server.metrics, self.server.daemon.clock.now()
                 )
                 payload = (json.dumps(body, indent=2) + "\n").encode()
                 self._send(code, HEALTH_CONTENT_TYPE, payload)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ffrtmp.clock import Moment
 from ffrtmp.exit_status import ExitInfo, zombie_exit_status
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.models import Process, ProcessEvent
@@ -43,7 +44,7 @@ class Followed:
 
 
 class Lifecycle:
-    def __init__(self, store: Store, governor) -> None:
+    def __init__(self, store: Store, governor, outbox=None) -> None:
         self.store = store
         self.governor = governor
         self.by_pid: dict[int, Followed] = {}
@@ -57,7 +58,7 @@ class Lifecycle:
         self.leader_left: set[int] = set()
         # An ffrtmp.outbox.Outbox: an exit the database refuses waits there, the process is
         # finished all the same. None: written at once, a failure raises.
-        self.outbox = None
+        self.outbox = outbox
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
@@ -84,7 +85,7 @@ class Lifecycle:
         while len(self._recent_exits) > RECENT_EXITS_KEPT:
             self._recent_exits.popitem(last=False)
 
-    def on_exit_event(self, pid: int, wait_status: int, now: float) -> bool:
+    def on_exit_event(self, pid: int, wait_status: int, now: Moment) -> bool:
         """The exit event of a thread-group leader; True when it ended a followed process."""
         followed = self.by_pid.get(pid)
         if followed is None:
@@ -97,7 +98,7 @@ class Lifecycle:
         self.finish(followed, ExitInfo.from_wait_status(wait_status), now)
         return True
 
-    def on_thread_exit(self, tgid: int, wait_status: int, now: float) -> None:
+    def on_thread_exit(self, tgid: int, wait_status: int, now: Moment) -> None:
         """A thread of a process whose main thread ended early: the last one ends it, and
         its status (that of exit() or of the killing signal) is the process's."""
         if tgid not in self.leader_left:
@@ -120,7 +121,7 @@ class Lifecycle:
             return ExitInfo(*from_zombie)
         return ExitInfo.unknown(reason)
 
-    def poll(self, now: float, drain_events: Callable[[], object] | None = None) -> int:
+    def poll(self, now: Moment, drain_events: Callable[[], object] | None = None) -> int:
         """Finish every followed process that is gone (or a zombie); returns how many.
 
         The kernel queues a process's exit event before /proc shows it gone, so for the
@@ -140,7 +141,7 @@ class Lifecycle:
         self,
         followed: Followed,
         info: ExitInfo,
-        now: float,
+        now: Moment,
         state: ProcessState = ProcessState.EXITED,
     ) -> None:
         usage = None
@@ -156,7 +157,7 @@ class Lifecycle:
                 return
             self.store.record_exit(
                 followed.process_id,
-                now=utc(now),
+                now=utc(now.wall),
                 exit_code=info.exit_code,
                 exit_signal=info.exit_signal,
                 reason=info.reason,
@@ -182,7 +183,7 @@ class Lifecycle:
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)
 
-    def release(self, job_id: str, now: float, process_id: int | None = None) -> None:
+    def release(self, job_id: str, now: Moment, process_id: int | None = None) -> None:
         """Remove the job's cgroups; until that succeeds, retry_releases() tries again.
         With the process row known, the removal is recorded as its cgroup_removed event."""
         if process_id is None:
@@ -203,11 +204,11 @@ class Lifecycle:
                 return
         del self._pending_release[job_id]
 
-    def retry_releases(self, now: float) -> None:
+    def retry_releases(self, now: Moment) -> None:
         for job_id, process_id in list(self._pending_release.items()):
             self.release(job_id, now, process_id)
 
-    def _record_cgroup_removed(self, process_id: int, job_id: str, now: float) -> None:
+    def _record_cgroup_removed(self, process_id: int, job_id: str, now: Moment) -> None:
         cgroups = [str(directory) for directory in self.governor.job_directories(job_id)]
         with self.store.unit() as s:
             if s.get(Process, process_id) is None:
@@ -215,7 +216,7 @@ class Lifecycle:
             s.add(
                 ProcessEvent(
                     process_id=process_id,
-                    occurred_at=utc(now),
+                    occurred_at=utc(now.wall),
                     kind=EventKind.CGROUP_REMOVED,
                     details={"job_id": job_id, "cgroups": cgroups},
                 )

@@ -176,7 +176,10 @@ class _DaemonStateCollector:
                     "Epoch time of the last successful full scan; 0 before the first one.",
                 ),
                 lambda family, state: family.add_metric(
-                    [], state.report.last_successful_scan_at or 0.0
+                    [],
+                    0.0
+                    if state.report.last_successful_scan_at is None
+                    else state.report.last_successful_scan_at.wall,
                 ),
             ),
             (
@@ -308,5 +311,5 @@ class _ScrapeState:
     @property
     def report(self) -> HealthReport:
         if self._report is None:
-            self._report = self.daemon.health.evaluate(self.daemon.clock.monotonic())
+            self._report = self.daemon.health.evaluate(self.daemon.clock.now())
         return self._report

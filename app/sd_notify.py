@@ -59,7 +59,7 @@ class Notifier:
     # --- what the daemon calls -----------------------------------------------------------
 
     def ready(self, daemon: object) -> None:
-        report = daemon.health.evaluate(daemon.clock.monotonic())
+        report = daemon.health.evaluate(daemon.clock.now())
         self.send(f"READY=1\nSTATUS={summary(report, daemon)}")
 
     def status(self, report: object, daemon: object) -> None:
@@ -75,7 +75,7 @@ class Notifier:
             and now - self._last_watchdog < self.watchdog_interval / 2
         ):
             return
-        report = daemon.health.evaluate(daemon.clock.monotonic())
+        report = daemon.health.evaluate(daemon.clock.now())
         # A database that refuses writes makes the daemon unhealthy, not its loop: a restart
         # would lose what it keeps for the database, so only the loop's own health counts.
         if (getattr(report, "loop_status", None) or report.status) == HealthStatus.UNHEALTHY:
@@ -139,7 +139,8 @@ def summary(report: object, daemon: object) -> str:
     if report.last_scan_at is None:
         parts.append("no scan yet")
     else:
-        parts.append(f"last scan {max(0.0, report.evaluated_at - report.last_scan_at):.0f}s ago")
+        age = max(0.0, report.evaluated_at.seconds_since(report.last_scan_at))
+        parts.append(f"last scan {age:.0f}s ago")
     try:
         pending = daemon.store.retry_depths().get(RetryState.PENDING.value, 0)
         parts.append(f"{pending} pending retries")

@@ -166,12 +166,10 @@ def build_daemon(
     )
     daemon.database_description = _describe_location(location)
     if http_address:
-        import time
-
         from ffrtmp.http import Endpoint
 
         # A port taken by someone else must not keep the daemon from governing: the endpoint
         # binds again with backoff, and health says it is not served until then.
         daemon.http_endpoint = Endpoint(http_address, daemon)
-        daemon.http_endpoint.bind(time.time())
+        daemon.http_endpoint.bind(daemon.clock.now())
     return daemon

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ffrtmp.cgroups.live import LiveUsage, LiveUsageFiles
+from ffrtmp.clock import Clock, Moment, SystemClock
 from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class UsageSampler:
         followed: Callable[[], Iterable[object]],
         rule_names: Callable[[], Iterable[str]],
         interval: float,
-        on_error: Callable[[BaseException, float], None] | None = None,
+        on_error: Callable[[BaseException, Moment], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -56,6 +58,7 @@ class UsageSampler:
         self.rule_names = rule_names
         self.interval = interval
         self.on_error = on_error
+        self.clock = clock or SystemClock()
         self.last_duration_s: float | None = None
         self._files: dict[str, LiveUsageFiles] = {}  # job id -> where its counters are
         self._rules: dict[int, str | None] = {}  # process row id -> its rule
@@ -92,9 +95,9 @@ class UsageSampler:
             if self._wake.wait(interval if interval > 0 else None):
                 self._wake.clear()  # a new interval, or stop: wait again (or leave)
                 continue
-            self.sample_safely(time.time())
+            self.sample_safely(self.clock.now())
 
-    def sample_safely(self, now: float) -> None:
+    def sample_safely(self, now: Moment) -> None:
         try:
             self.sample(now)
         except Exception as exc:  # a failed sample is recorded; the next one tries again
@@ -105,7 +108,7 @@ class UsageSampler:
 
     # --- one sample ----------------------------------------------------------------------
 
-    def sample(self, now: float) -> int:
+    def sample(self, now: Moment) -> int:
         """Read every governed job's counters and store them; returns the rows written."""
         started = time.perf_counter()
         # A process governed while the database refused writes has no row yet: nothing to
@@ -120,7 +123,7 @@ class UsageSampler:
                 jobs_now.add(followed.job_id)
         for job_id in [j for j in self._files if j not in jobs_now]:
             del self._files[job_id]
-        written = self.store.record_usage(readings, now=utc(now)) if readings else 0
+        written = self.store.record_usage(readings, now=utc(now.wall)) if readings else 0
         self._add_to_totals(readings)
         self.last_duration_s = time.perf_counter() - started
         return written

@@ -83,7 +83,7 @@ def pump(daemon: Daemon, until, timeout: float = STATE_TIMEOUT_S, what: str = ""
             select.select([daemon.listener.fileno()], [], [], 0.05)
         else:
             time.sleep(0.05)
-        daemon.step(daemon.clock.monotonic())
+        daemon.step(daemon.clock.now())
         if until():
             return
         if time.monotonic() > deadline:

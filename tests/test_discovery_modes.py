@@ -130,7 +130,7 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
         db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, listener
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         children = [spawn([fake_ffmpeg, "30"]) for _ in range(30)]
@@ -159,7 +159,7 @@ def test_an_overflow_is_counted_once_and_scanned_for_at_once(
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         failpoints.configure("proc_events.recv=ENOBUFS*1")

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
-from ffrtmp.clock import SystemClock
+from ffrtmp.clock import Moment, SystemClock, system_now
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.http import parse_address, start_http_server
@@ -45,12 +44,12 @@ class DaemonStandIn:
         self.clock = SystemClock()
         self.discovery = "poll"
         self.unavailable = None
-        self.next_scan_at = time.time() + 10
+        self.next_scan_at = system_now() + 10
 
 
-def fresh_tracker(started_at: float | None = None) -> HealthTracker:
+def fresh_tracker(started_at: Moment | None = None) -> HealthTracker:
     return HealthTracker(
-        HealthThresholds(), started_at=time.time() if started_at is None else started_at
+        HealthThresholds(), started_at=system_now() if started_at is None else started_at
     )
 
 
@@ -104,7 +103,7 @@ def scrape(server) -> dict[str, dict[tuple, float]]:
     return samples
 
 
-def record_scans(health: HealthTracker, results: str, now: float) -> None:
+def record_scans(health: HealthTracker, results: str, now: Moment) -> None:
     """One scan per character ('o' ok, 'x' failed), the last one at `now`."""
     for i, mark in enumerate(results):
         health.record_scan(mark == "o", now - len(results) + 1 + i)
@@ -127,7 +126,7 @@ def add_pending_retry(store) -> None:
 
 def test_healthy_daemon_passes(serve):
     health = fresh_tracker()
-    record_scans(health, "ooo", time.time())
+    record_scans(health, "ooo", system_now())
     status, body = healthz(serve(DaemonStandIn(health)))
     assert status == 200
     assert body["status"] == "pass"
@@ -138,7 +137,7 @@ def test_healthy_daemon_passes(serve):
 
 def test_three_scan_failures_warn_with_200(serve):
     health = fresh_tracker()
-    record_scans(health, "oxxx", time.time())
+    record_scans(health, "oxxx", system_now())
     status, body = healthz(serve(DaemonStandIn(health)))
     assert status == 200
     assert body["status"] == "warn"
@@ -149,7 +148,7 @@ def test_three_scan_failures_warn_with_200(serve):
 
 def test_five_scan_failures_fail_with_503(serve):
     health = fresh_tracker()
-    record_scans(health, "oxxxxx", time.time())
+    record_scans(health, "oxxxxx", system_now())
     status, body = healthz(serve(DaemonStandIn(health)))
     assert status == 503
     assert body["status"] == "fail"
@@ -159,7 +158,7 @@ def test_five_scan_failures_fail_with_503(serve):
 
 def test_a_stale_last_scan_fails_by_time_alone(serve):
     # Every scan succeeded, but the last one was 130 s ago: a stuck loop records nothing more.
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)
     health.record_scan(True, now - 130)
     status, body = healthz(serve(DaemonStandIn(health)))
@@ -174,19 +173,19 @@ def test_a_stale_last_scan_fails_by_time_alone(serve):
 
 
 def test_health_ages_between_two_requests_without_any_event(serve):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)
     stale_after = health.thresholds.stale_scan_after
     health.record_scan(True, now - stale_after + 2)  # fresh for two more seconds
     server = serve(DaemonStandIn(health))
     assert healthz(server)[0] == 200
     wait_until(lambda: healthz(server)[0] == 503, timeout=REQUEST_S, what="the scan to go stale")
-    assert time.time() >= now + 2  # turned by the clock, not sooner
+    assert system_now() >= now + 2  # turned by the clock, not sooner
 
 
 def test_healthz_shows_attached_processes_and_retry_items(serve, store):
     health = fresh_tracker()
-    record_scans(health, "o", time.time())
+    record_scans(health, "o", system_now())
     daemon = DaemonStandIn(health, store)
     ident = current_identity(os.getpid())
     daemon.lifecycle.by_pid = {
@@ -203,7 +202,7 @@ def test_healthz_shows_attached_processes_and_retry_items(serve, store):
 
 
 def test_metrics_families_and_values(serve, store):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 60)
     record_scans(health, "oooxxx", now)  # degraded
     health.record_error(ErrorType.RESOURCE)
@@ -236,7 +235,9 @@ def test_metrics_families_and_values(serve, store):
     assert samples["ffrtmp_event_overflows_total"][()] == 1
     assert samples["ffrtmp_processes_attached"][()] == 2
     assert samples["ffrtmp_health_status"][()] == 1
-    assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == pytest.approx(now - 3)
+    assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == pytest.approx(
+        (now - 3).wall
+    )
     assert samples["ffrtmp_errors_total"] == {
         (("type", "transient"),): 0,
         (("type", "permanent"),): 0,
@@ -255,7 +256,7 @@ def test_metrics_families_and_values(serve, store):
 
 
 def test_fresh_metrics_preinitialise_every_label_and_health_goes_unhealthy(serve, store):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)  # no scan at all for 200 s
     daemon = DaemonStandIn(health, store)
     samples = scrape(serve(daemon))  # start_http_server gives the daemon its Metrics
@@ -294,7 +295,7 @@ def test_retry_depths_are_cached_between_scrapes(store):
 
 def test_an_unreadable_store_leaves_the_rest_of_the_scrape(serve, store):
     daemon = DaemonStandIn(fresh_tracker(), store)
-    record_scans(daemon.health, "o", time.time())
+    record_scans(daemon.health, "o", system_now())
 
     def broken() -> dict:
         raise OSError(errno.EIO, "disk gone")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from ffrtmp.clock import SystemClock
+from ffrtmp.clock import SystemClock, system_now
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed
@@ -70,14 +69,14 @@ def received(receiver: socket.socket) -> list[str]:
 
 
 def healthy_daemon(store=None) -> DaemonStandIn:
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     health.record_scan(True, now - 2)
     return DaemonStandIn(health, store)
 
 
 def test_ready_sends_ready_and_a_status_line(systemd, store):
-    before = time.time()
+    before = system_now()
     daemon = healthy_daemon(store)
     ident = current_identity(os.getpid())
     daemon.lifecycle.by_pid = {
@@ -85,7 +84,8 @@ def test_ready_sends_ready_and_a_status_line(systemd, store):
     }
     notifier = Notifier(systemd.path)
     notifier.ready(daemon)
-    held_up = time.time() - before  # by a busy machine, between the scan and the status
+    # By a busy machine, between the scan and the status:
+    held_up = system_now().seconds_since(before)
     [message] = received(systemd.socket)
     lines = message.split("\n")
     assert lines[0] == "READY=1"
@@ -96,7 +96,7 @@ def test_ready_sends_ready_and_a_status_line(systemd, store):
 
 
 def test_status_names_the_reasons_when_degraded(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     for i in range(3):
         health.record_scan(False, now - 3 + i)
@@ -121,7 +121,7 @@ def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
-    now = time.time()
+    now = system_now()
     for i in range(5):  # five consecutive scan failures: unhealthy
         daemon.health.record_scan(False, now + i)
     clock.now += 30
@@ -130,13 +130,13 @@ def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
     notifier.watchdog(daemon)
     assert received(systemd.socket) == []  # withheld, so systemd restarts us
 
-    daemon.health.record_scan(True, time.time())
+    daemon.health.record_scan(True, system_now())
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
 def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 200)
     health.record_scan(True, now - 130)
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
@@ -147,7 +147,7 @@ def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
 def test_a_database_refusing_writes_for_long_never_withholds_the_watchdog(systemd):
     """Unhealthy for the operator, but the loop governs: a restart would lose the writes the
     daemon keeps for the database, so systemd hears from it."""
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 400)
     health.record_scan(True, now - 1)
     health.record_store_write("database is locked [transient]", now - 300)
@@ -158,7 +158,7 @@ def test_a_database_refusing_writes_for_long_never_withholds_the_watchdog(system
 
 
 def test_degraded_still_pets_the_watchdog(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     for i in range(3):
         health.record_scan(False, now - 3 + i)
@@ -227,8 +227,8 @@ def test_systemd_gone_does_not_raise(tmp_path):
 
 
 def test_summary_without_store_or_scan():
-    health = HealthTracker(HealthThresholds(), started_at=time.time())
+    health = HealthTracker(HealthThresholds(), started_at=system_now())
     daemon = DaemonStandIn(health)
     daemon.unavailable = "no cgroup governor"
-    line = summary(health.evaluate(time.time()), daemon)
+    line = summary(health.evaluate(system_now()), daemon)
     assert line == "healthy; 0 attached; no scan yet; NO LIMITS APPLIED"
