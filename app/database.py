@@ -372,7 +372,10 @@ def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
     from ffrtmp.migrate import upgrade
 
     upgrade(engine)
-    log.info("database %s upgraded from %s to %s", location, revision, head_revision())
+    if revision is None:
+        log.info("database %s created at %s", location, head_revision())
+    else:
+        log.info("database %s upgraded from %s to %s", location, revision, head_revision())
 
 
 # SQLite's words for a WAL database whose folder cannot hold the shared-memory index (-shm):

@@ -272,7 +272,7 @@ def watch(
         refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
         raise refusal from None
     daemon.overrides = overrides
-    logs.log_settings(log, "effective configuration", effective_dict(config), log_format)
+    logs.log_configuration(log, effective_dict(config), log_format)
     daemon.install_signal_handlers()
     shipping = None
     if ship_to and not once:
