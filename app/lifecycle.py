@@ -47,7 +47,11 @@ class Lifecycle:
     def __init__(self, store: Store, governor, outbox=None) -> None:
         self.store = store
         self.governor = governor
+        # The loop's own table; other threads (the usage sampler, /metrics) read `followed`.
         self.by_pid: dict[int, Followed] = {}
+        # The followed processes as an immutable tuple, replaced on every change of by_pid:
+        # a reader on another thread takes it whole, without a copy that may meet a change.
+        self.followed: tuple[Followed, ...] = ()
         self._recent_exits: OrderedDict[int, int] = OrderedDict()  # pid -> wait status
         # Job id -> its process row (None when unknown): cgroups not yet removed, or removed
         # but their cgroup_removed event not yet stored.
@@ -62,6 +66,10 @@ class Lifecycle:
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
+        self._publish()
+
+    def _publish(self) -> None:
+        self.followed = tuple(self.by_pid.values())
 
     def is_followed(self, identity: ProcessIdentity) -> bool:
         f = self.by_pid.get(identity.pid)
@@ -76,6 +84,7 @@ class Lifecycle:
         for pid in [pid for pid, f in self.by_pid.items() if f.process_id in process_ids]:
             del self.by_pid[pid]
             self.leader_left.discard(pid)
+        self._publish()
 
     def note_exit_status(self, pid: int, wait_status: int) -> None:
         """Keep an exit status from the kernel for a pid we may ask about soon (a process
@@ -171,7 +180,8 @@ class Lifecycle:
             write_exit()
         else:
             self.outbox.write(f"the exit of {followed.identity}", write_exit, now)
-        self.by_pid.pop(followed.identity.pid, None)
+        if self.by_pid.pop(followed.identity.pid, None) is not None:
+            self._publish()
         self.leader_left.discard(followed.identity.pid)
         self._recent_exits.pop(followed.identity.pid, None)
         log.info(

@@ -5,8 +5,9 @@ in place; Prometheus keeps the history of the sums.
 
 It runs in a thread of its own so that neither the reads nor the database write can delay
 governing: the loop only starts and stops it. It reads the followed processes the way the
-metrics do (a copy of the lifecycle's table), and the write touches only rows whose exit is not
-recorded yet, so a sample read just before an exit never overwrites the final figures.
+metrics do (the immutable tuple the loop publishes on each change), and the write touches only
+rows whose exit is not recorded yet, so a sample read just before an exit never overwrites the
+final figures.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class RuleTotals:
 
 
 class UsageSampler:
-    """`followed` returns the followed processes (objects with process_id, job_id, governed);
+    """`followed` returns the followed processes as the loop last published them (an immutable
+    tuple of objects with process_id, job_id, governed);
     `rule_names` the rules of the running configuration; `on_error(exc, now)` records a
     failed sample (the database refused the write, say) and must not raise."""
 
@@ -113,7 +115,7 @@ class UsageSampler:
         started = time.perf_counter()
         # A process governed while the database refused writes has no row yet: nothing to
         # write its usage to until the outbox has written the row.
-        governed = [f for f in _copy(self.followed()) if f.governed and f.process_id is not None]
+        governed = [f for f in self.followed() if f.governed and f.process_id is not None]
         readings: list[tuple[int, LiveUsage]] = []
         jobs_now = set()
         for followed in governed:
@@ -187,13 +189,3 @@ def _growth(value: float | None, before: float | None) -> float:
     if value is None:
         return 0.0
     return max(0.0, value - (before or 0.0))
-
-
-def _copy(followed: Iterable[object]) -> list:
-    # The loop may change the table while this thread copies it: take it again.
-    for _ in range(3):
-        try:
-            return list(followed)
-        except RuntimeError:
-            continue
-    return []

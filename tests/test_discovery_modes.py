@@ -107,10 +107,9 @@ def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
 
 
 def event_daemon(db_path, config, cgroup_parent, listener: ProcEventListener):
-    daemon = make_daemon(db_path, config, cgroup_parent, events=False, scan_interval="60s")
-    daemon.listener = listener
-    daemon.discovery = "events"
-    return daemon
+    return make_daemon(
+        db_path, config, cgroup_parent, events=False, scan_interval="60s", listener=listener
+    )
 
 
 def overflows_in_snapshot(daemon, db_path, now: float) -> int:

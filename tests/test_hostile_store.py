@@ -91,7 +91,7 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
     tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
-    server = start_http_server("127.0.0.1:0", daemon)
+    server = start_http_server("127.0.0.1:0", daemon.view, daemon.metrics)
     try:
         daemon.start(daemon.clock.now())
         first = spawn([fake_ffmpeg, "3600"])

@@ -1,7 +1,7 @@
 """The systemd notify protocol against a real AF_UNIX datagram socket standing in for systemd.
 
-`DaemonStandIn` stands in for ffrtmp.daemon.Daemon with only the attributes the notifier reads,
-with a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
+The notifier reads a daemon through its read-only view (ffrtmp.daemon.view.DaemonView), built
+here from a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ from types import SimpleNamespace
 
 import pytest
 
-from ffrtmp.clock import SystemClock, system_now
+from ffrtmp.clock import system_now
+from ffrtmp.daemon.view import DaemonView
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed
 from ffrtmp.sd_notify import Notifier, summary
 
 
-class DaemonStandIn:
-    def __init__(self, health: HealthTracker, store=None) -> None:
-        self.health = health
-        self.store = store
-        self.lifecycle = SimpleNamespace(by_pid={})
-        self.clock = SystemClock()
-        self.unavailable = None
+def view_of(
+    health: HealthTracker, store=None, followed: tuple[Followed, ...] = (), **given
+) -> DaemonView:
+    """The view a daemon with this tracker, store and followed processes gives its readers."""
+    return DaemonView.of(
+        health,
+        retry_depths=store.retry_depths if store is not None else None,
+        followed=lambda: followed,
+        **given,
+    )
 
 
 class FakeClock:
@@ -68,20 +72,22 @@ def received(receiver: socket.socket) -> list[str]:
     return messages
 
 
-def healthy_daemon(store=None) -> DaemonStandIn:
+def healthy_tracker() -> HealthTracker:
     now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     health.record_scan(True, now - 2)
-    return DaemonStandIn(health, store)
+    return health
+
+
+def healthy_daemon(store=None, followed: tuple[Followed, ...] = ()) -> DaemonView:
+    return view_of(healthy_tracker(), store, followed)
 
 
 def test_ready_sends_ready_and_a_status_line(systemd, store):
     before = system_now()
-    daemon = healthy_daemon(store)
     ident = current_identity(os.getpid())
-    daemon.lifecycle.by_pid = {
-        pid: Followed(pid, ident, f"auto-ffmpeg-{pid}", governed=True) for pid in (1, 2, 3)
-    }
+    followed = tuple(Followed(pid, ident, f"auto-ffmpeg-{pid}", governed=True) for pid in (1, 2, 3))
+    daemon = healthy_daemon(store, followed)
     notifier = Notifier(systemd.path)
     notifier.ready(daemon)
     # By a busy machine, between the scan and the status:
@@ -101,7 +107,7 @@ def test_status_names_the_reasons_when_degraded(systemd):
     for i in range(3):
         health.record_scan(False, now - 3 + i)
     notifier = Notifier(systemd.path)
-    notifier.status(health.evaluate(now), DaemonStandIn(health))
+    notifier.status(health.evaluate(now), view_of(health))
     [message] = received(systemd.socket)
     assert message.startswith("STATUS=degraded (3 consecutive scan failures (threshold 3)); ")
     assert "\n" not in message  # one line
@@ -110,7 +116,8 @@ def test_status_names_the_reasons_when_degraded(systemd):
 def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
     clock = FakeClock()
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=clock)
-    daemon = healthy_daemon()
+    health = healthy_tracker()
+    daemon = view_of(health)
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
     clock.now += 29
@@ -123,14 +130,14 @@ def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
 
     now = system_now()
     for i in range(5):  # five consecutive scan failures: unhealthy
-        daemon.health.record_scan(False, now + i)
+        health.record_scan(False, now + i)
     clock.now += 30
     notifier.watchdog(daemon)
     clock.now += 30
     notifier.watchdog(daemon)
     assert received(systemd.socket) == []  # withheld, so systemd restarts us
 
-    daemon.health.record_scan(True, system_now())
+    health.record_scan(True, system_now())
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
@@ -140,7 +147,7 @@ def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
     health = HealthTracker(HealthThresholds(), started_at=now - 200)
     health.record_scan(True, now - 130)
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == []
 
 
@@ -153,7 +160,7 @@ def test_a_database_refusing_writes_for_long_never_withholds_the_watchdog(system
     health.record_store_write("database is locked [transient]", now - 300)
     assert health.evaluate(now).status.value == "unhealthy"
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
@@ -163,7 +170,7 @@ def test_degraded_still_pets_the_watchdog(systemd):
     for i in range(3):
         health.record_scan(False, now - 3 + i)
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
@@ -228,7 +235,6 @@ def test_systemd_gone_does_not_raise(tmp_path):
 
 def test_summary_without_store_or_scan():
     health = HealthTracker(HealthThresholds(), started_at=system_now())
-    daemon = DaemonStandIn(health)
-    daemon.unavailable = "no cgroup governor"
+    daemon = view_of(health, unavailable="no cgroup governor")
     line = summary(health.evaluate(system_now()), daemon)
     assert line == "healthy; 0 attached; no scan yet; NO LIMITS APPLIED"
