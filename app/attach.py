@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ffrtmp.attach_safety import AttachRefused, check_never
+from ffrtmp.clock import Moment
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
@@ -46,6 +47,7 @@ class Attacher:
         health=None,
         unavailable_reason: str | None = None,
         rng: random.Random | None = None,
+        outbox=None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -56,9 +58,9 @@ class Attacher:
         self.rng = rng or random.Random()
         # An ffrtmp.outbox.Outbox: the record of a done attach waits there when the database
         # refuses it; the process stays governed. None: written at once, a failure raises.
-        self.outbox = None
+        self.outbox = outbox
 
-    def _write(self, description: str, write, now: float) -> None:
+    def _write(self, description: str, write, now: Moment) -> None:
         if self.outbox is None:
             write()
         else:
@@ -71,7 +73,7 @@ class Attacher:
         job_id: str,
         limits: Limits,
         *,
-        now: float,
+        now: Moment,
         attempt: int = 0,
         look_first: bool = False,
         register: Callable[[], int] | None = None,
@@ -84,7 +86,7 @@ class Attacher:
         makes it once the cgroup work is done, whatever its outcome, so no database write
         stands between a new process and its limits. A crash in between leaves it in its job
         cgroup without a row; the next start's scan finds it there and records it, attached."""
-        when = utc(now)
+        when = utc(now.wall)
         try:
             # Whatever asked (a scan, a retry, a recovery of an old row): init, kernel threads,
             # ffrtmp and its ancestors are never moved.
@@ -151,10 +153,10 @@ class Attacher:
         identity: ProcessIdentity,
         job_id: str,
         error: Classification,
-        now: float,
+        now: Moment,
         attempt: int,
     ) -> AttachResult:
-        when = utc(now)
+        when = utc(now.wall)
         if error.target_gone:
             # Thumbnails, probes, a client that hung up: a process that ended before its attach
             # completed is a normal outcome, not an error, and says nothing about our health.

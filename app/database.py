@@ -21,11 +21,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from ffrtmp import defaults
 from ffrtmp.revisions import head_revision, known_revisions
 
 log = logging.getLogger(__name__)
+
+# What opening, reading or upgrading a database raises when the database is at fault (missing,
+# locked, corrupt, refused by the server, a disk that fails), as opposed to a bug.
+ACCESS_ERRORS = (SQLAlchemyError, sqlite3.Error, OSError)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -269,7 +274,7 @@ def _revision_of(engine: Engine, location: DatabaseLocation) -> str | None:
         return stored_revision(engine)
     except DatabaseError:
         raise
-    except Exception as exc:
+    except ACCESS_ERRORS as exc:
         raise DatabaseError(f"database {location} cannot be read: {_why(exc, location)}") from None
 
 
@@ -351,7 +356,7 @@ def open_for_writing(db: str | os.PathLike | DatabaseLocation | None = None) -> 
     except DatabaseError:
         engine.dispose()
         raise
-    except Exception as exc:
+    except ACCESS_ERRORS as exc:
         engine.dispose()
         raise DatabaseError(
             f"database {location} cannot be opened for writing: "
@@ -372,7 +377,10 @@ def _bring_to_head(engine: Engine, location: DatabaseLocation) -> None:
     from ffrtmp.migrate import upgrade
 
     upgrade(engine)
-    log.info("database %s upgraded from %s to %s", location, revision, head_revision())
+    if revision is None:
+        log.info("database %s created at %s", location, head_revision())
+    else:
+        log.info("database %s upgraded from %s to %s", location, revision, head_revision())
 
 
 # SQLite's words for a WAL database whose folder cannot hold the shared-memory index (-shm):

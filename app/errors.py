@@ -120,6 +120,26 @@ class _Verdict:
     target_gone: bool = False
 
 
+# Exceptions that say the code is wrong, not the world: a catch-all that must keep a loop going
+# (the daemon's steps, the shipper's thread) logs these with their traceback and counts them.
+PROGRAMMING_ERRORS = (
+    AssertionError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    NameError,
+    NotImplementedError,
+    RecursionError,
+    TypeError,
+    ZeroDivisionError,
+)
+
+
+def is_programming_error(exc: BaseException) -> bool:
+    return isinstance(exc, PROGRAMMING_ERRORS)
+
+
 def classify(exc: BaseException) -> Classification:
     """The Classification of `exc`; never raises."""
     verdict = _by_type_and_errno(exc)

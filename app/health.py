@@ -13,8 +13,9 @@ once writes have failed for longer than `stale_scan_after`; one committed write 
 Other problems a part of the daemon reports (`set_problem`: an HTTP endpoint it cannot bind)
 make it degraded, with the part's own reason, until the part clears it.
 
-Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are epoch
-seconds passed in by the caller, so they can be stored and tests control them.
+Health is recomputed on every `evaluate(now)`, so it ages without any event. Times are moments
+(ffrtmp.clock.Moment) passed in by the caller, so tests control them: ages are measured on their
+monotonic readings, and what is stored is their wall readings.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ffrtmp import defaults
+from ffrtmp.clock import Moment
 from ffrtmp.settings import Invalid, InvalidSetting, duration, setting, validate, whole_number
 from ffrtmp.states import HealthStatus
 
@@ -68,10 +70,10 @@ class HealthReport:
 
     status: HealthStatus
     reasons: tuple[str, ...]
-    evaluated_at: float
-    started_at: float
-    last_scan_at: float | None
-    last_successful_scan_at: float | None
+    evaluated_at: Moment
+    started_at: Moment
+    last_scan_at: Moment | None
+    last_successful_scan_at: Moment | None
     seconds_since_last_successful_scan: float | None
     consecutive_scan_failures: int
     consecutive_attach_failures: int
@@ -80,24 +82,25 @@ class HealthReport:
     total_attaches: int
     total_attach_failures: int
     errors_by_type: dict[str, int]
-    # Since when (epoch seconds) and why writes to the database fail; None while they work.
-    store_failing_since: float | None = None
+    # Since when and why writes to the database fail; None while they work.
+    store_failing_since: Moment | None = None
     store_failure: str | None = None
     # The status by the scan and attach rules alone: whether the loop itself works. systemd's
     # watchdog goes by it, so a refusing database never gets a governing daemon restarted
     # (which would lose the writes it keeps for the database).
     loop_status: HealthStatus | None = None
-    status_since: float | None = None  # when this status began (this run's start at first)
-    last_successful_attach_at: float | None = None  # wall time: the attacher works on it
+    status_since: Moment | None = None  # when this status began (this run's start at first)
+    last_successful_attach_at: Moment | None = None
 
     def as_dict(self) -> dict:
+        """JSON-ready: moments as their wall times (epoch seconds)."""
         return {
             "status": self.status.value,
             "reasons": list(self.reasons),
-            "evaluated_at": self.evaluated_at,
-            "started_at": self.started_at,
-            "last_scan_at": self.last_scan_at,
-            "last_successful_scan_at": self.last_successful_scan_at,
+            "evaluated_at": _wall(self.evaluated_at),
+            "started_at": _wall(self.started_at),
+            "last_scan_at": _wall(self.last_scan_at),
+            "last_successful_scan_at": _wall(self.last_successful_scan_at),
             "seconds_since_last_successful_scan": self.seconds_since_last_successful_scan,
             "consecutive_scan_failures": self.consecutive_scan_failures,
             "consecutive_attach_failures": self.consecutive_attach_failures,
@@ -106,11 +109,15 @@ class HealthReport:
             "total_attaches": self.total_attaches,
             "total_attach_failures": self.total_attach_failures,
             "errors_by_type": dict(self.errors_by_type),
-            "store_failing_since": self.store_failing_since,
+            "store_failing_since": _wall(self.store_failing_since),
             "store_failure": self.store_failure,
-            "status_since": self.status_since,
-            "last_successful_attach_at": self.last_successful_attach_at,
+            "status_since": _wall(self.status_since),
+            "last_successful_attach_at": _wall(self.last_successful_attach_at),
         }
+
+
+def _wall(moment: Moment | None) -> float | None:
+    return None if moment is None else moment.wall
 
 
 def assess(
@@ -153,12 +160,14 @@ class HealthTracker:
     """Counts scan and attach results; thread-safe, since the daemon records from its loop and
     the HTTP server evaluates from its own thread."""
 
-    def __init__(self, thresholds: HealthThresholds, started_at: float) -> None:
+    def __init__(self, thresholds: HealthThresholds, started_at: Moment) -> None:
+        if not isinstance(started_at, Moment):
+            raise TypeError(f"started_at must be a Moment, not {type(started_at).__name__}")
         self.thresholds = thresholds
-        self.started_at = float(started_at)
+        self.started_at = started_at
         self._lock = threading.Lock()
-        self._last_scan_at: float | None = None
-        self._last_successful_scan_at: float | None = None
+        self._last_scan_at: Moment | None = None
+        self._last_successful_scan_at: Moment | None = None
         self._consecutive_scan_failures = 0
         self._consecutive_attach_failures = 0
         self._total_scans = 0
@@ -166,29 +175,52 @@ class HealthTracker:
         self._total_attaches = 0
         self._total_attach_failures = 0
         self._errors_by_type: Counter[str] = Counter()
-        self._store_failing_since: float | None = None
+        self._store_failing_since: Moment | None = None
         self._store_failure: str | None = None
         self._problems: dict[str, str] = {}
-        self._last_successful_attach_at: float | None = None
+        self._last_successful_attach_at: Moment | None = None
         self._status: HealthStatus | None = None
-        self._status_since: float | None = None
+        self._status_since: Moment | None = None
 
     @classmethod
     def restore(
         cls,
         thresholds: HealthThresholds,
-        started_at: float,
+        started_at: Moment,
         *,
         total_scans: int = 0,
         total_scan_failures: int = 0,
         total_attaches: int = 0,
         total_attach_failures: int = 0,
         errors_by_type: dict[str, int] | None = None,
-        last_successful_attach_at: float | None = None,
+        last_successful_attach_at: Moment | None = None,
     ) -> HealthTracker:
         """A tracker for a restarted daemon that continues the totals of its last snapshot,
         and the time of its last successful attach. Consecutive counters, scan times and the
         status start afresh: they describe this run."""
+        tracker = cls(thresholds, started_at)
+        tracker.resume(
+            total_scans=total_scans,
+            total_scan_failures=total_scan_failures,
+            total_attaches=total_attaches,
+            total_attach_failures=total_attach_failures,
+            errors_by_type=errors_by_type,
+            last_successful_attach_at=last_successful_attach_at,
+        )
+        return tracker
+
+    def resume(
+        self,
+        *,
+        total_scans: int = 0,
+        total_scan_failures: int = 0,
+        total_attaches: int = 0,
+        total_attach_failures: int = 0,
+        errors_by_type: dict[str, int] | None = None,
+        last_successful_attach_at: Moment | None = None,
+    ) -> None:
+        """Continue the totals of a last snapshot in this tracker (see restore()); what was
+        recorded or reported here already (a part's problem, this run's counts) stays."""
         totals = {
             "total_scans": total_scans,
             "total_scan_failures": total_scan_failures,
@@ -208,16 +240,16 @@ class HealthTracker:
                 f"total_attach_failures ({total_attach_failures}) exceeds "
                 f"total_attaches ({total_attaches})"
             )
-        tracker = cls(thresholds, started_at)
-        tracker._total_scans = total_scans
-        tracker._total_scan_failures = total_scan_failures
-        tracker._total_attaches = total_attaches
-        tracker._total_attach_failures = total_attach_failures
-        tracker._errors_by_type.update({str(k): v for k, v in (errors_by_type or {}).items()})
-        tracker._last_successful_attach_at = last_successful_attach_at
-        return tracker
+        with self._lock:
+            self._total_scans += total_scans
+            self._total_scan_failures += total_scan_failures
+            self._total_attaches += total_attaches
+            self._total_attach_failures += total_attach_failures
+            self._errors_by_type.update({str(k): v for k, v in (errors_by_type or {}).items()})
+            if self._last_successful_attach_at is None:
+                self._last_successful_attach_at = last_successful_attach_at
 
-    def record_scan(self, ok: bool, now: float) -> None:
+    def record_scan(self, ok: bool, now: Moment) -> None:
         with self._lock:
             self._total_scans += 1
             self._last_scan_at = now
@@ -228,7 +260,7 @@ class HealthTracker:
                 self._consecutive_scan_failures += 1
                 self._total_scan_failures += 1
 
-    def record_attach(self, ok: bool, now: float) -> None:
+    def record_attach(self, ok: bool, now: Moment) -> None:
         with self._lock:
             self._total_attaches += 1
             if ok:
@@ -243,7 +275,7 @@ class HealthTracker:
         with self._lock:
             self._errors_by_type[str(error_type)] += 1
 
-    def record_store_write(self, error: str | None, now: float) -> None:
+    def record_store_write(self, error: str | None, now: Moment) -> None:
         """A write transaction's outcome: None when it committed, else why it failed."""
         with self._lock:
             if error is None:
@@ -261,12 +293,12 @@ class HealthTracker:
             else:
                 self._problems[part] = reason
 
-    def evaluate(self, now: float) -> HealthReport:
+    def evaluate(self, now: Moment) -> HealthReport:
         with self._lock:
             last_success = self._last_successful_scan_at
             reference = self.started_at if last_success is None else last_success
             # A clock stepped backwards must not make the daemon look fresher than "just now".
-            without_success = max(0.0, now - reference)
+            without_success = max(0.0, now.seconds_since(reference))
             status, reasons = assess(
                 self.thresholds,
                 self._consecutive_scan_failures,
@@ -284,7 +316,7 @@ class HealthTracker:
                     status,
                     reasons,
                     self.thresholds,
-                    max(0.0, now - self._store_failing_since),
+                    max(0.0, now.seconds_since(self._store_failing_since)),
                     self._store_failure,
                 )
             if status != self._status:
@@ -313,7 +345,7 @@ class HealthTracker:
                 last_successful_attach_at=self._last_successful_attach_at,
             )
 
-    def _status_changed(self, status: HealthStatus, reasons: tuple[str, ...], now: float) -> None:
+    def _status_changed(self, status: HealthStatus, reasons: tuple[str, ...], now: Moment) -> None:
         """One line per change, whichever thread evaluates first (the loop or /healthz); the
         first status of a run dates from its start and is no change."""
         before = self._status
@@ -364,18 +396,18 @@ class SnapshotSchedule:
         except Invalid as exc:
             raise InvalidSetting("snapshot_interval", exc.predicate) from None
         self._last_status: HealthStatus | None = None
-        self._last_at: float | None = None
+        self._last_at: Moment | None = None
         self._last_counters: tuple[int, int] | None = None
 
-    def due(self, report: HealthReport, now: float) -> bool:
+    def due(self, report: HealthReport, now: Moment) -> bool:
         if self._last_at is None or report.status != self._last_status:
             return True
         if _consecutive(report) != self._last_counters:
             return True
         # A clock stepped backwards would otherwise silence snapshots until it caught up.
-        return now - self._last_at >= self.interval or now < self._last_at
+        return now.seconds_since(self._last_at) >= self.interval or now < self._last_at
 
-    def mark(self, report: HealthReport, now: float) -> None:
+    def mark(self, report: HealthReport, now: Moment) -> None:
         self._last_status = report.status
         self._last_at = now
         self._last_counters = _consecutive(report)

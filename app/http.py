@@ -30,15 +30,21 @@ import threading
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ffrtmp import __version__, defaults
-from ffrtmp.clock import wall_at
+from ffrtmp.clock import Moment
 from ffrtmp.health import assess
-from ffrtmp.metrics import Metrics, attached_now
+from ffrtmp.metrics import Metrics
 from ffrtmp.states import HealthStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ffrtmp.daemon.view import DaemonView
 
 log = logging.getLogger(__name__)
 
@@ -127,30 +133,28 @@ class HttpServer:
 
 def start_http_server(
     address: str,
-    daemon: object,
+    view: DaemonView,
+    metrics: Metrics | None = None,
     *,
     request_timeout: float = defaults.HTTP_REQUEST_TIMEOUT_SECONDS,
 ) -> HttpServer:
-    """Serve /healthz and /metrics for `daemon` on `address` (HOST:PORT; port 0 picks one).
-
-    The metrics object is `daemon.metrics`; a daemon without one gets one here, so the
-    scrape-time values (health, attached, retries, errors) are served either way."""
+    """Serve /healthz and /metrics of the daemon `view` shows on `address` (HOST:PORT; port 0
+    picks one). Without `metrics` (the loop's counters), a Metrics of the view alone is served:
+    the scrape-time values (health, attached, retries, errors) are there either way."""
     socket_path = unix_socket_path(address)
     if socket_path is None:
         host, port = parse_address(address)
         server_class, bind_to = (_Server6 if ":" in host else _Server), (host, port)
     else:
         host, server_class, bind_to = "localhost", _UnixServer, socket_path
-    metrics = getattr(daemon, "metrics", None)
     if metrics is None:
-        metrics = Metrics(daemon)
-        daemon.metrics = metrics
+        metrics = Metrics(view)
     try:
         server = server_class(bind_to, _Handler)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OSError(exc.errno or errno.EINVAL, f"cannot listen on {address}: {reason}") from None
-    server.daemon = daemon
+    server.view = view
     server.metrics = metrics
     server.request_timeout = request_timeout
     thread = threading.Thread(
@@ -167,32 +171,41 @@ def start_http_server(
 
 class Endpoint:
     """The --http address of a daemon: served once it can be bound, tried again until then.
-    While it is not served, `daemon.health` is degraded with the reason."""
+    While it is not served, `report_problem` (the health tracker's set_problem) is told why,
+    which makes the daemon degraded."""
 
-    def __init__(self, address: str, daemon: object) -> None:
+    def __init__(
+        self,
+        address: str,
+        view: DaemonView,
+        metrics: Metrics | None,
+        report_problem: Callable[[str, str | None], None],
+    ) -> None:
         self.address = address
-        self.daemon = daemon
+        self.view = view
+        self.metrics = metrics
+        self._report_problem = report_problem
         self.server: HttpServer | None = None
-        self.next_try_at: float | None = None
+        self.next_try_at: Moment | None = None
         self._pause = BIND_RETRY_FIRST_S
 
-    def bind(self, now: float) -> bool:
+    def bind(self, now: Moment) -> bool:
         """Try to serve now; True when served."""
         try:
-            self.server = start_http_server(self.address, self.daemon)
+            self.server = start_http_server(self.address, self.view, self.metrics)
         except OSError as exc:
             self.next_try_at = now + self._pause
             why = os.strerror(exc.errno) if exc.errno else str(exc)
             reason = f"HTTP endpoint {self.address} not served: {why}"
             log.error("%s; trying again in %.0fs", reason, self._pause)
             self._pause = min(BIND_RETRY_MAX_S, self._pause * 2)
-            self.daemon.health.set_problem(HEALTH_PART, reason)
+            self._report_problem(HEALTH_PART, reason)
             return False
         self.next_try_at = None
-        self.daemon.health.set_problem(HEALTH_PART, None)
+        self._report_problem(HEALTH_PART, None)
         return True
 
-    def retry_due(self, now: float) -> None:
+    def retry_due(self, now: Moment) -> None:
         if self.server is None and self.next_try_at is not None and now >= self.next_try_at:
             self.bind(now)
 
@@ -205,21 +218,20 @@ class Endpoint:
 # --- the documents -------------------------------------------------------------------------
 
 
-def health_document(daemon: object, metrics: Metrics | None, now: float) -> tuple[int, dict]:
-    """(HTTP status, body) of /healthz at `now`, a reading of the daemon's monotonic clock;
-    the times it shows are wall times."""
-    report = daemon.health.evaluate(now)
+def health_document(view: DaemonView, metrics: Metrics | None, now: Moment) -> tuple[int, dict]:
+    """(HTTP status, body) of /healthz at `now`; the times it shows are wall times."""
+    report = view.evaluate(now)
 
-    def _iso(moment: float | None) -> str | None:
-        return None if moment is None else _iso_wall(wall_at(daemon.clock, moment))
+    def _iso(moment: Moment | None) -> str | None:
+        return None if moment is None else _iso_wall(moment.wall)
 
-    thresholds = daemon.health.thresholds
+    thresholds = view.thresholds()
     draft_status = DRAFT_STATUS[report.status]
     ever = report.last_successful_scan_at is not None
     without_success = (
         report.seconds_since_last_successful_scan
         if ever
-        else max(0.0, report.evaluated_at - report.started_at)
+        else max(0.0, report.evaluated_at.seconds_since(report.started_at))
     )
     # Each rule judged alone, with the tracker's own thresholds, gives that check its status.
     scan_status, _ = assess(thresholds, report.consecutive_scan_failures, 0, 0.0)
@@ -257,10 +269,7 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "attaches:failed": [_check(report.total_attach_failures, "pass")],
         "errors:byType": [_check(dict(report.errors_by_type), "pass")],
     }
-    try:
-        checks["processes:attached"] = [_check(attached_now(daemon), "pass")]
-    except Exception as exc:
-        log.debug("attached processes not countable for /healthz: %s", exc)
+    checks["processes:attached"] = [_check(view.attached_now(), "pass")]
     retry_items = metrics.retry_items.get() if metrics is not None else None
     if retry_items is not None:
         checks["retries:items"] = [_check(retry_items, "pass")]
@@ -270,15 +279,10 @@ def health_document(daemon: object, metrics: Metrics | None, now: float) -> tupl
         "serviceId": "ffrtmp-watch",
         "description": "ffrtmp watch daemon",
         "checks": checks,
-        "notes": _notes(daemon, now),
+        "notes": _notes(view, now),
         # Beyond the draft, as `ffrtmp health` and the snapshots name them.
         "status_since": _iso(report.status_since),
-        # Recorded by the attacher, which works on wall time (see ffrtmp.daemon._attach).
-        "last_successful_attach_at": (
-            None
-            if report.last_successful_attach_at is None
-            else _iso_wall(report.last_successful_attach_at)
-        ),
+        "last_successful_attach_at": _iso(report.last_successful_attach_at),
     }
     if report.reasons:
         body["output"] = "; ".join(report.reasons)
@@ -303,14 +307,14 @@ def _check(
     return entry
 
 
-def _notes(daemon: object, now: float) -> list[str]:
-    notes = [f"discovery: {getattr(daemon, 'discovery', 'unknown')}"]
-    unavailable = getattr(daemon, "unavailable", None)
+def _notes(view: DaemonView, now: Moment) -> list[str]:
+    notes = [f"discovery: {view.discovery}"]
+    unavailable = view.unavailable
     if unavailable:
         notes.append(f"no resource limits are applied: {unavailable}")
-    next_scan_at = getattr(daemon, "next_scan_at", None)
-    if next_scan_at:
-        notes.append(f"next full scan due in {max(0.0, next_scan_at - now):.1f}s")
+    next_scan_at = view.next_scan_at()
+    if next_scan_at is not None:
+        notes.append(f"next full scan due in {max(0.0, next_scan_at.seconds_since(now)):.1f}s")
     return notes
 
 
@@ -324,7 +328,7 @@ def _iso_wall(epoch: float) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # close() never waits for a client that sends nothing
     # Set by start_http_server before serving.
-    daemon: object = None
+    view: DaemonView | None = None
     metrics: Metrics | None = None
     request_timeout: float = defaults.HTTP_REQUEST_TIMEOUT_SECONDS
 
@@ -377,9 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             if path == "/healthz":
-                code, body = health_document(
-                    self.server.daemon, self.server.metrics, self.server.daemon.clock.monotonic()
-                )
+                view = self.server.view
+                code, body = health_document(view, self.server.metrics, view.clock.now())
                 payload = (json.dumps(body, indent=2) + "\n").encode()
                 self._send(code, HEALTH_CONTENT_TYPE, payload)
             elif path == "/metrics":

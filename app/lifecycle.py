@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ffrtmp.clock import Moment
 from ffrtmp.exit_status import ExitInfo, zombie_exit_status
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.states import ProcessState
@@ -42,10 +43,14 @@ class Followed:
 
 
 class Lifecycle:
-    def __init__(self, store: Store, governor) -> None:
+    def __init__(self, store: Store, governor, outbox=None) -> None:
         self.store = store
         self.governor = governor
+        # The loop's own table; other threads (the usage sampler, /metrics) read `followed`.
         self.by_pid: dict[int, Followed] = {}
+        # The followed processes as an immutable tuple, replaced on every change of by_pid:
+        # a reader on another thread takes it whole, without a copy that may meet a change.
+        self.followed: tuple[Followed, ...] = ()
         self._recent_exits: OrderedDict[int, int] = OrderedDict()  # pid -> wait status
         # Job id -> its process row (None when unknown): cgroups not yet removed, or removed
         # but their cgroup_removed event not yet stored.
@@ -56,10 +61,14 @@ class Lifecycle:
         self.leader_left: set[int] = set()
         # An ffrtmp.outbox.Outbox: an exit the database refuses waits there, the process is
         # finished all the same. None: written at once, a failure raises.
-        self.outbox = None
+        self.outbox = outbox
 
     def follow(self, followed: Followed) -> None:
         self.by_pid[followed.identity.pid] = followed
+        self._publish()
+
+    def _publish(self) -> None:
+        self.followed = tuple(self.by_pid.values())
 
     def is_followed(self, identity: ProcessIdentity) -> bool:
         f = self.by_pid.get(identity.pid)
@@ -74,6 +83,7 @@ class Lifecycle:
         for pid in [pid for pid, f in self.by_pid.items() if f.process_id in process_ids]:
             del self.by_pid[pid]
             self.leader_left.discard(pid)
+        self._publish()
 
     def note_exit_status(self, pid: int, wait_status: int) -> None:
         """Keep an exit status from the kernel for a pid we may ask about soon (a process
@@ -83,7 +93,7 @@ class Lifecycle:
         while len(self._recent_exits) > RECENT_EXITS_KEPT:
             self._recent_exits.popitem(last=False)
 
-    def on_exit_event(self, pid: int, wait_status: int, now: float) -> bool:
+    def on_exit_event(self, pid: int, wait_status: int, now: Moment) -> bool:
         """The exit event of a thread-group leader; True when it ended a followed process."""
         followed = self.by_pid.get(pid)
         if followed is None:
@@ -96,7 +106,7 @@ class Lifecycle:
         self.finish(followed, ExitInfo.from_wait_status(wait_status), now)
         return True
 
-    def on_thread_exit(self, tgid: int, wait_status: int, now: float) -> None:
+    def on_thread_exit(self, tgid: int, wait_status: int, now: Moment) -> None:
         """A thread of a process whose main thread ended early: the last one ends it, and
         its status (that of exit() or of the killing signal) is the process's."""
         if tgid not in self.leader_left:
@@ -119,7 +129,7 @@ class Lifecycle:
             return ExitInfo(*from_zombie)
         return ExitInfo.unknown(reason)
 
-    def poll(self, now: float, drain_events: Callable[[], object] | None = None) -> int:
+    def poll(self, now: Moment, drain_events: Callable[[], object] | None = None) -> int:
         """Finish every followed process that is gone (or a zombie); returns how many.
 
         The kernel queues a process's exit event before /proc shows it gone, so for the
@@ -139,7 +149,7 @@ class Lifecycle:
         self,
         followed: Followed,
         info: ExitInfo,
-        now: float,
+        now: Moment,
         state: ProcessState = ProcessState.EXITED,
         end_seen: bool = True,
     ) -> None:
@@ -157,7 +167,7 @@ class Lifecycle:
                 return
             self.store.record_exit(
                 followed.process_id,
-                now=utc(now),
+                now=utc(now.wall),
                 exit_code=info.exit_code,
                 exit_signal=info.exit_signal,
                 reason=info.reason,
@@ -172,7 +182,8 @@ class Lifecycle:
             write_exit()
         else:
             self.outbox.write(f"the exit of {followed.identity}", write_exit, now)
-        self.by_pid.pop(followed.identity.pid, None)
+        if self.by_pid.pop(followed.identity.pid, None) is not None:
+            self._publish()
         self.leader_left.discard(followed.identity.pid)
         self._recent_exits.pop(followed.identity.pid, None)
         log.info(
@@ -184,7 +195,7 @@ class Lifecycle:
         if followed.governed:
             self.release(followed.job_id, now, followed.process_id)
 
-    def release(self, job_id: str, now: float, process_id: int | None = None) -> None:
+    def release(self, job_id: str, now: Moment, process_id: int | None = None) -> None:
         """Remove the job's cgroups; until that succeeds, retry_releases() tries again.
         With the process row known, the removal is recorded as its cgroup_removed event."""
         if process_id is None:
@@ -205,10 +216,12 @@ class Lifecycle:
                 return
         del self._pending_release[job_id]
 
-    def retry_releases(self, now: float) -> None:
+    def retry_releases(self, now: Moment) -> None:
         for job_id, process_id in list(self._pending_release.items()):
             self.release(job_id, now, process_id)
 
-    def _record_cgroup_removed(self, process_id: int, job_id: str, now: float) -> None:
+    def _record_cgroup_removed(self, process_id: int, job_id: str, now: Moment) -> None:
         cgroups = [str(directory) for directory in self.governor.job_directories(job_id)]
-        self.store.record_cgroup_removed(process_id, job_id=job_id, cgroups=cgroups, now=utc(now))
+        self.store.record_cgroup_removed(
+            process_id, job_id=job_id, cgroups=cgroups, now=utc(now.wall)
+        )

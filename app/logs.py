@@ -61,6 +61,34 @@ def log_settings(logger: logging.Logger, title: str, settings: dict, fmt: str) -
         logger.info("%s: %s = %s", title, key, readable(value))
 
 
+# The settings the one start-up line names; the rest are logged at DEBUG.
+SUMMARY_KEYS = ("target_commands", "scan_interval", "discovery", "default_limits", "retention")
+
+
+def log_configuration(logger: logging.Logger, settings: dict, fmt: str) -> None:
+    """The effective configuration at start-up: under the JSON format one record with the
+    whole object; otherwise one line with what matters most, and every setting at DEBUG."""
+    title = "effective configuration"
+    if fmt == "json":
+        log_settings(logger, title, settings, fmt)
+        return
+    named = [f"{key} {_compact(settings[key])}" for key in SUMMARY_KEYS if key in settings]
+    rules = len(settings.get("commands") or {})
+    if rules:
+        named.append(f"{rules} command rule{'s' if rules != 1 else ''}")
+    count = sum(1 for _ in _flatten(settings))
+    logger.info("%s: %s (all %d settings at --log-level debug)", title, ", ".join(named), count)
+    if logger.isEnabledFor(logging.DEBUG):
+        for key, value in _flatten(settings):
+            logger.debug("%s: %s = %s", title, key, readable(value))
+
+
+def _compact(value: object) -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k} {readable(v)}" for k, v in _flatten(value)) + ")"
+    return readable(value)
+
+
 def _flatten(settings: dict, prefix: str = ""):
     for key, value in settings.items():
         name = f"{prefix}{key}"

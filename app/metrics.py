@@ -5,7 +5,8 @@ Two kinds of values:
 - events the loop reports as they happen (`observe_scan`, `discovered`, `overflow`), kept in
   prometheus_client counters and a histogram;
 - state read when Prometheus scrapes (health, attached processes, retry-queue depths, errors by
-  type), so a stuck loop cannot leave a stale "healthy" behind. Errors are read from the health
+  type), through the daemon's read-only view (ffrtmp.daemon.view), so a stuck loop cannot leave
+  a stale "healthy" behind. Errors are read from the health
   tracker, which already counts every classified error once, wherever it was classified.
 
 No label ever carries a pid or a job id: every label has a small, fixed set of values.
@@ -17,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,6 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ffrtmp import defaults
 from ffrtmp.health import SEVERITY, HealthReport
 from ffrtmp.states import ErrorType, RetryState
+
+if TYPE_CHECKING:
+    from ffrtmp.daemon.view import DaemonView
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +68,17 @@ class CachedValue:
 
 
 class Metrics:
-    """`daemon` is read at scrape time (health, lifecycle, store); None leaves those out."""
+    """`view` (a ffrtmp.daemon.view.DaemonView) is read at scrape time; None leaves out what
+    it would give."""
 
     def __init__(
         self,
-        daemon: object | None = None,
+        view: DaemonView | None = None,
         *,
         cache_seconds: float = defaults.METRICS_STORE_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.daemon = daemon
+        self.view = view
         self.registry = CollectorRegistry()
         self._scans = Counter(
             "ffrtmp_scans_total",
@@ -119,25 +125,9 @@ class Metrics:
         return generate_latest(self.registry)
 
     def _read_retry_depths(self) -> dict[str, int]:
-        return self.daemon.store.retry_depths()
-
-
-def attached_now(daemon: object) -> int:
-    """Followed processes that sit in cgroups of ours, counted from another thread."""
-    return followed_now(daemon)[0]
-
-
-def followed_now(daemon: object) -> tuple[int, int]:
-    """(governed, ungoverned) followed processes, counted from another thread."""
-    for _ in range(3):
-        try:
-            # list() copies the values in one step; the loop may change the dict meanwhile.
-            followed = list(daemon.lifecycle.by_pid.values())
-        except RuntimeError:  # changed size during the copy: take it again
-            continue
-        governed = sum(1 for f in followed if f.governed)
-        return governed, len(followed) - governed
-    raise RuntimeError("the followed processes kept changing while being counted")
+        if self.view is None or self.view.retry_depths is None:
+            raise LookupError("no retry queue to read")
+        return self.view.retry_depths()
 
 
 class _DaemonStateCollector:
@@ -145,14 +135,14 @@ class _DaemonStateCollector:
         self.metrics = metrics
 
     def describe(self) -> list[Metric]:
-        # Names only, so registering does not read the daemon.
+        # Names only, so registering reads nothing.
         return [family for family, _ in self._families()]
 
     def collect(self) -> Iterator[Metric]:
-        daemon = self.metrics.daemon
-        if daemon is None:
+        view = self.metrics.view
+        if view is None:
             return
-        state = _ScrapeState(daemon)
+        state = _ScrapeState(view)
         for family, fill in self._families():
             try:
                 fill(family, state)
@@ -176,7 +166,10 @@ class _DaemonStateCollector:
                     "Epoch time of the last successful full scan; 0 before the first one.",
                 ),
                 lambda family, state: family.add_metric(
-                    [], state.report.last_successful_scan_at or 0.0
+                    [],
+                    0.0
+                    if state.report.last_successful_scan_at is None
+                    else state.report.last_successful_scan_at.wall,
                 ),
             ),
             (
@@ -184,7 +177,7 @@ class _DaemonStateCollector:
                     "ffrtmp_processes_attached",
                     "Processes followed now that sit in cgroups of ours.",
                 ),
-                lambda family, state: family.add_metric([], followed_now(state.daemon)[0]),
+                lambda family, state: family.add_metric([], state.view.followed_now()[0]),
             ),
             (
                 GaugeMetricFamily(
@@ -192,7 +185,7 @@ class _DaemonStateCollector:
                     "Processes followed now that run without cgroups of ours (no limit applies: "
                     "observed, retrying, or dead letters).",
                 ),
-                lambda family, state: family.add_metric([], followed_now(state.daemon)[1]),
+                lambda family, state: family.add_metric([], state.view.followed_now()[1]),
             ),
             (
                 CounterMetricFamily(
@@ -209,9 +202,15 @@ class _DaemonStateCollector:
                     "ffrtmp_store_writes_kept",
                     "Writes the database refused, kept in memory until it takes them.",
                 ),
-                lambda family, state: family.add_metric(
-                    [], len(getattr(state.daemon, "outbox", ()))
+                lambda family, state: family.add_metric([], state.view.pending_writes()),
+            ),
+            (
+                CounterMetricFamily(
+                    "ffrtmp_internal_errors",
+                    "Programming errors the loop caught and went on after (each logged with its "
+                    "traceback); anything but 0 is a bug to report.",
                 ),
+                lambda family, state: family.add_metric([], state.view.internal_errors()),
             ),
             (
                 GaugeMetricFamily(
@@ -243,7 +242,7 @@ class _DaemonStateCollector:
 
         def per_rule(attribute: str) -> Callable[[Metric, _ScrapeState], None]:
             def fill(family: Metric, state: _ScrapeState) -> None:
-                for rule, totals in state.daemon.usage.totals().items():
+                for rule, totals in state.view.usage_totals().items():
                     family.add_metric([rule], getattr(totals, attribute))
 
             return fill
@@ -301,12 +300,12 @@ class _DaemonStateCollector:
 class _ScrapeState:
     """The daemon as one scrape sees it: health is evaluated once, on first use."""
 
-    def __init__(self, daemon: object) -> None:
-        self.daemon = daemon
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
         self._report: HealthReport | None = None
 
     @property
     def report(self) -> HealthReport:
         if self._report is None:
-            self._report = self.daemon.health.evaluate(self.daemon.clock.monotonic())
+            self._report = self.view.report()
         return self._report

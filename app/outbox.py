@@ -6,7 +6,9 @@ failpoint) is queued here instead of being lost or stopping the loop; every late
 goes through the outbox queues behind it, so a process's rows are written in the order they
 happened (its registration before its exit). The loop calls flush() at every step; while the
 store keeps refusing, it tries again after a growing pause (RETRY_FIRST_S doubling up to
-RETRY_MAX_S), since each try may wait out SQLite's busy timeout and governing must not.
+RETRY_MAX_S), since each try may wait out SQLite's busy timeout and governing must not. The
+pauses run on the monotonic reading of each call's moment (ffrtmp.clock.Moment), so a step of
+the wall clock neither shortens nor lengthens them.
 
 A write that fails for any other reason (a bug, a value the database refuses) is no store
 failure: it is dropped with a log line rather than block every write queued behind it.
@@ -21,6 +23,8 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ffrtmp.clock import Moment
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +62,23 @@ class PendingWrite:
 class Outbox:
     """`on_result(error)` is told of every attempt: None for a write that went through."""
 
-    def __init__(
-        self,
-        on_result: Callable[[BaseException | None], None] | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        """`clock`: the monotonic clock its pauses run on. Its callers pass the moment of each
-        write, and some of them work on wall time (the attacher, the lifecycle), which a step
-        of the wall clock would make a pause of a day; without `clock`, those moments."""
-        self._clock = clock
+    def __init__(self, on_result: Callable[[BaseException | None], None] | None = None) -> None:
         self._pending: deque[PendingWrite] = deque()
         self.on_result = on_result
         self.dropped = 0  # writes given up: not a store failure, or past MAX_PENDING_WRITES
         self._retry_in = RETRY_FIRST_S
-        self._next_try_at: float | None = None
+        self._next_try_at: Moment | None = None
         self._flushing = False
 
     def __len__(self) -> int:
         return len(self._pending)
 
     @property
-    def next_try_at(self) -> float | None:
+    def next_try_at(self) -> Moment | None:
         """When flush() tries again, for a loop that waits; None when nothing waits."""
         return self._next_try_at if self._pending else None
 
-    def write(self, description: str, write: Callable[[], object], now: float) -> bool:
+    def write(self, description: str, write: Callable[[], object], now: Moment) -> bool:
         """Write now, or queue it behind the writes already waiting; True when written.
         A failure that is not the store's is raised, as without an outbox. A queued write that
         writes more (through this outbox) does so at once: its failure fails that queued
@@ -103,7 +99,7 @@ class Outbox:
                 "%s is kept in memory until the database takes writes: %s", description, _why(exc)
             )
             self.defer(description, write)
-            self._schedule_retry(self._when(now))
+            self._schedule_retry(now)
             return False
         self._report(None)
         return True
@@ -115,12 +111,11 @@ class Outbox:
             log.error("dropped the oldest write kept in memory (%s)", lost.description)
         self._pending.append(PendingWrite(description, write))
 
-    def flush(self, now: float, force: bool = False) -> bool:
+    def flush(self, now: Moment, force: bool = False) -> bool:
         """Write what waits, in order, until one fails; True when nothing waits any more.
         Before the pause after the last refusal is over, only `force` tries."""
         if not self._pending:
             return True
-        now = self._when(now)
         if not force and self._next_try_at is not None and now < self._next_try_at:
             return False
         written = 0
@@ -148,10 +143,7 @@ class Outbox:
         self._retry_in, self._next_try_at = RETRY_FIRST_S, None
         return True
 
-    def _when(self, now: float) -> float:
-        return now if self._clock is None else self._clock()
-
-    def _schedule_retry(self, now: float) -> None:
+    def _schedule_retry(self, now: Moment) -> None:
         if self._next_try_at is None:
             self._retry_in = RETRY_FIRST_S
         else:

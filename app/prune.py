@@ -173,5 +173,14 @@ def prune(
     run_batches(process_batch, "processes")
     for table, (key, condition) in _simple_conditions(cutoff).items():
         run_batches(simple_batch(table, key, condition), table)
-    log.info("pruned history older than %s: %s", cutoff.isoformat(), removed)
+    log.info(
+        "pruned history older than %s: %s",
+        cutoff.isoformat(sep=" ", timespec="seconds"),
+        describe_removed(removed),
+    )
     return removed
+
+
+def describe_removed(removed: dict[str, int]) -> str:
+    """`3 processes, 12 process_events`: the tables rows were removed from, or `nothing`."""
+    return ", ".join(f"{count} {table}" for table, count in removed.items() if count) or "nothing"

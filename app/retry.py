@@ -10,6 +10,7 @@ import logging
 
 from ffrtmp import defaults
 from ffrtmp.attach import VANISHED_REASON, Attacher
+from ffrtmp.clock import Moment
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed, Lifecycle
@@ -33,12 +34,12 @@ class RetryWorker:
         self.lifecycle = lifecycle
         self.claim_seconds = claim_seconds
 
-    def run_due(self, now: float) -> int:
+    def run_due(self, now: Moment) -> int:
         """Attempt every item due at `now`; returns how many attempts ran."""
         ran = 0
-        for due in self.store.due_retries(utc(now)):
+        for due in self.store.due_retries(utc(now.wall)):
             attempt = self.store.claim_retry(
-                due.retry_id, now=utc(now), claim_seconds=self.claim_seconds
+                due.retry_id, now=utc(now.wall), claim_seconds=self.claim_seconds
             )
             if attempt is None:
                 continue
@@ -60,9 +61,9 @@ class RetryWorker:
                 self._target_gone(due, now, reason="")
         return ran
 
-    def _target_gone(self, due, now: float, reason: str) -> None:
+    def _target_gone(self, due, now: Moment, reason: str) -> None:
         if reason == CANCEL_REASON_PID_REUSED:
-            self.store.cancel_retry(due.process_id, reason=reason, now=utc(now))
+            self.store.cancel_retry(due.process_id, reason=reason, now=utc(now.wall))
         followed = self.lifecycle.by_pid.get(due.identity.pid)
         if followed is None or followed.identity != due.identity:
             followed = Followed(due.process_id, due.identity, due.job_id, governed=False)

@@ -15,9 +15,14 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from ffrtmp.metrics import attached_now
+from ffrtmp.daemon.errors import STORE_ERRORS
 from ffrtmp.states import HealthStatus, RetryState
+
+if TYPE_CHECKING:
+    from ffrtmp.daemon.view import DaemonView
+    from ffrtmp.health import HealthReport
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +63,13 @@ class Notifier:
 
     # --- what the daemon calls -----------------------------------------------------------
 
-    def ready(self, daemon: object) -> None:
-        report = daemon.health.evaluate(daemon.clock.monotonic())
-        self.send(f"READY=1\nSTATUS={summary(report, daemon)}")
+    def ready(self, view: DaemonView) -> None:
+        self.send(f"READY=1\nSTATUS={summary(view.report(), view)}")
 
-    def status(self, report: object, daemon: object) -> None:
-        self.send(f"STATUS={summary(report, daemon)}")
+    def status(self, report: HealthReport, view: DaemonView) -> None:
+        self.send(f"STATUS={summary(report, view)}")
 
-    def watchdog(self, daemon: object) -> None:
+    def watchdog(self, view: DaemonView) -> None:
         """WATCHDOG=1 at most every half watchdog interval, and only while not unhealthy."""
         if self.watchdog_interval is None:
             return
@@ -75,7 +79,7 @@ class Notifier:
             and now - self._last_watchdog < self.watchdog_interval / 2
         ):
             return
-        report = daemon.health.evaluate(daemon.clock.monotonic())
+        report = view.report()
         # A database that refuses writes makes the daemon unhealthy, not its loop: a restart
         # would lose what it keeps for the database, so only the loop's own health counts.
         if (getattr(report, "loop_status", None) or report.status) == HealthStatus.UNHEALTHY:
@@ -126,25 +130,24 @@ class Notifier:
             self._socket = None
 
 
-def summary(report: object, daemon: object) -> str:
+def summary(report: HealthReport, view: DaemonView) -> str:
     """One line for `systemctl status`: health, attached, last scan age, pending retries."""
     status = report.status.value
     if report.reasons:
         status += f" ({'; '.join(report.reasons)})"
     parts = [status]
-    try:
-        parts.append(f"{attached_now(daemon)} attached")
-    except Exception as exc:
-        log.debug("cannot count attached processes: %s", exc)
+    parts.append(f"{view.attached_now()} attached")
     if report.last_scan_at is None:
         parts.append("no scan yet")
     else:
-        parts.append(f"last scan {max(0.0, report.evaluated_at - report.last_scan_at):.0f}s ago")
-    try:
-        pending = daemon.store.retry_depths().get(RetryState.PENDING.value, 0)
-        parts.append(f"{pending} pending retries")
-    except Exception as exc:
-        log.debug("cannot read the retry queue: %s", exc)
-    if getattr(daemon, "unavailable", None):
+        age = max(0.0, report.evaluated_at.seconds_since(report.last_scan_at))
+        parts.append(f"last scan {age:.0f}s ago")
+    if view.retry_depths is not None:
+        try:
+            pending = view.retry_depths().get(RetryState.PENDING.value, 0)
+            parts.append(f"{pending} pending retries")
+        except STORE_ERRORS as exc:  # a locked database leaves the count out, not the line
+            log.debug("cannot read the retry queue: %s", exc)
+    if view.unavailable:
         parts.append("NO LIMITS APPLIED")
     return "; ".join(parts).replace("\n", " ")

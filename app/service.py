@@ -116,7 +116,9 @@ def build_daemon(
     once: bool = False,
     http_address: str | None = None,
     allow_unsafe_db: bool = False,
+    overrides: dict | None = None,
 ) -> Daemon:
+    """`overrides`: the command line's flags, applied again over the file at every reload."""
     from ffrtmp.database import DatabaseError, refuse_unsafe_file, resolve
     from ffrtmp.scanner import Scanner
 
@@ -152,7 +154,7 @@ def build_daemon(
         raise
     governor = make_governor(config)
     scanner = Scanner(config.rules(), self_pid=os.getpid())
-    daemon = Daemon(
+    return Daemon(
         config,
         store,
         governor,
@@ -163,15 +165,7 @@ def build_daemon(
         config_summary=effective_dict(config),
         notifier=default_notifier(),
         daemon_lock=lock,
+        overrides=overrides,
+        http_address=http_address,
+        database_description=_describe_location(location),
     )
-    daemon.database_description = _describe_location(location)
-    if http_address:
-        import time
-
-        from ffrtmp.http import Endpoint
-
-        # A port taken by someone else must not keep the daemon from governing: the endpoint
-        # binds again with backoff, and health says it is not served until then.
-        daemon.http_endpoint = Endpoint(http_address, daemon)
-        daemon.http_endpoint.bind(time.time())
-    return daemon

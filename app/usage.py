@@ -5,19 +5,20 @@ in place; Prometheus keeps the history of the sums.
 
 It runs in a thread of its own so that neither the reads nor the database write can delay
 governing: the loop only starts and stops it. It reads the followed processes the way the
-metrics do (a copy of the lifecycle's table), and the write touches only rows whose exit is not
-recorded yet, so a sample read just before an exit never overwrites the final figures.
+metrics do (the immutable tuple the loop publishes on each change), and the write touches only
+rows whose exit is not recorded yet, so a sample read just before an exit never overwrites the
+final figures.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ffrtmp.cgroups.live import LiveUsage, LiveUsageFiles
+from ffrtmp.clock import Clock, Moment, SystemClock
 from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class RuleTotals:
 
 
 class UsageSampler:
-    """`followed` returns the followed processes (objects with process_id, job_id, governed);
+    """`followed` returns the followed processes as the loop last published them (an immutable
+    tuple of objects with process_id, job_id, governed);
     `rule_names` the rules of the running configuration; `on_error(exc, now)` records a
     failed sample (the database refused the write, say) and must not raise."""
 
@@ -48,7 +50,8 @@ class UsageSampler:
         followed: Callable[[], Iterable[object]],
         rule_names: Callable[[], Iterable[str]],
         interval: float,
-        on_error: Callable[[BaseException, float], None] | None = None,
+        on_error: Callable[[BaseException, Moment], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -56,6 +59,7 @@ class UsageSampler:
         self.rule_names = rule_names
         self.interval = interval
         self.on_error = on_error
+        self.clock = clock or SystemClock()
         self._files: dict[str, LiveUsageFiles] = {}  # job id -> where its counters are
         self._rules: dict[int, str | None] = {}  # process row id -> its rule
         self._last: dict[int, LiveUsage] = {}  # process row id -> its previous sample
@@ -91,9 +95,9 @@ class UsageSampler:
             if self._wake.wait(interval if interval > 0 else None):
                 self._wake.clear()  # a new interval, or stop: wait again (or leave)
                 continue
-            self.sample_safely(time.time())
+            self.sample_safely(self.clock.now())
 
-    def sample_safely(self, now: float) -> None:
+    def sample_safely(self, now: Moment) -> None:
         try:
             self.sample(now)
         except Exception as exc:  # a failed sample is recorded; the next one tries again
@@ -104,11 +108,11 @@ class UsageSampler:
 
     # --- one sample ----------------------------------------------------------------------
 
-    def sample(self, now: float) -> int:
+    def sample(self, now: Moment) -> int:
         """Read every governed job's counters and store them; returns the rows written."""
         # A process governed while the database refused writes has no row yet: nothing to
         # write its usage to until the outbox has written the row.
-        governed = [f for f in _copy(self.followed()) if f.governed and f.process_id is not None]
+        governed = [f for f in self.followed() if f.governed and f.process_id is not None]
         readings: list[tuple[int, LiveUsage]] = []
         jobs_now = set()
         for followed in governed:
@@ -118,7 +122,7 @@ class UsageSampler:
                 jobs_now.add(followed.job_id)
         for job_id in [j for j in self._files if j not in jobs_now]:
             del self._files[job_id]
-        written = self.store.record_usage(readings, now=utc(now)) if readings else 0
+        written = self.store.record_usage(readings, now=utc(now.wall)) if readings else 0
         self._add_to_totals(readings)
         return written
 
@@ -181,13 +185,3 @@ def _growth(value: float | None, before: float | None) -> float:
     if value is None:
         return 0.0
     return max(0.0, value - (before or 0.0))
-
-
-def _copy(followed: Iterable[object]) -> list:
-    # The loop may change the table while this thread copies it: take it again.
-    for _ in range(3):
-        try:
-            return list(followed)
-        except RuntimeError:
-            continue
-    return []

@@ -51,14 +51,14 @@ def make_daemon(
     events: bool = True,
     governor=None,
     clock=None,
+    listener=None,
     **overrides,
 ) -> Daemon:
     config = apply_overrides(load_config(config_path), cgroup_parent=cgroup_parent, **overrides)
     store = Store(open_for_writing(db_path))
     if governor is None:
         governor = create_governor(parent=cgroup_parent)
-    listener = None
-    if events:
+    if listener is None and events:
         from ffrtmp.proc_events import ProcEventListener
 
         listener = ProcEventListener().open()
@@ -69,7 +69,7 @@ def make_daemon(
         governor,
         scanner,
         listener=listener,
-        discovery="events" if events else "poll",
+        discovery="events" if listener is not None else "poll",
         clock=clock,
     )
 
@@ -83,7 +83,7 @@ def pump(daemon: Daemon, until, timeout: float = STATE_TIMEOUT_S, what: str = ""
             select.select([daemon.listener.fileno()], [], [], 0.05)
         else:
             time.sleep(0.05)
-        daemon.step(daemon.clock.monotonic())
+        daemon.step(daemon.clock.now())
         if until():
             return
         if time.monotonic() > deadline:

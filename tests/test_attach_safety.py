@@ -180,10 +180,8 @@ def test_a_process_the_daemon_skipped_can_be_attached(
         close(daemon)
 
 
-def daemon_start(daemon) -> float:
-    import time
-
-    now = time.time()
+def daemon_start(daemon):
+    now = daemon.clock.now()
     daemon.start(now)
     return now
 
@@ -197,6 +195,7 @@ def test_the_daemons_own_attach_path_never_moves_init(store, job_cgroups: JobCgr
     from ffrtmp.backoff import BackoffPolicy
     from ffrtmp.candidate import Candidate
     from ffrtmp.cgroups import create_governor
+    from ffrtmp.clock import Moment
     from ffrtmp.identity import current_identity
     from ffrtmp.limits import Limits
 
@@ -210,7 +209,7 @@ def test_the_daemons_own_attach_path_never_moves_init(store, job_cgroups: JobCgr
         store, create_governor(parent=job_cgroups.parent), BackoffPolicy(), retry_enabled=False
     )
 
-    result = attacher.attach(process_id, init, "manual-init-1-1", Limits(), now=0.0)
+    result = attacher.attach(process_id, init, "manual-init-1-1", Limits(), now=Moment(0.0, 0.0))
 
     assert result.state == "observed"
     assert read_memberships(1) == before

@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import termios
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -249,7 +248,7 @@ def test_control_bytes_a_process_chose_never_reach_the_terminal(
     config = write_config(tmp_path, shell_ffmpeg)
     daemon = make_daemon(db_path, config, job_cgroups.parent)  # exit codes from netlink
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         hostile = spawn(
             [shell_ffmpeg, "-c", "read x; exit 3", HOSTILE_ARG],
             cwd=hostile_cwd,

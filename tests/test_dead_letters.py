@@ -6,7 +6,6 @@ default `retries list`."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from cgroup_hierarchy import JobCgroups
@@ -34,7 +33,7 @@ def test_a_dead_letter_is_closed_when_its_process_ends(
         max_retry_attempts=1,
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "600"])
         daemon.full_scan(now)

@@ -107,10 +107,9 @@ def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
 
 
 def event_daemon(db_path, config, cgroup_parent, listener: ProcEventListener):
-    daemon = make_daemon(db_path, config, cgroup_parent, events=False, scan_interval="60s")
-    daemon.listener = listener
-    daemon.discovery = "events"
-    return daemon
+    return make_daemon(
+        db_path, config, cgroup_parent, events=False, scan_interval="60s", listener=listener
+    )
 
 
 def overflows_in_snapshot(daemon, db_path, now: float) -> int:
@@ -130,7 +129,7 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
         db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, listener
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         children = [spawn([fake_ffmpeg, "30"]) for _ in range(30)]
@@ -159,7 +158,7 @@ def test_an_overflow_is_counted_once_and_scanned_for_at_once(
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         failpoints.configure("proc_events.recv=ENOBUFS*1")

@@ -10,7 +10,6 @@ moment that step began, and no scan, retry, snapshot or watchdog ping came in be
 from __future__ import annotations
 
 import subprocess
-import time
 from datetime import datetime
 
 import pytest
@@ -45,7 +44,7 @@ def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg):
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         daemon.prune_slice(now)
@@ -61,7 +60,7 @@ def test_each_event_of_a_backlog_is_handled_at_its_own_time(
     first = spawn([fake_ffmpeg, "30"])
     queue_a_backlog()
     last = spawn([fake_ffmpeg, "31"])
-    step_began = time.time()
+    step_began = idle_daemon.clock.now()
 
     idle_daemon.step(step_began)
 
@@ -75,7 +74,7 @@ def test_each_event_of_a_backlog_is_handled_at_its_own_time(
 def test_a_backlog_gives_way_to_work_that_is_due(idle_daemon, db_path, spawn, fake_ffmpeg):
     queue_a_backlog()
     behind_the_backlog = spawn([fake_ffmpeg, "30"])
-    now = time.time()
+    now = idle_daemon.clock.now()
     idle_daemon.next_prune_at = now  # due now: the step may handle one batch before it
 
     idle_daemon.step(now)
@@ -83,7 +82,7 @@ def test_a_backlog_gives_way_to_work_that_is_due(idle_daemon, db_path, spawn, fa
     assert idle_daemon.next_prune_at > now, "the prune that was due did not run"
     assert discovered_at(db_path, behind_the_backlog.pid) is None, "the whole backlog was read"
 
-    idle_daemon.step(time.time())  # nothing is due any more: the rest of the backlog
+    idle_daemon.step(idle_daemon.clock.now())  # nothing is due any more: the rest of the backlog
 
     assert query(
         db_path, "SELECT state FROM processes WHERE pid = ?", (behind_the_backlog.pid,)
@@ -97,6 +96,6 @@ def test_a_stop_request_ends_a_backlog_after_the_batch_in_hand(
     behind_the_backlog = spawn([fake_ffmpeg, "30"])
     idle_daemon.stop_requested = 1  # what SIGTERM's handler does
 
-    idle_daemon.step(time.time())
+    idle_daemon.step(idle_daemon.clock.now())
 
     assert discovered_at(db_path, behind_the_backlog.pid) is None, "the whole backlog was read"

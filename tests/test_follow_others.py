@@ -26,8 +26,8 @@ def test_an_attach_committed_long_after_it_was_stamped_is_still_followed(
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     other = Store(open_for_writing(db_path))
     try:
-        daemon.start(time.time())
-        daemon.full_scan(time.time())
+        daemon.start(daemon.clock.now())
+        daemon.full_scan(daemon.clock.now())
         child = spawn([fake_ffmpeg, "600"])
         identity = current_identity(child.pid)
         candidate = Candidate(identity, "ffmpeg", ("ffmpeg", "600"), os.getpid(), "manual")
@@ -40,7 +40,7 @@ def test_an_attach_committed_long_after_it_was_stamped_is_still_followed(
         other.record_attached(
             process_id, cgroup_version=1, cgroup_paths=(), applied=Limits(), now=stamped
         )
-        daemon.full_scan(time.time())
+        daemon.full_scan(daemon.clock.now())
         assert daemon.lifecycle.is_followed(identity)
 
         os.kill(child.pid, signal.SIGKILL)

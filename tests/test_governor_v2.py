@@ -35,6 +35,7 @@ from ffrtmp.cgroups import (
     is_job_name,
     job_id_for,
 )
+from ffrtmp.clock import system_now
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.lifecycle import Followed, Lifecycle
 from ffrtmp.limits import Limits
@@ -420,14 +421,14 @@ def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
     candidate = Candidate(sleeper, "sleep", ("sleep", "60"), os.getpid(), "sleep")
     process_id, _ = store.register(candidate, job_id=job_id, limits=Limits(), now=utc(time.time()))
     attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
-    attached = attacher.attach(process_id, sleeper, job_id, Limits(), now=time.time())
+    attached = attacher.attach(process_id, sleeper, job_id, Limits(), now=system_now())
     assert attached.state == ProcessState.ATTACHED
     lifecycle = Lifecycle(store, governor)
     lifecycle.follow(Followed(process_id, sleeper, job_id, governed=True))
 
     os.kill(sleeper.pid, signal.SIGKILL)
     wait_until(lambda: not sleeper.is_running(), timeout=STATE_TIMEOUT_S, what="the sleeper to die")
-    lifecycle.poll(time.time())
+    lifecycle.poll(system_now())
     # The fake, unlike the kernel, keeps a pid in cgroup.procs until told: still populated.
     with store.unit() as s:
         assert s.get(Process, process_id).state == ProcessState.EXITED
@@ -436,13 +437,13 @@ def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
 
     machine.files.exit_process(sleeper.pid)
     failpoints.configure("store.commit=EIO*1")
-    lifecycle.poll(time.time())
+    lifecycle.poll(system_now())
     assert not job.exists()
     assert cgroup_removed_details(store, process_id) == []  # its commit failed: kept for later
 
-    lifecycle.poll(time.time())
+    lifecycle.poll(system_now())
     assert cgroup_removed_details(store, process_id) == [{"job_id": job_id, "cgroups": [str(job)]}]
-    lifecycle.poll(time.time())
+    lifecycle.poll(system_now())
     assert len(cgroup_removed_details(store, process_id)) == 1
 
 

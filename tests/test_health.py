@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffrtmp import defaults
+from ffrtmp.clock import Moment
 from ffrtmp.health import (
     SEVERITY,
     HealthThresholds,
@@ -16,14 +17,15 @@ from ffrtmp.health import (
 )
 from ffrtmp.states import ErrorType, HealthStatus
 
-T0 = 1_700_000_000.0  # an epoch time; the rules only look at differences
+# A moment whose readings are an epoch time; the rules only look at differences.
+T0 = Moment(1_700_000_000.0, 1_700_000_000.0)
 
 
 def tracker(**thresholds) -> HealthTracker:
     return HealthTracker(HealthThresholds(**thresholds), started_at=T0)
 
 
-def scans(health: HealthTracker, results: str, start: float = T0) -> float:
+def scans(health: HealthTracker, results: str, start: Moment = T0) -> Moment:
     """Record one scan per character ('o' ok, 'x' failed), a second apart; return the last time."""
     now = start
     for i, mark in enumerate(results):
@@ -32,7 +34,7 @@ def scans(health: HealthTracker, results: str, start: float = T0) -> float:
     return now
 
 
-def attaches(health: HealthTracker, results: str, now: float = T0) -> None:
+def attaches(health: HealthTracker, results: str, now: Moment = T0) -> None:
     for mark in results:
         health.record_attach(mark == "o", now)
 
@@ -359,7 +361,7 @@ def test_property_tracker_matches_a_model(results, attach_results):
     assert report.total_scan_failures == results.count(False)
     assert report.total_attach_failures == attach_results.count(False)
     successes = [T0 + i for i, ok in enumerate(results) if ok]
-    stale = now - (successes[-1] if successes else T0) > 120
+    stale = now.seconds_since(successes[-1] if successes else T0) > 120
     if scan_streak >= 5 or stale:
         expected = HealthStatus.UNHEALTHY
     elif scan_streak >= 3 or attach_streak >= 10:
@@ -396,7 +398,7 @@ def test_the_last_successful_attach_is_reported_and_restored():
     attaches(health, "ox", now=T0 + 3)
     assert health.evaluate(T0 + 4).last_successful_attach_at == T0 + 3
     again = HealthTracker.restore(HealthThresholds(), T0 + 10, last_successful_attach_at=T0 + 3)
-    assert again.evaluate(T0 + 11).as_dict()["last_successful_attach_at"] == T0 + 3
+    assert again.evaluate(T0 + 11).as_dict()["last_successful_attach_at"] == (T0 + 3).wall
 
 
 def test_a_snapshot_is_due_when_a_consecutive_counter_changes():

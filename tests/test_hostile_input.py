@@ -445,7 +445,7 @@ def test_a_reload_that_loosens_limits_is_recorded_and_warned(
     config.write_text(whole)
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         # Cut short mid-write, yet valid YAML: the CPU quota is gone.
         config.write_text(whole[: whole.index("  cpu_quota")])

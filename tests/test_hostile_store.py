@@ -91,9 +91,9 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
     tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
-    server = start_http_server("127.0.0.1:0", daemon)
+    server = start_http_server("127.0.0.1:0", daemon.view, daemon.metrics)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         first = spawn([fake_ffmpeg, "3600"])
         pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
         with write_lock(db_path):
@@ -111,7 +111,7 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
             )
             assert time.monotonic() - locked_at > defaults.SQLITE_BUSY_TIMEOUT_MS / 1000
             assert exited_rows(db_path, first.pid) == []  # nothing could be written yet
-            report = daemon.health.evaluate(time.time())
+            report = daemon.health.evaluate(daemon.clock.now())
             assert report.status == HealthStatus.DEGRADED
             assert any(STORE_FAILING in reason for reason in report.reasons)
             assert report.errors_by_type.get("transient", 0) >= 1
@@ -127,11 +127,11 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
             ]
             assert len(kept) == 1 and float(kept[0].split()[1]) == len(daemon.outbox) > 0
             # Past stale_scan_after of refused writes, degraded turns unhealthy.
-            later = time.time() + daemon.health.thresholds.stale_scan_after + 1
+            later = daemon.clock.now() + daemon.health.thresholds.stale_scan_after + 1
             assert daemon.health.evaluate(later).status == HealthStatus.UNHEALTHY
             # The newcomer has no row yet: a usage sample has nothing to write for it (and
             # no lock to wait out and fail on).
-            assert daemon.usage.sample(time.time()) == 0
+            assert daemon.usage.sample(daemon.clock.now()) == 0
         pump(
             daemon,
             lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
@@ -141,7 +141,7 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
         assert attached_row(db_path, second.pid) == [(job_cgroups.job_of(second.pid),)]
         stored = query(db_path, "SELECT error_type FROM error_events WHERE operation = 'store'")
         assert stored == [("transient",)]
-        assert daemon.health.evaluate(time.time()).status == HealthStatus.HEALTHY
+        assert daemon.health.evaluate(daemon.clock.now()).status == HealthStatus.HEALTHY
         assert len(daemon.outbox) == 0
     finally:
         server.close()
@@ -238,7 +238,7 @@ def test_a_full_disk_leaves_governance_working_and_loses_nothing(
     config = write_config(tmp_path, fake_ffmpeg)
     daemon = make_daemon(db_path, config, job_cgroups.parent)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         first = spawn([fake_ffmpeg, "3600"])
         pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
         truncate_wal(db_path)
@@ -254,7 +254,7 @@ def test_a_full_disk_leaves_governance_working_and_loses_nothing(
             what="the exit handled and the second process governed on the full disk",
         )
         assert exited_rows(db_path, first.pid) == []
-        report = daemon.health.evaluate(time.time())
+        report = daemon.health.evaluate(daemon.clock.now())
         assert report.status == HealthStatus.DEGRADED
         assert any(STORE_FAILING in reason for reason in report.reasons)
         assert report.errors_by_type.get("resource", 0) >= 1  # SQLITE_FULL is a resource error
@@ -455,7 +455,7 @@ def recorded_db(tmp_path, db_path, fake_ffmpeg, real_cgroup_parent) -> Path:
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now)
         daemon.health_tick(now)

@@ -1,8 +1,9 @@
 """/healthz and /metrics over a real socket on 127.0.0.1, against a real HealthTracker and a real
 SQLite store.
 
-`DaemonStandIn` stands in for ffrtmp.daemon.Daemon with only the attributes the HTTP layer reads,
-so the HTTP layer is tested alone; the full daemon with its HTTP server is tested elsewhere.
+The HTTP layer reads a daemon through its read-only view (ffrtmp.daemon.view.DaemonView), built
+here from the tracker and store of each test, so the HTTP layer is tested alone; the full daemon
+with its HTTP server is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import json
 import os
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from helpers_processes import wait_until
@@ -25,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
-from ffrtmp.clock import SystemClock
+from ffrtmp.clock import Moment, system_now
+from ffrtmp.daemon.view import DaemonView
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.http import parse_address, start_http_server
@@ -35,22 +35,22 @@ from ffrtmp.metrics import Metrics
 from ffrtmp.states import ErrorType
 
 
-class DaemonStandIn:
-    """The attributes of ffrtmp.daemon.Daemon that ffrtmp.http and ffrtmp.metrics read."""
+def view_of(health: HealthTracker, store=None, followed: tuple[Followed, ...] = ()) -> DaemonView:
+    """The view a daemon with this tracker, store and followed processes gives its readers."""
+    next_scan_at = system_now() + 10
+    return DaemonView.of(
+        health,
+        # Read at each call, so a test can break the store's method after building the view.
+        retry_depths=(lambda: store.retry_depths()) if store is not None else dict,
+        followed=lambda: followed,
+        next_scan_at=lambda: next_scan_at,
+        discovery="poll",
+    )
 
-    def __init__(self, health: HealthTracker, store=None) -> None:
-        self.health = health
-        self.store = store
-        self.lifecycle = SimpleNamespace(by_pid={})
-        self.clock = SystemClock()
-        self.discovery = "poll"
-        self.unavailable = None
-        self.next_scan_at = time.time() + 10
 
-
-def fresh_tracker(started_at: float | None = None) -> HealthTracker:
+def fresh_tracker(started_at: Moment | None = None) -> HealthTracker:
     return HealthTracker(
-        HealthThresholds(), started_at=time.time() if started_at is None else started_at
+        HealthThresholds(), started_at=system_now() if started_at is None else started_at
     )
 
 
@@ -64,8 +64,8 @@ NEVER_S = 3600.0
 def serve():
     servers = []
 
-    def start(daemon: DaemonStandIn, **options):
-        server = start_http_server("127.0.0.1:0", daemon, **options)
+    def start(view: DaemonView, metrics: Metrics | None = None, **options):
+        server = start_http_server("127.0.0.1:0", view, metrics, **options)
         servers.append(server)
         return server
 
@@ -104,7 +104,7 @@ def scrape(server) -> dict[str, dict[tuple, float]]:
     return samples
 
 
-def record_scans(health: HealthTracker, results: str, now: float) -> None:
+def record_scans(health: HealthTracker, results: str, now: Moment) -> None:
     """One scan per character ('o' ok, 'x' failed), the last one at `now`."""
     for i, mark in enumerate(results):
         health.record_scan(mark == "o", now - len(results) + 1 + i)
@@ -127,8 +127,8 @@ def add_pending_retry(store) -> None:
 
 def test_healthy_daemon_passes(serve):
     health = fresh_tracker()
-    record_scans(health, "ooo", time.time())
-    status, body = healthz(serve(DaemonStandIn(health)))
+    record_scans(health, "ooo", system_now())
+    status, body = healthz(serve(view_of(health)))
     assert status == 200
     assert body["status"] == "pass"
     assert "output" not in body  # the draft: output is omitted for pass
@@ -138,8 +138,8 @@ def test_healthy_daemon_passes(serve):
 
 def test_three_scan_failures_warn_with_200(serve):
     health = fresh_tracker()
-    record_scans(health, "oxxx", time.time())
-    status, body = healthz(serve(DaemonStandIn(health)))
+    record_scans(health, "oxxx", system_now())
+    status, body = healthz(serve(view_of(health)))
     assert status == 200
     assert body["status"] == "warn"
     check = body["checks"]["scan:consecutiveFailures"][0]
@@ -149,8 +149,8 @@ def test_three_scan_failures_warn_with_200(serve):
 
 def test_five_scan_failures_fail_with_503(serve):
     health = fresh_tracker()
-    record_scans(health, "oxxxxx", time.time())
-    status, body = healthz(serve(DaemonStandIn(health)))
+    record_scans(health, "oxxxxx", system_now())
+    status, body = healthz(serve(view_of(health)))
     assert status == 503
     assert body["status"] == "fail"
     assert body["checks"]["scan:consecutiveFailures"][0]["status"] == "fail"
@@ -159,10 +159,10 @@ def test_five_scan_failures_fail_with_503(serve):
 
 def test_a_stale_last_scan_fails_by_time_alone(serve):
     # Every scan succeeded, but the last one was 130 s ago: a stuck loop records nothing more.
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)
     health.record_scan(True, now - 130)
-    status, body = healthz(serve(DaemonStandIn(health)))
+    status, body = healthz(serve(view_of(health)))
     assert status == 503
     assert body["status"] == "fail"
     stale = body["checks"]["scan:secondsSinceLastSuccess"][0]
@@ -174,25 +174,25 @@ def test_a_stale_last_scan_fails_by_time_alone(serve):
 
 
 def test_health_ages_between_two_requests_without_any_event(serve):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)
     stale_after = health.thresholds.stale_scan_after
     health.record_scan(True, now - stale_after + 2)  # fresh for two more seconds
-    server = serve(DaemonStandIn(health))
+    server = serve(view_of(health))
     assert healthz(server)[0] == 200
     wait_until(lambda: healthz(server)[0] == 503, timeout=REQUEST_S, what="the scan to go stale")
-    assert time.time() >= now + 2  # turned by the clock, not sooner
+    assert system_now() >= now + 2  # turned by the clock, not sooner
 
 
 def test_healthz_shows_attached_processes_and_retry_items(serve, store):
     health = fresh_tracker()
-    record_scans(health, "o", time.time())
-    daemon = DaemonStandIn(health, store)
+    record_scans(health, "o", system_now())
     ident = current_identity(os.getpid())
-    daemon.lifecycle.by_pid = {
-        1: Followed(1, ident, "auto-ffmpeg-1", governed=True),
-        2: Followed(2, ident, "auto-ffmpeg-2", governed=False),
-    }
+    followed = (
+        Followed(1, ident, "auto-ffmpeg-1", governed=True),
+        Followed(2, ident, "auto-ffmpeg-2", governed=False),
+    )
+    daemon = view_of(health, store, followed)
     add_pending_retry(store)
     _, body = healthz(serve(daemon))
     assert body["checks"]["processes:attached"][0]["observedValue"] == 1
@@ -203,27 +203,27 @@ def test_healthz_shows_attached_processes_and_retry_items(serve, store):
 
 
 def test_metrics_families_and_values(serve, store):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 60)
     record_scans(health, "oooxxx", now)  # degraded
     health.record_error(ErrorType.RESOURCE)
     health.record_error(ErrorType.RESOURCE)
     health.record_error("something-else")  # counted as unknown: the label set stays fixed
-    daemon = DaemonStandIn(health, store)
     ident = current_identity(os.getpid())
-    daemon.lifecycle.by_pid = {
-        1: Followed(1, ident, "auto-ffmpeg-1", governed=True),
-        2: Followed(2, ident, "auto-ffmpeg-2", governed=True),
-        3: Followed(3, ident, "auto-ffmpeg-3", governed=False),
-    }
+    followed = (
+        Followed(1, ident, "auto-ffmpeg-1", governed=True),
+        Followed(2, ident, "auto-ffmpeg-2", governed=True),
+        Followed(3, ident, "auto-ffmpeg-3", governed=False),
+    )
+    daemon = view_of(health, store, followed)
     add_pending_retry(store)
-    daemon.metrics = Metrics(daemon)
-    daemon.metrics.observe_scan(0.004, ok=True)
-    daemon.metrics.observe_scan(0.3, ok=False)
-    daemon.metrics.discovered(2)
-    daemon.metrics.overflow()
+    metrics = Metrics(daemon)
+    metrics.observe_scan(0.004, ok=True)
+    metrics.observe_scan(0.3, ok=False)
+    metrics.discovered(2)
+    metrics.overflow()
 
-    samples = scrape(serve(daemon))
+    samples = scrape(serve(daemon, metrics))
 
     assert samples["ffrtmp_scans_total"] == {(("result", "ok"),): 1, (("result", "failed"),): 1}
     assert samples["ffrtmp_scan_duration_seconds_count"][()] == 2
@@ -236,7 +236,9 @@ def test_metrics_families_and_values(serve, store):
     assert samples["ffrtmp_event_overflows_total"][()] == 1
     assert samples["ffrtmp_processes_attached"][()] == 2
     assert samples["ffrtmp_health_status"][()] == 1
-    assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == pytest.approx(now - 3)
+    assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == pytest.approx(
+        (now - 3).wall
+    )
     assert samples["ffrtmp_errors_total"] == {
         (("type", "transient"),): 0,
         (("type", "permanent"),): 0,
@@ -255,17 +257,17 @@ def test_metrics_families_and_values(serve, store):
 
 
 def test_fresh_metrics_preinitialise_every_label_and_health_goes_unhealthy(serve, store):
-    now = time.time()
+    now = system_now()
     health = fresh_tracker(started_at=now - 200)  # no scan at all for 200 s
-    daemon = DaemonStandIn(health, store)
-    samples = scrape(serve(daemon))  # start_http_server gives the daemon its Metrics
+    daemon = view_of(health, store)
+    samples = scrape(serve(daemon))  # without the loop's Metrics: one of the view alone
     assert samples["ffrtmp_scans_total"] == {(("result", "ok"),): 0, (("result", "failed"),): 0}
     assert set(samples["ffrtmp_errors_total"].values()) == {0}
     assert len(samples["ffrtmp_errors_total"]) == len(ErrorType)
     assert samples["ffrtmp_health_status"][()] == 2
     assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == 0
     assert samples["ffrtmp_processes_attached"][()] == 0
-    assert isinstance(daemon.metrics, Metrics)
+    assert samples["ffrtmp_internal_errors_total"][()] == 0
 
 
 def test_metrics_have_their_own_registry():
@@ -277,7 +279,7 @@ def test_metrics_have_their_own_registry():
 
 def test_retry_depths_are_cached_between_scrapes(store):
     reads = []
-    daemon = DaemonStandIn(fresh_tracker(), store)
+    daemon = view_of(fresh_tracker(), store)
     clock = [100.0]
     metrics = Metrics(daemon, cache_seconds=2.0, clock=lambda: clock[0])
     real_read = store.retry_depths
@@ -293,8 +295,9 @@ def test_retry_depths_are_cached_between_scrapes(store):
 
 
 def test_an_unreadable_store_leaves_the_rest_of_the_scrape(serve, store):
-    daemon = DaemonStandIn(fresh_tracker(), store)
-    record_scans(daemon.health, "o", time.time())
+    health = fresh_tracker()
+    daemon = view_of(health, store)
+    record_scans(health, "o", system_now())
 
     def broken() -> dict:
         raise OSError(errno.EIO, "disk gone")
@@ -312,7 +315,7 @@ def test_an_unreadable_store_leaves_the_rest_of_the_scrape(serve, store):
 
 
 def test_unknown_path_is_404_and_other_methods_405(serve):
-    server = serve(DaemonStandIn(fresh_tracker()))
+    server = serve(view_of(fresh_tracker()))
     assert get(server.url + "/nope")[0] == 404
     for method in ("POST", "DELETE", "PUT", "HEAD"):
         request = urllib.request.Request(server.url + "/healthz", method=method, data=b"")
@@ -323,7 +326,7 @@ def test_unknown_path_is_404_and_other_methods_405(serve):
 
 
 def test_a_silent_client_does_not_block_healthz(serve):
-    server = serve(DaemonStandIn(fresh_tracker()), request_timeout=NEVER_S)
+    server = serve(view_of(fresh_tracker()), request_timeout=NEVER_S)
     silent = socket.create_connection(server.address)  # connects, never sends a byte
     try:
         status, _, _ = get(server.url + "/healthz")
@@ -336,7 +339,7 @@ def test_a_silent_client_does_not_block_healthz(serve):
 
 
 def test_a_silent_client_is_dropped_after_the_request_timeout():
-    server = start_http_server("127.0.0.1:0", DaemonStandIn(fresh_tracker()), request_timeout=0.3)
+    server = start_http_server("127.0.0.1:0", view_of(fresh_tracker()), request_timeout=0.3)
     silent = socket.create_connection(server.address)
     try:
         silent.settimeout(REQUEST_S)
@@ -347,9 +350,7 @@ def test_a_silent_client_is_dropped_after_the_request_timeout():
 
 
 def test_close_frees_the_port_without_waiting_for_a_silent_client():
-    server = start_http_server(
-        "127.0.0.1:0", DaemonStandIn(fresh_tracker()), request_timeout=NEVER_S
-    )
+    server = start_http_server("127.0.0.1:0", view_of(fresh_tracker()), request_timeout=NEVER_S)
     silent = socket.create_connection(server.address)
     closing = threading.Thread(target=server.close)
     try:
@@ -365,7 +366,7 @@ def test_close_frees_the_port_without_waiting_for_a_silent_client():
 
 
 def test_concurrent_requests_all_answered(serve):
-    server = serve(DaemonStandIn(fresh_tracker()))
+    server = serve(view_of(fresh_tracker()))
     results: list[int] = []
 
     def worker() -> None:
@@ -383,7 +384,7 @@ def test_ipv6_loopback(serve):
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this kernel")
     try:
-        server = start_http_server("[::1]:0", DaemonStandIn(fresh_tracker()))
+        server = start_http_server("[::1]:0", view_of(fresh_tracker()))
     except OSError as exc:
         pytest.skip(f"cannot bind ::1 here: {exc}")
     try:
@@ -428,5 +429,5 @@ def test_a_taken_port_names_the_address():
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(OSError, match=f"cannot listen on {address}") as caught:
-            start_http_server(address, DaemonStandIn(fresh_tracker()))
+            start_http_server(address, view_of(fresh_tracker()))
         assert caught.value.errno == errno.EADDRINUSE

@@ -4,7 +4,6 @@ configuration follows, and processes the old filters skipped are judged again.""
 from __future__ import annotations
 
 import json
-import time
 
 from daemon_harness import close, make_daemon, query
 
@@ -43,7 +42,7 @@ def test_a_reload_applies_what_it_can_and_judges_skipped_processes_again(
     config.write_text(BEFORE.format(exe=fake_ffmpeg, blocked=blocked))
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "600"], cwd=blocked)
         daemon.full_scan(now)
@@ -87,10 +86,10 @@ def test_a_bad_file_on_reload_keeps_the_running_configuration(
     config.write_text(BEFORE.format(exe=fake_ffmpeg, blocked=tmp_path))
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         running = daemon.config
         config.write_text("scan_interval: soon\n")
-        daemon.reload(time.time())
+        daemon.reload(daemon.clock.now())
         assert daemon.config is running
         ((kind,),) = query(db_path, "SELECT operation FROM error_events")
         assert kind == "config"

@@ -1,7 +1,7 @@
 """The systemd notify protocol against a real AF_UNIX datagram socket standing in for systemd.
 
-`DaemonStandIn` stands in for ffrtmp.daemon.Daemon with only the attributes the notifier reads,
-with a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
+The notifier reads a daemon through its read-only view (ffrtmp.daemon.view.DaemonView), built
+here from a real HealthTracker and a real SQLite store; the full daemon is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -9,27 +9,30 @@ from __future__ import annotations
 import os
 import re
 import socket
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from ffrtmp.clock import SystemClock
+from ffrtmp.clock import system_now
+from ffrtmp.daemon.view import DaemonView
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
 from ffrtmp.lifecycle import Followed
 from ffrtmp.sd_notify import Notifier, summary
 
 
-class DaemonStandIn:
-    def __init__(self, health: HealthTracker, store=None) -> None:
-        self.health = health
-        self.store = store
-        self.lifecycle = SimpleNamespace(by_pid={})
-        self.clock = SystemClock()
-        self.unavailable = None
+def view_of(
+    health: HealthTracker, store=None, followed: tuple[Followed, ...] = (), **given
+) -> DaemonView:
+    """The view a daemon with this tracker, store and followed processes gives its readers."""
+    return DaemonView.of(
+        health,
+        retry_depths=store.retry_depths if store is not None else None,
+        followed=lambda: followed,
+        **given,
+    )
 
 
 class FakeClock:
@@ -69,23 +72,26 @@ def received(receiver: socket.socket) -> list[str]:
     return messages
 
 
-def healthy_daemon(store=None) -> DaemonStandIn:
-    now = time.time()
+def healthy_tracker() -> HealthTracker:
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     health.record_scan(True, now - 2)
-    return DaemonStandIn(health, store)
+    return health
+
+
+def healthy_daemon(store=None, followed: tuple[Followed, ...] = ()) -> DaemonView:
+    return view_of(healthy_tracker(), store, followed)
 
 
 def test_ready_sends_ready_and_a_status_line(systemd, store):
-    before = time.time()
-    daemon = healthy_daemon(store)
+    before = system_now()
     ident = current_identity(os.getpid())
-    daemon.lifecycle.by_pid = {
-        pid: Followed(pid, ident, f"auto-ffmpeg-{pid}", governed=True) for pid in (1, 2, 3)
-    }
+    followed = tuple(Followed(pid, ident, f"auto-ffmpeg-{pid}", governed=True) for pid in (1, 2, 3))
+    daemon = healthy_daemon(store, followed)
     notifier = Notifier(systemd.path)
     notifier.ready(daemon)
-    held_up = time.time() - before  # by a busy machine, between the scan and the status
+    # By a busy machine, between the scan and the status:
+    held_up = system_now().seconds_since(before)
     [message] = received(systemd.socket)
     lines = message.split("\n")
     assert lines[0] == "READY=1"
@@ -96,12 +102,12 @@ def test_ready_sends_ready_and_a_status_line(systemd, store):
 
 
 def test_status_names_the_reasons_when_degraded(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     for i in range(3):
         health.record_scan(False, now - 3 + i)
     notifier = Notifier(systemd.path)
-    notifier.status(health.evaluate(now), DaemonStandIn(health))
+    notifier.status(health.evaluate(now), view_of(health))
     [message] = received(systemd.socket)
     assert message.startswith("STATUS=degraded (3 consecutive scan failures (threshold 3)); ")
     assert "\n" not in message  # one line
@@ -110,7 +116,8 @@ def test_status_names_the_reasons_when_degraded(systemd):
 def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
     clock = FakeClock()
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=clock)
-    daemon = healthy_daemon()
+    health = healthy_tracker()
+    daemon = view_of(health)
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
     clock.now += 29
@@ -121,49 +128,49 @@ def test_watchdog_only_when_healthy_and_at_most_every_half_interval(systemd):
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
-    now = time.time()
+    now = system_now()
     for i in range(5):  # five consecutive scan failures: unhealthy
-        daemon.health.record_scan(False, now + i)
+        health.record_scan(False, now + i)
     clock.now += 30
     notifier.watchdog(daemon)
     clock.now += 30
     notifier.watchdog(daemon)
     assert received(systemd.socket) == []  # withheld, so systemd restarts us
 
-    daemon.health.record_scan(True, time.time())
+    health.record_scan(True, system_now())
     notifier.watchdog(daemon)
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
 def test_watchdog_withheld_when_unhealthy_by_time_alone(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 200)
     health.record_scan(True, now - 130)
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == []
 
 
 def test_a_database_refusing_writes_for_long_never_withholds_the_watchdog(systemd):
     """Unhealthy for the operator, but the loop governs: a restart would lose the writes the
     daemon keeps for the database, so systemd hears from it."""
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 400)
     health.record_scan(True, now - 1)
     health.record_store_write("database is locked [transient]", now - 300)
     assert health.evaluate(now).status.value == "unhealthy"
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
 def test_degraded_still_pets_the_watchdog(systemd):
-    now = time.time()
+    now = system_now()
     health = HealthTracker(HealthThresholds(), started_at=now - 10)
     for i in range(3):
         health.record_scan(False, now - 3 + i)
     notifier = Notifier(systemd.path, watchdog_interval=60.0, clock=FakeClock())
-    notifier.watchdog(DaemonStandIn(health))
+    notifier.watchdog(view_of(health))
     assert received(systemd.socket) == ["WATCHDOG=1"]
 
 
@@ -227,8 +234,7 @@ def test_systemd_gone_does_not_raise(tmp_path):
 
 
 def test_summary_without_store_or_scan():
-    health = HealthTracker(HealthThresholds(), started_at=time.time())
-    daemon = DaemonStandIn(health)
-    daemon.unavailable = "no cgroup governor"
-    line = summary(health.evaluate(time.time()), daemon)
+    health = HealthTracker(HealthThresholds(), started_at=system_now())
+    daemon = view_of(health, unavailable="no cgroup governor")
+    line = summary(health.evaluate(system_now()), daemon)
     assert line == "healthy; 0 attached; no scan yet; NO LIMITS APPLIED"

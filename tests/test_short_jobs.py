@@ -16,6 +16,7 @@ from ffrtmp.attach import Attacher
 from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import create_governor
+from ffrtmp.clock import Moment
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
 from ffrtmp.limits import Limits
@@ -35,18 +36,19 @@ def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
     )
     process.kill()
     process.wait(timeout=10)  # reaped: the pid is gone, as a short job's is
-    health = HealthTracker(HealthThresholds(degraded_attach_failures=1), started_at=0.0)
+    started = Moment(0.0, 0.0)
+    health = HealthTracker(HealthThresholds(degraded_attach_failures=1), started_at=started)
     governor = create_governor(
         root=cgroup_hierarchy.root, parent=real_cgroup_parent, version=cgroup_hierarchy.version
     )
     attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=True, health=health)
 
-    result = attacher.attach(process_id, identity, "auto-ffmpeg-short", Limits(), now=1.0)
+    result = attacher.attach(process_id, identity, "auto-ffmpeg-short", Limits(), now=started + 1)
 
     assert result.state == ProcessState.VANISHED
     assert query(db_path, "SELECT count(*) FROM error_events") == [(0,)]
     assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
-    report = health.evaluate(1.0)
+    report = health.evaluate(started + 1)
     assert (report.consecutive_attach_failures, report.total_attach_failures) == (0, 0)
     assert report.errors_by_type == {}
 

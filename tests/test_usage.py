@@ -56,7 +56,7 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
     config = busy_config(tmp_path, token, "default_limits: {cpu_quota: 20, memory_limit: 256}\n")
     daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         busy = spawn_busy(spawn, token)
         pump(daemon, lambda: row(db_path, busy.pid, "state") == ("attached",), what="attached")
         (job_id,) = row(db_path, busy.pid, "job_id")
@@ -65,7 +65,7 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
         # A 20 % quota on a busy loop: the kernel throttles it within a few periods, and
         # (slowly, on an emulated CPU) it writes its first 4 MiB mapping.
         def throttled_after_its_first_mapping() -> bool:
-            daemon.usage.sample(time.time())
+            daemon.usage.sample(daemon.clock.now())
             throttled, peak = row(db_path, busy.pid, "cpu_throttled_periods, peak_memory_bytes")
             return (throttled or 0) > 0 and (peak is None or peak >= 4 << 20)
 
@@ -122,7 +122,7 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
         stale = LiveUsage(0.5, 1, 1, 1, 1, 0.5)
         assert daemon.store.record_usage([(process_id, stale)], now=utc(time.time())) == 0
         assert row(db_path, busy.pid, "cpu_seconds, memory_current_bytes") == (final_cpu, current)
-        daemon.usage.sample(time.time())
+        daemon.usage.sample(daemon.clock.now())
         assert daemon.usage.totals()["ffmpeg"].jobs == 0
         assert daemon.usage.totals()["ffmpeg"].cpu_seconds == pytest.approx(cpu)
     finally:
@@ -202,14 +202,14 @@ def test_a_reload_turns_sampling_on_in_the_running_thread(
     config = busy_config(tmp_path, token, "usage_interval: 0\n")
     daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         daemon.usage.start()
         busy = spawn_busy(spawn, token)
         pump(daemon, lambda: row(db_path, busy.pid, "state") == ("attached",), what="attached")
         assert daemon.usage.interval == 0
         assert row(db_path, busy.pid, "usage_sampled_at") == (None,)  # off: never sampled
         config.write_text(config.read_text().replace("usage_interval: 0", "usage_interval: 200ms"))
-        daemon.reload(time.time())
+        daemon.reload(daemon.clock.now())
         assert daemon.usage.interval == 0.2
         wait_until(
             lambda: row(db_path, busy.pid, "usage_sampled_at")[0] is not None,

@@ -77,7 +77,7 @@ def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
         db_path, config, job_cgroups.parent, cpu_quota=50, cpu_weight=200, memory_limit=64
     )
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
         row = process_row(db_path, child.pid)
@@ -135,7 +135,7 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_the_kill_recorded(
     limit_mb = 32
     daemon = make_daemon(db_path, config, job_cgroups.parent, memory_limit=limit_mb)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([sys.executable, "-c", HUNGRY, marker], stdin=subprocess.PIPE)
         pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
         job = process_row(db_path, child.pid)[5]
@@ -176,7 +176,7 @@ def test_the_removal_of_an_ended_process_cgroups_is_recorded_with_their_paths(
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
         row = process_row(db_path, child.pid)
@@ -202,7 +202,7 @@ def test_exit_code_3_is_recorded_from_the_kernel_event(
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_dash), real_cgroup_parent)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_dash, "-c", "sleep 0.5; exit 3"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="exit")
         row = process_row(db_path, child.pid)
@@ -224,7 +224,7 @@ def test_without_events_a_zombie_gives_the_exit_code(
         scan_interval="100ms",
     )
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_dash, "-c", "sleep 0.4; exit 7"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
         # We are its parent and do not reap it yet: it stays a zombie for the poll to read.
@@ -246,7 +246,7 @@ def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
         scan_interval="100ms",
     )
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
         child.kill()
@@ -265,10 +265,10 @@ def test_non_matching_process_is_not_touched(
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         other = spawn(["sleep", "30"])
         before = cgroup_of(other.pid)
-        daemon.full_scan(time.time())
+        daemon.full_scan(daemon.clock.now())
         assert cgroup_of(other.pid) == before
         assert query(db_path, "SELECT count(*) FROM processes") == [(0,)]
     finally:
@@ -287,7 +287,7 @@ def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         ffmpeg = spawn([fake_ffmpeg, "30"])
         daemon.full_scan(now)
@@ -324,7 +324,7 @@ def test_failed_attaches_are_retried_then_dead_lettered(
         max_retry_attempts=3,
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "30"])
         daemon.full_scan(now)
@@ -358,7 +358,7 @@ def test_retry_succeeds_after_transient_failures(
         db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "30"])
         daemon.full_scan(now)
@@ -384,7 +384,7 @@ def test_filtered_out_process_is_recorded_once_with_the_reason(
     config = write_config(tmp_path, fake_ffmpeg, "filters: {blocked_users: [root, nobody]}\n")
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "30"])
         daemon.full_scan(now)
@@ -405,7 +405,7 @@ def test_without_writable_cgroups_processes_are_observed_never_attached(
     assert governor.check() is not None
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         pump(daemon, lambda: state_of(db_path, child.pid) == "observed")
         assert query(db_path, "SELECT attached_at, applied_cpu_weight FROM processes") == [
@@ -427,9 +427,9 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
     survivor = spawn([fake_ffmpeg, "30"])
     casualty = spawn([fake_ffmpeg, "31"])
     try:
-        first.start(time.time())
-        first.full_scan(time.time())
-        first.shutdown(time.time())
+        first.start(first.clock.now())
+        first.full_scan(first.clock.now())
+        first.shutdown(first.clock.now())
     finally:
         close(first)
     assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 2
@@ -445,8 +445,8 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
     casualty.wait()
     second = make_daemon(db_path, config, job_cgroups.parent, events=False)
     try:
-        second.start(time.time())
-        second.full_scan(time.time())
+        second.start(second.clock.now())
+        second.full_scan(second.clock.now())
         assert query(db_path, "SELECT count(*) FROM processes") == [(2,)]
         assert process_row(db_path, survivor.pid)[1] == "attached"
         state, code, signo, reason = process_row(db_path, casualty.pid)[1:5]
@@ -467,9 +467,9 @@ def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         shell = spawn(["sh", "-c", f"sleep 0.3; exec {fake_ffmpeg} 30"])
-        daemon.full_scan(time.time())
+        daemon.full_scan(daemon.clock.now())
         assert process_row(db_path, shell.pid) is None
         pump(daemon, lambda: state_of(db_path, shell.pid) == "attached", what="attach")
         assert daemon.scans_run == 1  # found by the event, not by another scan
@@ -485,8 +485,8 @@ def test_daemon_prunes_history_past_its_retention(
     config = write_config(tmp_path, fake_ffmpeg, "retention: 1h\n")
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        now = time.time()
-        old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+        now = daemon.clock.now()
+        old = datetime.fromtimestamp(now.wall, UTC) - timedelta(hours=2)
         for _ in range(3):
             daemon.store.record_scan(
                 started_at=old,
@@ -528,7 +528,7 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
         max_retry_attempts=3,
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "30"])
         daemon.full_scan(now)
@@ -537,7 +537,7 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
             daemon.step(now)
         ((retry_id, state),) = query(db_path, "SELECT id, state FROM retry_items")
         assert state == "dead"
-        requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now, UTC))
+        requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now.wall, UTC))
         daemon.full_scan(now + 1)
         daemon.step(now + 2)
         assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 1)]
@@ -554,8 +554,8 @@ def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
     config = write_config(tmp_path, fake_ffmpeg, "filters: {min_runtime: 1s}\n")
     daemon = make_daemon(db_path, config, real_cgroup_parent)  # events; full scans only every 10 s
     try:
-        daemon.start(time.time())
-        daemon.full_scan(time.time())
+        daemon.start(daemon.clock.now())
+        daemon.full_scan(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         started = time.monotonic()
         pump(daemon, lambda: time.monotonic() - started > 0.6)
@@ -575,7 +575,7 @@ def test_health_totals_carry_across_a_restart(
     first = make_daemon(db_path, config, real_cgroup_parent, events=False)
     spawn([fake_ffmpeg, "30"])
     try:
-        now = time.time()
+        now = first.clock.now()
         first.start(now)
         first.step(now)  # scan (the attach fails once) and a first health snapshot
         first.shutdown(now)
@@ -583,8 +583,8 @@ def test_health_totals_carry_across_a_restart(
         close(first)
     second = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        second.start(time.time())
-        report = second.health.evaluate(time.time())
+        second.start(second.clock.now())
+        report = second.health.evaluate(second.clock.now())
         assert (report.total_scans, report.total_attach_failures) == (1, 1)
         assert report.errors_by_type == {"transient": 1}
         assert report.consecutive_attach_failures == 0
@@ -600,7 +600,7 @@ def test_an_attach_whose_outcome_the_store_refused_is_written_on_the_next_step(
         db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False
     )
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         child = spawn([fake_ffmpeg, "30"])
         # The second commit of the attach (its outcome) fails: the row stays 'discovered'.
@@ -639,8 +639,8 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
 ):
     daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
     try:
-        daemon.start(time.time())
-        daemon.full_scan(time.time())
+        daemon.start(daemon.clock.now())
+        daemon.full_scan(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
         pump(daemon, lambda: process_row(db_path, child.pid) is not None)
         # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
@@ -665,7 +665,8 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        daemon.full_scan(time.time())  # sees the row as someone else's; follows it all the same
+        # It sees the row as someone else's; follows it all the same.
+        daemon.full_scan(daemon.clock.now())
         os.kill(child.pid, signal.SIGKILL)
         pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited", what="exit")
         row = process_row(db_path, child.pid)
@@ -687,7 +688,7 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     )
     daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
     try:
-        now = time.time()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.step(now)
     finally:
@@ -695,7 +696,7 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     engine = open_readonly(db_path)
     try:
         with engine.connect() as conn:
-            taken = datetime.fromtimestamp(now, UTC)
+            taken = datetime.fromtimestamp(now.wall, UTC)
             later = current_health(conn, taken + timedelta(seconds=8))
             stale = current_health(conn, taken + timedelta(seconds=15))
     finally:

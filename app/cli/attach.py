@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import click
 
@@ -59,6 +58,7 @@ def attach(
     from ffrtmp.attach import Attacher
     from ffrtmp.attach_safety import AttachRefused, check_never, check_unless_forced
     from ffrtmp.backoff import BackoffPolicy
+    from ffrtmp.clock import system_now
     from ffrtmp.scanner import Scanner
     from ffrtmp.states import ProcessState
     from ffrtmp.store import Store
@@ -84,11 +84,11 @@ def attach(
         except NiceError as exc:
             raise click.ClickException(str(exc)) from None
     store = Store(open_for_writing_or_fail(db))
-    now = time.time()
+    now = system_now()
     job_id = job_id_from_flag(job_id, "manual", candidate.command, candidate.identity)
-    process_id, is_new = store.register(candidate, job_id=job_id, limits=limits, now=utc(now))
+    process_id, is_new = store.register(candidate, job_id=job_id, limits=limits, now=utc(now.wall))
     if not is_new and not store.take_over(
-        process_id, job_id=job_id, limits=limits, now=utc(now), by="operator"
+        process_id, job_id=job_id, limits=limits, now=utc(now.wall), by="operator"
     ):
         store.close()
         raise click.ClickException(

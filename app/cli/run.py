@@ -67,6 +67,7 @@ def run(
     from ffrtmp.attach import Attacher
     from ffrtmp.backoff import BackoffPolicy
     from ffrtmp.candidate import Candidate
+    from ffrtmp.clock import system_now
     from ffrtmp.exit_status import ExitInfo
     from ffrtmp.identity import current_identity
     from ffrtmp.lifecycle import Followed, Lifecycle
@@ -80,7 +81,7 @@ def run(
     store = Store(open_for_writing_or_fail(db))
     argv = list(command)
     pid, release = _spawn_held(argv, nice)
-    started = time.time()
+    started = system_now()
     identity = current_identity(pid)
     name = os.path.basename(argv[0])
     job_id = job_id_from_flag(job_id, "run", name, identity)
@@ -93,7 +94,7 @@ def run(
         uid=os.getuid(),
         cwd=os.getcwd(),
     )
-    process_id, _ = store.register(candidate, job_id=job_id, limits=limits, now=utc(started))
+    process_id, _ = store.register(candidate, job_id=job_id, limits=limits, now=utc(started.wall))
     attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
     result = attacher.attach(process_id, identity, job_id, limits, now=started)
     if result.state != ProcessState.ATTACHED:
@@ -118,7 +119,7 @@ def run(
         signal.signal(signal.SIGINT, previous)
     info = ExitInfo.from_wait_status(status)
     lifecycle = Lifecycle(store, governor)
-    lifecycle.finish(Followed(process_id, identity, job_id, governed=True), info, time.time())
+    lifecycle.finish(Followed(process_id, identity, job_id, governed=True), info, system_now())
     store.close()
     code = info.exit_code if info.exit_code is not None else 128 + (info.exit_signal or 0)
     if as_json:
@@ -132,7 +133,7 @@ def run(
                     "limits": limits.as_dict(),
                     "exit_code": info.exit_code,
                     "exit_signal": info.exit_signal,
-                    "seconds": round(time.time() - started, 3),
+                    "seconds": round(system_now().seconds_since(started), 3),
                 },
                 indent=2,
             )

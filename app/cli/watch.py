@@ -225,14 +225,18 @@ def watch(
 
     try:
         daemon = build_daemon(
-            config, db=db, once=once, http_address=http_address, allow_unsafe_db=allow_unsafe_db
+            config,
+            db=db,
+            once=once,
+            http_address=http_address,
+            allow_unsafe_db=allow_unsafe_db,
+            overrides=overrides,
         )
     except StartupError as exc:
         refusal = click.ClickException(str(exc))
         refusal.exit_code = exc.exit_code  # 2 when another daemon runs on the database
         raise refusal from None
-    daemon.overrides = overrides
-    logs.log_settings(log, "effective configuration", effective_dict(config), log_format)
+    logs.log_configuration(log, effective_dict(config), log_format)
     daemon.install_signal_handlers()
     shipping = None
     if ship_to and not once:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ffrtmp.database import DatabaseError
 from ffrtmp.revisions import find_head, known_revisions, read_graph
@@ -31,7 +32,7 @@ def parse(raw: str, *, on_command_line: bool = False) -> URL:
     """The URL as SQLAlchemy takes it (driver psycopg 3), or one sentence saying what is wrong."""
     try:
         url = make_url(raw)
-    except Exception:
+    except (ArgumentError, ValueError):
         raise DatabaseError("the central database URL cannot be parsed") from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
@@ -57,7 +58,7 @@ def hidden(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except Exception:
+        except (ArgumentError, ValueError):
             return "the central database URL"
     return url.render_as_string(hide_password=True)
 
@@ -114,7 +115,7 @@ def stored_revision(engine: Engine, url: URL) -> str | None:
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     except DatabaseError:
         raise
-    except Exception as exc:
+    except (SQLAlchemyError, OSError, ImportError) as exc:  # ImportError: no psycopg
         raise DatabaseError(
             f"central database {hidden(url)} cannot be used: {reason(exc, url)}"
         ) from None
@@ -163,6 +164,7 @@ def upgrade(raw: str, *, on_command_line: bool = False) -> str:
     """Create the central schema or bring it to the head; returns the revision it is at."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     url = parse(raw, on_command_line=on_command_line)
     engine = make_central_engine(url)
@@ -176,7 +178,7 @@ def upgrade(raw: str, *, on_command_line: bool = False) -> str:
             with engine.begin() as connection:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
-        except Exception as exc:
+        except (SQLAlchemyError, OSError, CommandError) as exc:
             raise DatabaseError(
                 f"central database {hidden(url)} cannot be upgraded: {reason(exc, url)}"
             ) from None

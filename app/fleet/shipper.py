@@ -24,9 +24,11 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from ffrtmp import __version__, defaults, schema
 from ffrtmp.database import DatabaseError, for_reading
+from ffrtmp.errors import is_programming_error
 from ffrtmp.fleet import central
 from ffrtmp.fleet.central_schema import CENTRAL_TABLES, NODE_COLUMN, fleet_nodes, shipped_tables
 from ffrtmp.fleet.node import Node, ensure_node, log_whole_history
@@ -147,7 +149,7 @@ class Shipper:
         try:
             with self.central.begin() as conn:
                 cursor, inserted = conn.execute(stmt).one()
-        except Exception as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(self._unreachable(exc)) from None
         if inserted and not made_now:
             # A centre that has never seen this node (new, or rebuilt): the whole history again.
@@ -225,7 +227,7 @@ class Shipper:
                 )
         except DatabaseError:
             raise
-        except Exception as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(self._unreachable(exc)) from None
         self.cursor = last
         if changes:
@@ -237,7 +239,7 @@ class Shipper:
         try:
             with self.local.begin() as conn:
                 conn.execute(delete(CHANGES).where(CHANGES.c.seq <= last))
-        except Exception as exc:  # the daemon's own writes come first
+        except (SQLAlchemyError, OSError) as exc:  # the daemon's own writes come first
             log.debug("shipped change log entries not removed yet: %s", exc)
 
     def ship_all(self) -> int:
@@ -274,8 +276,10 @@ class ShipperThread(threading.Thread):
                 if self.last_problem is not None:
                     log.info("shipping to the central database works again")
                     self.last_problem = None
-            except Exception as exc:
+            except Exception as exc:  # the thread's catch-all: shipping is tried again later
                 problem = str(exc) if isinstance(exc, DatabaseError) else f"shipping failed: {exc}"
+                if is_programming_error(exc):
+                    log.error("shipping failed on a programming error", exc_info=exc)
                 if problem != self.last_problem:
                     log.error("%s; the node keeps governing and ships later", problem)
                     self.last_problem = problem
@@ -286,7 +290,7 @@ class ShipperThread(threading.Thread):
         if shipper is not None:
             try:  # the daemon's last rows (its run's stop) go too, when the centre is there
                 shipper.ship_all()
-            except Exception as exc:
+            except (DatabaseError, SQLAlchemyError, OSError) as exc:
                 log.info("the last rows are shipped at the next start: %s", exc)
             shipper.close()
 
