@@ -3,7 +3,6 @@ moment the process was found: the cgroup work between the two takes time of its 
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 from cgroup_hierarchy import JobCgroups
@@ -20,7 +19,7 @@ def test_attached_at_is_the_moment_of_the_move(
     config = write_config(tmp_path, fake_ffmpeg)
     daemon = make_daemon(db_path, config, job_cgroups.parent, memory_limit=64)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         child = spawn([fake_ffmpeg, "30"])
 
         def row():

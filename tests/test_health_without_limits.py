@@ -25,7 +25,7 @@ def test_a_daemon_that_applies_no_limits_is_degraded_and_says_why(tmp_path, db_p
     )
     try:
         assert daemon.unavailable  # the premise: this daemon applies no limits
-        now = daemon.clock.monotonic()
+        now = daemon.clock.now()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
         daemon.health_tick(now)

@@ -62,7 +62,7 @@ def test_run_seconds_of_a_process_that_ended_unseen_ends_when_it_was_last_seen(
         db_path, config, None, events=False, governor=create_governor(root=not_cgroups)
     )
     try:
-        daemon.start(daemon.clock.monotonic())
+        daemon.start(daemon.clock.now())
     finally:
         close(daemon)
     ((state, reason, run_seconds, exited_at),) = query(
