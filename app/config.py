@@ -28,7 +28,8 @@ The file (every key optional; deploy/watch-config.yaml shows them all):
     health: {degraded_scan_failures, degraded_attach_failures, unhealthy_scan_failures,
              stale_scan_after, snapshot_interval}
     retention: 30d
-    cgroup: {root: /sys/fs/cgroup, parent: ffrtmp, version: auto}   # auto | v1 | v2
+    cgroup: {root: /sys/fs/cgroup, parent: ffrtmp, parent_cpu_weight: 1000,
+             version: auto}            # auto | v1 | v2
 
 Decisions worth knowing:
 - A command listed under `commands` is a target even when `target_commands` does not list it:
@@ -63,7 +64,7 @@ from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
 from ffrtmp.filters import Filters, Verdict
 from ffrtmp.health import SNAPSHOT_INTERVAL, HealthThresholds
-from ffrtmp.limits import Limits
+from ffrtmp.limits import MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 from ffrtmp.matching import MatchRule
 from ffrtmp.settings import (
     ABSOLUTE_PATH,
@@ -86,6 +87,7 @@ from ffrtmp.settings import (
     show,
     text,
     validate,
+    whole_number,
 )
 
 DISCOVERY_MODES = ("events", "poll", "auto")
@@ -194,7 +196,9 @@ def _is_cgroup_name(value: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class CgroupSettings:
     """root: where the cgroup hierarchies are mounted; parent: our cgroup below it (per
-    controller on v1); version: which cgroup version to use, auto to detect it."""
+    controller on v1); parent_cpu_weight: that parent's CPU weight (v2 scale), which all
+    governed jobs share against its siblings; version: which cgroup version to use, auto to
+    detect it."""
 
     root: Path = setting(
         "root",
@@ -210,6 +214,17 @@ class CgroupSettings:
             "--cgroup-parent",
             "Cgroup for the job cgroups: relative to the daemon's own cgroup, or absolute from "
             "the root (default: ffrtmp below the daemon's own).",
+        ),
+    )
+    parent_cpu_weight: int = setting(
+        "parent_cpu_weight",
+        whole_number(MIN_CPU_WEIGHT, MAX_CPU_WEIGHT),
+        default=defaults.CGROUP_PARENT_CPU_WEIGHT,
+        flag=Flag(
+            "--cgroup-parent-cpu-weight",
+            "CPU weight of the parent cgroup against its siblings, 1-10000 (v1: shares = "
+            f"weight x 10.24; default {defaults.CGROUP_PARENT_CPU_WEIGHT}); written only to a "
+            "parent ffrtmp created.",
         ),
     )
     version: str = setting(

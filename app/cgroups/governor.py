@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ffrtmp.cgroups.errors import GovernorError, TargetGone, wrapped_error
 from ffrtmp.cgroups.files import CgroupFiles, int_or_none, parse_keyed
 from ffrtmp.cgroups.hierarchies import Hierarchy, read_proc_cgroups
 from ffrtmp.cgroups.jobs import is_job_name, require_job_name
+from ffrtmp.cgroups.parent_weight import settle_parent_weight
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.limits import Limits
 
@@ -71,13 +72,24 @@ class Governor:
     version: int = 0
 
     def __init__(
-        self, root: Path, parent: str | None, proc_root: Path, files: CgroupFiles | None
+        self,
+        root: Path,
+        parent: str | None,
+        proc_root: Path,
+        files: CgroupFiles | None,
+        parent_cpu_weight: int | None = None,
+        keep_parent_weight: bool = False,
     ) -> None:
         self.root = root
         self.proc_root = proc_root
         self.files = files or CgroupFiles()
         self.hierarchies: tuple[Hierarchy, ...] = ()
         self._problem: GovernorError | None = None
+        # The weight the parent gets against its siblings (ffrtmp.cgroups.parent_weight);
+        # None leaves it alone. keep_parent_weight: only a parent made here gets it.
+        self.parent_cpu_weight = parent_cpu_weight
+        self.keep_parent_weight = keep_parent_weight
+        self._parent_weight_settled = False
         try:
             self.hierarchies = self._find_hierarchies(parent)
         except GovernorError as err:
@@ -264,6 +276,10 @@ class Governor:
         """The (file, text) writes that set `limits` on the job, in the order to write them."""
         raise NotImplementedError
 
+    def _parent_weight_file(self) -> tuple[Path, Callable[[int], str]]:
+        """The parent's CPU weight file, and the text that file takes for a (v2) weight."""
+        raise NotImplementedError
+
     def _reads_back_as(self, path: Path, written: str, read: str) -> bool:
         return read == written
 
@@ -279,7 +295,11 @@ class Governor:
     def _ready(self) -> None:
         if self._problem is not None:
             raise self._problem
+        missing = {parent for parent in self.parents if not parent.is_dir()}
         self._prepare_parent()
+        if missing or not self._parent_weight_settled:
+            settle_parent_weight(self, created=missing)
+            self._parent_weight_settled = True
 
     def _apply_limits(self, job_id: str, limits: Limits) -> None:
         """Write every limit, then read each back: a value the kernel did not take is an error."""

@@ -10,13 +10,20 @@ rule, so the parent can sit right below the own cgroup.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ffrtmp.cgroups.errors import GovernorError
 from ffrtmp.cgroups.governor import Governor, Usage
 from ffrtmp.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
-from ffrtmp.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
+from ffrtmp.limits import (
+    CPU_PERIOD_US,
+    MAX_CPU_WEIGHT,
+    MIN_CPU_WEIGHT,
+    Limits,
+    cpu_shares_for_weight,
+)
 
 NEEDED_CONTROLLERS = ("cpu", "memory")
 USED_CONTROLLERS = ("cpu", "cpuacct", "memory")
@@ -91,6 +98,9 @@ class CgroupV1Governor(Governor):
             self._refuse_read_only(hierarchy.mount)
             self._make_directories(hierarchy.mount, hierarchy.parent)
 
+    def _parent_weight_file(self) -> tuple[Path, Callable[[int], str]]:
+        return self._by_controller["cpu"].parent / "cpu.shares", _shares_text
+
     def _job(self, controller: str, job_id: str) -> Path | None:
         hierarchy = self._by_controller.get(controller)
         return None if hierarchy is None else hierarchy.parent / job_id
@@ -130,3 +140,7 @@ class CgroupV1Governor(Governor):
             cpu_seconds=None if nanoseconds is None else nanoseconds / 1e9,
             oom_kills=self._counter(memory / "memory.oom_control", "oom_kill"),
         )
+
+
+def _shares_text(weight: int) -> str:
+    return str(cpu_shares_for_weight(weight))
