@@ -15,6 +15,7 @@ from ffrtmp.attach_safety import AttachRefused, check_never
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
+from ffrtmp.process_memory import peak_resident_bytes
 from ffrtmp.states import ProcessState
 from ffrtmp.store import RetryOutcome, Store
 from ffrtmp.utctime import utc
@@ -116,6 +117,7 @@ class Attacher:
             process_id = _row(process_id, register)
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
         process_id = _row(process_id, register)
+        process_peak = peak_resident_bytes(identity)  # what it held before and at the attach
         self._write(
             f"the attach of {identity}",
             lambda: self.store.record_attached(
@@ -126,6 +128,8 @@ class Attacher:
                 now=when,
                 attempt=attempt,
                 origin_cgroups=dict(getattr(attachment, "origin", ())) or None,
+                memory_charge_moved=getattr(attachment, "memory_charge_moved", None),
+                process_peak_rss_bytes=process_peak,
             ),
             now,
         )
