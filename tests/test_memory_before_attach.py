@@ -98,6 +98,7 @@ class RecordingFiles(CgroupFiles):
         super().write(path, text)
 
 
+@pytest.mark.vm
 def test_the_charge_is_asked_to_move_before_the_pid_and_the_attachment_says_what_the_kernel_did(
     spawn, cgroup_hierarchy: CgroupHierarchy, real_cgroup_parent: str
 ):
