@@ -124,8 +124,9 @@ class CgroupV1Governor(Governor):
         """memory.move_charge_at_immigrate 1: the anonymous memory (and swap) a process was
         charged elsewhere moves with it into the job cgroup, so its limit and peak count what
         it allocated before the attach. Not file pages (bit 1, value 2): those are shared page
-        cache, charged to whoever read the file first. Newer kernels removed charge moving and refuse
-        the write (EINVAL, seen on 6.18); then the charge stays behind, and the attach goes on."""
+        cache, charged to whoever read the file first. Newer kernels removed charge moving and
+        refuse the write (EINVAL, seen on 6.18); then the charge stays behind, and the attach
+        goes on."""
         path = self._job("memory", job_id) / MOVE_CHARGE_FILE
         try:
             self.files.write(path, MOVE_ANONYMOUS_CHARGE)
