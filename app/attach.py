@@ -18,6 +18,7 @@ from ffrtmp.clock import Moment
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
+from ffrtmp.process_memory import peak_resident_bytes
 from ffrtmp.states import ProcessState
 from ffrtmp.store import RetryOutcome, Store
 from ffrtmp.utctime import utc
@@ -125,6 +126,7 @@ class Attacher:
             process_id = _row(process_id, register)
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)
         process_id = _row(process_id, register)
+        process_peak = peak_resident_bytes(identity)  # what it held before and at the attach
         self._write(
             f"the attach of {identity}",
             lambda: self.store.record_attached(
@@ -135,6 +137,8 @@ class Attacher:
                 now=moved_at,
                 attempt=attempt,
                 origin_cgroups=dict(getattr(attachment, "origin", ())) or None,
+                memory_charge_moved=getattr(attachment, "memory_charge_moved", None),
+                process_peak_rss_bytes=process_peak,
             ),
             now,
         )

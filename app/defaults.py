@@ -19,6 +19,9 @@ MEMORY_LIMIT_MB = None  # None = no limit
 # cgroups
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT_NAME = "ffrtmp"
+# The weight of that parent against its siblings (cgroup v2 scale; v1 shares are derived, 10240):
+# all governed jobs together weigh as much as ten ungoverned threads, not one (docs/cgroups.md).
+CGROUP_PARENT_CPU_WEIGHT = 1000
 
 # Retry
 RETRY_ENABLED = True

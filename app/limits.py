@@ -23,6 +23,12 @@ MIB = 1024 * 1024  # the memory limit is given in MiB, cgroups take bytes
 MAX_MEMORY_LIMIT_MB = (2**63 - 1) // MIB
 
 
+def cpu_shares_for_weight(weight: int) -> int:
+    """cgroup v1 cpu.shares for a cgroup v2 weight, mapped as systemd maps CPUWeight to
+    CPUShares so that the default weight 100 is the default 1024 shares."""
+    return max(2, min(262144, round(weight * 1024 / 100)))
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """cpu_quota: percent of one core (150 = one and a half cores), None for no quota.
@@ -67,9 +73,8 @@ class Limits:
 
     @property
     def cpu_shares_v1(self) -> int:
-        """cgroup v1 cpu.shares for this weight, mapped as systemd maps CPUWeight to CPUShares
-        so that the default weight 100 is the default 1024 shares."""
-        return max(2, min(262144, round(self.cpu_weight * 1024 / 100)))
+        """cgroup v1 cpu.shares for this weight (`cpu_shares_for_weight`)."""
+        return cpu_shares_for_weight(self.cpu_weight)
 
     @classmethod
     def from_cgroup_units(

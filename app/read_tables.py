@@ -47,7 +47,7 @@ processes = _table(
     "exit_reason:Text oom_killed:Boolean peak_memory_bytes:Integer cpu_seconds:Float "
     "run_seconds:Float usage_sampled_at:UTCDateTime memory_current_bytes:Integer "
     "cpu_periods:Integer cpu_throttled_periods:Integer cpu_throttled_seconds:Float "
-    "origin_cgroups:JSON",
+    "origin_cgroups:JSON process_peak_rss_bytes:Integer memory_charge_moved:Boolean",
 )
 
 

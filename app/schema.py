@@ -108,6 +108,10 @@ processes = Table(
     Column("cpu_throttled_seconds", Float),
     # The cgroups it was in before it was attached, as /proc/<pid>/cgroup lines (revision 0003).
     Column("origin_cgroups", JSON),
+    # The process's own high-water resident size (VmHWM), beside the job cgroup's peak above,
+    # and whether the memory charged before the attach moved into the job cgroup (0009).
+    Column("process_peak_rss_bytes", Integer),
+    Column("memory_charge_moved", Boolean),
     UniqueConstraint("boot_id", "pid", "start_ticks"),
     Index("ix_processes_state_discovered_at", "state", "discovered_at"),
     Index("ix_processes_pid", "pid"),

@@ -55,7 +55,12 @@ def make_governor(config: WatchConfig):
     from ffrtmp.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(config.cgroup.version)
-    return create_governor(root=config.cgroup.root, parent=config.cgroup.parent, version=version)
+    return create_governor(
+        root=config.cgroup.root,
+        parent=config.cgroup.parent,
+        version=version,
+        parent_cpu_weight=config.cgroup.parent_cpu_weight,
+    )
 
 
 @dataclass

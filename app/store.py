@@ -13,13 +13,13 @@ they take no write lock and answer while another connection holds it. The failpo
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol, get_args, get_type_hints
 
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, Integer, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -412,17 +412,30 @@ class Store:
         now: datetime,
         attempt: int = 0,
         origin_cgroups: dict[str, str] | None = None,
+        memory_charge_moved: bool | None = None,
+        process_peak_rss_bytes: int | None = None,
     ) -> None:
         """`origin_cgroups`: where the process came from; None keeps what was recorded (a
-        process found already in its job cgroup came from where an earlier attempt said)."""
+        process found already in its job cgroup came from where an earlier attempt said).
+        `memory_charge_moved`, `process_peak_rss_bytes` (VmHWM at the attach): None keeps
+        what was recorded."""
         paths = list(cgroup_paths)
         origin = {} if origin_cgroups is None else {"origin_cgroups": dict(origin_cgroups)}
+        memory = {
+            name: value
+            for name, value in (
+                ("memory_charge_moved", memory_charge_moved),
+                ("process_peak_rss_bytes", process_peak_rss_bytes),
+            )
+            if value is not None
+        }
         with self.unit() as s:
             s.execute(
                 update(Process)
                 .where(Process.id == process_id)
                 .values(
                     **origin,
+                    **memory,
                     state=ProcessState.ATTACHED,
                     state_reason=None,
                     attached_at=now,
@@ -769,10 +782,19 @@ class Store:
             with self.unit() as s:
                 s.execute(update(Process).where(Process.id.in_(ids)).values(last_seen_at=now))
 
-    def record_usage(self, samples: Sequence[tuple[int, Any]], *, now: datetime) -> int:
+    def record_usage(
+        self,
+        samples: Sequence[tuple[int, Any]],
+        *,
+        now: datetime,
+        process_peaks: Mapping[int, int] | None = None,
+    ) -> int:
         """The latest cgroup counters of running processes (`ffrtmp.usage`), one statement
-        for all; rows whose exit is already recorded keep their final figures."""
+        for all; rows whose exit is already recorded keep their final figures.
+        `process_peaks`: each process's own high-water resident size (VmHWM) by row id; a
+        row without one keeps the last it had."""
         table = Process.__table__
+        peaks = process_peaks or {}
         statement = (
             update(table)
             .where(table.c.id == bindparam("row_id"), table.c.exited_at.is_(None))
@@ -784,6 +806,9 @@ class Store:
                 cpu_periods=bindparam("periods"),
                 cpu_throttled_periods=bindparam("throttled_periods"),
                 cpu_throttled_seconds=bindparam("throttled"),
+                process_peak_rss_bytes=func.coalesce(
+                    bindparam("process_peak", type_=Integer), table.c.process_peak_rss_bytes
+                ),
             )
         )
         params = [
@@ -795,6 +820,7 @@ class Store:
                 "periods": usage.cpu_periods,
                 "throttled_periods": usage.cpu_throttled_periods,
                 "throttled": usage.cpu_throttled_seconds,
+                "process_peak": peaks.get(process_id),
             }
             for process_id, usage in samples
         ]

@@ -1,7 +1,8 @@
 """Usage while running: every `usage_interval` the daemon reads each governed job's cgroup
-counters (CPU time, memory now and at peak, CPU throttling) and keeps the latest values on its
-process row, and sums per rule for /metrics. Not a time series: one row per process, updated
-in place; Prometheus keeps the history of the sums.
+counters (CPU time, memory now and at peak, CPU throttling) and the process's own high-water
+resident size (VmHWM, ffrtmp.process_memory), and keeps the latest values on its process row,
+and sums per rule for /metrics. Not a time series: one row per process, updated in place;
+Prometheus keeps the history of the sums.
 
 It runs in a thread of its own so that neither the reads nor the database write can delay
 governing: the loop only starts and stops it. It reads the followed processes the way the
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from ffrtmp.cgroups.live import LiveUsage, LiveUsageFiles
 from ffrtmp.clock import Clock, Moment, SystemClock
+from ffrtmp.process_memory import peak_resident_bytes
 from ffrtmp.utctime import utc
 
 log = logging.getLogger(__name__)
@@ -114,15 +116,23 @@ class UsageSampler:
         # write its usage to until the outbox has written the row.
         governed = [f for f in self.followed() if f.governed and f.process_id is not None]
         readings: list[tuple[int, LiveUsage]] = []
+        process_peaks: dict[int, int] = {}
         jobs_now = set()
         for followed in governed:
             usage = self._read(followed.job_id)
             if usage is not None:
                 readings.append((followed.process_id, usage))
                 jobs_now.add(followed.job_id)
+                peak = peak_resident_bytes(followed.identity)
+                if peak is not None:
+                    process_peaks[followed.process_id] = peak
         for job_id in [j for j in self._files if j not in jobs_now]:
             del self._files[job_id]
-        written = self.store.record_usage(readings, now=utc(now.wall)) if readings else 0
+        written = 0
+        if readings:
+            written = self.store.record_usage(
+                readings, now=utc(now.wall), process_peaks=process_peaks
+            )
         self._add_to_totals(readings)
         return written
 

@@ -42,16 +42,21 @@ def create_governor(
     version: int | None = None,
     proc_root: Path | str = "/proc",
     files: CgroupFiles | None = None,
+    parent_cpu_weight: int | None = None,
+    keep_parent_weight: bool = False,
 ) -> Governor:
     """A governor for the cgroup version mounted at `root` (or `version` when given).
     Problems of the machine (no cgroups, read-only, no permission) do not raise here:
-    `check()` reports them and `attach()` raises them."""
+    `check()` reports them and `attach()` raises them. `parent_cpu_weight` (v2 scale): the
+    weight of a parent ffrtmp made (`ffrtmp.cgroups.parent_weight`), None to leave it alone;
+    `keep_parent_weight`: only a parent this governor makes gets it."""
     root, proc_root = Path(root), Path(proc_root)
     if version is None:
         is_v1 = not (root / "cgroup.controllers").is_file() and has_v1_hierarchies(root, proc_root)
         version = 1 if is_v1 else 2
+    weight = {"parent_cpu_weight": parent_cpu_weight, "keep_parent_weight": keep_parent_weight}
     if version == 2:
-        return CgroupV2Governor(root, parent, proc_root, files)
+        return CgroupV2Governor(root, parent, proc_root, files, **weight)
     if version == 1:
-        return CgroupV1Governor(root, parent, proc_root, files)
+        return CgroupV1Governor(root, parent, proc_root, files, **weight)
     raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ffrtmp.cgroups.errors import GovernorError, TargetGone, wrapped_error
 from ffrtmp.cgroups.files import CgroupFiles, int_or_none, parse_keyed
 from ffrtmp.cgroups.hierarchies import Hierarchy, read_proc_cgroups
 from ffrtmp.cgroups.jobs import is_job_name, require_job_name
+from ffrtmp.cgroups.parent_weight import settle_parent_weight
 from ffrtmp.identity import ProcessIdentity
 from ffrtmp.limits import Limits
 
@@ -45,13 +46,18 @@ class Attachment:
     # Where the process was before, as /proc/<pid>/cgroup names it per controller key ("" on
     # v2); empty when unknown (found already in place). `ffrtmp release` moves it back there.
     origin: tuple[tuple[str, str], ...] = ()
+    # Whether the memory it was charged before the move came along into its job cgroup (v1
+    # with memory.move_charge_at_immigrate); False: it stays where it was (v2 never moves it);
+    # None: unknown.
+    memory_charge_moved: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     """A job cgroup's counters; None where this kernel does not offer the counter.
-    Memory charged before the process was moved in stays with its old cgroup (neither v1
-    without move_charge_at_immigrate nor v2 migrate it), so the peak covers the time after."""
+    Memory charged before the process was moved in stays with its old cgroup unless the
+    charge was moved (Attachment.memory_charge_moved: v1 only, where the kernel still can),
+    so the peak then covers the time after the attach only."""
 
     peak_memory_bytes: int | None
     cpu_seconds: float | None
@@ -71,13 +77,24 @@ class Governor:
     version: int = 0
 
     def __init__(
-        self, root: Path, parent: str | None, proc_root: Path, files: CgroupFiles | None
+        self,
+        root: Path,
+        parent: str | None,
+        proc_root: Path,
+        files: CgroupFiles | None,
+        parent_cpu_weight: int | None = None,
+        keep_parent_weight: bool = False,
     ) -> None:
         self.root = root
         self.proc_root = proc_root
         self.files = files or CgroupFiles()
         self.hierarchies: tuple[Hierarchy, ...] = ()
         self._problem: GovernorError | None = None
+        # The weight the parent gets against its siblings (ffrtmp.cgroups.parent_weight);
+        # None leaves it alone. keep_parent_weight: only a parent made here gets it.
+        self.parent_cpu_weight = parent_cpu_weight
+        self.keep_parent_weight = keep_parent_weight
+        self._parent_weight_settled = False
         try:
             self.hierarchies = self._find_hierarchies(parent)
         except GovernorError as err:
@@ -121,6 +138,7 @@ class Governor:
                 if self._make_directory(directory):
                     created.append(directory)
             self._apply_limits(job_id, limits)
+            charge_moved = self._move_charge_on_entry(job_id)
             # Not is_alive(): the kernel takes an exited, unreaped pid's write to cgroup.procs
             # without an error and leaves it where it was, so a zombie must be caught here.
             if not identity.is_running():
@@ -153,7 +171,11 @@ class Governor:
         job_paths = {h.cgroup_path(d) for h, d in zip(self.hierarchies, directories, strict=True)}
         origin = _origin(moved, job_paths)
         attachment = Attachment(
-            self.version, tuple(str(d) for d in directories), applied, tuple(origin.items())
+            self.version,
+            tuple(str(d) for d in directories),
+            applied,
+            tuple(origin.items()),
+            charge_moved,
         )
         log.debug("moved %s into %s: %s", identity, job_id, applied.describe())
         return attachment
@@ -175,7 +197,10 @@ class Governor:
         if not identity.is_running():  # the pid read is this very process, and it runs
             return None
         applied = self._applied_limits(job_id)
-        return Attachment(self.version, tuple(str(d) for d in directories), applied)
+        paths = tuple(str(d) for d in directories)
+        return Attachment(
+            self.version, paths, applied, memory_charge_moved=self._charge_moved_on_entry(job_id)
+        )
 
     def usage(self, job_id: str) -> Usage:
         """The job's counters; readable after its process exited, until release()."""
@@ -271,8 +296,21 @@ class Governor:
         """The (file, text) writes that set `limits` on the job, in the order to write them."""
         raise NotImplementedError
 
+    def _parent_weight_file(self) -> tuple[Path, Callable[[int], str]]:
+        """The parent's CPU weight file, and the text that file takes for a (v2) weight."""
+        raise NotImplementedError
+
     def _reads_back_as(self, path: Path, written: str, read: str) -> bool:
         return read == written
+
+    def _move_charge_on_entry(self, job_id: str) -> bool:
+        """Ask the kernel to move the memory a process was charged before along with it into
+        the job cgroup; True when it will. cgroup v2 has no way to: False."""
+        return False
+
+    def _charge_moved_on_entry(self, job_id: str) -> bool | None:
+        """Whether a process already in the job cgroup brought its charge along."""
+        return False
 
     def _applied_limits(self, job_id: str) -> Limits:
         """The job's limits as its files hold them now."""
@@ -286,7 +324,11 @@ class Governor:
     def _ready(self) -> None:
         if self._problem is not None:
             raise self._problem
+        missing = {parent for parent in self.parents if not parent.is_dir()}
         self._prepare_parent()
+        if missing or not self._parent_weight_settled:
+            settle_parent_weight(self, created=missing)
+            self._parent_weight_settled = True
 
     def _apply_limits(self, job_id: str, limits: Limits) -> None:
         """Write every limit, then read each back: a value the kernel did not take is an error."""

@@ -10,19 +10,31 @@ rule, so the parent can sit right below the own cgroup.
 from __future__ import annotations
 
 import errno
+import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ffrtmp.cgroups.errors import GovernorError
+from ffrtmp.cgroups.errors import GovernorError, wrapped_error
 from ffrtmp.cgroups.governor import Governor, Usage
 from ffrtmp.cgroups.hierarchies import Hierarchy, Mount, read_mounts, resolve_parent
-from ffrtmp.limits import CPU_PERIOD_US, MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
+from ffrtmp.limits import (
+    CPU_PERIOD_US,
+    MAX_CPU_WEIGHT,
+    MIN_CPU_WEIGHT,
+    Limits,
+    cpu_shares_for_weight,
+)
+
+log = logging.getLogger(__name__)
 
 NEEDED_CONTROLLERS = ("cpu", "memory")
 USED_CONTROLLERS = ("cpu", "cpuacct", "memory")
 # The kernel shows "no memory limit" as its page counter maximum (9223372036854771712 with 4 KiB
 # pages); anything this large is no limit.
 UNLIMITED_MEMORY_BYTES = 1 << 62
+MOVE_CHARGE_FILE = "memory.move_charge_at_immigrate"
+MOVE_ANONYMOUS_CHARGE = "1"  # bit 0: anonymous pages and swap; bit 1 (file pages) not set
 
 
 def v1_mounts(root: Path, proc_root: Path) -> dict[str, Mount]:
@@ -91,6 +103,9 @@ class CgroupV1Governor(Governor):
             self._refuse_read_only(hierarchy.mount)
             self._make_directories(hierarchy.mount, hierarchy.parent)
 
+    def _parent_weight_file(self) -> tuple[Path, Callable[[int], str]]:
+        return self._by_controller["cpu"].parent / "cpu.shares", _shares_text
+
     def _job(self, controller: str, job_id: str) -> Path | None:
         hierarchy = self._by_controller.get(controller)
         return None if hierarchy is None else hierarchy.parent / job_id
@@ -104,6 +119,27 @@ class CgroupV1Governor(Governor):
             (cpu / "cpu.shares", str(limits.cpu_shares_v1)),
             (memory / "memory.limit_in_bytes", "-1" if memory_bytes is None else str(memory_bytes)),
         ]
+
+    def _move_charge_on_entry(self, job_id: str) -> bool:
+        """memory.move_charge_at_immigrate 1: the anonymous memory (and swap) a process was
+        charged elsewhere moves with it into the job cgroup, so its limit and peak count what
+        it allocated before the attach. Not file pages (bit 1, value 2): those are shared page
+        cache, charged to whoever read the file first. Newer kernels removed charge moving and
+        refuse the write (EINVAL, seen on 6.18); then the charge stays behind, and the attach
+        goes on."""
+        path = self._job("memory", job_id) / MOVE_CHARGE_FILE
+        try:
+            self.files.write(path, MOVE_ANONYMOUS_CHARGE)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP):
+                raise wrapped_error(err, f"write {MOVE_ANONYMOUS_CHARGE!r} to", path) from err
+            log.debug("%s: the kernel does not move charges (%s)", path, err)
+            return False
+        return self._charge_moved_on_entry(job_id) is True
+
+    def _charge_moved_on_entry(self, job_id: str) -> bool | None:
+        text = self._read_optional(self._job("memory", job_id) / MOVE_CHARGE_FILE)
+        return None if text is None else text.strip() == MOVE_ANONYMOUS_CHARGE
 
     def _reads_back_as(self, path: Path, written: str, read: str) -> bool:
         if path.name == "memory.limit_in_bytes" and written == "-1":
@@ -130,3 +166,7 @@ class CgroupV1Governor(Governor):
             cpu_seconds=None if nanoseconds is None else nanoseconds / 1e9,
             oom_kills=self._counter(memory / "memory.oom_control", "oom_kill"),
         )
+
+
+def _shares_text(weight: int) -> str:
+    return str(cpu_shares_for_weight(weight))

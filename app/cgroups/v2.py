@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ffrtmp.cgroups.errors import GovernorError, wrapped_error
@@ -144,6 +145,9 @@ class CgroupV2Governor(Governor):
                 "Delegate=yes with DelegateSubgroup=) or give a parent cgroup that holds none",
                 path,
             ) from err
+
+    def _parent_weight_file(self) -> tuple[Path, Callable[[int], str]]:
+        return self.hierarchies[0].parent / "cpu.weight", str
 
     def _job(self, job_id: str) -> Path:
         (job,) = self.job_directories(job_id)  # v2 has one hierarchy

@@ -44,7 +44,14 @@ def ready_governor(cgroup_root, cgroup_parent, cgroup_version):
     from ffrtmp.cgroups import create_governor
 
     version = {"v1": 1, "v2": 2}.get(cgroup_version)
-    governor = create_governor(root=cgroup_root, parent=cgroup_parent, version=version)
+    # A parent made here gets the default weight; one that exists keeps the daemon's.
+    governor = create_governor(
+        root=cgroup_root,
+        parent=cgroup_parent,
+        version=version,
+        parent_cpu_weight=defaults.CGROUP_PARENT_CPU_WEIGHT,
+        keep_parent_weight=True,
+    )
     problem = governor.check()
     if problem is not None:
         raise click.ClickException(f"cannot apply limits: {problem}")

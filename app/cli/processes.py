@@ -69,8 +69,9 @@ def list_(
 @click.option("--pid", type=int, help="The newest process recorded with this pid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(db, process, pid, as_json) -> None:
-    """Show one process (by its row ID, its job id, or the newest with --pid), its retry
-    item and its event trail. Values are whole here; sizes and times carry their units.
+    """Show one process (by its row ID, its job id, or the newest with --pid), its memory
+    figures each with what it counts, its retry item and its event trail. Values are whole
+    here; sizes and times carry their units.
 
     Example: ffrtmp processes show auto-ffmpeg-4242-918273    or    ffrtmp processes show --pid 4242
     """
@@ -96,4 +97,7 @@ def show(db, process, pid, as_json) -> None:
                 raise click.ClickException(f"no process with job id '{printable(process)}'")
         retry = queries.retry_for_process(conn, found["id"])
         events = queries.events_of_process(conn, found["id"])
-    print_record({"process": found, "retry_item": retry, "events": events}, as_json=as_json)
+    from ffrtmp.process_memory import memory_account
+
+    sections = {"process": found, "memory": memory_account(found)}
+    print_record(sections | {"retry_item": retry, "events": events}, as_json=as_json)

@@ -28,7 +28,8 @@ The file (every key optional; deploy/watch-config.yaml shows them all):
     health: {degraded_scan_failures, degraded_attach_failures, unhealthy_scan_failures,
              stale_scan_after, snapshot_interval}
     retention: 30d
-    cgroup: {root: /sys/fs/cgroup, parent: ffrtmp, version: auto}   # auto | v1 | v2
+    cgroup: {root: /sys/fs/cgroup, parent: ffrtmp, parent_cpu_weight: 1000,
+             version: auto}            # auto | v1 | v2
     ship: {node_label, interval: 5s, batch_size: 20000}   # watch --ship-to, ffrtmp ship
 
 Decisions worth knowing:

@@ -19,7 +19,7 @@ from ffrtmp.candidate import Candidate
 from ffrtmp.config.original import Notice
 from ffrtmp.filters import Filters, Verdict
 from ffrtmp.health import SNAPSHOT_INTERVAL, HealthThresholds
-from ffrtmp.limits import Limits
+from ffrtmp.limits import MAX_CPU_WEIGHT, MIN_CPU_WEIGHT, Limits
 from ffrtmp.matching import MatchRule
 from ffrtmp.settings import (
     ABSOLUTE_PATH,
@@ -111,7 +111,9 @@ def _is_cgroup_name(value: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class CgroupSettings:
     """root: where the cgroup hierarchies are mounted; parent: our cgroup below it (per
-    controller on v1); version: which cgroup version to use, auto to detect it."""
+    controller on v1); parent_cpu_weight: that parent's CPU weight (v2 scale), which all
+    governed jobs share against its siblings; version: which cgroup version to use, auto to
+    detect it."""
 
     root: Path = setting(
         "root",
@@ -127,6 +129,17 @@ class CgroupSettings:
             "--cgroup-parent",
             "Cgroup for the job cgroups: relative to the daemon's own cgroup, or absolute from "
             "the root (default: ffrtmp below the daemon's own).",
+        ),
+    )
+    parent_cpu_weight: int = setting(
+        "parent_cpu_weight",
+        whole_number(MIN_CPU_WEIGHT, MAX_CPU_WEIGHT),
+        default=defaults.CGROUP_PARENT_CPU_WEIGHT,
+        flag=Flag(
+            "--cgroup-parent-cpu-weight",
+            "CPU weight of the parent cgroup against its siblings, 1-10000 (v1: shares = "
+            f"weight x 10.24; default {defaults.CGROUP_PARENT_CPU_WEIGHT}); written only to a "
+            "parent ffrtmp created.",
         ),
     )
     version: str = setting(
