@@ -138,7 +138,7 @@ def test_the_row_keeps_the_process_peak_beside_the_cgroup_peak_and_show_labels_b
     )
     daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
     try:
-        daemon.start(time.time())
+        daemon.start(daemon.clock.now())
         holder = start_holder(spawn, token)  # its memory is touched before any scan sees it
 
         def row(columns: str) -> tuple:
@@ -152,7 +152,7 @@ def test_the_row_keeps_the_process_peak_beside_the_cgroup_peak_and_show_labels_b
         assert bool(moved) is moves
 
         step(holder, b"more\n")
-        daemon.usage.sample(time.time())
+        daemon.usage.sample(daemon.clock.now())
         process_peak, cgroup_peak = row("process_peak_rss_bytes, peak_memory_bytes")
         assert process_peak >= (BEFORE_MIB + LATER_MIB) * MIB
         if cgroup_peak is not None:  # v2 kernels before 5.19 have no memory.peak
