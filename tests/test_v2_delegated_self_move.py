@@ -64,20 +64,25 @@ def v2(cgroup_hierarchy: CgroupHierarchy) -> CgroupHierarchy:
 
 @pytest.fixture
 def service_cgroup(v2: CgroupHierarchy, spawn: ProcessSpawner) -> Iterator[Path]:
-    """A cgroup shaped like a systemd service's (below the test's delegated cgroup), removed
-    with all below it once the test's processes are ended."""
+    """A cgroup shaped like a systemd service's: `<slice>/ffrtmp.service`, the slice not
+    delegated (as system.slice), below the test's delegated cgroup; removed with all below it
+    once the test's processes are ended."""
     delegated = v2.bases[0]
-    enabled = set((delegated / "cgroup.subtree_control").read_text().split())
-    if {"cpu", "memory"} - enabled:
-        # The delegated cgroup holds no process (the runner's layout): this cannot fail.
-        (delegated / "cgroup.subtree_control").write_text("+cpu +memory")
-    service = delegated / f"ffrtmp-test-{uuid.uuid4().hex[:10]}.service"
-    service.mkdir()
+    slice_ = delegated / f"ffrtmp-test-{uuid.uuid4().hex[:10]}.slice"
     try:
+        for cgroup in (delegated, slice_):
+            if not cgroup.is_dir():
+                cgroup.mkdir()
+            enabled = set((cgroup / "cgroup.subtree_control").read_text().split())
+            if {"cpu", "memory"} - enabled:
+                # Neither holds a process (the runner's layout): this cannot fail.
+                (cgroup / "cgroup.subtree_control").write_text("+cpu +memory")
+        service = slice_ / "ffrtmp.service"
+        service.mkdir()
         yield service
     finally:
         spawn.close()
-        remove_tree(service)
+        remove_tree(slice_)
 
 
 def start_governing_child(
@@ -152,5 +157,5 @@ def test_a_governor_in_a_cgroup_not_delegated_stays_there_and_says_why_it_cannot
     assert report["process"] == cgroup_path(v2, service_cgroup)
     assert set(report["threads"].values()) == {cgroup_path(v2, service_cgroup)}
     assert not (service_cgroup / "daemon").exists()
-    assert (service_cgroup / "cgroup.subtree_control").read_text() == "\n"
+    assert (service_cgroup / "cgroup.subtree_control").read_text().split() == []
     assert (service_cgroup / "cgroup.procs").read_text().split() == [str(child.pid)]
