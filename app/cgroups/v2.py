@@ -42,7 +42,7 @@ from ffrtmp.limits import CPU_PERIOD_US, Limits
 NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
 DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
 # The leaf the daemon moves itself into when systemd started it in its delegated cgroup: the
-# name the unit's DelegateSubgroup= gave it on systemd 254, so both keep one layout.
+# name DelegateSubgroup=daemon gives it (systemd >= 254, docs/install.md): one layout for both.
 SELF_LEAF = "daemon"
 
 log = logging.getLogger(__name__)
