@@ -299,15 +299,33 @@ def test_failpoint_before_the_pid_write_raises_ebusy_and_leaves_no_cgroup(machin
     assert governor.attach(sleeper, job_id, Limits(50)).applied == Limits(50)
 
 
-def test_daemon_inside_its_delegated_cgroup_gets_a_clear_ebusy(tmp_path, processes):
+def test_daemon_inside_its_delegated_cgroup_moves_into_a_leaf_beside_the_jobs(tmp_path):
+    """systemd before 254 (no DelegateSubgroup=) starts the daemon in the delegated cgroup."""
     machine = build_machine(tmp_path, subgroup=False)
+    governor = machine.governor()
+
+    assert governor.check() is None
+
+    assert governor.parents == (machine.service / "ffrtmp",)
+    assert machine.files.pids(machine.service) == []
+    assert machine.files.pids(machine.service / "daemon") == [os.getpid()]
+    own = (machine.proc / "self" / "cgroup").read_text()
+    assert own == "0::/system.slice/ffrtmp.service/daemon\n"
+    assert (machine.service / "cgroup.subtree_control").read_text() == "cpu memory\n"
+    assert (machine.service / "ffrtmp" / "cgroup.subtree_control").read_text() == "cpu memory\n"
+
+
+def test_daemon_inside_a_cgroup_not_delegated_gets_a_clear_ebusy(tmp_path, processes):
+    machine = build_machine(tmp_path, subgroup=False)
+    os.removexattr(machine.service, "trusted.delegate")  # a shell or a container: not systemd's
     governor = machine.governor()
 
     problem = governor.check()
 
     assert governor.parents == (machine.service / "ffrtmp",)
     assert problem is not None
-    assert "holds processes" in problem and "DelegateSubgroup=" in problem
+    assert "holds processes" in problem and "Delegate=yes" in problem
+    assert not (machine.service / "daemon").exists()
     assert (machine.service / "cgroup.subtree_control").read_text() == "\n"
     assert not (machine.service / "ffrtmp").exists()
     child = processes.spawn([SLEEP_BINARY, "60"])

@@ -6,11 +6,16 @@ So the governor picks an *anchor*, the highest cgroup it may change, and puts th
 `ffrtmp` right below it:
 
 - the daemon is in the root cgroup (exempt from the rule): the anchor is the root;
-- the daemon is in a subgroup of a cgroup systemd delegated to it (`Delegate=yes` with
-  `DelegateSubgroup=`, which marks the delegated cgroup with the `trusted.delegate` xattr): the
-  anchor is the delegated cgroup, so `ffrtmp` is a sibling of the daemon's subgroup;
-- otherwise the anchor is the daemon's own cgroup. Enabling controllers there fails with EBUSY
-  while the daemon runs in it, and check() says so and what to do.
+- the daemon is in a subgroup of a cgroup systemd delegated to it (`Delegate=yes`, which marks
+  the delegated cgroup with the `trusted.delegate` xattr, with `DelegateSubgroup=` of systemd
+  254 and newer): the anchor is the delegated cgroup, so `ffrtmp` is a sibling of the daemon's
+  subgroup;
+- the daemon is in the delegated cgroup itself (`Delegate=yes` on systemd before 254, which
+  starts the main process there): before it enables controllers there, the daemon moves itself,
+  every thread, into the leaf `daemon` below it, as systemd's delegation documentation asks of
+  a delegated service, and the anchor is the delegated cgroup as above;
+- otherwise (a shell, a container) the anchor is the daemon's own cgroup. Enabling controllers
+  there fails with EBUSY while the daemon runs in it, and check() says so and what to do.
 
 `ffrtmp` only ever holds job cgroups, never a process, so its own subtree_control can always be
 written. Nothing above the anchor is ever written: missing controllers there are reported.
@@ -19,17 +24,29 @@ written. Nothing above the anchor is ever written: missing controllers there are
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from ffrtmp.cgroups.errors import GovernorError, wrapped_error
 from ffrtmp.cgroups.governor import Governor, Usage
-from ffrtmp.cgroups.hierarchies import V2_HIERARCHY_KEY, Hierarchy, mount_root_of, resolve_parent
+from ffrtmp.cgroups.hierarchies import (
+    V2_HIERARCHY_KEY,
+    Hierarchy,
+    mount_root_of,
+    read_proc_cgroups,
+    resolve_parent,
+)
 from ffrtmp.limits import CPU_PERIOD_US, Limits
 
 NEEDED_CONTROLLERS = frozenset({"cpu", "memory"})
 DELEGATION_XATTRS = ("trusted.delegate", "user.delegate")
+# The leaf the daemon moves itself into when systemd started it in its delegated cgroup: the
+# name DelegateSubgroup=daemon gives it (systemd >= 254, docs/install.md): one layout for both.
+SELF_LEAF = "daemon"
+
+log = logging.getLogger(__name__)
 
 
 def is_delegated(directory: Path) -> bool:
@@ -46,6 +63,9 @@ def is_delegated(directory: Path) -> bool:
 class CgroupV2Governor(Governor):
     version = 2
     anchor: Path
+    # Set when this process sits in a delegated cgroup it must leave before enabling
+    # controllers there: the leaf it moves itself into.
+    self_leaf: Path | None = None
 
     def _find_hierarchies(self, parent: str | None) -> tuple[Hierarchy, ...]:
         if not (self.root / "cgroup.controllers").is_file():
@@ -77,10 +97,14 @@ class CgroupV2Governor(Governor):
         above = own_dir.parent
         if above != self.root and is_delegated(above) and not is_delegated(own_dir):
             return above
+        if is_delegated(own_dir):
+            self.self_leaf = own_dir / SELF_LEAF
         return own_dir
 
     def _prepare_parent(self) -> None:
         self._refuse_read_only(self.root)
+        if self.self_leaf is not None:
+            self._leave_delegated_cgroup(self.self_leaf)
         parent = self.hierarchies[0].parent
         # Bottom-up: the cgroups whose subtree_control lacks a needed controller.
         lacking: list[Path] = []
@@ -121,6 +145,44 @@ class CgroupV2Governor(Governor):
             if missing:
                 self._enable(cgroup, missing)
 
+    def _leave_delegated_cgroup(self, leaf: Path) -> None:
+        """Move this process into `leaf` unless it is there already. On cgroup v2 a pid written
+        to cgroup.procs takes every thread of its process along; each one is checked."""
+        hierarchy = self.hierarchies[0]
+        here = self._own_cgroups().get(V2_HIERARCHY_KEY)
+        if here != hierarchy.cgroup_path(leaf.parent):
+            return  # moved already (an earlier check), or by someone else: left where it is
+        self._make_directory(leaf)
+        procs = leaf / "cgroup.procs"
+        try:
+            self.files.write(procs, str(os.getpid()))
+        except OSError as err:
+            raise wrapped_error(err, "move the daemon itself into", procs) from err
+        expected = hierarchy.cgroup_path(leaf)
+        tasks = self.proc_root / "self" / "task"
+        own_files = [self.own_cgroup_file]
+        if tasks.is_dir():
+            own_files += [tasks / tid / "cgroup" for tid in sorted(os.listdir(tasks))]
+        for path in own_files:
+            try:
+                actual = read_proc_cgroups(path).get(V2_HIERARCHY_KEY)
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+            except OSError as err:
+                raise wrapped_error(err, "read", path) from err
+            if actual != expected:
+                raise GovernorError(
+                    errno.EIO,
+                    f"the daemon wrote its pid to {procs}, but {path} names {actual}",
+                    procs,
+                )
+        log.info(
+            "moved itself from its delegated cgroup %s into %s, so that job cgroups can be "
+            "limited beside it",
+            leaf.parent,
+            leaf,
+        )
+
     def _enabled(self, cgroup: Path) -> frozenset[str]:
         if not cgroup.is_dir():
             return frozenset()
@@ -141,8 +203,8 @@ class CgroupV2Governor(Governor):
                 errno.EBUSY,
                 f"could not enable {_names(controllers)} in {path}: {cgroup} holds processes, "
                 "and cgroup v2 lets only a cgroup without processes enable controllers for its "
-                "children; run the daemon in a subgroup of its delegated cgroup (systemd: "
-                "Delegate=yes with DelegateSubgroup=) or give a parent cgroup that holds none",
+                "children; run the daemon in a cgroup systemd delegated to it (Delegate=yes: it "
+                "then moves itself into a leaf) or give a parent cgroup that holds none",
                 path,
             ) from err
 
