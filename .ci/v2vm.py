@@ -166,7 +166,7 @@ def default_pytest_args() -> list[str]:
     under emulation costs ~45 s, more than the tests themselves."""
     files = [
         str(path.relative_to(REPO))
-        for path in sorted((REPO / "tests").glob("test_*.py"))
+        for path in sorted((REPO / "tests").rglob("test_*.py"))
         if f"mark.{MARKER}" in path.read_text()
     ]
     return ["-m", MARKER, *(files or ["tests"])]

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 # The tables shipped at this revision. A later revision that adds a table to ship adds its
 # triggers; one that rebuilds a table (batch mode "move and copy") re-creates them.
-# tests/test_fleet_schema.py fails when a shipped table lacks them.
+# tests/fleet/test_fleet_schema.py fails when a shipped table lacks them.
 SHIPPED = (
     "daemon_runs",
     "processes",

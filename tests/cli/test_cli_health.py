@@ -3,7 +3,7 @@ history, on real SQLite files written with Store.record_health.
 
 Where a test needs "a daemon runs", the test process itself plays it: it records a daemon run
 with its own pid and holds the database's real daemon lock (ffrtmp.daemon_lock), as a daemon
-does. tests/test_health_truth.py does the same with real `ffrtmp watch` processes."""
+does. tests/cli/test_health_truth.py does the same with real `ffrtmp watch` processes."""
 
 from __future__ import annotations
 

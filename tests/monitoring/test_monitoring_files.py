@@ -19,7 +19,7 @@ from daemon_harness import query, start_watch, write_config
 from helpers_processes import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus-alerts.yaml"
 ALERT_TESTS = DEPLOY / "prometheus-alerts.test.yaml"
 DASHBOARD = DEPLOY / "grafana-dashboard.json"

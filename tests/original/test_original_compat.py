@@ -28,11 +28,11 @@ from ffrtmp.cli.watch import _original_habits, watch
 from ffrtmp.config import ConfigError, apply_overrides, effective_dict, load_config
 from ffrtmp.filters import Filters
 
-ORIGINAL = Path(__file__).resolve().parent / "original"
+ORIGINAL = Path(__file__).resolve().parent
 EXAMPLE = ORIGINAL / "example-watch-config.yaml"
 PRODUCTION = ORIGINAL / "production-watch-config.yaml"
 GENERATED = ORIGINAL / "generated-watch-config.yaml"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 
 # The original daemon's systemd unit (deployment/systemd/ffrtmp-watch.service): its

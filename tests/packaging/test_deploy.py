@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "deploy" / "ffrtmp-watch.service"
+UNIT = Path(__file__).resolve().parents[2] / "deploy" / "ffrtmp-watch.service"
 INSTALLED_BINARY = "/usr/local/bin/ffrtmp"
 # Keys newer than some systemd still in service: older versions warn and ignore them, which the
 # unit explains in a comment. Any other unknown key is a typo and fails the test.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 UNIT = REPO / "deploy" / "ffrtmp-watch.service"
 FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
@@ -33,7 +33,7 @@ GOVERN_OR_RUN_FOREVER = {"watch", "attach", "run", "release", "top"}
 FOLLOW_FLAGS = {"-f", "--follow"}  # `events --follow` runs until Ctrl-C
 # Commands that need the fleet's central PostgreSQL server (docs/fleet.md), which the scratch
 # SQLite database is not: `fleet` and `ship` always, any other with --node (a central
-# database's option). Parsed with --help appended, never run; tests/test_fleet_*.py run them.
+# database's option). Parsed with --help appended, never run; tests/fleet/test_fleet_*.py run them.
 CENTRAL_ONLY = {"fleet", "ship"}
 CENTRAL_ONLY_FLAGS = {"--node"}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parent.parent
+SOURCE = Path(__file__).resolve().parents[2]
 SOURCE_FILES = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
 
 pytestmark = pytest.mark.slow

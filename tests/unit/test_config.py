@@ -30,7 +30,7 @@ from ffrtmp.filters import Decision, Filters
 from ffrtmp.identity import ProcessIdentity, boot_id, current_identity
 from ffrtmp.limits import Limits
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "watch-config.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "watch-config.yaml"
 HYPOTHESIS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
