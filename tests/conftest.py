@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,47 @@ from cgroup_hierarchy import (  # noqa: F401
 from helpers_processes import ProcessSpawner, make_ffmpeg
 
 from ffrtmp import failpoints
+
+if TYPE_CHECKING:
+    from ffrtmp.daemon import Daemon
+
+
+# What a fixture needs is a marker on every test that takes it (directly or through another
+# fixture), so `-m "not root"` selects what runs as any user and `-m "not fleet"` what runs without
+# PostgreSQL. The fixture itself skips, saying why, where its need is not met.
+MARKERS_OF_FIXTURES = {
+    "root": ("root",),
+    "cgroup_hierarchy": ("root",),  # real cgroups: v1 writes, or the VM's delegated v2
+    "proc_connector": ("root",),  # the kernel's process events (netlink, CAP_NET_ADMIN)
+    "postgres_server": ("root", "fleet"),  # started as the postgres user
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, markers in MARKERS_OF_FIXTURES.items():
+            if fixture in names:
+                for marker in markers:
+                    if item.get_closest_marker(marker) is None:
+                        item.add_marker(marker)
+
+
+@pytest.fixture
+def root() -> None:
+    """For a test or fixture that needs root (mounts, chown, other users' processes)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+@pytest.fixture(scope="session")
+def proc_connector() -> None:
+    """The kernel's process events connector, which the daemon's event discovery reads."""
+    from ffrtmp.proc_events import listener_available
+
+    reason = listener_available()
+    if reason is not None:
+        pytest.skip(f"no process events: {reason}")
 
 
 @pytest.fixture
@@ -62,6 +104,28 @@ def spawn() -> Iterator[ProcessSpawner]:
         yield spawner
     finally:
         spawner.close()
+
+
+@pytest.fixture
+def daemons(spawn) -> Iterator[Callable[..., Daemon]]:
+    """Makes in-process daemons (daemon_harness.make_daemon's arguments) and always closes each
+    one at the end of the test: its cgroups released, its store closed. It takes `spawn` so that
+    it closes the daemons before the test's processes are killed, as a test's own `finally`
+    would."""
+    from daemon_harness import close, make_daemon
+
+    made: list[Daemon] = []
+
+    def make(*args, **kwargs) -> Daemon:
+        daemon = make_daemon(*args, **kwargs)
+        made.append(daemon)
+        return daemon
+
+    try:
+        yield make
+    finally:
+        for daemon in reversed(made):
+            close(daemon)
 
 
 @pytest.fixture(scope="session")

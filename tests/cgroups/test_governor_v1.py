@@ -79,9 +79,7 @@ def _remove_test_cgroups(governor: Governor, parent_name: str, ours: set[int]) -
 
 
 @pytest.fixture
-def v1() -> Iterator[RealV1]:
-    if os.geteuid() != 0:
-        pytest.skip("writing cgroups needs root")
+def v1(root) -> Iterator[RealV1]:
     parent_name = f"ffrtmp-test-{uuid.uuid4().hex[:12]}"
     governor = create_governor(CGROUP_ROOT, parent=parent_name)
     if governor.version != 1:

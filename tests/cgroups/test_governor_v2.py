@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from candidates import make_candidate
 from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, ProcessSpawner, wait_until
 from sqlalchemy import select
 
 from ffrtmp import failpoints
 from ffrtmp.attach import Attacher
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import (
     Attachment,
     CgroupFiles,
@@ -417,7 +417,9 @@ def test_removing_the_cgroup_of_an_ended_process_is_recorded_once_it_is_empty(
     governor = machine.governor()
     job_id = job_id_for("auto", "sleep", sleeper)
     job = machine.service / "ffrtmp" / job_id
-    candidate = Candidate(sleeper, "sleep", ("sleep", "60"), os.getpid(), "sleep")
+    candidate = make_candidate(
+        identity=sleeper, command="sleep", argv=("sleep", "60"), ppid=os.getpid()
+    )
     process_id, _ = store.register(candidate, job_id=job_id, limits=Limits(), now=utc(time.time()))
     attacher = Attacher(store, governor, BackoffPolicy(), retry_enabled=False)
     attached = attacher.attach(process_id, sleeper, job_id, Limits(), now=time.time())

@@ -6,23 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from candidates import make_candidate
 from cgroup_hierarchy import JobCgroups, read_memberships
-from daemon_harness import close, make_daemon, query, write_config
-from helpers_processes import STATE_TIMEOUT_S
+from daemon_harness import query, write_config
+from ffrtmp_commands import ffrtmp
 
 from ffrtmp.attach_safety import PF_KTHREAD
-
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
-
-
-def ffrtmp(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FFRTMP, *map(str, args)], capture_output=True, text=True, timeout=STATE_TIMEOUT_S
-    )
 
 
 def attach(db_path, parent, pid, *extra) -> subprocess.CompletedProcess:
@@ -126,58 +118,50 @@ def test_another_services_process_needs_force_and_release_puts_it_back(
 
 @pytest.mark.vm
 def test_a_released_process_is_no_longer_followed_by_the_daemon(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False
-    )
-    try:
-        now = daemon_start(daemon)
-        child = spawn([fake_ffmpeg, "600"])
-        before = read_memberships(child.pid)
-        daemon.full_scan(now)
-        ((job_id, state),) = query(db_path, "SELECT job_id, state FROM processes")
-        assert (state, job_cgroups.job_of(child.pid)) == ("attached", job_id)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False)
+    now = daemon_start(daemon)
+    child = spawn([fake_ffmpeg, "600"])
+    before = read_memberships(child.pid)
+    daemon.full_scan(now)
+    ((job_id, state),) = query(db_path, "SELECT job_id, state FROM processes")
+    assert (state, job_cgroups.job_of(child.pid)) == ("attached", job_id)
 
-        released = ffrtmp("release", "--job", job_id, "--db", db_path)
-        assert released.returncode == 0, released.stderr
-        assert read_memberships(child.pid) == before
-        daemon.full_scan(now + 20)
-        assert child.pid not in daemon.lifecycle.by_pid
-        child.kill()
-        child.wait()
-        daemon.full_scan(now + 40)
-        # Not followed: its end is not recorded, it stays released, nothing attached it again.
-        assert query(db_path, "SELECT state, exited_at FROM processes") == [("released", None)]
-        assert job_cgroups.names() == []
-    finally:
-        close(daemon)
+    released = ffrtmp("release", "--job", job_id, "--db", db_path)
+    assert released.returncode == 0, released.stderr
+    assert read_memberships(child.pid) == before
+    daemon.full_scan(now + 20)
+    assert child.pid not in daemon.lifecycle.by_pid
+    child.kill()
+    child.wait()
+    daemon.full_scan(now + 40)
+    # Not followed: its end is not recorded, it stays released, nothing attached it again.
+    assert query(db_path, "SELECT state, exited_at FROM processes") == [("released", None)]
+    assert job_cgroups.names() == []
 
 
 def test_a_process_the_daemon_skipped_can_be_attached(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     workdir = tmp_path / "blocked"
     workdir.mkdir()
     config = write_config(tmp_path, fake_ffmpeg, f"filters:\n  blocked_dirs: ['{workdir}']\n")
-    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
-    try:
-        now = daemon_start(daemon)
-        child = spawn([fake_ffmpeg, "600"], cwd=workdir)
-        daemon.full_scan(now)
-        ((process_id, state),) = query(db_path, "SELECT id, state FROM processes")
-        assert state == "skipped"
+    daemon = daemons(db_path, config, job_cgroups.parent, events=False)
+    now = daemon_start(daemon)
+    child = spawn([fake_ffmpeg, "600"], cwd=workdir)
+    daemon.full_scan(now)
+    ((process_id, state),) = query(db_path, "SELECT id, state FROM processes")
+    assert state == "skipped"
 
-        result = attach(db_path, job_cgroups.parent, child.pid)
+    result = attach(db_path, job_cgroups.parent, child.pid)
 
-        assert result.returncode == 0, result.stderr
-        ((same_id, state, job_id),) = query(db_path, "SELECT id, state, job_id FROM processes")
-        assert (same_id, state) == (process_id, "attached")
-        assert job_cgroups.job_of(child.pid) == job_id
-        daemon.full_scan(now + 20)  # the daemon follows it now, and attaches nothing twice
-        assert daemon.lifecycle.followed_ids() == [process_id]
-    finally:
-        close(daemon)
+    assert result.returncode == 0, result.stderr
+    ((same_id, state, job_id),) = query(db_path, "SELECT id, state, job_id FROM processes")
+    assert (same_id, state) == (process_id, "attached")
+    assert job_cgroups.job_of(child.pid) == job_id
+    daemon.full_scan(now + 20)  # the daemon follows it now, and attaches nothing twice
+    assert daemon.lifecycle.followed_ids() == [process_id]
 
 
 def daemon_start(daemon) -> float:
@@ -195,14 +179,13 @@ def test_the_daemons_own_attach_path_never_moves_init(store, job_cgroups: JobCgr
 
     from ffrtmp.attach import Attacher
     from ffrtmp.backoff import BackoffPolicy
-    from ffrtmp.candidate import Candidate
     from ffrtmp.cgroups import create_governor
     from ffrtmp.identity import current_identity
     from ffrtmp.limits import Limits
 
     init = current_identity(1)
     before = read_memberships(1)
-    candidate = Candidate(identity=init, command="init", argv=("init",), ppid=0, rule="manual")
+    candidate = make_candidate(identity=init, command="init", argv=("init",), ppid=0, rule="manual")
     process_id, _ = store.register(
         candidate, job_id="manual-init-1-1", limits=Limits(), now=datetime.now(UTC)
     )

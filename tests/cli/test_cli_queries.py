@@ -11,14 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import click
 import pytest
-from click.testing import CliRunner
+from candidates import make_candidate
+from ffrtmp_commands import invoke
 
 from ffrtmp import queries
-from ffrtmp.candidate import Candidate
-from ffrtmp.cli import main
 from ffrtmp.cli.params import DURATION, parse_since
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.states import ProcessState
 
 NOW = datetime.now(UTC)
@@ -36,10 +34,6 @@ EAGAIN = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 EACCES = classify(PermissionError(errno.EACCES, "Permission denied"))
 
 
-def run(db_path, *args: str):
-    return CliRunner().invoke(main, [*args, "--db", str(db_path)])
-
-
 def register(
     store,
     pid: int,
@@ -49,13 +43,7 @@ def register(
     start_ticks: int = 1,
     state=ProcessState.DISCOVERED,
 ) -> int:
-    candidate = Candidate(
-        identity=ProcessIdentity(boot_id(), pid, start_ticks),
-        command=command,
-        argv=(command, "-i", "in"),
-        ppid=1,
-        rule=command,
-    )
+    candidate = make_candidate(pid, start_ticks, command=command)
     process_id, _ = store.register(
         candidate,
         job_id=f"auto-{command}-{pid}",
@@ -106,7 +94,7 @@ def history(store):
 
 def test_processes_list_newest_first_with_filters(store, db_path, history):
     def ids(*args: str) -> list[int]:
-        result = run(db_path, "processes", "list", "--json", *args)
+        result = invoke(db_path, "processes", "list", "--json", *args)
         assert result.exit_code == 0, result.output
         return [row["id"] for row in json.loads(result.stdout)]
 
@@ -118,32 +106,32 @@ def test_processes_list_newest_first_with_filters(store, db_path, history):
 
 
 def test_processes_list_shapes(store, db_path, history):
-    rows = json.loads(run(db_path, "processes", "list", "--json").stdout)
+    rows = json.loads(invoke(db_path, "processes", "list", "--json").stdout)
     assert list(rows[0]) == list(queries.PROCESS_COLUMNS)
     old = rows[2]
     assert (old["state"], old["exit_code"], old["job_id"]) == ("exited", 0, "auto-ffmpeg-50001")
     assert old["exited_at"] == (NOW - timedelta(seconds=7000)).isoformat().replace("+00:00", "Z")
     assert old["oom_killed"] is None and "peak_memory_bytes" in old  # every column of the row
-    table = run(db_path, "processes", "list").stdout.splitlines()
+    table = invoke(db_path, "processes", "list").stdout.splitlines()
     assert table[0].split() == [
         "ID", "PID", "JOB_ID", "STATE", "DISCOVERED", "RUNTIME", "RESULT"
     ]  # fmt: skip
     assert len(table) == 4
     assert table[3].split()[-1] == "0" and "exit 0" in table[3]
-    csv_lines = run(db_path, "processes", "list", "--csv").stdout.splitlines()
+    csv_lines = invoke(db_path, "processes", "list", "--csv").stdout.splitlines()
     assert csv_lines[0] == ",".join(queries.PROCESS_COLUMNS)
 
 
 def test_processes_show_by_id_and_by_newest_pid(store, db_path, history):
-    by_pid = json.loads(run(db_path, "processes", "show", "--pid", "50001", "--json").stdout)
+    by_pid = json.loads(invoke(db_path, "processes", "show", "--pid", "50001", "--json").stdout)
     assert by_pid["process"]["id"] == history["new"]  # the recycled pid's newest instance
     assert by_pid["retry_item"] is None
     assert [e["kind"] for e in by_pid["events"]] == ["discovered"]
-    by_id = json.loads(run(db_path, "processes", "show", str(history["old"]), "--json").stdout)
+    by_id = json.loads(invoke(db_path, "processes", "show", str(history["old"]), "--json").stdout)
     assert by_id["process"]["start_ticks"] == 1
     assert [e["kind"] for e in by_id["events"]] == ["discovered", "exited"]
     assert by_id["events"][1]["details"]["exit_code"] == 0
-    table = run(db_path, "processes", "show", str(history["old"]))
+    table = invoke(db_path, "processes", "show", str(history["old"]))
     assert table.exit_code == 0
     assert table.stdout.startswith("process\nFIELD")
     assert "retry item: none" in table.stdout
@@ -157,7 +145,7 @@ def test_processes_show_by_id_and_by_newest_pid(store, db_path, history):
     ],
 )
 def test_unknown_ids(store, db_path, history, args, message):
-    result = run(db_path, *args)
+    result = invoke(db_path, *args)
     assert (result.exit_code, result.output) == (1, message)
 
 
@@ -166,7 +154,7 @@ def test_unknown_ids(store, db_path, history, args, message):
 
 def test_errors_list_filters(store, db_path, history):
     def types(*args: str) -> list[tuple[str, str]]:
-        result = run(db_path, "errors", "list", "--json", *args)
+        result = invoke(db_path, "errors", "list", "--json", *args)
         assert result.exit_code == 0, result.output
         return [(r["operation"], r["error_type"]) for r in json.loads(result.stdout)]
 
@@ -175,12 +163,12 @@ def test_errors_list_filters(store, db_path, history):
     assert types("--operation", "attach", "--since", "1h") == [("attach", "permanent")]
     assert types("--pid", "50001") == [("attach", "permanent"), ("attach", "transient")]
     assert types("--limit", "1") == [("scan", "transient")]
-    row = json.loads(run(db_path, "errors", "list", "--json", "--limit", "1").stdout)[0]
+    row = json.loads(invoke(db_path, "errors", "list", "--json", "--limit", "1").stdout)[0]
     assert list(row) == list(queries.ERROR_COLUMNS)
 
 
 def test_errors_stats_counts_by_type_and_operation(store, db_path, history):
-    result = run(db_path, "errors", "stats", "--json")
+    result = invoke(db_path, "errors", "stats", "--json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert [(r["error_type"], r["operation"], r["count"]) for r in rows] == [
@@ -189,19 +177,19 @@ def test_errors_stats_counts_by_type_and_operation(store, db_path, history):
         ("transient", "scan", 1),
     ]
     assert rows[2]["last_at"] == (NOW - timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
-    recent = json.loads(run(db_path, "errors", "stats", "--since", "25s", "--json").stdout)
+    recent = json.loads(invoke(db_path, "errors", "stats", "--since", "25s", "--json").stdout)
     assert [(r["error_type"], r["count"]) for r in recent] == [("transient", 1)]
-    table = run(db_path, "errors", "stats").stdout.splitlines()
+    table = invoke(db_path, "errors", "stats").stdout.splitlines()
     assert table[0].split() == ["ERROR_TYPE", "OPERATION", "COUNT", "LAST_AT"]
 
 
 def test_scans_list(store, db_path, history):
-    rows = json.loads(run(db_path, "scans", "list", "--json").stdout)
+    rows = json.loads(invoke(db_path, "scans", "list", "--json").stdout)
     assert [r["ok"] for r in rows] == [True, False, True]
     assert list(rows[0]) == list(queries.SCAN_COLUMNS)
-    since = json.loads(run(db_path, "scans", "list", "--since", "2m", "--json").stdout)
+    since = json.loads(invoke(db_path, "scans", "list", "--since", "2m", "--json").stdout)
     assert [r["ok"] for r in since] == [True, False]
-    assert len(json.loads(run(db_path, "scans", "list", "--limit", "1", "--json").stdout)) == 1
+    assert len(json.loads(invoke(db_path, "scans", "list", "--limit", "1", "--json").stdout)) == 1
 
 
 def test_empty_lists_say_so(store, db_path):
@@ -210,7 +198,7 @@ def test_empty_lists_say_so(store, db_path):
         (("errors", "list"), "no errors"),
         (("scans", "list"), "no scans"),
     ):
-        result = run(db_path, *args)
+        result = invoke(db_path, *args)
         assert (result.exit_code, result.stdout) == (0, message + "\n")
 
 
@@ -239,24 +227,24 @@ def test_one_duration_type_for_every_flag():
 
 def test_since_with_an_iso_time_filters(store, db_path, history):
     since = (NOW - timedelta(seconds=2000)).isoformat()
-    rows = json.loads(run(db_path, "processes", "list", "--since", since, "--json").stdout)
+    rows = json.loads(invoke(db_path, "processes", "list", "--since", since, "--json").stdout)
     assert [r["id"] for r in rows] == [history["new"], history["gst"]]
 
 
 def test_bad_since_and_limit_are_one_sentence(store, db_path):
-    result = run(db_path, "processes", "list", "--since", "soon")
+    result = invoke(db_path, "processes", "list", "--since", "soon")
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
         "Error: Invalid value for '--since': 'soon' is neither a duration (90s, 15m, 2h, 7d), "
         "today, yesterday nor an ISO time (2026-01-31T12:00 or 2026-01-31T12:00:00Z)"
     )
-    limit = run(db_path, "scans", "list", "--limit", "0")
+    limit = invoke(db_path, "scans", "list", "--limit", "0")
     assert limit.exit_code == 2
     assert "Invalid value for '--limit': 0 is not in the range x>=1." in limit.output
 
 
 def test_json_and_csv_together_is_refused(store, db_path):
-    result = run(db_path, "scans", "list", "--json", "--csv")
+    result = invoke(db_path, "scans", "list", "--json", "--csv")
     assert result.exit_code == 2
     assert "choose one of --json and --csv" in result.output
 
@@ -277,7 +265,7 @@ def test_json_and_csv_together_is_refused(store, db_path):
 )
 def test_missing_database_is_one_sentence_and_never_created(tmp_path, args):
     missing = tmp_path / "nowhere" / "ffrtmp.db"
-    result = run(missing, *args)
+    result = invoke(missing, *args)
     assert result.exit_code == 1
     assert result.output == (
         f"Error: database {missing} does not exist yet "
@@ -290,7 +278,7 @@ def test_read_commands_leave_the_file_untouched(store, db_path, history):
     store.close()
     before = db_path.read_bytes()
     for args in (("processes", "list"), ("errors", "stats"), ("scans", "list")):
-        assert run(db_path, *args).exit_code == 0
+        assert invoke(db_path, *args).exit_code == 0
     assert db_path.read_bytes() == before
 
 

@@ -11,14 +11,13 @@ import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
+from candidates import make_candidate
+from ffrtmp_commands import invoke
 from sqlalchemy import select
 
 from ffrtmp.backoff import BackoffPolicy
 from ffrtmp.candidate import Candidate
-from ffrtmp.cli import main
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.models import Process, ProcessEvent, RetryItem
 from ffrtmp.queries import RETRY_COLUMNS
 from ffrtmp.scanner import Scanner
@@ -39,19 +38,9 @@ TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 ONE_TRY = BackoffPolicy(max_attempts=1)
 
 
-def run(db_path, *args: str):
-    return CliRunner().invoke(main, [*args, "--db", str(db_path)])
-
-
 def fake_candidate(pid: int, start_ticks: int = 1) -> Candidate:
     """A process that is not running (its start time is not the one of any live pid)."""
-    return Candidate(
-        identity=ProcessIdentity(boot_id(), pid, start_ticks),
-        command="ffmpeg",
-        argv=("ffmpeg", "-i", f"rtmp://in/{pid}"),
-        ppid=1,
-        rule="ffmpeg",
-    )
+    return make_candidate(pid, start_ticks, argv=("ffmpeg", "-i", f"rtmp://in/{pid}"))
 
 
 def live_candidate(pid: int) -> Candidate:
@@ -133,7 +122,7 @@ def four_states(store):
 
 
 def test_list_by_default_shows_pending_and_dead_only(store, db_path, four_states):
-    result = run(db_path, "retries", "list", "--json")
+    result = invoke(db_path, "retries", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["id"], r["state"]) for r in rows] == [
@@ -143,7 +132,7 @@ def test_list_by_default_shows_pending_and_dead_only(store, db_path, four_states
 
 
 def test_list_json_has_the_documented_keys_and_values(store, db_path, four_states):
-    rows = json.loads(run(db_path, "retries", "list", "--json", "--state", "dead").stdout)
+    rows = json.loads(invoke(db_path, "retries", "list", "--json", "--state", "dead").stdout)
     assert len(rows) == 1
     row = rows[0]
     assert list(row) == list(RETRY_COLUMNS)
@@ -167,27 +156,27 @@ def test_list_json_has_the_documented_keys_and_values(store, db_path, four_state
     ],
 )
 def test_list_state_filter(store, db_path, four_states, args, expected):
-    rows = json.loads(run(db_path, "retries", "list", "--json", *args).stdout)
+    rows = json.loads(invoke(db_path, "retries", "list", "--json", *args).stdout)
     assert [r["state"] for r in rows] == expected
 
 
 def test_list_table_and_csv_shapes(store, db_path, four_states):
-    table = run(db_path, "retries", "list")
+    table = invoke(db_path, "retries", "list")
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
     headers = ["ID", "PID", "JOB_ID", "STATE", "ATTEMPT", "NEXT", "ERROR", "LAST_ERROR"]
     assert lines[0].split() == headers
     assert len(lines) == 3
     # Times the table shows relative to now; the attempts against the most allowed.
-    chosen = run(db_path, "retries", "list", "-o", "id,attempt,last_attempt_at").stdout
+    chosen = invoke(db_path, "retries", "list", "-o", "id,attempt,last_attempt_at").stdout
     assert re.search(r"\b\d+/\d+\s+(now|in [0-9dhms]+|[0-9dhms]+ ago)$", chosen.splitlines()[2])
-    csv_lines = run(db_path, "retries", "list", "--csv").stdout.splitlines()
+    csv_lines = invoke(db_path, "retries", "list", "--csv").stdout.splitlines()
     assert csv_lines[0] == ",".join(RETRY_COLUMNS)
     assert len(csv_lines) == 3
 
 
 def test_list_empty_queue_says_so(store, db_path):
-    result = run(db_path, "retries", "list")
+    result = invoke(db_path, "retries", "list")
     assert (result.exit_code, result.stdout) == (
         0,
         "no retry items in state pending, dead (add --all for closed ones)\n",
@@ -195,7 +184,7 @@ def test_list_empty_queue_says_so(store, db_path):
 
 
 def test_bad_state_is_refused(store, db_path):
-    result = run(db_path, "retries", "list", "--state", "done")
+    result = invoke(db_path, "retries", "list", "--state", "done")
     assert result.exit_code == 2
     assert "Invalid value for '--state'" in result.output
 
@@ -204,7 +193,7 @@ def test_bad_state_is_refused(store, db_path):
 
 
 def test_show_prints_item_process_and_event_trail(store, db_path, four_states):
-    result = run(db_path, "retries", "show", str(four_states["dead"]), "--json")
+    result = invoke(db_path, "retries", "show", str(four_states["dead"]), "--json")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert set(shown) == {"retry_item", "process", "events"}
@@ -218,14 +207,14 @@ def test_show_prints_item_process_and_event_trail(store, db_path, four_states):
         "attach_failed",
         "dead_lettered",
     ]
-    table = run(db_path, "retries", "show", str(four_states["dead"]))
+    table = invoke(db_path, "retries", "show", str(four_states["dead"]))
     assert table.exit_code == 0
     assert table.stdout.startswith("retry item\nFIELD")
     assert "\nevents (5)\n" in table.stdout
 
 
 def test_show_unknown_id(store, db_path):
-    result = run(db_path, "retries", "show", "99")
+    result = invoke(db_path, "retries", "show", "99")
     assert (result.exit_code, result.output) == (1, "Error: retry item 99 does not exist\n")
 
 
@@ -237,7 +226,7 @@ def test_requeue_of_a_running_process(store, db_path, spawn):
     process_id, retry_id = dead_item(store, live_candidate(child.pid))
     before = datetime.now(UTC)
 
-    result = run(db_path, "retries", "requeue", str(retry_id))
+    result = invoke(db_path, "retries", "requeue", str(retry_id))
 
     assert result.exit_code == 0, result.output
     assert result.stdout == f"retry item {retry_id} requeued: due now, attempts reset to 0\n"
@@ -259,7 +248,7 @@ def test_requeue_of_an_exited_process_is_refused(store, db_path, spawn):
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=10)
 
-    result = run(db_path, "retries", "requeue", str(retry_id))
+    result = invoke(db_path, "retries", "requeue", str(retry_id))
 
     assert result.exit_code == 1
     assert result.output == (
@@ -276,7 +265,7 @@ def test_requeue_refuses_a_recycled_pid(store, db_path, spawn):
     real = live_candidate(child.pid)
     stale = fake_candidate(child.pid, start_ticks=real.identity.start_ticks + 1)
     _, retry_id = dead_item(store, stale)
-    result = run(db_path, "retries", "requeue", str(retry_id))
+    result = invoke(db_path, "retries", "requeue", str(retry_id))
     assert result.exit_code == 1
     assert "has exited and now belongs to another process" in result.output
     assert item_row(store, retry_id).state == RetryState.DEAD
@@ -287,7 +276,7 @@ def test_requeue_all_dead_takes_the_running_and_skips_the_rest(store, db_path, s
     _, live_id = dead_item(store, live_candidate(child.pid))
     _, gone_id = dead_item(store, fake_candidate(40010))
 
-    result = run(db_path, "retries", "requeue", "--all-dead")
+    result = invoke(db_path, "retries", "requeue", "--all-dead")
 
     assert result.exit_code == 0, result.output
     assert result.stdout == f"requeued 1 retry items ({live_id}); skipped 1 whose process is gone\n"
@@ -300,13 +289,13 @@ def test_requeue_all_dead_takes_the_running_and_skips_the_rest(store, db_path, s
 
 def test_requeue_needs_exactly_one_target(store, db_path):
     for args in ((), ("7", "--all-dead")):
-        result = run(db_path, "retries", "requeue", *args)
+        result = invoke(db_path, "retries", "requeue", *args)
         assert result.exit_code == 2
         assert "give either a retry item ID or --all-dead" in result.output
 
 
 def test_requeue_unknown_id(store, db_path):
-    result = run(db_path, "retries", "requeue", "99")
+    result = invoke(db_path, "retries", "requeue", "99")
     assert (result.exit_code, result.output) == (1, "Error: retry item 99 does not exist\n")
 
 
@@ -315,7 +304,7 @@ def test_requeue_unknown_id(store, db_path):
 
 def test_discard_cancels_a_pending_item(store, db_path):
     process_id, retry_id = pending_item(store, fake_candidate(40020))
-    result = run(db_path, "retries", "discard", str(retry_id))
+    result = invoke(db_path, "retries", "discard", str(retry_id))
     assert (result.exit_code, result.stdout) == (0, f"retry item {retry_id} discarded\n")
     item = item_row(store, retry_id)
     assert (item.state, item.final_reason, item.next_attempt_at) == (
@@ -326,7 +315,7 @@ def test_discard_cancels_a_pending_item(store, db_path):
     assert process_row(store, process_id).state == ProcessState.OBSERVED
     assert event_kinds(store, process_id)[-1] == EventKind.RETRY_CANCELLED
     assert store.due_retries(NOW + timedelta(days=1)) == []
-    again = run(db_path, "retries", "discard", str(retry_id))
+    again = invoke(db_path, "retries", "discard", str(retry_id))
     assert (again.exit_code, again.stdout) == (
         0,
         f"retry item {retry_id} was already cancelled; nothing to do\n",
@@ -334,10 +323,10 @@ def test_discard_cancels_a_pending_item(store, db_path):
 
 
 def test_discard_a_dead_letter_and_refuse_a_succeeded_item(store, db_path, four_states):
-    dead = run(db_path, "retries", "discard", str(four_states["dead"]))
+    dead = invoke(db_path, "retries", "discard", str(four_states["dead"]))
     assert dead.exit_code == 0
     assert item_row(store, four_states["dead"]).state == RetryState.CANCELLED
-    done = run(db_path, "retries", "discard", str(four_states["succeeded"]))
+    done = invoke(db_path, "retries", "discard", str(four_states["succeeded"]))
     assert done.exit_code == 1
     assert done.output == (
         f"Error: retry item {four_states['succeeded']} cannot be discarded: it succeeded "
@@ -349,7 +338,7 @@ def test_discard_a_dead_letter_and_refuse_a_succeeded_item(store, db_path, four_
 def test_write_commands_never_create_a_database(tmp_path):
     missing = tmp_path / "none" / "ffrtmp.db"
     for args in (("requeue", "1"), ("discard", "1")):
-        result = run(missing, "retries", *args)
+        result = invoke(missing, "retries", *args)
         assert (result.exit_code, result.output) == (
             1,
             f"Error: database {missing} does not exist\n",
@@ -360,9 +349,9 @@ def test_write_commands_never_create_a_database(tmp_path):
 def test_a_discarded_item_is_not_requeued_without_force(store, db_path, spawn):
     child = spawn(["sleep", "60"])
     process_id, retry_id = dead_item(store, live_candidate(child.pid))
-    assert run(db_path, "retries", "discard", str(retry_id)).exit_code == 0
+    assert invoke(db_path, "retries", "discard", str(retry_id)).exit_code == 0
 
-    refused = run(db_path, "retries", "requeue", str(retry_id))
+    refused = invoke(db_path, "retries", "requeue", str(retry_id))
 
     assert refused.exit_code == 1
     assert refused.output == (
@@ -370,7 +359,7 @@ def test_a_discarded_item_is_not_requeued_without_force(store, db_path, spawn):
         "add --force to retry it all the same\n"
     )
     assert item_row(store, retry_id).state == RetryState.CANCELLED
-    forced = run(db_path, "retries", "requeue", str(retry_id), "--force")
+    forced = invoke(db_path, "retries", "requeue", str(retry_id), "--force")
     assert forced.exit_code == 0, forced.output
     assert item_row(store, retry_id).state == RetryState.PENDING
 
@@ -380,7 +369,7 @@ def test_discard_all_dead_takes_the_actionable_dead_letters_only(store, db_path,
     store.record_exit(process_id, now=NOW, exit_code=0, exit_signal=None, reason=None)
     assert item_row(store, closed_id).closed_reason == "process exited"
 
-    result = run(db_path, "retries", "discard", "--all-dead")
+    result = invoke(db_path, "retries", "discard", "--all-dead")
 
     assert (result.exit_code, result.stdout) == (
         0,
@@ -389,7 +378,7 @@ def test_discard_all_dead_takes_the_actionable_dead_letters_only(store, db_path,
     assert item_row(store, four_states["dead"]).state == RetryState.CANCELLED
     assert item_row(store, four_states["pending"]).state == RetryState.PENDING
     assert item_row(store, closed_id).state == RetryState.DEAD  # history stays as it was
-    assert run(db_path, "retries", "discard").exit_code == 2
+    assert invoke(db_path, "retries", "discard").exit_code == 2
 
 
 def test_a_closed_dead_letter_is_history_not_actionable(store, db_path):
@@ -397,8 +386,8 @@ def test_a_closed_dead_letter_is_history_not_actionable(store, db_path):
     assert store.retry_depths() == {"dead": 1}
     store.record_exit(process_id, now=NOW, exit_code=None, exit_signal=9, reason=None)
     assert store.retry_depths() == {}
-    assert json.loads(run(db_path, "retries", "list", "--json").stdout) == []
-    rows = json.loads(run(db_path, "retries", "list", "--all", "--json").stdout)
+    assert json.loads(invoke(db_path, "retries", "list", "--json").stdout) == []
+    rows = json.loads(invoke(db_path, "retries", "list", "--all", "--json").stdout)
     assert [(r["id"], r["closed_reason"]) for r in rows] == [(retry_id, "process exited")]
-    dead_only = json.loads(run(db_path, "retries", "list", "--state", "dead", "--json").stdout)
+    dead_only = json.loads(invoke(db_path, "retries", "list", "--state", "dead", "--json").stdout)
     assert dead_only == []

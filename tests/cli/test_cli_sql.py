@@ -8,14 +8,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from click.testing import CliRunner
+from candidates import make_candidate
+from ffrtmp_commands import invoke
 from sqlalchemy import func, select
 
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
-from ffrtmp.cli import main
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.models import Process, RetryItem
 
 NOW = datetime.now(UTC)
@@ -29,21 +27,11 @@ def _fresh_now() -> None:
     NOW = datetime.now(UTC)
 
 
-def run(db_path, *args: str):
-    return CliRunner().invoke(main, ["sql", *args, "--db", str(db_path)])
-
-
 @pytest.fixture
 def queued(store):
     """Two processes, each with a pending retry item."""
     for pid in (60001, 60002):
-        candidate = Candidate(
-            identity=ProcessIdentity(boot_id(), pid, 1),
-            command="ffmpeg",
-            argv=("ffmpeg",),
-            ppid=1,
-            rule="ffmpeg",
-        )
+        candidate = make_candidate(pid, argv=("ffmpeg",))
         process_id, _ = store.register(candidate, job_id=f"auto-ffmpeg-{pid}", limits=None, now=NOW)
         error = classify(OSError(errno.EAGAIN, "again"))
         store.record_attach_failure(
@@ -62,14 +50,17 @@ def counts(store) -> tuple[int, int]:
 
 def test_select_prints_rows_as_json_csv_and_table(queued, db_path):
     query = "SELECT pid, state FROM processes ORDER BY pid"
-    as_json = run(db_path, query, "--json")
+    as_json = invoke(db_path, "sql", query, "--json")
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout) == [
         {"pid": 60001, "state": "retrying"},
         {"pid": 60002, "state": "retrying"},
     ]
-    assert run(db_path, query, "--csv").stdout == "pid,state\n60001,retrying\n60002,retrying\n"
-    assert run(db_path, query).stdout.splitlines() == [
+    assert (
+        invoke(db_path, "sql", query, "--csv").stdout
+        == "pid,state\n60001,retrying\n60002,retrying\n"
+    )
+    assert invoke(db_path, "sql", query).stdout.splitlines() == [
         "PID    STATE",
         "60001  retrying",
         "60002  retrying",
@@ -77,7 +68,7 @@ def test_select_prints_rows_as_json_csv_and_table(queued, db_path):
 
 
 def test_colons_in_the_sql_are_not_bind_parameters(queued, db_path):
-    result = run(db_path, "SELECT '12:30' AS t, count(*) AS n FROM retry_items", "--json")
+    result = invoke(db_path, "sql", "SELECT '12:30' AS t, count(*) AS n FROM retry_items", "--json")
     assert json.loads(result.stdout) == [{"t": "12:30", "n": 2}]
 
 
@@ -94,7 +85,7 @@ def test_colons_in_the_sql_are_not_bind_parameters(queued, db_path):
 )
 def test_writes_are_refused_and_the_data_stays(queued, db_path, statement):
     before = counts(queued)
-    result = run(db_path, statement)
+    result = invoke(db_path, "sql", statement)
     assert result.exit_code == 1
     assert result.output == (
         "Error: the database is opened read-only: attempt to write a readonly database; "
@@ -107,7 +98,7 @@ def test_writes_are_refused_and_the_data_stays(queued, db_path, statement):
 
 def test_attach_is_refused_and_creates_no_file(queued, db_path, tmp_path):
     target = tmp_path / "other.db"
-    result = run(db_path, f"ATTACH DATABASE '{target}' AS other")
+    result = invoke(db_path, "sql", f"ATTACH DATABASE '{target}' AS other")
     assert (result.exit_code, result.output) == (
         1,
         "Error: the database is opened read-only: ATTACH and DETACH are not allowed\n",
@@ -127,10 +118,10 @@ def test_attach_is_refused_and_creates_no_file(queued, db_path, tmp_path):
     ],
 )
 def test_sql_errors_are_one_sentence(queued, db_path, statement, message):
-    result = run(db_path, statement)
+    result = invoke(db_path, "sql", statement)
     assert (result.exit_code, result.output) == (1, message)
 
 
 def test_statement_without_rows(queued, db_path):
-    result = run(db_path, "PRAGMA foreign_keys = ON")
+    result = invoke(db_path, "sql", "PRAGMA foreign_keys = ON")
     assert (result.exit_code, result.stdout) == (0, "the statement returned no rows\n")

@@ -20,11 +20,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
-from daemon_harness import close, make_daemon, pump, query, write_config
+from daemon_harness import pump, query, write_config
+from ffrtmp_commands import invoke
 from helpers_processes import STATE_TIMEOUT_S
 
-from ffrtmp.cli import human, main
+from ffrtmp.cli import human
 from ffrtmp.cli.table import cell_width, cut, fitted_widths
 from ffrtmp.printable import printable
 
@@ -85,13 +85,9 @@ def ended(store):
     return ids
 
 
-def cli(db_path, *args, **env):
-    return CliRunner().invoke(main, [*args, "--db", str(db_path)], env=env)
-
-
 def test_oom_exit_code_and_signal_filters(store, db_path, ended):
     def ids(*args):
-        result = cli(db_path, "processes", "list", "--json", *args)
+        result = invoke(db_path, "processes", "list", "--json", *args)
         assert result.exit_code == 0, result.output
         return [row["id"] for row in json.loads(result.stdout)]
 
@@ -100,34 +96,34 @@ def test_oom_exit_code_and_signal_filters(store, db_path, ended):
     assert ids("--signal", "9", "--oom") == [ended["a"]]
     assert ids("--exit-code", "3") == [ended["c"]]
     assert ids("--since", "today") == ids()
-    table = cli(db_path, "processes", "list", "-o", "id,result", "--signal", "SIGKILL").stdout
+    table = invoke(db_path, "processes", "list", "-o", "id,result", "--signal", "SIGKILL").stdout
     assert table.splitlines() == [
         "ID  RESULT",
         f" {ended['b']}  SIGKILL",
         f" {ended['a']}  OOM-killed",
     ]
-    bad = cli(db_path, "processes", "list", "--signal", "KIL")
+    bad = invoke(db_path, "processes", "list", "--signal", "KIL")
     assert bad.exit_code == 2
     assert "'KIL' is not a signal name or number" in bad.output
 
 
 def test_columns_choose_for_every_format_and_json_carries_every_column(store, db_path, ended):
-    every = json.loads(cli(db_path, "processes", "list", "--json").stdout)[0]
+    every = json.loads(invoke(db_path, "processes", "list", "--json").stdout)[0]
     assert {"oom_killed", "peak_memory_bytes", "cpu_seconds", "argv", "cwd"} <= set(every)
-    chosen = json.loads(cli(db_path, "processes", "list", "--json", "-o", "id,result").stdout)
+    chosen = json.loads(invoke(db_path, "processes", "list", "--json", "-o", "id,result").stdout)
     assert chosen[-1] == {"id": ended["a"], "result": "OOM-killed"}
-    csv_text = cli(db_path, "processes", "list", "--csv", "-o", "pid", "-o", "oom_killed").stdout
+    csv_text = invoke(db_path, "processes", "list", "--csv", "-o", "pid", "-o", "oom_killed").stdout
     assert csv_text.splitlines()[:2] == ["pid,oom_killed", "52003,"]
-    wrong = cli(db_path, "errors", "list", "-o", "id,nope")
+    wrong = invoke(db_path, "errors", "list", "-o", "id,nope")
     assert wrong.exit_code == 2
     assert "no column named 'nope'; the columns are: id, occurred_at" in wrong.output
 
 
 def test_show_takes_a_job_id(store, db_path, ended):
-    result = cli(db_path, "processes", "show", "auto-ffmpeg-52002", "--json")
+    result = invoke(db_path, "processes", "show", "auto-ffmpeg-52002", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["process"]["id"] == ended["c"]
-    missing = cli(db_path, "processes", "show", "auto-ffmpeg-1-2")
+    missing = invoke(db_path, "processes", "show", "auto-ffmpeg-1-2")
     assert (missing.exit_code, missing.output) == (
         1,
         "Error: no process with job id 'auto-ffmpeg-1-2'\n",
@@ -242,33 +238,30 @@ def shell_ffmpeg(tmp_path):
 
 @pytest.mark.slow
 def test_control_bytes_a_process_chose_never_reach_the_terminal(
-    tmp_path, db_path, spawn, shell_ffmpeg, job_cgroups
+    tmp_path, db_path, spawn, shell_ffmpeg, job_cgroups, daemons
 ):
     hostile_cwd = tmp_path / HOSTILE_DIR
     hostile_cwd.mkdir()
     config = write_config(tmp_path, shell_ffmpeg)
-    daemon = make_daemon(db_path, config, job_cgroups.parent)  # exit codes from netlink
-    try:
-        daemon.start(time.time())
-        hostile = spawn(
-            [shell_ffmpeg, "-c", "read x; exit 3", HOSTILE_ARG],
-            cwd=hostile_cwd,
-            stdin=subprocess.PIPE,
-        )
-        killed = spawn([shell_ffmpeg, "-c", "read x"], stdin=subprocess.PIPE)
+    daemon = daemons(db_path, config, job_cgroups.parent)  # exit codes from netlink
+    daemon.start(time.time())
+    hostile = spawn(
+        [shell_ffmpeg, "-c", "read x; exit 3", HOSTILE_ARG],
+        cwd=hostile_cwd,
+        stdin=subprocess.PIPE,
+    )
+    killed = spawn([shell_ffmpeg, "-c", "read x"], stdin=subprocess.PIPE)
 
-        def state(pid):
-            rows = query(db_path, "SELECT state FROM processes WHERE pid = ?", (pid,))
-            return rows[0][0] if rows else None
+    def state(pid):
+        rows = query(db_path, "SELECT state FROM processes WHERE pid = ?", (pid,))
+        return rows[0][0] if rows else None
 
-        pump(daemon, lambda: {state(hostile.pid), state(killed.pid)} == {"attached"})
-        hostile.stdin.close()
-        assert hostile.wait(timeout=STATE_TIMEOUT_S) == 3
-        killed.kill()
-        killed.wait(timeout=STATE_TIMEOUT_S)
-        pump(daemon, lambda: {state(hostile.pid), state(killed.pid)} == {"exited"})
-    finally:
-        close(daemon)
+    pump(daemon, lambda: {state(hostile.pid), state(killed.pid)} == {"attached"})
+    hostile.stdin.close()
+    assert hostile.wait(timeout=STATE_TIMEOUT_S) == 3
+    killed.kill()
+    killed.wait(timeout=STATE_TIMEOUT_S)
+    pump(daemon, lambda: {state(hostile.pid), state(killed.pid)} == {"exited"})
     ((process_id, job_id),) = query(
         db_path, "SELECT id, job_id FROM processes WHERE pid = ?", (hostile.pid,)
     )

@@ -13,22 +13,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, write_config
+from ffrtmp_commands import FFRTMP, ffrtmp
 from helpers_processes import STATE_TIMEOUT_S, wait_until
-
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
-
-
-def ffrtmp(*args: str, timeout: float = STATE_TIMEOUT_S, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FFRTMP, *args], capture_output=True, text=True, timeout=timeout, **kwargs
-    )
 
 
 def test_watch_once_attaches_what_it_finds(

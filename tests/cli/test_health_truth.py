@@ -7,26 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from daemon_harness import query, write_config
+from ffrtmp_commands import FFRTMP, ffrtmp
 from helpers_processes import STATE_TIMEOUT_S, wait_until
-
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
-
-
-def ffrtmp(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FFRTMP, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=STATE_TIMEOUT_S,
-        env=env,
-    )
 
 
 def health(db_path: Path) -> tuple[int, dict]:

@@ -9,13 +9,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, start_watch
+from ffrtmp_commands import FFRTMP
 from helpers_processes import wait_until
 
 from ffrtmp.top import JobNow, screen_lines, short_bytes, short_duration, sorted_jobs
@@ -30,7 +30,6 @@ BUSY = (
     "    m.close()\n"
 )
 SLEEPY = "import time\ntime.sleep(3600)\n"
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 MIB = 1024 * 1024
 
 

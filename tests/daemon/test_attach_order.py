@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cgroup_hierarchy import JobCgroups
-from daemon_harness import close, make_daemon, query, write_config
+from daemon_harness import query, write_config
 
 from ffrtmp import failpoints
 from ffrtmp.cgroups import CgroupFiles, create_governor
@@ -31,37 +31,34 @@ class ReadsRowsAtTheMove(CgroupFiles):
 
 
 def test_a_new_process_is_moved_before_its_row_is_written_and_then_recorded(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     files = ReadsRowsAtTheMove(db_path)
     governor = create_governor(parent=job_cgroups.parent, files=files)
     config = write_config(tmp_path, fake_ffmpeg)
-    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False, governor=governor)
-    try:
-        daemon.start(daemon.clock.monotonic())
-        child = spawn([fake_ffmpeg, "60"])
-        daemon.full_scan(daemon.clock.monotonic())
-        assert files.rows_at_move and set(files.rows_at_move) == {0}, files.rows_at_move
-        rows = query(
-            db_path,
-            "SELECT state, job_id, applied_cpu_quota FROM processes WHERE pid = ?",
-            (child.pid,),
-        )
-        assert len(rows) == 1 and rows[0][0] == "attached"
-        assert job_cgroups.job_of(child.pid) == rows[0][1]
-        process_id = query(db_path, "SELECT id FROM processes")[0][0]
-        kinds = query(
-            db_path,
-            "SELECT kind FROM process_events WHERE process_id = ? ORDER BY id",
-            (process_id,),
-        )
-        assert [k for (k,) in kinds] == ["discovered", "limits_applied"]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, job_cgroups.parent, events=False, governor=governor)
+    daemon.start(daemon.clock.monotonic())
+    child = spawn([fake_ffmpeg, "60"])
+    daemon.full_scan(daemon.clock.monotonic())
+    assert files.rows_at_move and set(files.rows_at_move) == {0}, files.rows_at_move
+    rows = query(
+        db_path,
+        "SELECT state, job_id, applied_cpu_quota FROM processes WHERE pid = ?",
+        (child.pid,),
+    )
+    assert len(rows) == 1 and rows[0][0] == "attached"
+    assert job_cgroups.job_of(child.pid) == rows[0][1]
+    process_id = query(db_path, "SELECT id FROM processes")[0][0]
+    kinds = query(
+        db_path,
+        "SELECT kind FROM process_events WHERE process_id = ? ORDER BY id",
+        (process_id,),
+    )
+    assert [k for (k,) in kinds] == ["discovered", "limits_applied"]
 
 
 def test_a_process_moved_by_an_attach_cut_short_before_its_row_is_recorded_as_it_is(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     """What a SIGKILL between the move and the row leaves: the process in its job cgroup with
     its limits, no row. The next start records it attached, without another try: every try
@@ -70,31 +67,25 @@ def test_a_process_moved_by_an_attach_cut_short_before_its_row_is_recorded_as_it
     child = spawn([fake_ffmpeg, "60"])
     identity = current_identity(child.pid)
     assert identity is not None
-    first = make_daemon(db_path, config, job_cgroups.parent, events=False)
-    try:
-        candidate = first.scanner.inspect(child.pid)
-        job_id = first.governor_job_id(candidate)
-        limits = first.config.limits_for(candidate.rule)
-    finally:
-        close(first)
+    first = daemons(db_path, config, job_cgroups.parent, events=False)
+    candidate = first.scanner.inspect(child.pid)
+    job_id = first.governor_job_id(candidate)
+    limits = first.config.limits_for(candidate.rule)
     # The crashed daemon's move, done by the same governor code.
     create_governor(parent=job_cgroups.parent).attach(identity, job_id, limits)
     assert job_cgroups.job_of(child.pid) == job_id
 
     failpoints.configure("governor.attach=EBUSY*inf")
-    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
-    try:
-        daemon.start(daemon.clock.monotonic())
-        daemon.full_scan(daemon.clock.monotonic(), trigger="startup")
-        rows = query(db_path, "SELECT state, job_id FROM processes WHERE pid = ?", (child.pid,))
-        assert rows == [("attached", job_id)]
-        assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
-        assert job_cgroups.job_of(child.pid) == job_id
-        applied = query(
-            db_path,
-            "SELECT applied_cpu_quota, applied_memory_limit_mb FROM processes WHERE pid = ?",
-            (child.pid,),
-        )
-        assert applied == [(limits.cpu_quota, limits.memory_limit_mb)]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, job_cgroups.parent, events=False)
+    daemon.start(daemon.clock.monotonic())
+    daemon.full_scan(daemon.clock.monotonic(), trigger="startup")
+    rows = query(db_path, "SELECT state, job_id FROM processes WHERE pid = ?", (child.pid,))
+    assert rows == [("attached", job_id)]
+    assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]
+    assert job_cgroups.job_of(child.pid) == job_id
+    applied = query(
+        db_path,
+        "SELECT applied_cpu_quota, applied_memory_limit_mb FROM processes WHERE pid = ?",
+        (child.pid,),
+    )
+    assert applied == [(limits.cpu_quota, limits.memory_limit_mb)]

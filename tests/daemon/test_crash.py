@@ -24,7 +24,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +31,12 @@ from pathlib import Path
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import write_config
+from ffrtmp_commands import FFRTMP
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.lifecycle import REASON_DAEMON_DOWN
 
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 SEED_ENV_VAR = "FFRTMP_CRASH_SEED"
 KILLS = 20
 MAX_ATTEMPTS = 4

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import query, scans_recorded
+from ffrtmp_commands import FFRTMP, ffrtmp
 from helpers_processes import wait_until
 
 from ffrtmp import daemon_lock
 from ffrtmp.daemon_lock import AlreadyRunning, DaemonLock, Holder, lock_path, running_daemon
 
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 STARTUP_S = 60  # a Python start-up on a machine whose cores are all busy
 
 HOLDER = textwrap.dedent(
@@ -158,12 +158,6 @@ def test_the_refusal_names_the_holders_start_time_not_its_own(tmp_path):
 
 
 # --- real daemons --------------------------------------------------------------------------
-
-
-def ffrtmp(*args, timeout: float = STARTUP_S, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FFRTMP, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
-    )
 
 
 def watch_argv(db_path: Path, real_cgroup_parent: str, *extra: str) -> list:

@@ -10,57 +10,49 @@ import time
 
 import pytest
 from cgroup_hierarchy import JobCgroups
-from click.testing import CliRunner
-from daemon_harness import close, make_daemon, query, write_config
+from daemon_harness import query, write_config
+from ffrtmp_commands import invoke
 
 from ffrtmp import failpoints
-from ffrtmp.cli import main
-
-
-def cli(db_path, *args: str):
-    return CliRunner().invoke(main, [*args, "--db", str(db_path)])
 
 
 @pytest.mark.vm
 def test_a_dead_letter_is_closed_when_its_process_ends(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, caplog
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, caplog, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
-    daemon = make_daemon(
+    daemon = daemons(
         db_path,
         write_config(tmp_path, fake_ffmpeg),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=1,
     )
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "600"])
-        daemon.full_scan(now)
-        daemon.step(now + 400)  # the one retry, past any backoff: dead
-        assert query(db_path, "SELECT state, closed_at FROM retry_items") == [("dead", None)]
-        dead_lines = [r for r in caplog.records if r.getMessage().startswith("dead letter: ")]
-        assert [r.levelname for r in dead_lines] == ["ERROR"]  # a line of its own
-        assert f"pid {child.pid} " in dead_lines[0].getMessage()
-        assert daemon.store.retry_depths().get("dead") == 1
-        listed = json.loads(cli(db_path, "retries", "list", "--json").stdout)
-        assert [row["state"] for row in listed] == ["dead"]
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "600"])
+    daemon.full_scan(now)
+    daemon.step(now + 400)  # the one retry, past any backoff: dead
+    assert query(db_path, "SELECT state, closed_at FROM retry_items") == [("dead", None)]
+    dead_lines = [r for r in caplog.records if r.getMessage().startswith("dead letter: ")]
+    assert [r.levelname for r in dead_lines] == ["ERROR"]  # a line of its own
+    assert f"pid {child.pid} " in dead_lines[0].getMessage()
+    assert daemon.store.retry_depths().get("dead") == 1
+    listed = json.loads(invoke(db_path, "retries", "list", "--json").stdout)
+    assert [row["state"] for row in listed] == ["dead"]
 
-        child.kill()
-        child.wait()
-        daemon.full_scan(now + 500)  # the scan's own look at what it follows sees the exit
-        ((state, closed_reason, closed_at),) = query(
-            db_path, "SELECT state, closed_reason, closed_at FROM retry_items"
-        )
-        assert (state, closed_reason) == ("dead", "process exited")
-        assert closed_at is not None
-        assert daemon.store.retry_depths().get("dead", 0) == 0  # what the gauge reports
-        assert cli(db_path, "retries", "list", "--json").stdout.strip() == "[]"
-        history = json.loads(cli(db_path, "retries", "list", "--all", "--json").stdout)
-        assert [(r["state"], r["closed_reason"]) for r in history] == [("dead", "process exited")]
-        kinds = [k for (k,) in query(db_path, "SELECT kind FROM process_events ORDER BY id")]
-        assert kinds.index("dead_lettered") < kinds.index("exited")
-        assert kinds.index("exited") < kinds.index("dead_letter_closed")
-    finally:
-        close(daemon)
+    child.kill()
+    child.wait()
+    daemon.full_scan(now + 500)  # the scan's own look at what it follows sees the exit
+    ((state, closed_reason, closed_at),) = query(
+        db_path, "SELECT state, closed_reason, closed_at FROM retry_items"
+    )
+    assert (state, closed_reason) == ("dead", "process exited")
+    assert closed_at is not None
+    assert daemon.store.retry_depths().get("dead", 0) == 0  # what the gauge reports
+    assert invoke(db_path, "retries", "list", "--json").stdout.strip() == "[]"
+    history = json.loads(invoke(db_path, "retries", "list", "--all", "--json").stdout)
+    assert [(r["state"], r["closed_reason"]) for r in history] == [("dead", "process exited")]
+    kinds = [k for (k,) in query(db_path, "SELECT kind FROM process_events ORDER BY id")]
+    assert kinds.index("dead_lettered") < kinds.index("exited")
+    assert kinds.index("exited") < kinds.index("dead_letter_closed")

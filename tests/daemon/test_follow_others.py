@@ -8,9 +8,9 @@ import signal
 import time
 from datetime import timedelta
 
-from daemon_harness import close, make_daemon, pump, query, write_config
+from candidates import make_candidate
+from daemon_harness import pump, query, write_config
 
-from ffrtmp.candidate import Candidate
 from ffrtmp.database import open_for_writing
 from ffrtmp.identity import current_identity
 from ffrtmp.limits import Limits
@@ -19,18 +19,20 @@ from ffrtmp.utctime import utc
 
 
 def test_an_attach_committed_long_after_it_was_stamped_is_still_followed(
-    tmp_path, db_path, spawn, fake_ffmpeg, real_cgroup_parent
+    tmp_path, db_path, spawn, fake_ffmpeg, real_cgroup_parent, daemons
 ):
     # The rule names ffprobe: the daemon itself never attaches the ffmpeg below.
     config = write_config(tmp_path, fake_ffmpeg, "scan_interval: 200ms\n", command="ffprobe")
-    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
+    daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     other = Store(open_for_writing(db_path))
     try:
         daemon.start(time.time())
         daemon.full_scan(time.time())
         child = spawn([fake_ffmpeg, "600"])
         identity = current_identity(child.pid)
-        candidate = Candidate(identity, "ffmpeg", ("ffmpeg", "600"), os.getpid(), "manual")
+        candidate = make_candidate(
+            identity=identity, argv=("ffmpeg", "600"), ppid=os.getpid(), rule="manual"
+        )
         # `ffrtmp attach` stamps attached_at when it starts; its commit may wait for the write
         # lock (busy timeout), or the machine may stall: here it lands a minute later.
         stamped = utc(time.time()) - timedelta(seconds=60)
@@ -58,4 +60,3 @@ def test_an_attach_committed_long_after_it_was_stamped_is_still_followed(
         assert exit_signal == signal.SIGKILL
     finally:
         other.close()
-        close(daemon)

@@ -20,22 +20,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from daemon_harness import close, make_daemon, query, start_watch
+from candidates import make_candidate
+from daemon_harness import query, start_watch
+from ffrtmp_commands import ffrtmp
 from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, wait_until
 
 # -- item 5: bytes that are not UTF-8 in argv, cwd and exe ------------------------------------
 
 HOSTILE = b"\xff\xfe\x1b]0;owned\x07\x01"  # not UTF-8, plus a terminal escape and a control
-
-
-def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ffrtmp.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kwargs,
-    )
 
 
 def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_readable(
@@ -100,11 +92,11 @@ def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_reada
     assert json.loads(renamed_argv)[0] == f"/nowhere{escaped}/ffmpeg"
     assert json.loads(renamed_argv)[-1] == f"arg{escaped}"
 
-    shown = _cli("processes", "show", "--pid", str(copied.pid), "--db", str(db_path), "--json")
+    shown = ffrtmp("processes", "show", "--pid", str(copied.pid), "--db", str(db_path), "--json")
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["process"]["cwd"] == os.fsdecode(base) + "/cwd\\xff\\xfe\x1b]0;owned\x07\x01"
-    human = _cli("processes", "show", "--pid", str(renamed.pid), "--db", str(db_path))
+    human = ffrtmp("processes", "show", "--pid", str(renamed.pid), "--db", str(db_path))
     assert human.returncode == 0, human.stderr
     assert "\\xff\\xfe" in human.stdout
 
@@ -185,7 +177,7 @@ def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
 
 
 def _watch_once(db: Path, *flags: str) -> subprocess.CompletedProcess:
-    return _cli("watch", "--once", "--db", str(db), "--discovery", "poll", *flags)
+    return ffrtmp("watch", "--once", "--db", str(db), "--discovery", "poll", *flags)
 
 
 def test_a_database_another_user_owns_or_reads_or_a_symlink_is_refused(tmp_path):
@@ -237,7 +229,7 @@ CONFIG_BOUND_S = 10.0  # each answer is immediate; python's start-up is most of 
 
 def _config_check(path: Path | str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = _cli("config", "check", str(path))
+    done = ffrtmp("config", "check", str(path))
     return done, time.monotonic() - started
 
 
@@ -307,7 +299,6 @@ def test_absurd_numbers_are_one_sentence(flags: dict, message: str) -> None:
 
 
 def test_the_largest_accepted_values_are_stored_and_used(tmp_path, store, db_path):
-    from ffrtmp.candidate import Candidate
     from ffrtmp.config import load_config
     from ffrtmp.identity import current_identity
     from ffrtmp.prune import prune
@@ -319,7 +310,7 @@ def test_the_largest_accepted_values_are_stored_and_used(tmp_path, store, db_pat
     )
     loaded = load_config(config)
     me = current_identity(os.getpid())
-    candidate = Candidate(me, "ffmpeg", ("ffmpeg",), os.getppid(), "ffmpeg")
+    candidate = make_candidate(identity=me, argv=("ffmpeg",), ppid=os.getppid())
     now = utc(time.time())
 
     # A register with them is stored (10^400 MB failed every register: "int too large").
@@ -331,7 +322,7 @@ def test_the_largest_accepted_values_are_stored_and_used(tmp_path, store, db_pat
 
 
 def test_an_unknown_failpoint_name_is_refused(tmp_path, db_path):
-    refused = _cli(
+    refused = ffrtmp(
         "watch",
         "--once",
         "--db",
@@ -398,7 +389,7 @@ def test_ctrl_c_stops_a_runaway_query_at_once(store, db_path, spawn):
 
 def test_a_runaway_query_is_stopped_at_its_time_limit(store, db_path):
     started = time.monotonic()
-    done = _cli("sql", "--db", str(db_path), "--timeout", "1s", RUNAWAY)
+    done = ffrtmp("sql", "--db", str(db_path), "--timeout", "1s", RUNAWAY)
     took = time.monotonic() - started
 
     assert done.returncode == 1
@@ -407,7 +398,7 @@ def test_a_runaway_query_is_stopped_at_its_time_limit(store, db_path):
 
 
 def test_rows_are_capped_and_the_cap_is_said(store, db_path):
-    done = _cli("sql", "--db", str(db_path), "--max-rows", "5", "--csv", ENDLESS_ROWS)
+    done = ffrtmp("sql", "--db", str(db_path), "--max-rows", "5", "--csv", ENDLESS_ROWS)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["x", "1", "2", "3", "4", "5"]
@@ -415,7 +406,7 @@ def test_rows_are_capped_and_the_cap_is_said(store, db_path):
 
 
 def test_load_extension_is_refused_with_its_own_message(store, db_path):
-    done = _cli("sql", "--db", str(db_path), "SELECT load_extension('/tmp/nothing.so')")
+    done = ffrtmp("sql", "--db", str(db_path), "SELECT load_extension('/tmp/nothing.so')")
 
     assert done.returncode == 1
     assert done.stderr.strip() == (
@@ -438,46 +429,43 @@ default_limits:
 
 
 def test_a_reload_that_loosens_limits_is_recorded_and_warned(
-    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent, caplog
+    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent, caplog, daemons
 ):
     config = tmp_path / "watch.yaml"
     whole = WHOLE_CONFIG.format(exe=fake_ffmpeg)
     config.write_text(whole)
-    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
-    try:
-        now = time.time()
-        daemon.start(now)
-        # Cut short mid-write, yet valid YAML: the CPU quota is gone.
-        config.write_text(whole[: whole.index("  cpu_quota")])
-        with caplog.at_level(logging.INFO, logger="ffrtmp.daemon"):
-            daemon.reload(now + 1)
+    daemon = daemons(db_path, config, real_cgroup_parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    # Cut short mid-write, yet valid YAML: the CPU quota is gone.
+    config.write_text(whole[: whole.index("  cpu_quota")])
+    with caplog.at_level(logging.INFO, logger="ffrtmp.daemon"):
+        daemon.reload(now + 1)
 
-        ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
-        assert json.loads(recorded)["default_limits"] == {
-            "cpu_quota": "unlimited",
-            "cpu_weight": 100,
-            "memory_limit": 512,
-        }
-        events = query(db_path, "SELECT operation, message FROM error_events")
-        assert events == [
-            (
-                "reload",
-                f"the reload of {config} removed or loosened limits: "
-                # The command's own limits are default_limits with its keys applied.
-                "default_limits.cpu_quota: 50 -> unlimited; "
-                "commands.ffmpeg.limits.cpu_quota: 50 -> unlimited",
-            )
-        ]
-        warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert any("default_limits.cpu_quota: 50 -> unlimited" in r.getMessage() for r in warned)
-        changed = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-        assert "reload: default_limits.cpu_quota: 50 -> unlimited" in changed
+    ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
+    assert json.loads(recorded)["default_limits"] == {
+        "cpu_quota": "unlimited",
+        "cpu_weight": 100,
+        "memory_limit": 512,
+    }
+    events = query(db_path, "SELECT operation, message FROM error_events")
+    assert events == [
+        (
+            "reload",
+            f"the reload of {config} removed or loosened limits: "
+            # The command's own limits are default_limits with its keys applied.
+            "default_limits.cpu_quota: 50 -> unlimited; "
+            "commands.ffmpeg.limits.cpu_quota: 50 -> unlimited",
+        )
+    ]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("default_limits.cpu_quota: 50 -> unlimited" in r.getMessage() for r in warned)
+    changed = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "reload: default_limits.cpu_quota: 50 -> unlimited" in changed
 
-        # Putting the limit back is no loosening: nothing more is recorded.
-        config.write_text(whole)
-        daemon.reload(now + 2)
-        assert len(query(db_path, "SELECT id FROM error_events")) == 1
-        ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
-        assert json.loads(recorded)["default_limits"]["cpu_quota"] == 50
-    finally:
-        close(daemon)
+    # Putting the limit back is no loosening: nothing more is recorded.
+    config.write_text(whole)
+    daemon.reload(now + 2)
+    assert len(query(db_path, "SELECT id FROM error_events")) == 1
+    ((recorded,),) = query(db_path, "SELECT config FROM daemon_runs")
+    assert json.loads(recorded)["default_limits"]["cpu_quota"] == 50

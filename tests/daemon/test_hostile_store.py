@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import close, make_daemon, pump, query, start_watch, write_config
+from ffrtmp_commands import ffrtmp
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import defaults
@@ -88,9 +89,9 @@ def end(process: subprocess.Popen) -> None:
 
 
 def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
     server = start_http_server("127.0.0.1:0", daemon)
     try:
         daemon.start(time.time())
@@ -145,7 +146,6 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
         assert len(daemon.outbox) == 0
     finally:
         server.close()
-        close(daemon)
 
 
 def free_port() -> int:
@@ -193,10 +193,8 @@ def test_a_real_watch_answers_healthz_at_once_and_governs_under_a_long_write_loc
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(tmp_path, root):
     """A tmpfs of a few MB, mounted for the test and unmounted after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
     subprocess.run(
@@ -232,43 +230,39 @@ def truncate_wal(db_path: Path) -> None:
 
 
 def test_a_full_disk_leaves_governance_working_and_loses_nothing(
-    tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups
+    tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups, daemons
 ):
     db_path = small_tmpfs / "ffrtmp.db"
     config = write_config(tmp_path, fake_ffmpeg)
-    daemon = make_daemon(db_path, config, job_cgroups.parent)
-    try:
-        daemon.start(time.time())
-        first = spawn([fake_ffmpeg, "3600"])
-        pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
-        truncate_wal(db_path)
-        filler = fill(small_tmpfs)
-        end(first)
-        second = spawn([fake_ffmpeg, "3600"])
-        pump(
-            daemon,
-            lambda: (
-                not daemon.lifecycle.by_pid.get(first.pid)
-                and in_job_cgroup(job_cgroups, second.pid)
-            ),
-            what="the exit handled and the second process governed on the full disk",
-        )
-        assert exited_rows(db_path, first.pid) == []
-        report = daemon.health.evaluate(time.time())
-        assert report.status == HealthStatus.DEGRADED
-        assert any(STORE_FAILING in reason for reason in report.reasons)
-        assert report.errors_by_type.get("resource", 0) >= 1  # SQLITE_FULL is a resource error
-        filler.unlink()
-        pump(
-            daemon,
-            lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
-            what="the kept writes to land once there is room",
-        )
-        assert exited_rows(db_path, first.pid) == [("exited", signal.SIGTERM)]
-        stored = query(db_path, "SELECT error_type FROM error_events WHERE operation = 'store'")
-        assert stored == [("resource",)]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, job_cgroups.parent)
+    daemon.start(time.time())
+    first = spawn([fake_ffmpeg, "3600"])
+    pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
+    truncate_wal(db_path)
+    filler = fill(small_tmpfs)
+    end(first)
+    second = spawn([fake_ffmpeg, "3600"])
+    pump(
+        daemon,
+        lambda: (
+            not daemon.lifecycle.by_pid.get(first.pid) and in_job_cgroup(job_cgroups, second.pid)
+        ),
+        what="the exit handled and the second process governed on the full disk",
+    )
+    assert exited_rows(db_path, first.pid) == []
+    report = daemon.health.evaluate(time.time())
+    assert report.status == HealthStatus.DEGRADED
+    assert any(STORE_FAILING in reason for reason in report.reasons)
+    assert report.errors_by_type.get("resource", 0) >= 1  # SQLITE_FULL is a resource error
+    filler.unlink()
+    pump(
+        daemon,
+        lambda: exited_rows(db_path, first.pid) and attached_row(db_path, second.pid),
+        what="the kept writes to land once there is room",
+    )
+    assert exited_rows(db_path, first.pid) == [("exited", signal.SIGTERM)]
+    stored = query(db_path, "SELECT error_type FROM error_events WHERE operation = 'store'")
+    assert stored == [("resource",)]
 
 
 def watch_argv(db_path: Path, config: Path, parent: str) -> list:
@@ -360,10 +354,8 @@ time.sleep(3600)
 
 
 def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_freed(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups, root
 ):
-    if os.geteuid() != 0:
-        pytest.skip("running the squatter as uid 65534 needs root")
     # A process of uid 65534 (nobody) listens on the port first.
     squatter = spawn(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]
@@ -428,16 +420,6 @@ def served_by_ffrtmp(address: str) -> bool:
 
 
 # --- 4: one bad row, one failing migration, a damaged file ----------------------------------
-
-
-def ffrtmp(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ffrtmp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=STATE_TIMEOUT_S,
-        **kwargs,
-    )
 
 
 def one_sentence_error(done: subprocess.CompletedProcess) -> str:
@@ -563,10 +545,8 @@ def store_now():
 
 
 @pytest.fixture
-def read_only_view(tmp_path, recorded_db):
+def read_only_view(tmp_path, recorded_db, root):
     """The folder of a database a daemon wrote, bind-mounted read-only elsewhere."""
-    if os.geteuid() != 0:
-        pytest.skip("a bind mount needs root")
     view = tmp_path / "ro"
     view.mkdir()
     subprocess.run(["mount", "--bind", recorded_db.parent, view], check=True)
@@ -589,9 +569,8 @@ def test_read_commands_read_a_wal_database_on_a_read_only_mount(read_only_view):
     assert ffrtmp("db", "check", "--db", read_only_view).returncode == 0
 
 
-def test_read_commands_leave_no_files_in_a_folder_that_is_not_theirs(recorded_db):
-    if os.geteuid() != 0:
-        pytest.skip("giving the folder to another user needs root")
+def test_read_commands_leave_no_files_in_a_folder_that_is_not_theirs(recorded_db, root):
+    # root: gives the folder to another user
     folder = recorded_db.parent
     os.chown(folder, 65534, 65534)
     os.chown(recorded_db, 65534, 65534)

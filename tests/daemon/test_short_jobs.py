@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
+from candidates import make_candidate
 from daemon_harness import query, start_watch
 from helpers_processes import wait_until
 
 from ffrtmp.attach import Attacher
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
 from ffrtmp.cgroups import create_governor
 from ffrtmp.health import HealthThresholds, HealthTracker
 from ffrtmp.identity import current_identity
@@ -29,7 +29,7 @@ def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
 ):
     process = spawn([fake_ffmpeg, "600"])
     identity = current_identity(process.pid)
-    candidate = Candidate(identity, "ffmpeg", ("ffmpeg", "600"), os.getpid(), "ffmpeg")
+    candidate = make_candidate(identity=identity, argv=("ffmpeg", "600"), ppid=os.getpid())
     process_id, _ = store.register(
         candidate, job_id="auto-ffmpeg-short", limits=Limits(), now=identity.started_at
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cgroup_hierarchy import JobCgroups
 from click.testing import CliRunner
-from daemon_harness import close, make_daemon, pump, query, start_watch, write_config
+from daemon_harness import pump, query, start_watch, write_config
 from helpers_processes import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,83 +50,80 @@ def row(db_path: Path, pid: int, columns: str) -> tuple:
 
 @pytest.mark.vm  # the cgroup v2 counters (cpu.stat usage_usec, memory.current, memory.peak)
 def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, daemons
 ):
     token = f"usage-{uuid.uuid4().hex}"
     config = busy_config(tmp_path, token, "default_limits: {cpu_quota: 20, memory_limit: 256}\n")
-    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
-    try:
-        daemon.start(time.time())
-        busy = spawn_busy(spawn, token)
-        pump(daemon, lambda: row(db_path, busy.pid, "state") == ("attached",), what="attached")
-        (job_id,) = row(db_path, busy.pid, "job_id")
-        assert row(db_path, busy.pid, "usage_sampled_at, cpu_seconds") == (None, None)
+    daemon = daemons(db_path, config, job_cgroups.parent, events=False)
+    daemon.start(time.time())
+    busy = spawn_busy(spawn, token)
+    pump(daemon, lambda: row(db_path, busy.pid, "state") == ("attached",), what="attached")
+    (job_id,) = row(db_path, busy.pid, "job_id")
+    assert row(db_path, busy.pid, "usage_sampled_at, cpu_seconds") == (None, None)
 
-        # A 20 % quota on a busy loop: the kernel throttles it within a few periods, and
-        # (slowly, on an emulated CPU) it writes its first 4 MiB mapping.
-        def throttled_after_its_first_mapping() -> bool:
-            daemon.usage.sample(time.time())
-            throttled, peak = row(db_path, busy.pid, "cpu_throttled_periods, peak_memory_bytes")
-            return (throttled or 0) > 0 and (peak is None or peak >= 4 << 20)
-
-        wait_until(
-            throttled_after_its_first_mapping,
-            what="a sample showing the job throttled, its first mapping charged",
-        )
-        sampled_at, cpu, current, peak, periods, throttled_periods, throttled_s, exited = row(
-            db_path,
-            busy.pid,
-            "usage_sampled_at, cpu_seconds, memory_current_bytes, peak_memory_bytes, "
-            "cpu_periods, cpu_throttled_periods, cpu_throttled_seconds, exited_at",
-        )
-        assert sampled_at is not None and exited is None
-        live = read_live_usage(job_cgroups.version, job_cgroups.directories(job_id))
-        assert 0 < cpu <= live.cpu_seconds  # the kernel's counter only grows
-        assert 0 <= current <= 256 * 1024 * 1024
-        assert peak is None or 4 << 20 <= peak <= 256 * 1024 * 1024
-        assert 0 < throttled_periods <= periods <= live.cpu_periods
-        assert 0 < throttled_s <= live.cpu_throttled_seconds
-
-        shown = CliRunner().invoke(
-            main, ["processes", "show", "--pid", str(busy.pid), "--json", "--db", str(db_path)]
-        )
-        assert shown.exit_code == 0, shown.output
-        process = json.loads(shown.output)["process"]
-        assert process["usage_sampled_at"].endswith("Z") and process["cpu_seconds"] == cpu
-        assert process["cpu_throttled_periods"] == throttled_periods
-        assert process["memory_current_bytes"] == current
-        table = CliRunner().invoke(main, ["processes", "show", str(process["id"]), "--db", db_path])
-        assert "cpu_throttled_seconds" in table.output and "usage_sampled_at" in table.output
-
-        samples = [
-            s
-            for f in text_string_to_metric_families(daemon.metrics.render().decode())
-            for s in f.samples
-        ]
-        metrics = {(s.name, s.labels.get("rule")): s.value for s in samples}
-        assert metrics[("ffrtmp_governed_jobs", "ffmpeg")] == 1
-        assert metrics[("ffrtmp_governed_jobs", "other")] == 0
-        assert metrics[("ffrtmp_governed_cpu_seconds_total", "ffmpeg")] == pytest.approx(cpu)
-        assert metrics[("ffrtmp_governed_memory_bytes", "ffmpeg")] == current
-        assert metrics[("ffrtmp_governed_cpu_throttled_seconds_total", "ffmpeg")] > 0
-        label_names = {name for s in samples for name in s.labels}
-        assert not label_names & {"pid", "job_id", "process_id", "job"}
-
-        busy.kill()
-        busy.wait(timeout=30)
-        pump(daemon, lambda: row(db_path, busy.pid, "state") == ("exited",), what="exit")
-        (final_cpu,) = row(db_path, busy.pid, "cpu_seconds")
-        assert final_cpu >= cpu
-        # A sample read before the exit and written after it changes nothing.
-        (process_id,) = row(db_path, busy.pid, "id")
-        stale = LiveUsage(0.5, 1, 1, 1, 1, 0.5)
-        assert daemon.store.record_usage([(process_id, stale)], now=utc(time.time())) == 0
-        assert row(db_path, busy.pid, "cpu_seconds, memory_current_bytes") == (final_cpu, current)
+    # A 20 % quota on a busy loop: the kernel throttles it within a few periods, and
+    # (slowly, on an emulated CPU) it writes its first 4 MiB mapping.
+    def throttled_after_its_first_mapping() -> bool:
         daemon.usage.sample(time.time())
-        assert daemon.usage.totals()["ffmpeg"].jobs == 0
-        assert daemon.usage.totals()["ffmpeg"].cpu_seconds == pytest.approx(cpu)
-    finally:
-        close(daemon)
+        throttled, peak = row(db_path, busy.pid, "cpu_throttled_periods, peak_memory_bytes")
+        return (throttled or 0) > 0 and (peak is None or peak >= 4 << 20)
+
+    wait_until(
+        throttled_after_its_first_mapping,
+        what="a sample showing the job throttled, its first mapping charged",
+    )
+    sampled_at, cpu, current, peak, periods, throttled_periods, throttled_s, exited = row(
+        db_path,
+        busy.pid,
+        "usage_sampled_at, cpu_seconds, memory_current_bytes, peak_memory_bytes, "
+        "cpu_periods, cpu_throttled_periods, cpu_throttled_seconds, exited_at",
+    )
+    assert sampled_at is not None and exited is None
+    live = read_live_usage(job_cgroups.version, job_cgroups.directories(job_id))
+    assert 0 < cpu <= live.cpu_seconds  # the kernel's counter only grows
+    assert 0 <= current <= 256 * 1024 * 1024
+    assert peak is None or 4 << 20 <= peak <= 256 * 1024 * 1024
+    assert 0 < throttled_periods <= periods <= live.cpu_periods
+    assert 0 < throttled_s <= live.cpu_throttled_seconds
+
+    shown = CliRunner().invoke(
+        main, ["processes", "show", "--pid", str(busy.pid), "--json", "--db", str(db_path)]
+    )
+    assert shown.exit_code == 0, shown.output
+    process = json.loads(shown.output)["process"]
+    assert process["usage_sampled_at"].endswith("Z") and process["cpu_seconds"] == cpu
+    assert process["cpu_throttled_periods"] == throttled_periods
+    assert process["memory_current_bytes"] == current
+    table = CliRunner().invoke(main, ["processes", "show", str(process["id"]), "--db", db_path])
+    assert "cpu_throttled_seconds" in table.output and "usage_sampled_at" in table.output
+
+    samples = [
+        s
+        for f in text_string_to_metric_families(daemon.metrics.render().decode())
+        for s in f.samples
+    ]
+    metrics = {(s.name, s.labels.get("rule")): s.value for s in samples}
+    assert metrics[("ffrtmp_governed_jobs", "ffmpeg")] == 1
+    assert metrics[("ffrtmp_governed_jobs", "other")] == 0
+    assert metrics[("ffrtmp_governed_cpu_seconds_total", "ffmpeg")] == pytest.approx(cpu)
+    assert metrics[("ffrtmp_governed_memory_bytes", "ffmpeg")] == current
+    assert metrics[("ffrtmp_governed_cpu_throttled_seconds_total", "ffmpeg")] > 0
+    label_names = {name for s in samples for name in s.labels}
+    assert not label_names & {"pid", "job_id", "process_id", "job"}
+
+    busy.kill()
+    busy.wait(timeout=30)
+    pump(daemon, lambda: row(db_path, busy.pid, "state") == ("exited",), what="exit")
+    (final_cpu,) = row(db_path, busy.pid, "cpu_seconds")
+    assert final_cpu >= cpu
+    # A sample read before the exit and written after it changes nothing.
+    (process_id,) = row(db_path, busy.pid, "id")
+    stale = LiveUsage(0.5, 1, 1, 1, 1, 0.5)
+    assert daemon.store.record_usage([(process_id, stale)], now=utc(time.time())) == 0
+    assert row(db_path, busy.pid, "cpu_seconds, memory_current_bytes") == (final_cpu, current)
+    daemon.usage.sample(time.time())
+    assert daemon.usage.totals()["ffmpeg"].jobs == 0
+    assert daemon.usage.totals()["ffmpeg"].cpu_seconds == pytest.approx(cpu)
 
 
 def free_port() -> int:
@@ -196,11 +193,11 @@ def test_live_usage_of_a_cgroup_that_is_gone_is_none(tmp_path):
 
 
 def test_a_reload_turns_sampling_on_in_the_running_thread(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, daemons
 ):
     token = f"usage-{uuid.uuid4().hex}"
     config = busy_config(tmp_path, token, "usage_interval: 0\n")
-    daemon = make_daemon(db_path, config, job_cgroups.parent, events=False)
+    daemon = daemons(db_path, config, job_cgroups.parent, events=False)
     try:
         daemon.start(time.time())
         daemon.usage.start()
@@ -219,4 +216,3 @@ def test_a_reload_turns_sampling_on_in_the_running_thread(
         assert json.loads(recorded)["usage_interval"] == "200ms"
     finally:
         daemon.usage.stop()
-        close(daemon)

@@ -23,9 +23,7 @@ import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import (
     cgroup_of,
-    close,
     is_zombie_or_gone,
-    make_daemon,
     pump,
     query,
     write_config,
@@ -70,47 +68,44 @@ def fake_dash(tmp_path):
 
 @pytest.mark.vm
 def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     config = write_config(tmp_path, fake_ffmpeg)
-    daemon = make_daemon(
+    daemon = daemons(
         db_path, config, job_cgroups.parent, cpu_quota=50, cpu_weight=200, memory_limit=64
     )
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
-        row = process_row(db_path, child.pid)
-        job = row[5]
-        assert row[7:] == (50.0, 200, 64)
-        assert job_cgroups.job_of(child.pid) == job
-        assert job_cgroups.limits(job) == (50.0, 200, 64)
-        assert job_cgroups.pids(job) == {child.pid}
-        directories = job_cgroups.directories(job)
-        assert sorted(json.loads(row[6])) == sorted(map(str, directories))
-        # The parent holds job cgroups only, never a process: on v2 it could not enable the
-        # controllers its job cgroups need otherwise. And it enables only those.
-        assert job_cgroups.parent_pids() == set()
-        if job_cgroups.version == 2:
-            assert job_cgroups.subtree_control() == {"cpu", "memory"}
+    daemon.start(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
+    row = process_row(db_path, child.pid)
+    job = row[5]
+    assert row[7:] == (50.0, 200, 64)
+    assert job_cgroups.job_of(child.pid) == job
+    assert job_cgroups.limits(job) == (50.0, 200, 64)
+    assert job_cgroups.pids(job) == {child.pid}
+    directories = job_cgroups.directories(job)
+    assert sorted(json.loads(row[6])) == sorted(map(str, directories))
+    # The parent holds job cgroups only, never a process: on v2 it could not enable the
+    # controllers its job cgroups need otherwise. And it enables only those.
+    assert job_cgroups.parent_pids() == set()
+    if job_cgroups.version == 2:
+        assert job_cgroups.subtree_control() == {"cpu", "memory"}
 
-        os.kill(child.pid, signal.SIGKILL)
-        pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="exit")
-        row = process_row(db_path, child.pid)
-        assert (row[2], row[3], row[4]) == (None, 9, None)
-        # Its usage, read from the job cgroup before the cgroup was removed.
-        ((cpu_seconds, peak, oom_killed),) = query(
-            db_path, "SELECT cpu_seconds, peak_memory_bytes, oom_killed FROM processes"
-        )
-        assert cpu_seconds is not None and cpu_seconds >= 0
-        assert oom_killed == 0
-        assert (peak is not None) == job_cgroups.counts_peak_memory()
-        assert not any(directory.exists() for directory in directories)
-        assert job_cgroups.names() == []
-        kinds = event_kinds(db_path, row[0])
-        assert kinds == ["discovered", "limits_applied", "exited", "cgroup_removed"]
-    finally:
-        close(daemon)
+    os.kill(child.pid, signal.SIGKILL)
+    pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="exit")
+    row = process_row(db_path, child.pid)
+    assert (row[2], row[3], row[4]) == (None, 9, None)
+    # Its usage, read from the job cgroup before the cgroup was removed.
+    ((cpu_seconds, peak, oom_killed),) = query(
+        db_path, "SELECT cpu_seconds, peak_memory_bytes, oom_killed FROM processes"
+    )
+    assert cpu_seconds is not None and cpu_seconds >= 0
+    assert oom_killed == 0
+    assert (peak is not None) == job_cgroups.counts_peak_memory()
+    assert not any(directory.exists() for directory in directories)
+    assert job_cgroups.names() == []
+    kinds = event_kinds(db_path, row[0])
+    assert kinds == ["discovered", "limits_applied", "exited", "cgroup_removed"]
 
 
 HUNGRY = "import sys; sys.stdin.readline(); data = b'x' * (256 << 20); sys.stdin.readline()"
@@ -118,7 +113,7 @@ HUNGRY = "import sys; sys.stdin.readline(); data = b'x' * (256 << 20); sys.stdin
 
 @pytest.mark.vm
 def test_a_process_over_its_memory_limit_is_oom_killed_and_the_kill_recorded(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, daemons
 ):
     if Path("/proc/swaps").read_text().count("\n") > 1:
         pytest.skip("with swap the process would swap instead of being killed")
@@ -133,35 +128,32 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_the_kill_recorded(
         cmdline_regex=marker,
     )
     limit_mb = 32
-    daemon = make_daemon(db_path, config, job_cgroups.parent, memory_limit=limit_mb)
-    try:
-        daemon.start(time.time())
-        child = spawn([sys.executable, "-c", HUNGRY, marker], stdin=subprocess.PIPE)
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
-        job = process_row(db_path, child.pid)[5]
-        assert job_cgroups.memory_limit_mb(job) == limit_mb
-        assert job_cgroups.oom_kills(job) == 0
+    daemon = daemons(db_path, config, job_cgroups.parent, memory_limit=limit_mb)
+    daemon.start(time.time())
+    child = spawn([sys.executable, "-c", HUNGRY, marker], stdin=subprocess.PIPE)
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
+    job = process_row(db_path, child.pid)[5]
+    assert job_cgroups.memory_limit_mb(job) == limit_mb
+    assert job_cgroups.oom_kills(job) == 0
 
-        child.stdin.write(b"allocate\n")
-        child.stdin.flush()
-        pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="the OOM kill")
+    child.stdin.write(b"allocate\n")
+    child.stdin.flush()
+    pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="the OOM kill")
 
-        assert child.wait(timeout=STATE_TIMEOUT_S) == -signal.SIGKILL
-        ((process_id, code, signo, oom_killed, peak),) = query(
-            db_path,
-            "SELECT id, exit_code, exit_signal, oom_killed, peak_memory_bytes FROM processes",
-        )
-        assert (code, signo, oom_killed) == (None, signal.SIGKILL, 1)
-        assert "oom_killed" in event_kinds(db_path, process_id)
-        # The peak is the kernel's (v1 memory.max_usage_in_bytes, v2 memory.peak from 5.19):
-        # recorded where it keeps one, and never above the limit.
-        if job_cgroups.counts_peak_memory():
-            assert peak is not None and 0 < peak <= limit_mb * 1024 * 1024
-        else:
-            assert peak is None
-        assert job_cgroups.names() == []  # its emptied job cgroup removed after the read
-    finally:
-        close(daemon)
+    assert child.wait(timeout=STATE_TIMEOUT_S) == -signal.SIGKILL
+    ((process_id, code, signo, oom_killed, peak),) = query(
+        db_path,
+        "SELECT id, exit_code, exit_signal, oom_killed, peak_memory_bytes FROM processes",
+    )
+    assert (code, signo, oom_killed) == (None, signal.SIGKILL, 1)
+    assert "oom_killed" in event_kinds(db_path, process_id)
+    # The peak is the kernel's (v1 memory.max_usage_in_bytes, v2 memory.peak from 5.19):
+    # recorded where it keeps one, and never above the limit.
+    if job_cgroups.counts_peak_memory():
+        assert peak is not None and 0 < peak <= limit_mb * 1024 * 1024
+    else:
+        assert peak is None
+    assert job_cgroups.names() == []  # its emptied job cgroup removed after the read
 
 
 def cgroup_removed_details(db_path, process_id: int) -> list[dict]:
@@ -172,266 +164,225 @@ def cgroup_removed_details(db_path, process_id: int) -> list[dict]:
 
 @pytest.mark.vm
 def test_the_removal_of_an_ended_process_cgroups_is_recorded_with_their_paths(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
-        row = process_row(db_path, child.pid)
-        process_id, job_id, cgroups = row[0], row[5], json.loads(row[6])
-        assert sorted(cgroups) == sorted(map(str, job_cgroups.directories(job_id)))
-        assert all(os.path.isdir(path) for path in cgroups)
-        assert cgroup_removed_details(db_path, process_id) == []
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
+    daemon.start(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
+    row = process_row(db_path, child.pid)
+    process_id, job_id, cgroups = row[0], row[5], json.loads(row[6])
+    assert sorted(cgroups) == sorted(map(str, job_cgroups.directories(job_id)))
+    assert all(os.path.isdir(path) for path in cgroups)
+    assert cgroup_removed_details(db_path, process_id) == []
 
-        os.kill(child.pid, signal.SIGKILL)
-        pump(daemon, lambda: cgroup_removed_details(db_path, process_id), what="cgroup_removed")
+    os.kill(child.pid, signal.SIGKILL)
+    pump(daemon, lambda: cgroup_removed_details(db_path, process_id), what="cgroup_removed")
 
-        removed = cgroup_removed_details(db_path, process_id)
-        assert removed == [{"job_id": job_id, "cgroups": cgroups}]
-        assert not any(os.path.exists(path) for path in cgroups)
-        assert process_row(db_path, child.pid)[1] == "exited"
-    finally:
-        close(daemon)
+    removed = cgroup_removed_details(db_path, process_id)
+    assert removed == [{"job_id": job_id, "cgroups": cgroups}]
+    assert not any(os.path.exists(path) for path in cgroups)
+    assert process_row(db_path, child.pid)[1] == "exited"
 
 
 @pytest.mark.vm
 def test_exit_code_3_is_recorded_from_the_kernel_event(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_dash
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_dash, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_dash), real_cgroup_parent)
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_dash, "-c", "sleep 0.5; exit 3"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="exit")
-        row = process_row(db_path, child.pid)
-        assert (row[2], row[3]) == (3, None)
-        assert query(db_path, "SELECT attached_at IS NOT NULL FROM processes") == [(1,)]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_dash), real_cgroup_parent)
+    daemon.start(time.time())
+    child = spawn([fake_dash, "-c", "sleep 0.5; exit 3"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "exited", what="exit")
+    row = process_row(db_path, child.pid)
+    assert (row[2], row[3]) == (3, None)
+    assert query(db_path, "SELECT attached_at IS NOT NULL FROM processes") == [(1,)]
 
 
 @pytest.mark.vm
 def test_without_events_a_zombie_gives_the_exit_code(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_dash
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_dash, daemons
 ):
-    daemon = make_daemon(
+    daemon = daemons(
         db_path,
         write_config(tmp_path, fake_dash),
         real_cgroup_parent,
         events=False,
         scan_interval="100ms",
     )
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_dash, "-c", "sleep 0.4; exit 7"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
-        # We are its parent and do not reap it yet: it stays a zombie for the poll to read.
-        wait_until(lambda: is_zombie_or_gone(child.pid), STATE_TIMEOUT_S, "the child's exit")
-        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
-        assert process_row(db_path, child.pid)[2:5] == (7, None, None)
-    finally:
-        close(daemon)
+    daemon.start(time.time())
+    child = spawn([fake_dash, "-c", "sleep 0.4; exit 7"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
+    # We are its parent and do not reap it yet: it stays a zombie for the poll to read.
+    wait_until(lambda: is_zombie_or_gone(child.pid), STATE_TIMEOUT_S, "the child's exit")
+    pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+    assert process_row(db_path, child.pid)[2:5] == (7, None, None)
 
 
 def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(
+    daemon = daemons(
         db_path,
         write_config(tmp_path, fake_ffmpeg),
         real_cgroup_parent,
         events=False,
         scan_interval="100ms",
     )
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
-        child.kill()
-        child.wait()
-        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
-        code, signo, reason = process_row(db_path, child.pid)[2:5]
-        assert (code, signo) == (None, None)
-        assert "reaped by its parent" in reason
-    finally:
-        close(daemon)
+    daemon.start(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
+    child.kill()
+    child.wait()
+    pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+    code, signo, reason = process_row(db_path, child.pid)[2:5]
+    assert (code, signo) == (None, None)
+    assert "reaped by its parent" in reason
 
 
 @pytest.mark.vm
 def test_non_matching_process_is_not_touched(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
-    try:
-        daemon.start(time.time())
-        other = spawn(["sleep", "30"])
-        before = cgroup_of(other.pid)
-        daemon.full_scan(time.time())
-        assert cgroup_of(other.pid) == before
-        assert query(db_path, "SELECT count(*) FROM processes") == [(0,)]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon.start(time.time())
+    other = spawn(["sleep", "30"])
+    before = cgroup_of(other.pid)
+    daemon.full_scan(time.time())
+    assert cgroup_of(other.pid) == before
+    assert query(db_path, "SELECT count(*) FROM processes") == [(0,)]
 
 
 @pytest.mark.vm
 def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     """The retry item names (pid, old start time); the pid now belongs to a non-matching
     `sleep`. Forcing the kernel to recycle a pid on demand is not possible, so the old
     identity is the live pid with an earlier start tick: exactly what a recycled pid looks like."""
     failpoints.configure("governor.attach=EBUSY*1")
-    daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
-    )
-    try:
-        now = time.time()
-        daemon.start(now)
-        ffmpeg = spawn([fake_ffmpeg, "30"])
-        daemon.full_scan(now)
-        assert process_row(db_path, ffmpeg.pid)[1] == "retrying"
-        stranger = spawn(["sleep", "30"])
-        live = current_identity(stranger.pid)
-        old = ProcessIdentity(live.boot_id, live.pid, live.start_ticks - 1)
-        process_id = process_row(db_path, ffmpeg.pid)[0]
-        # Point the recorded process at the stranger's pid with the old start time.
-        query_sql = "UPDATE processes SET pid = ?, start_ticks = ? WHERE id = ?"
-        with daemon.store.engine.begin() as conn:
-            conn.exec_driver_sql(query_sql, (old.pid, old.start_ticks, process_id))
-        before = cgroup_of(stranger.pid)
-        daemon.lifecycle.by_pid.clear()
-        daemon.retries.run_due(now + 60)
-        assert cgroup_of(stranger.pid) == before
-        assert query(db_path, "SELECT state, final_reason FROM retry_items") == [
-            ("cancelled", "pid_reused")
-        ]
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    ffmpeg = spawn([fake_ffmpeg, "30"])
+    daemon.full_scan(now)
+    assert process_row(db_path, ffmpeg.pid)[1] == "retrying"
+    stranger = spawn(["sleep", "30"])
+    live = current_identity(stranger.pid)
+    old = ProcessIdentity(live.boot_id, live.pid, live.start_ticks - 1)
+    process_id = process_row(db_path, ffmpeg.pid)[0]
+    # Point the recorded process at the stranger's pid with the old start time.
+    query_sql = "UPDATE processes SET pid = ?, start_ticks = ? WHERE id = ?"
+    with daemon.store.engine.begin() as conn:
+        conn.exec_driver_sql(query_sql, (old.pid, old.start_ticks, process_id))
+    before = cgroup_of(stranger.pid)
+    daemon.lifecycle.by_pid.clear()
+    daemon.retries.run_due(now + 60)
+    assert cgroup_of(stranger.pid) == before
+    assert query(db_path, "SELECT state, final_reason FROM retry_items") == [
+        ("cancelled", "pid_reused")
+    ]
 
 
 @pytest.mark.vm
 def test_failed_attaches_are_retried_then_dead_lettered(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
-    daemon = make_daemon(
+    daemon = daemons(
         db_path,
         write_config(tmp_path, fake_ffmpeg),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=3,
     )
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "30"])
-        daemon.full_scan(now)
-        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("pending", 0)]
-        for expected_attempt in (1, 2, 3):
-            now += 400  # past any backoff
-            daemon.step(now)
-            ((state, attempt),) = query(db_path, "SELECT state, attempt FROM retry_items")
-            assert attempt == expected_attempt
-        assert state == "dead"
-        assert process_row(db_path, child.pid)[1] == "dead"
-        errors = query(
-            db_path, "SELECT operation, error_type, errno_name, retryable FROM error_events"
-        )
-        assert errors == [("attach", "transient", "EBUSY", 1)] * 4
-        # Left where it was, running (nothing wrote cgroup.kill), and every failed attempt
-        # removed the job cgroup it had made.
-        assert cgroup_of(child.pid) == cgroup_of(os.getpid())
-        assert child.poll() is None
-        assert job_cgroups.names() == []
-    finally:
-        close(daemon)
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "30"])
+    daemon.full_scan(now)
+    assert query(db_path, "SELECT state, attempt FROM retry_items") == [("pending", 0)]
+    for expected_attempt in (1, 2, 3):
+        now += 400  # past any backoff
+        daemon.step(now)
+        ((state, attempt),) = query(db_path, "SELECT state, attempt FROM retry_items")
+        assert attempt == expected_attempt
+    assert state == "dead"
+    assert process_row(db_path, child.pid)[1] == "dead"
+    errors = query(db_path, "SELECT operation, error_type, errno_name, retryable FROM error_events")
+    assert errors == [("attach", "transient", "EBUSY", 1)] * 4
+    # Left where it was, running (nothing wrote cgroup.kill), and every failed attempt
+    # removed the job cgroup it had made.
+    assert cgroup_of(child.pid) == cgroup_of(os.getpid())
+    assert child.poll() is None
+    assert job_cgroups.names() == []
 
 
 @pytest.mark.vm
 def test_retry_succeeds_after_transient_failures(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     failpoints.configure("governor.attach=EAGAIN*2")
-    daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False
-    )
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "30"])
-        daemon.full_scan(now)
-        next_at = query(db_path, "SELECT next_attempt_at FROM retry_items")[0][0]
-        assert next_at is not None
-        daemon.step(now + 0.5)  # not due yet (1 s initial backoff, jitter 10 %)
-        assert query(db_path, "SELECT attempt FROM retry_items") == [(0,)]
-        daemon.step(now + 5)
-        daemon.step(now + 20)
-        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 2)]
-        row = process_row(db_path, child.pid)
-        assert row[1] == "attached"
-        assert job_cgroups.job_of(child.pid) == row[5]
-        assert job_cgroups.names() == [row[5]]  # the failed attempts left no cgroup behind
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "30"])
+    daemon.full_scan(now)
+    next_at = query(db_path, "SELECT next_attempt_at FROM retry_items")[0][0]
+    assert next_at is not None
+    daemon.step(now + 0.5)  # not due yet (1 s initial backoff, jitter 10 %)
+    assert query(db_path, "SELECT attempt FROM retry_items") == [(0,)]
+    daemon.step(now + 5)
+    daemon.step(now + 20)
+    assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 2)]
+    row = process_row(db_path, child.pid)
+    assert row[1] == "attached"
+    assert job_cgroups.job_of(child.pid) == row[5]
+    assert job_cgroups.names() == [row[5]]  # the failed attempts left no cgroup behind
 
 
 @pytest.mark.vm
 def test_filtered_out_process_is_recorded_once_with_the_reason(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     config = write_config(tmp_path, fake_ffmpeg, "filters: {blocked_users: [root, nobody]}\n")
-    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "30"])
-        daemon.full_scan(now)
-        daemon.full_scan(now + 10)
-        rows = query(db_path, "SELECT state, state_reason FROM processes")
-        assert len(rows) == 1 and rows[0][0] == "skipped" and "blocked_users" in rows[0][1]
-        assert cgroup_of(child.pid) == cgroup_of(os.getpid())
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, real_cgroup_parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "30"])
+    daemon.full_scan(now)
+    daemon.full_scan(now + 10)
+    rows = query(db_path, "SELECT state, state_reason FROM processes")
+    assert len(rows) == 1 and rows[0][0] == "skipped" and "blocked_users" in rows[0][1]
+    assert cgroup_of(child.pid) == cgroup_of(os.getpid())
 
 
 def test_without_writable_cgroups_processes_are_observed_never_attached(
-    tmp_path, db_path, spawn, fake_ffmpeg
+    tmp_path, db_path, spawn, fake_ffmpeg, daemons
 ):
     empty_root = tmp_path / "no-cgroups"
     empty_root.mkdir()
     governor = create_governor(root=empty_root, version=2)
     assert governor.check() is not None
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
-    try:
-        daemon.start(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: state_of(db_path, child.pid) == "observed")
-        assert query(db_path, "SELECT attached_at, applied_cpu_weight FROM processes") == [
-            (None, None)
-        ]
-        child.kill()
-        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
-        assert process_row(db_path, child.pid)[3] == 9
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
+    daemon.start(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    pump(daemon, lambda: state_of(db_path, child.pid) == "observed")
+    assert query(db_path, "SELECT attached_at, applied_cpu_weight FROM processes") == [(None, None)]
+    child.kill()
+    pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited")
+    assert process_row(db_path, child.pid)[3] == 9
 
 
 @pytest.mark.vm
 def test_restart_adopts_running_processes_and_closes_those_that_exited(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     config = write_config(tmp_path, fake_ffmpeg)
-    first = make_daemon(db_path, config, job_cgroups.parent, events=False)
+    first = daemons(db_path, config, job_cgroups.parent, events=False)
     survivor = spawn([fake_ffmpeg, "30"])
     casualty = spawn([fake_ffmpeg, "31"])
-    try:
-        first.start(time.time())
-        first.full_scan(time.time())
-        first.shutdown(time.time())
-    finally:
-        close(first)
+    first.start(time.time())
+    first.full_scan(time.time())
+    first.shutdown(time.time())
     assert query(db_path, "SELECT state FROM processes ORDER BY pid") == [("detached",)] * 2
     # A clean stop lets go of its processes: they run on (nothing wrote cgroup.kill), limited.
     survivor_job = process_row(db_path, survivor.pid)[5]
@@ -443,239 +394,208 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
     assert all(directory.is_dir() for directory in casualty_dirs)
     casualty.kill()
     casualty.wait()
-    second = make_daemon(db_path, config, job_cgroups.parent, events=False)
-    try:
-        second.start(time.time())
-        second.full_scan(time.time())
-        assert query(db_path, "SELECT count(*) FROM processes") == [(2,)]
-        assert process_row(db_path, survivor.pid)[1] == "attached"
-        state, code, signo, reason = process_row(db_path, casualty.pid)[1:5]
-        assert (state, code, signo) == ("exited", None, None)
-        assert reason == "exited while ffrtmp was not running"
-        assert not any(d.exists() for d in casualty_dirs)  # its empty cgroup removed
-        casualty_id = process_row(db_path, casualty.pid)[0]
-        assert len(cgroup_removed_details(db_path, casualty_id)) == 1
-        assert job_cgroups.job_of(survivor.pid) == survivor_job
-        assert job_cgroups.names() == [survivor_job]
-    finally:
-        close(second)
+    second = daemons(db_path, config, job_cgroups.parent, events=False)
+    second.start(time.time())
+    second.full_scan(time.time())
+    assert query(db_path, "SELECT count(*) FROM processes") == [(2,)]
+    assert process_row(db_path, survivor.pid)[1] == "attached"
+    state, code, signo, reason = process_row(db_path, casualty.pid)[1:5]
+    assert (state, code, signo) == ("exited", None, None)
+    assert reason == "exited while ffrtmp was not running"
+    assert not any(d.exists() for d in casualty_dirs)  # its empty cgroup removed
+    casualty_id = process_row(db_path, casualty.pid)[0]
+    assert len(cgroup_removed_details(db_path, casualty_id)) == 1
+    assert job_cgroups.job_of(survivor.pid) == survivor_job
+    assert job_cgroups.names() == [survivor_job]
 
 
 @pytest.mark.vm
 def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
-    try:
-        daemon.start(time.time())
-        shell = spawn(["sh", "-c", f"sleep 0.3; exec {fake_ffmpeg} 30"])
-        daemon.full_scan(time.time())
-        assert process_row(db_path, shell.pid) is None
-        pump(daemon, lambda: state_of(db_path, shell.pid) == "attached", what="attach")
-        assert daemon.scans_run == 1  # found by the event, not by another scan
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon.start(time.time())
+    shell = spawn(["sh", "-c", f"sleep 0.3; exec {fake_ffmpeg} 30"])
+    daemon.full_scan(time.time())
+    assert process_row(db_path, shell.pid) is None
+    pump(daemon, lambda: state_of(db_path, shell.pid) == "attached", what="attach")
+    assert daemon.scans_run == 1  # found by the event, not by another scan
 
 
 def test_daemon_prunes_history_past_its_retention(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     from datetime import UTC, datetime, timedelta
 
     config = write_config(tmp_path, fake_ffmpeg, "retention: 1h\n")
-    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
-    try:
-        now = time.time()
-        old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
-        for _ in range(3):
-            daemon.store.record_scan(
-                started_at=old,
-                duration_ms=1,
-                trigger="periodic",
-                ok=True,
-                seen=1,
-                matched=0,
-                new=0,
-                unreadable=0,
-                errors=0,
-            )
-        daemon.start(now)
-        daemon.step(now)
-        assert query(
-            db_path,
-            "SELECT count(*), min(started_at) > ? FROM scans",
-            (str(old.replace(tzinfo=None)),),
-        ) == [(1, 1)]
-        assert daemon.next_prune_at > now + 60
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, real_cgroup_parent, events=False)
+    now = time.time()
+    old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+    for _ in range(3):
+        daemon.store.record_scan(
+            started_at=old,
+            duration_ms=1,
+            trigger="periodic",
+            ok=True,
+            seen=1,
+            matched=0,
+            new=0,
+            unreadable=0,
+            errors=0,
+        )
+    daemon.start(now)
+    daemon.step(now)
+    assert query(
+        db_path,
+        "SELECT count(*), min(started_at) > ? FROM scans",
+        (str(old.replace(tzinfo=None)),),
+    ) == [(1, 1)]
+    assert daemon.next_prune_at > now + 60
 
 
 @pytest.mark.vm
 def test_requeued_dead_letter_is_retried_by_the_running_daemon(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
     from datetime import UTC, datetime
 
     from ffrtmp.operator_actions import requeue
 
     failpoints.configure("governor.attach=EBUSY*4")  # the first attach and three retries
-    daemon = make_daemon(
+    daemon = daemons(
         db_path,
         write_config(tmp_path, fake_ffmpeg),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=3,
     )
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "30"])
-        daemon.full_scan(now)
-        for _ in range(3):
-            now += 400
-            daemon.step(now)
-        ((retry_id, state),) = query(db_path, "SELECT id, state FROM retry_items")
-        assert state == "dead"
-        requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now, UTC))
-        daemon.full_scan(now + 1)
-        daemon.step(now + 2)
-        assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 1)]
-        row = process_row(db_path, child.pid)
-        assert row[1] == "attached"
-        assert job_cgroups.job_of(child.pid) == row[5]
-    finally:
-        close(daemon)
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "30"])
+    daemon.full_scan(now)
+    for _ in range(3):
+        now += 400
+        daemon.step(now)
+    ((retry_id, state),) = query(db_path, "SELECT id, state FROM retry_items")
+    assert state == "dead"
+    requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now, UTC))
+    daemon.full_scan(now + 1)
+    daemon.step(now + 2)
+    assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 1)]
+    row = process_row(db_path, child.pid)
+    assert row[1] == "attached"
+    assert job_cgroups.job_of(child.pid) == row[5]
 
 
 def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     config = write_config(tmp_path, fake_ffmpeg, "filters: {min_runtime: 1s}\n")
-    daemon = make_daemon(db_path, config, real_cgroup_parent)  # events; full scans only every 10 s
-    try:
-        daemon.start(time.time())
-        daemon.full_scan(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        started = time.monotonic()
-        pump(daemon, lambda: time.monotonic() - started > 0.6)
-        assert process_row(db_path, child.pid) is None
-        pump(daemon, lambda: state_of(db_path, child.pid) == "attached", timeout=3)
-        assert time.monotonic() - started < 2.5
-        assert daemon.scans_run == 1
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, real_cgroup_parent)  # events; full scans only every 10 s
+    daemon.start(time.time())
+    daemon.full_scan(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    started = time.monotonic()
+    pump(daemon, lambda: time.monotonic() - started > 0.6)
+    assert process_row(db_path, child.pid) is None
+    pump(daemon, lambda: state_of(db_path, child.pid) == "attached", timeout=3)
+    assert time.monotonic() - started < 2.5
+    assert daemon.scans_run == 1
 
 
 def test_health_totals_carry_across_a_restart(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*1")
     config = write_config(tmp_path, fake_ffmpeg)
-    first = make_daemon(db_path, config, real_cgroup_parent, events=False)
+    first = daemons(db_path, config, real_cgroup_parent, events=False)
     spawn([fake_ffmpeg, "30"])
-    try:
-        now = time.time()
-        first.start(now)
-        first.step(now)  # scan (the attach fails once) and a first health snapshot
-        first.shutdown(now)
-    finally:
-        close(first)
-    second = make_daemon(db_path, config, real_cgroup_parent, events=False)
-    try:
-        second.start(time.time())
-        report = second.health.evaluate(time.time())
-        assert (report.total_scans, report.total_attach_failures) == (1, 1)
-        assert report.errors_by_type == {"transient": 1}
-        assert report.consecutive_attach_failures == 0
-    finally:
-        close(second)
+    now = time.time()
+    first.start(now)
+    first.step(now)  # scan (the attach fails once) and a first health snapshot
+    first.shutdown(now)
+    second = daemons(db_path, config, real_cgroup_parent, events=False)
+    second.start(time.time())
+    report = second.health.evaluate(time.time())
+    assert (report.total_scans, report.total_attach_failures) == (1, 1)
+    assert report.errors_by_type == {"transient": 1}
+    assert report.consecutive_attach_failures == 0
 
 
 @pytest.mark.vm
 def test_an_attach_whose_outcome_the_store_refused_is_written_on_the_next_step(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False
-    )
-    try:
-        now = time.time()
-        daemon.start(now)
-        child = spawn([fake_ffmpeg, "30"])
-        # The second commit of the attach (its outcome) fails: the row stays 'discovered'.
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    child = spawn([fake_ffmpeg, "30"])
+    # The second commit of the attach (its outcome) fails: the row stays 'discovered'.
+    failpoints.configure("store.commit=EIO*1")
+    original_register = daemon.store.register
+
+    def register_then_arm(*args, **kwargs):
+        failpoints.configure("")
+        result = original_register(*args, **kwargs)
         failpoints.configure("store.commit=EIO*1")
-        original_register = daemon.store.register
+        return result
 
-        def register_then_arm(*args, **kwargs):
-            failpoints.configure("")
-            result = original_register(*args, **kwargs)
-            failpoints.configure("store.commit=EIO*1")
-            return result
-
-        daemon.store.register = register_then_arm
-        daemon.full_scan(now)
-        daemon.store.register = original_register
-        assert process_row(db_path, child.pid)[1] == "discovered"
-        # Governed all the same; the outcome waits in memory (ffrtmp.outbox) for the store.
-        assert job_cgroups.job_of(child.pid) is not None
-        assert len(daemon.outbox) > 0
-        daemon.step(now + 10)
-        assert query(db_path, "SELECT operation, errno_name FROM error_events") == [
-            ("store", "EIO")
-        ]
-        row = process_row(db_path, child.pid)
-        assert row[1] == "attached"
-        assert query(db_path, "SELECT count(*) FROM processes") == [(1,)]
-        # The kernel kept the first attach's move: one job cgroup, with the process in it.
-        assert job_cgroups.names() == [row[5]]
-        assert job_cgroups.job_of(child.pid) == row[5]
-    finally:
-        close(daemon)
+    daemon.store.register = register_then_arm
+    daemon.full_scan(now)
+    daemon.store.register = original_register
+    assert process_row(db_path, child.pid)[1] == "discovered"
+    # Governed all the same; the outcome waits in memory (ffrtmp.outbox) for the store.
+    assert job_cgroups.job_of(child.pid) is not None
+    assert len(daemon.outbox) > 0
+    daemon.step(now + 10)
+    assert query(db_path, "SELECT operation, errno_name FROM error_events") == [("store", "EIO")]
+    row = process_row(db_path, child.pid)
+    assert row[1] == "attached"
+    assert query(db_path, "SELECT count(*) FROM processes") == [(1,)]
+    # The kernel kept the first attach's move: one job cgroup, with the process in it.
+    assert job_cgroups.names() == [row[5]]
+    assert job_cgroups.job_of(child.pid) == row[5]
 
 
 def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
-    try:
-        daemon.start(time.time())
-        daemon.full_scan(time.time())
-        child = spawn([fake_ffmpeg, "30"])
-        pump(daemon, lambda: process_row(db_path, child.pid) is not None)
-        # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
-        daemon.lifecycle.by_pid.clear()
-        with daemon.store.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM processes")
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ffrtmp.cli",
-                "attach",
-                "--pid",
-                str(child.pid),
-                "--db",
-                str(db_path),
-                "--cgroup-parent",
-                real_cgroup_parent,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        daemon.full_scan(time.time())  # sees the row as someone else's; follows it all the same
-        os.kill(child.pid, signal.SIGKILL)
-        pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited", what="exit")
-        row = process_row(db_path, child.pid)
-        assert row[3] == 9 and row[5].startswith("manual-")
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon.start(time.time())
+    daemon.full_scan(time.time())
+    child = spawn([fake_ffmpeg, "30"])
+    pump(daemon, lambda: process_row(db_path, child.pid) is not None)
+    # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
+    daemon.lifecycle.by_pid.clear()
+    with daemon.store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM processes")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ffrtmp.cli",
+            "attach",
+            "--pid",
+            str(child.pid),
+            "--db",
+            str(db_path),
+            "--cgroup-parent",
+            real_cgroup_parent,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    daemon.full_scan(time.time())  # sees the row as someone else's; follows it all the same
+    os.kill(child.pid, signal.SIGKILL)
+    pump(daemon, lambda: process_row(db_path, child.pid)[1] == "exited", what="exit")
+    row = process_row(db_path, child.pid)
+    assert row[3] == 9 and row[5].startswith("manual-")
 
 
 def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons
 ):
     from datetime import UTC, datetime, timedelta
 
@@ -685,13 +605,10 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     config = write_config(
         tmp_path, fake_ffmpeg, "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n"
     )
-    daemon = make_daemon(db_path, config, real_cgroup_parent, events=False)
-    try:
-        now = time.time()
-        daemon.start(now)
-        daemon.step(now)
-    finally:
-        close(daemon)
+    daemon = daemons(db_path, config, real_cgroup_parent, events=False)
+    now = time.time()
+    daemon.start(now)
+    daemon.step(now)
     engine = open_readonly(db_path)
     try:
         with engine.connect() as conn:

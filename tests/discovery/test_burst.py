@@ -13,18 +13,17 @@ every process lives until the database shows it recorded, and the test then ends
 from __future__ import annotations
 
 import signal
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, write_config
+from ffrtmp_commands import FFRTMP
 from helpers_processes import wait_until
 
 from ffrtmp.identity import current_identity
 
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 BURST = 500
 SHORT_EVERY = 3  # every third process is killed as soon as it is recorded
 SCAN_INTERVAL = "1s"

@@ -14,18 +14,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import close, make_daemon, query, write_config
+from ffrtmp_commands import FFRTMP
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import failpoints
 from ffrtmp.proc_events import ExecEvent, ProcEventListener
 
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 REFUSED = "proc_events.open=EPERM*inf"
 REFUSAL_SENTENCE = (
     "Error: --discovery events is not possible here: the kernel refused the process-events "
@@ -153,27 +152,24 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
 
 
 def test_an_overflow_is_counted_once_and_scanned_for_at_once(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
 ):
-    daemon = make_daemon(
+    daemon = daemons(
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
-    try:
-        now = time.time()
-        daemon.start(now)
-        daemon.full_scan(now, trigger="startup")
-        failpoints.configure("proc_events.recv=ENOBUFS*1")
-        child = spawn([fake_ffmpeg, "30"])
-        daemon.step(now + 1)
-        assert query(db_path, "SELECT trigger FROM scans ORDER BY id") == [
-            ("startup",),
-            ("overflow",),
-        ]
-        assert query(db_path, "SELECT pid, state FROM processes") == [(child.pid, "attached")]
-        assert daemon.event_overflows == 1
-        assert overflows_in_snapshot(daemon, db_path, now) == 1
-    finally:
-        close(daemon)
+    now = time.time()
+    daemon.start(now)
+    daemon.full_scan(now, trigger="startup")
+    failpoints.configure("proc_events.recv=ENOBUFS*1")
+    child = spawn([fake_ffmpeg, "30"])
+    daemon.step(now + 1)
+    assert query(db_path, "SELECT trigger FROM scans ORDER BY id") == [
+        ("startup",),
+        ("overflow",),
+    ]
+    assert query(db_path, "SELECT pid, state FROM processes") == [(child.pid, "attached")]
+    assert daemon.event_overflows == 1
+    assert overflows_in_snapshot(daemon, db_path, now) == 1
 
 
 def read_syscalls(pid: int) -> int:

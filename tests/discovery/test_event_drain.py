@@ -14,15 +14,14 @@ import time
 from datetime import datetime
 
 import pytest
-from daemon_harness import close, make_daemon, query, write_config
+from daemon_harness import query, write_config
 
 from ffrtmp import defaults
-from ffrtmp.proc_events import listener_available
 
 BACKLOG_PROCESSES = 150  # an exec and an exit each: several batches of events
 assert 2 * BACKLOG_PROCESSES > 2 * defaults.PROC_EVENTS_PER_BATCH
 
-pytestmark = pytest.mark.skipif(listener_available() is not None, reason="no process events")
+pytestmark = pytest.mark.usefixtures("proc_connector")
 
 
 def queue_a_backlog() -> None:
@@ -38,21 +37,18 @@ def discovered_at(db_path, pid: int) -> datetime | None:
 
 
 @pytest.fixture
-def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg):
+def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons):
     """A started daemon that has done its start-up scan and prune, with nothing else due for
     a minute."""
-    daemon = make_daemon(
+    daemon = daemons(
         db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
     )
-    try:
-        now = time.time()
-        daemon.start(now)
-        daemon.full_scan(now, trigger="startup")
-        daemon.prune_slice(now)
-        daemon.health_tick(now)
-        yield daemon
-    finally:
-        close(daemon)
+    now = time.time()
+    daemon.start(now)
+    daemon.full_scan(now, trigger="startup")
+    daemon.prune_slice(now)
+    daemon.health_tick(now)
+    yield daemon
 
 
 def test_each_event_of_a_backlog_is_handled_at_its_own_time(

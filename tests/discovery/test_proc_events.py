@@ -103,9 +103,7 @@ def test_thread_events_are_flagged():
 
 # ---- the real connector
 
-unavailable = listener_available()
 EVENT_TIMEOUT_S = 60.0  # an upper bound for a busy machine; a passing test waits milliseconds
-needs_connector = pytest.mark.skipif(unavailable is not None, reason=str(unavailable))
 
 
 @pytest.fixture
@@ -143,7 +141,7 @@ def exit_of(pid):
     return lambda e: isinstance(e, ExitEvent) and e.pid == pid
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_exit_event_carries_the_exit_code(listener, spawn):
     proc = spawn(["sh", "-c", "exit 3"])
     event = wait_for_event(listener, exit_of(proc.pid))
@@ -152,7 +150,7 @@ def test_exit_event_carries_the_exit_code(listener, spawn):
     assert proc.wait(timeout=EVENT_TIMEOUT_S) == 3
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_exit_event_carries_the_killing_signal(listener, spawn):
     proc = spawn(["sleep", "30"])
     proc.kill()  # SIGKILL to this pid only
@@ -160,7 +158,7 @@ def test_exit_event_carries_the_killing_signal(listener, spawn):
     assert decode_wait_status(event.exit_status) == (None, signal.SIGKILL)
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_fork_and_exec_events_of_a_new_process(listener, spawn):
     proc = spawn(["sleep", "30"])
     seen = collect_until(listener, lambda e: isinstance(e, ExecEvent) and e.pid == proc.pid)
@@ -172,7 +170,7 @@ def test_fork_and_exec_events_of_a_new_process(listener, spawn):
     assert forked[0].timestamp_ns <= executed.timestamp_ns <= time.monotonic_ns()
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_fork_events_come_only_to_a_listener_that_asks(spawn):
     with ProcEventListener() as exec_and_exit:
         proc = spawn(["sleep", "30"])
@@ -183,7 +181,7 @@ def test_fork_events_come_only_to_a_listener_that_asks(spawn):
     assert not [e for e in seen if isinstance(e, ForkEvent)]
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_thread_exits_are_dropped_unless_asked_for(listener, spawn):
     with ProcEventListener(include_threads=True, kinds=ALL_EVENTS) as all_threads:
         code = "import threading; t = threading.Thread(target=print); t.start(); t.join()"
@@ -207,7 +205,7 @@ def test_thread_exits_are_dropped_unless_asked_for(listener, spawn):
     assert any(isinstance(e, ForkEvent) and e.child_pid == proc.pid for e in seen)
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_overflow_is_reported_when_the_kernel_drops_events(spawn):
     # The kernel doubles the size asked for; 32 KiB holds about 40 events (some 800 bytes
     # each), and each `true` produces three (fork, exec, exit), so 200 of them overflow it.
@@ -224,7 +222,7 @@ def test_overflow_is_reported_when_the_kernel_drops_events(spawn):
         assert decode_wait_status(event.exit_status) == (5, None)
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_max_events_bounds_one_read(listener):
     for _ in range(5):
         subprocess.run(["true"], check=True)
@@ -232,7 +230,7 @@ def test_max_events_bounds_one_read(listener):
     assert listener.read_events()  # the rest is still there
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_recv_failure_armed_by_failpoint_becomes_overflow(listener, spawn):
     failpoints.configure("proc_events.recv=ENOBUFS*1")
     try:
@@ -261,12 +259,12 @@ def test_listener_unavailable_reason_names_a_missing_protocol():
     assert reason == "this kernel has no netlink process-events connector (EPROTONOSUPPORT)"
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_listener_is_available_to_root_here():
     assert listener_available() is None
 
 
-@needs_connector
+@pytest.mark.usefixtures("proc_connector")
 def test_closed_listener_refuses_to_read():
     listener = ProcEventListener().open()
     assert listener.fileno() >= 0

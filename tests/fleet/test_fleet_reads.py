@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from candidates import make_candidate
 from click.testing import CliRunner
 from fleet_helpers import make_history
 from test_fleet_shipping import ship_once
@@ -134,8 +135,6 @@ def odd_endings(tmp_path, central_db):
     from fleet_helpers import TRANSIENT
 
     from ffrtmp.backoff import BackoffPolicy
-    from ffrtmp.candidate import Candidate
-    from ffrtmp.identity import ProcessIdentity, boot_id
 
     central.upgrade(central_db)
     path = tmp_path / "edge-c.db"
@@ -145,13 +144,7 @@ def odd_endings(tmp_path, central_db):
         make_history(store, 3)
 
         def process(pid: int) -> int:
-            candidate = Candidate(
-                identity=ProcessIdentity(boot_id(), pid, 7),
-                command="ffmpeg",
-                argv=("ffmpeg", str(pid)),
-                ppid=1,
-                rule="ffmpeg",
-            )
+            candidate = make_candidate(pid, 7, argv=("ffmpeg", str(pid)))
             return store.register(candidate, job_id=f"job-{pid}", limits=None, now=now)[0]
 
         ending = {"now": now, "reason": None}

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
+from candidates import make_candidate
 from click.testing import CliRunner
 from fleet_helpers import assert_same_rows, central_rows, make_history, node_id_of
 from helpers_processes import STATE_TIMEOUT_S, wait_until
@@ -112,15 +113,11 @@ def test_a_dead_letter_requeued_centrally_is_retried_on_its_node(
 ):
     from fleet_helpers import TRANSIENT
 
-    from ffrtmp.candidate import Candidate
-
     central.upgrade(central_db)
     child = spawn([str(fake_ffmpeg), "600"])
     identity = current_identity(child.pid)
     now = datetime.now(UTC)
-    candidate = Candidate(
-        identity=identity, command="ffmpeg", argv=("ffmpeg", "600"), ppid=1, rule="ffmpeg"
-    )
+    candidate = make_candidate(identity=identity, argv=("ffmpeg", "600"))
     process_id, _ = store.register(candidate, job_id="job-live", limits=None, now=now)
     store.record_attach_failure(
         process_id, TRANSIENT, now=now, retry_enabled=True, policy=BackoffPolicy(max_attempts=1)
@@ -167,18 +164,10 @@ def test_a_dead_letter_discarded_centrally_comes_back_only_with_force(
 ):
     from fleet_helpers import TRANSIENT
 
-    from ffrtmp.candidate import Candidate
-
     central.upgrade(central_db)
     child = spawn([str(fake_ffmpeg), "600"])
     now = datetime.now(UTC)
-    candidate = Candidate(
-        identity=current_identity(child.pid),
-        command="ffmpeg",
-        argv=("ffmpeg", "600"),
-        ppid=1,
-        rule="ffmpeg",
-    )
+    candidate = make_candidate(identity=current_identity(child.pid), argv=("ffmpeg", "600"))
     process_id, _ = store.register(candidate, job_id="job-live", limits=None, now=now)
     for attempt in (0, 1):
         store.record_attach_failure(

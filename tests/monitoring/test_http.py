@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from candidates import make_candidate
 from helpers_processes import wait_until
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
 from ffrtmp.clock import SystemClock
 from ffrtmp.errors import classify
 from ffrtmp.health import HealthThresholds, HealthTracker
@@ -113,7 +113,7 @@ def record_scans(health: HealthTracker, results: str, now: float) -> None:
 def add_pending_retry(store) -> None:
     """A real retry item: this test process registered, then an attach failure with EAGAIN."""
     ident = current_identity(os.getpid())
-    candidate = Candidate(ident, "ffmpeg", ("ffmpeg",), os.getppid(), "ffmpeg")
+    candidate = make_candidate(identity=ident, argv=("ffmpeg",), ppid=os.getppid())
     now = datetime.now(UTC)
     process_id, _ = store.register(candidate, job_id="auto-ffmpeg-test", limits=None, now=now)
     error = classify(OSError(errno.EAGAIN, "try again"))

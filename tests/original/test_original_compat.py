@@ -22,6 +22,7 @@ import pytest
 import yaml
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, start_watch
+from ffrtmp_commands import FFRTMP, ffrtmp
 from helpers_processes import STATE_TIMEOUT_S, make_ffmpeg, wait_until
 
 from ffrtmp.cli.watch import _original_habits, watch
@@ -33,7 +34,6 @@ EXAMPLE = ORIGINAL / "example-watch-config.yaml"
 PRODUCTION = ORIGINAL / "production-watch-config.yaml"
 GENERATED = ORIGINAL / "generated-watch-config.yaml"
 REPO = Path(__file__).resolve().parents[2]
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 
 # The original daemon's systemd unit (deployment/systemd/ffrtmp-watch.service): its
 # Environment= line and its ExecStart, whose ${VAR:-default} systemd expands from the
@@ -55,12 +55,6 @@ ORIGINAL_WATCH_ENV = {
     "STATE_FLUSH_INTERVAL": "30s",
     "MAX_RETRY_ATTEMPTS": "5",
 }
-
-
-def ffrtmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FFRTMP, *args], capture_output=True, text=True, timeout=STATE_TIMEOUT_S, **kwargs
-    )
 
 
 def systemd_expand(command_line: str, environment: dict[str, str]) -> list[str]:

@@ -17,15 +17,14 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ffrtmp_commands import FFRTMP
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 UNIT = REPO / "deploy" / "ffrtmp-watch.service"
-FFRTMP = [sys.executable, "-m", "ffrtmp.cli"]
 
 # Commands that would govern real processes on this machine, or run until stopped: parsed
 # with --help appended, never run.

@@ -7,14 +7,13 @@ import errno
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from candidates import make_candidate
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
 from ffrtmp.cli import main
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.models import ErrorEvent, HealthSnapshot, Process, ProcessEvent, RetryItem, Scan
 from ffrtmp.prune import TABLES, prune
 from ffrtmp.states import ProcessState, RetryState
@@ -38,13 +37,7 @@ def ago(days: float) -> datetime:
 
 
 def register(store, pid: int, days: float, state=ProcessState.DISCOVERED) -> int:
-    candidate = Candidate(
-        identity=ProcessIdentity(boot_id(), pid, 1),
-        command="ffmpeg",
-        argv=("ffmpeg",),
-        ppid=1,
-        rule="ffmpeg",
-    )
+    candidate = make_candidate(pid, argv=("ffmpeg",))
     process_id, _ = store.register(
         candidate, job_id=f"auto-ffmpeg-{pid}", limits=None, now=ago(days), state=state
     )

@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from candidates import make_candidate
 from click.testing import CliRunner
 from sqlalchemy import Engine, event
 
-from ffrtmp.candidate import Candidate
 from ffrtmp.cli import main
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 
 BIG_TABLES = ("processes", "process_events", "error_events", "scans", "health_snapshots")
 # "SCAN t" alone reads every row of t; "SCAN t USING [COVERING] INDEX i" walks an index in
@@ -59,11 +58,10 @@ READ_COMMANDS = [
 def history(store) -> None:
     now = datetime.now(UTC)
     for i in range(40):
-        candidate = Candidate(
-            identity=ProcessIdentity(boot_id(), 60001 + i, 1),
+        candidate = make_candidate(
+            60001 + i,
             command="ffmpeg" if i % 2 else "gst-launch-1.0",
             argv=("ffmpeg", "-i", f"in{i}"),
-            ppid=1,
             rule="ffmpeg",
         )
         process_id, _ = store.register(

@@ -9,12 +9,11 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from candidates import make_candidate
 from sqlalchemy import func, select
 
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.candidate import Candidate
 from ffrtmp.errors import classify
-from ffrtmp.identity import ProcessIdentity, boot_id
 from ffrtmp.models import RetryItem
 from ffrtmp.states import RetryState
 
@@ -24,13 +23,7 @@ TRANSIENT = classify(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
 
 def retrying_process(store) -> int:
     """A recorded process whose first attach failed: one pending retry item."""
-    candidate = Candidate(
-        identity=ProcessIdentity(boot_id(), 4242, 7),
-        command="ffmpeg",
-        argv=("ffmpeg", "-i", "rtmp://in/x"),
-        ppid=1,
-        rule="ffmpeg",
-    )
+    candidate = make_candidate(4242, 7, argv=("ffmpeg", "-i", "rtmp://in/x"))
     process_id, _ = store.register(candidate, job_id="auto-ffmpeg-4242-7", limits=None, now=NOW)
     outcome = store.record_attach_failure(
         process_id, TRANSIENT, now=NOW, retry_enabled=True, policy=BackoffPolicy(max_attempts=3)

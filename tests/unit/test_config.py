@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from candidates import make_candidate
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from ffrtmp.config import (
     load_config,
 )
 from ffrtmp.filters import Decision, Filters
-from ffrtmp.identity import ProcessIdentity, boot_id, current_identity
+from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "watch-config.yaml"
@@ -58,12 +59,13 @@ def candidate(
     parent_command: str | None = "systemd",
     identity: ProcessIdentity | None = None,
 ) -> Candidate:
-    return Candidate(
-        identity=identity or ProcessIdentity(boot_id(), 4242, 1000),
+    return make_candidate(
+        4242,
+        1000,
+        identity=identity,
         command=rule,
         argv=(rule, "-i", "in.flv"),
         ppid=ppid,
-        rule=rule,
         uid=uid,
         user=user,
         cwd=cwd,
