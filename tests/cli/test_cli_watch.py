@@ -175,6 +175,7 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
         lambda: scans_recorded(db_path), timeout=STATE_TIMEOUT_S, what="the daemon's first scan"
     )
     source = "testsrc=duration=3:size=320x240:rate=25"
+    encoder_started = time.monotonic()
     encoder = spawn(
         [
             ffmpeg,
@@ -203,6 +204,7 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
     assert job_cgroups.job_of(encoder.pid) == job_id
     assert job_cgroups.limits(job_id) == (50.0, 100, 512)
     assert encoder.wait(timeout=60) == 0
+    encoder_wall_s = time.monotonic() - encoder_started
     wait_until(
         lambda: (
             query(db_path, "SELECT state, exit_code FROM processes WHERE pid = ?", (encoder.pid,))
@@ -215,7 +217,10 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
         db_path, "SELECT applied_cpu_quota, applied_memory_limit_mb, cpu_seconds FROM processes"
     )
     assert (quota, memory) == (50.0, 512)
-    assert cpu_seconds is None or cpu_seconds >= 0
+    # The job cgroup's CPU time: an encode costs some, and no more than its cores could give
+    # over its lifetime (a unit mixed up, ns or ms for s, is off by 1000 either way).
+    assert cpu_seconds is not None
+    assert 0 < cpu_seconds <= encoder_wall_s * os.cpu_count()
     daemon.terminate()
     assert daemon.wait(timeout=20) == 0
     assert query(db_path, "SELECT stop_reason FROM daemon_runs") == [("stopped",)]
@@ -408,6 +413,15 @@ def test_json_logs_are_one_object_per_line(db_path, real_cgroup_parent):
     assert query(db_path, "SELECT once FROM daemon_runs") == [(1,)]
 
 
+# Where the kernel shows a thread asleep in select()/pselect6() (/proc/PID/wchan), by version.
+SELECT_SLEEPS = ("poll_schedule_timeout", "do_select", "core_sys_select")
+
+
+def asleep_in_select(pid: int) -> bool:
+    wchan = Path(f"/proc/{pid}/wchan").read_text()
+    return wchan.split(".")[0] in SELECT_SLEEPS
+
+
 @pytest.mark.parametrize("discovery", ["events", "poll"])
 def test_sigterm_stops_an_idle_daemon_at_once(
     tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, discovery
@@ -434,7 +448,9 @@ def test_sigterm_stops_an_idle_daemon_at_once(
     wait_until(
         lambda: scans_recorded(db_path), timeout=STATE_TIMEOUT_S, what="the daemon's first scan"
     )
-    time.sleep(0.3)  # into its long wait
+    # Into its long wait: the main thread asleep in the loop's select(), as the kernel shows it
+    # (wchan) once the start-up work is done.
+    wait_until(lambda: asleep_in_select(daemon.pid), what="the daemon's loop to wait in select()")
     sent = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=20) == 0

@@ -20,7 +20,6 @@ from types import SimpleNamespace
 
 import pytest
 from candidates import make_candidate
-from helpers_processes import wait_until
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -173,15 +172,40 @@ def test_a_stale_last_scan_fails_by_time_alone(serve):
     assert "last successful scan" in body["output"]
 
 
+class HandClock:
+    """The daemon's clock, moved by the test's hand: both readings advance together."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def wall(self) -> float:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += seconds
+
+
 def test_health_ages_between_two_requests_without_any_event(serve):
-    now = time.time()
+    clock = HandClock(time.time())
+    now = clock.monotonic()
     health = fresh_tracker(started_at=now - 200)
     stale_after = health.thresholds.stale_scan_after
     health.record_scan(True, now - stale_after + 2)  # fresh for two more seconds
-    server = serve(DaemonStandIn(health))
+    daemon = DaemonStandIn(health)
+    daemon.clock = clock
+    server = serve(daemon)
     assert healthz(server)[0] == 200
-    wait_until(lambda: healthz(server)[0] == 503, timeout=REQUEST_S, what="the scan to go stale")
-    assert time.time() >= now + 2  # turned by the clock, not sooner
+    clock.advance(1.9)
+    assert healthz(server)[0] == 200
+    clock.advance(0.2)  # nothing recorded in between: the clock alone turns it
+    status, body = healthz(server)
+    assert status == 503
+    assert body["checks"]["scan:secondsSinceLastSuccess"][0]["observedValue"] == pytest.approx(
+        stale_after + 0.1
+    )
 
 
 def test_healthz_shows_attached_processes_and_retry_items(serve, store):
@@ -258,14 +282,17 @@ def test_fresh_metrics_preinitialise_every_label_and_health_goes_unhealthy(serve
     now = time.time()
     health = fresh_tracker(started_at=now - 200)  # no scan at all for 200 s
     daemon = DaemonStandIn(health, store)
-    samples = scrape(serve(daemon))  # start_http_server gives the daemon its Metrics
+    server = serve(daemon)
+    samples = scrape(server)  # start_http_server gives the daemon its Metrics
     assert samples["ffrtmp_scans_total"] == {(("result", "ok"),): 0, (("result", "failed"),): 0}
     assert set(samples["ffrtmp_errors_total"].values()) == {0}
     assert len(samples["ffrtmp_errors_total"]) == len(ErrorType)
     assert samples["ffrtmp_health_status"][()] == 2
     assert samples["ffrtmp_last_successful_scan_timestamp_seconds"][()] == 0
     assert samples["ffrtmp_processes_attached"][()] == 0
-    assert isinstance(daemon.metrics, Metrics)
+    # The server gave the daemon the Metrics it serves: what the daemon observes is scraped.
+    daemon.metrics.observe_scan(0.01, ok=True)
+    assert scrape(server)["ffrtmp_scans_total"][(("result", "ok"),)] == 1
 
 
 def test_metrics_have_their_own_registry():

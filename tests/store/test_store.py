@@ -13,7 +13,7 @@ from candidates import make_candidate
 from sqlalchemy import func, select
 
 from ffrtmp.backoff import BackoffPolicy
-from ffrtmp.errors import classify
+from ffrtmp.errors import CANCEL_REASON_TARGET_EXITED, classify
 from ffrtmp.models import RetryItem
 from ffrtmp.states import RetryState
 
@@ -103,3 +103,15 @@ def test_the_commit_failpoint_fails_reads_and_writes_alike(store):
         )
     assert store.retry_depths() == {}
     assert store.due_retries(NOW + timedelta(days=1)) == []
+
+
+def test_the_retry_item_of_a_process_that_ends_is_cancelled_as_target_exited(store):
+    """The reason the store writes is the one the attacher's callers and the docs name
+    (the pid_reused one: tests/daemon/test_watch.py, with a real reused pid)."""
+    process_id = retrying_process(store)
+    store.record_exit(
+        process_id, now=NOW + timedelta(seconds=5), exit_code=0, exit_signal=None, reason=None
+    )
+    with store.unit() as s:
+        ((state, final_reason),) = s.execute(select(RetryItem.state, RetryItem.final_reason))
+    assert (state, final_reason) == (RetryState.CANCELLED, CANCEL_REASON_TARGET_EXITED)

@@ -24,8 +24,6 @@ from hypothesis import strategies as st
 
 from ffrtmp import failpoints
 from ffrtmp.errors import (
-    CANCEL_REASON_PID_REUSED,
-    CANCEL_REASON_TARGET_EXITED,
     ERRNO_TYPES,
     MESSAGE_HINTS,
     Classification,
@@ -353,11 +351,6 @@ def test_an_errno_on_the_outer_exception_is_not_overruled_by_its_cause():
     outer.__cause__ = OSError(errno.EBUSY, "busy")
     result = classify(outer)
     assert (result.error_type, result.errno_name) == (ErrorType.UNKNOWN, "EIO")
-
-
-def test_cancel_reasons():
-    assert CANCEL_REASON_TARGET_EXITED == "target_exited"
-    assert CANCEL_REASON_PID_REUSED == "pid_reused"
 
 
 def test_importing_errors_does_not_import_psutil_or_sqlalchemy():
