@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import parts
 import pytest
 
 # The real cgroup hierarchy here (v1 on the host, v2 in the VM of `make test-v2`): its fixtures and
@@ -17,7 +18,7 @@ from cgroup_hierarchy import (  # noqa: F401
     pytest_report_header,
     real_cgroup_parent,
 )
-from helpers_processes import ProcessSpawner, make_ffmpeg
+from helpers_processes import ProcessSpawner, make_transcoder
 
 from ffrtmp import failpoints
 
@@ -46,11 +47,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                         item.add_marker(marker)
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line naming every part of the suite that did not run here, and what would run it."""
+    missing = [{"name": p.name, "needs": p.needs} for p in parts.not_run()]
+    if missing:
+        terminalreporter.write_line(parts.summary_line(missing), yellow=True, bold=True)
+    parts.record(missing)
+
+
 @pytest.fixture
 def root() -> None:
     """For a test or fixture that needs root (mounts, chown, other users' processes)."""
     if os.geteuid() != 0:
-        pytest.skip("needs root")
+        parts.skip(parts.AS_ROOT, "not root")
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +69,7 @@ def proc_connector() -> None:
 
     reason = listener_available()
     if reason is not None:
-        pytest.skip(f"no process events: {reason}")
+        parts.skip(parts.PROC_EVENTS, f"no process events: {reason}")
 
 
 @pytest.fixture
@@ -89,11 +98,13 @@ def _no_failpoints() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake_ffmpeg(tmp_path: Path) -> Path:
-    """A copy of `sleep` named ffmpeg: matches the default rule, does nothing harmful."""
+def transcoder(tmp_path: Path) -> Path:
+    """A copy of `sleep` named TEST_TARGET in the test's own folder: a process of the test's
+    own that daemon_harness.write_config's rule matches (by this very file), and nothing on
+    the machine does."""
     directory = tmp_path / "bin"
     directory.mkdir(exist_ok=True)
-    return make_ffmpeg(directory)
+    return make_transcoder(directory)
 
 
 @pytest.fixture
@@ -139,7 +150,7 @@ def postgres_server():
         # .ci/run installs PostgreSQL: under CI a missing server is a failure, not a skip.
         if os.environ.get("CI"):
             pytest.fail(f"the fleet tests cannot run under CI: {reason}")
-        pytest.skip(reason)
+        parts.skip(parts.FLEET, reason)
     server = PostgresServer.create()
     try:
         yield server

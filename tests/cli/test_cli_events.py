@@ -36,11 +36,11 @@ def _events_of(printed: list[dict], pid: int) -> list[str]:
 
 @pytest.mark.slow
 def test_follow_prints_what_a_running_daemon_writes_and_stops_on_ctrl_c(
-    tmp_path, db_path, spawn, fake_ffmpeg, cgroup_hierarchy, real_cgroup_parent
+    tmp_path, db_path, spawn, transcoder, cgroup_hierarchy, real_cgroup_parent
 ):
-    config = write_config(tmp_path, fake_ffmpeg, extra="scan_interval: 1s\n")
+    config = write_config(tmp_path, transcoder, extra="scan_interval: 1s\n")
     daemon = start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
-    first = spawn([fake_ffmpeg, "600"])
+    first = spawn([transcoder, "600"])
     wait_until(
         lambda: (
             query(db_path, "SELECT state FROM processes WHERE pid = ?", (first.pid,))
@@ -60,7 +60,7 @@ def test_follow_prints_what_a_running_daemon_writes_and_stops_on_ctrl_c(
     printed = [json.loads(lines.get(timeout=STATE_TIMEOUT_S))]  # the backlog: it is following
     assert printed[0]["pid"] == first.pid
 
-    second = spawn([fake_ffmpeg, "600"])
+    second = spawn([transcoder, "600"])
     wait_until(
         lambda: (
             query(db_path, "SELECT state FROM processes WHERE pid = ?", (second.pid,))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from daemon_harness import pump, query, write_config
 from ffrtmp_commands import invoke
-from helpers_processes import STATE_TIMEOUT_S
+from helpers_processes import STATE_TIMEOUT_S, TEST_TARGET
 
 from ffrtmp.cli import human
 from ffrtmp.cli.table import cell_width, cut, fitted_widths
@@ -229,8 +229,9 @@ CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
 
 @pytest.fixture
 def shell_ffmpeg(tmp_path):
-    """A copy of the shell named ffmpeg: waits on stdin, then ends as its script says."""
-    target = tmp_path / "shbin" / "ffmpeg"
+    """A copy of the shell named as the suite's target: waits on stdin, then ends as its
+    script says."""
+    target = tmp_path / "shbin" / TEST_TARGET
     target.parent.mkdir()
     shutil.copy(shutil.which("dash") or "/bin/sh", target)
     return target

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import parts
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, write_config
@@ -24,10 +25,10 @@ from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 
 def test_watch_once_attaches_what_it_finds(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
-    child = spawn([fake_ffmpeg, "30"])
-    config = write_config(tmp_path, fake_ffmpeg)
+    child = spawn([transcoder, "30"])
+    config = write_config(tmp_path, transcoder)
     result = ffrtmp(
         "watch",
         "--once",
@@ -116,8 +117,8 @@ def test_run_reports_a_killing_signal_as_128_plus_n(db_path, real_cgroup_parent)
     assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
 
 
-def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg):
-    child = spawn([fake_ffmpeg, "30"])
+def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, transcoder):
+    child = spawn([transcoder, "30"])
     result = ffrtmp(
         "attach",
         "--pid",
@@ -146,13 +147,20 @@ def test_attach_of_a_missing_pid_is_one_sentence(db_path):
     assert not db_path.exists()
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is installed by .ci/run")
 def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
     tmp_path, db_path, spawn, job_cgroups: JobCgroups
 ):
     """ffmpeg encodes a synthetic source to a null output while `ffrtmp watch` runs."""
+    if shutil.which("ffmpeg") is None:
+        parts.skip(parts.REAL_FFMPEG, "ffmpeg is not installed")
     ffmpeg = Path(shutil.which("ffmpeg")).resolve()
-    config = write_config(tmp_path, ffmpeg, "scan_interval: 200ms\n")
+    # The real binary is the machine's too: the daemon takes only the ffmpeg this test starts.
+    config = write_config(
+        tmp_path,
+        ffmpeg,
+        f"scan_interval: 200ms\nfilters: {{allowed_parents: [{os.getpid()}]}}\n",
+        command="ffmpeg",
+    )
     daemon = spawn(
         [
             *FFRTMP,
@@ -214,7 +222,10 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
         what="exit recorded",
     )
     ((quota, memory, cpu_seconds),) = query(
-        db_path, "SELECT applied_cpu_quota, applied_memory_limit_mb, cpu_seconds FROM processes"
+        db_path,
+        "SELECT applied_cpu_quota, applied_memory_limit_mb, cpu_seconds FROM processes"
+        " WHERE pid = ?",
+        (encoder.pid,),
     )
     assert (quota, memory) == (50.0, 512)
     # The job cgroup's CPU time: an encode costs some, and no more than its cores could give
@@ -227,11 +238,11 @@ def test_real_ffmpeg_is_discovered_limited_and_its_exit_code_0_recorded(
 
 
 def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder
 ):
     import signal
 
-    config = write_config(tmp_path, fake_ffmpeg, "default_limits: {cpu_weight: 300}\n")
+    config = write_config(tmp_path, transcoder, "default_limits: {cpu_weight: 300}\n")
     daemon = spawn(
         [
             *FFRTMP,
@@ -256,7 +267,7 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
         rows = query(db_path, "SELECT applied_cpu_weight FROM processes WHERE pid = ?", (pid,))
         return rows[0][0] if rows else None
 
-    first = spawn([fake_ffmpeg, "30"])
+    first = spawn([transcoder, "30"])
     wait_until(lambda: weight_of(first.pid) == 300, timeout=STATE_TIMEOUT_S, what="first attach")
 
     config.write_text(config.read_text() + "bogus_key: 1\n")
@@ -269,7 +280,7 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
         timeout=STATE_TIMEOUT_S,
         what="the refused reload recorded",
     )
-    second = spawn([fake_ffmpeg, "31"])
+    second = spawn([transcoder, "31"])
     wait_until(
         lambda: weight_of(second.pid) == 300, timeout=STATE_TIMEOUT_S, what="old config kept"
     )
@@ -283,7 +294,7 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one(
 
     # A reload rewrites the run's effective configuration: the state to wait on.
     wait_until(lambda: recorded_default_weight() == 700, timeout=STATE_TIMEOUT_S, what="the reload")
-    third = spawn([fake_ffmpeg, "32"])
+    third = spawn([transcoder, "32"])
     wait_until(
         lambda: weight_of(third.pid) == 700, timeout=STATE_TIMEOUT_S, what="new config applied"
     )
@@ -302,14 +313,14 @@ def free_port() -> int:
 
 
 def test_running_daemon_serves_healthz_and_metrics(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder
 ):
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     port = free_port()
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     spawn(
         [
             *FFRTMP,
@@ -329,7 +340,7 @@ def test_running_daemon_serves_healthz_and_metrics(
     wait_until(
         lambda: scans_recorded(db_path), timeout=STATE_TIMEOUT_S, what="the daemon's first scan"
     )
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     wait_until(
         lambda: (
             query(db_path, "SELECT state FROM processes WHERE pid = ?", (child.pid,))
@@ -366,19 +377,19 @@ def test_bad_failpoint_spec_is_one_sentence_and_exit_2(db_path):
 
 
 def test_scan_dry_run_lists_what_would_be_attached_and_what_is_filtered_out(
-    tmp_path, db_path, spawn, fake_ffmpeg
+    tmp_path, db_path, spawn, transcoder
 ):
     allowed, other = tmp_path / "allowed", tmp_path / "other"
     allowed.mkdir()
     other.mkdir()
     config = write_config(
         tmp_path,
-        fake_ffmpeg,
+        transcoder,
         f"default_limits: {{cpu_quota: 150, memory_limit: 2048}}\n"
         f"filters: {{allowed_dirs: ['{allowed}']}}\n",
     )
-    inside = spawn([fake_ffmpeg, "30"], cwd=allowed)
-    outside = spawn([fake_ffmpeg, "31"], cwd=other)
+    inside = spawn([transcoder, "30"], cwd=allowed)
+    outside = spawn([transcoder, "31"], cwd=other)
     result = ffrtmp("scan", "--watch-config", str(config), "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["pid"]: row for row in json.loads(result.stdout)}
@@ -424,12 +435,12 @@ def asleep_in_select(pid: int) -> bool:
 
 @pytest.mark.parametrize("discovery", ["events", "poll"])
 def test_sigterm_stops_an_idle_daemon_at_once(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, discovery
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, discovery
 ):
     """The loop may be waiting for a minute; a signal must end the wait, not the next event."""
     import signal
 
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     argv = [
         *FFRTMP,
         "watch",
@@ -459,11 +470,11 @@ def test_sigterm_stops_an_idle_daemon_at_once(
 
 
 def test_the_log_of_a_once_run_reads_as_an_operator_would_write_it(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
     """Failpoints named first; the configuration one setting a line; limits and exits in
     words; a one-line summary at the end. The rows say what the lines say."""
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     env = {**os.environ, "FFRTMP_FAILPOINTS": "proc_events.recv=EIO*2"}
     result = ffrtmp(
         "watch",
@@ -471,7 +482,7 @@ def test_the_log_of_a_once_run_reads_as_an_operator_would_write_it(
         "--db",
         str(db_path),
         "--watch-config",
-        str(write_config(tmp_path, fake_ffmpeg)),
+        str(write_config(tmp_path, transcoder)),
         "--cgroup-parent",
         job_cgroups.parent,
         "--cpu-quota",

@@ -70,8 +70,8 @@ def stop(daemon) -> None:
 
 
 @pytest.fixture
-def config(tmp_path, fake_ffmpeg):
-    return write_config(tmp_path, fake_ffmpeg, "scan_interval: 1s\n")
+def config(tmp_path, transcoder):
+    return write_config(tmp_path, transcoder, "scan_interval: 1s\n")
 
 
 @pytest.mark.slow
@@ -134,14 +134,14 @@ def test_a_sigkilled_daemon_is_no_daemon_at_once(
 
 @pytest.mark.slow
 def test_what_health_shows_as_current_is_current(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder
 ):
     """Snapshots every 5 minutes; every attach fails (a failpoint makes the kernel's write to
     cgroup.procs fail, as an unwritable cgroup would); scans run every second. The counts and
     times `ffrtmp health` shows match the database's rows, not a minutes-old snapshot."""
     config = write_config(
         tmp_path,
-        fake_ffmpeg,
+        transcoder,
         "scan_interval: 1s\nretry: {enabled: false}\n"
         "health: {snapshot_interval: 5m, degraded_attach_failures: 2}\n",
     )
@@ -149,7 +149,7 @@ def test_what_health_shows_as_current_is_current(
     daemon = start_daemon(spawn, db_path, config, real_cgroup_parent, tmp_path / "d.log", env)
     try:
         for expected in (1, 2, 3):
-            spawn([fake_ffmpeg, "600"])
+            spawn([transcoder, "600"])
             wait_until(
                 lambda n=expected: attach_failures(db_path) == n,
                 what=f"{expected} attach failures",

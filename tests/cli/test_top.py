@@ -12,11 +12,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import parts
 import pytest
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, start_watch
 from ffrtmp_commands import FFRTMP
-from helpers_processes import wait_until
+from helpers_processes import TEST_TARGET, wait_until
 
 from ffrtmp.top import JobNow, screen_lines, short_bytes, short_duration, sorted_jobs
 
@@ -35,19 +36,20 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def running_jobs(tmp_path, db_path, spawn, job_cgroups: JobCgroups):
-    """A real `ffrtmp watch` governing a busy and a sleeping process named ffmpeg, both at a
-    30 % CPU quota and a 256 MiB memory limit; (busy pid, sleepy pid) once both are attached."""
+    """A real `ffrtmp watch` governing a busy and a sleeping process of the suite's target,
+    both at a 30 % CPU quota and a 256 MiB memory limit; (busy pid, sleepy pid) once both are
+    attached."""
     token = f"top-{uuid.uuid4().hex}"
     config = tmp_path / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
+        f"target_commands: [{TEST_TARGET}]\n"
         "scan_interval: 300ms\n"
         "default_limits: {cpu_quota: 30, memory_limit: 256}\n"
-        f"commands:\n  ffmpeg:\n    match: {{exe: '{PYTHON}', cmdline_regex: '{token}'}}\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{exe: '{PYTHON}', cmdline_regex: '{token}'}}\n"
     )
     start_watch(spawn, db_path, config, job_cgroups.parent)
-    busy = spawn(["ffmpeg", "-c", BUSY, token], executable=PYTHON)
-    sleepy = spawn(["ffmpeg", "-c", SLEEPY, token], executable=PYTHON)
+    busy = spawn([TEST_TARGET, "-c", BUSY, token], executable=PYTHON)
+    sleepy = spawn([TEST_TARGET, "-c", SLEEPY, token], executable=PYTHON)
     for process in (busy, sleepy):
         wait_until(
             lambda p=process: (
@@ -86,10 +88,10 @@ def test_json_shows_running_jobs_with_live_figures_and_writes_nothing(db_path, r
     assert jobs[busy]["cpu_throttled_seconds"] > 0
     assert jobs[sleepy]["cpu_percent"] < 2
     for job in jobs.values():
-        assert job["state"] == "attached" and job["command"] == "ffmpeg"
+        assert job["state"] == "attached" and job["command"] == TEST_TARGET
         assert job["memory_limit_bytes"] == 256 * MIB
         assert 0 <= job["memory_bytes"] <= 256 * MIB
-        assert job["age_seconds"] >= 0 and job["job_id"].startswith("auto-ffmpeg-")
+        assert job["age_seconds"] >= 0 and job["job_id"].startswith(f"auto-{TEST_TARGET}-")
     by_pid = top_json(db_path, "--sort", "pid")
     assert [j["pid"] for j in by_pid] == sorted([busy, sleepy])
     assert query(db_path, "SELECT count(*) FROM process_events") == before[1]
@@ -173,7 +175,7 @@ def tmux(tmp_path):
     if shutil.which("tmux") is None:
         if os.environ.get("CI"):
             pytest.fail("tmux is not installed (.ci/run installs it)")
-        pytest.skip("tmux is not installed (apt-get install tmux)")
+        parts.skip(parts.TOP_TERMINAL, "tmux is not installed")
     sessions: list[Tmux] = []
 
     def start(argv: list[str]) -> Tmux:
@@ -227,7 +229,10 @@ def test_live_view_in_a_terminal_shows_the_jobs_and_quits_cleanly(
     ]  # fmt: skip
     busy_cells, sleepy_cells = job_line(screen, busy), job_line(screen, sleepy)
     assert job_line(lines[2], busy), "sorted by CPU: the busy job first"
-    assert busy_cells[1:3] == ["ffmpeg", "attached"]
+    command, state = busy_cells[1:3]
+    # Cut to fit its column, as every long name is.
+    assert len(command) >= 8 and command.endswith("…") and TEST_TARGET.startswith(command[:-1])
+    assert state == "attached"
     assert re.fullmatch(r"\d+\.\d/30", busy_cells[3]) and 5 < cpu_used(busy_cells) <= 45
     assert re.fullmatch(r"[\d.]+[KM]?/256M", busy_cells[4])
     assert re.fullmatch(r"[\d.]+(ms|s)|\d+m\d\ds", busy_cells[5]), busy_cells[5]

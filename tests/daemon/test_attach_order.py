@@ -31,14 +31,14 @@ class ReadsRowsAtTheMove(CgroupFiles):
 
 
 def test_a_new_process_is_moved_before_its_row_is_written_and_then_recorded(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     files = ReadsRowsAtTheMove(db_path)
     governor = create_governor(parent=job_cgroups.parent, files=files)
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, governor=governor)
     daemon.start(daemon.clock.monotonic())
-    child = spawn([fake_ffmpeg, "60"])
+    child = spawn([transcoder, "60"])
     daemon.full_scan(daemon.clock.monotonic())
     assert files.rows_at_move and set(files.rows_at_move) == {0}, files.rows_at_move
     rows = query(
@@ -58,13 +58,13 @@ def test_a_new_process_is_moved_before_its_row_is_written_and_then_recorded(
 
 
 def test_a_process_moved_by_an_attach_cut_short_before_its_row_is_recorded_as_it_is(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     """What a SIGKILL between the move and the row leaves: the process in its job cgroup with
     its limits, no row. The next start records it attached, without another try: every try
     fails here (EBUSY), and a try would move it out and queue retries."""
-    config = write_config(tmp_path, fake_ffmpeg)
-    child = spawn([fake_ffmpeg, "60"])
+    config = write_config(tmp_path, transcoder)
+    child = spawn([transcoder, "60"])
     identity = current_identity(child.pid)
     assert identity is not None
     first = daemons(db_path, config, job_cgroups.parent, events=False)

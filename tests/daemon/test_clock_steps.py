@@ -61,20 +61,20 @@ def started_at_of(db_path, pid: int) -> float:
 
 
 def test_scans_retries_health_and_start_times_ride_out_wall_clock_steps(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     # Two failed attaches, each retried RETRY_DELAY_S later (no jitter, no growth).
     failpoints.configure("governor.attach=EAGAIN*2")
     config = write_config(
         tmp_path,
-        fake_ffmpeg,
+        transcoder,
         "scan_interval: 1s\n"
         f"retry: {{initial_delay: {RETRY_DELAY_S}s, multiplier: 1, jitter: 0}}\n"
         "health: {stale_scan_after: 30s}\n",
     )
     clock = SteppableClock()
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, clock=clock)
-    first = spawn([fake_ffmpeg, "60"])
+    first = spawn([transcoder, "60"])
     spawned_at = clock.wall()
     daemon.start(clock.monotonic())
     scanned_at = clock.monotonic()
@@ -127,7 +127,7 @@ def test_scans_retries_health_and_start_times_ride_out_wall_clock_steps(
     assert abs(last_scan_at - clock.wall()) < 5 and last_scan_at <= taken_at + 1
 
     # A process started after the steps: its start is read against the wall clock in force.
-    second = spawn([fake_ffmpeg, "60"])
+    second = spawn([transcoder, "60"])
     spawned_at = clock.wall()
     pump(
         daemon,
@@ -138,13 +138,13 @@ def test_scans_retries_health_and_start_times_ride_out_wall_clock_steps(
 
 
 def test_min_runtime_counts_the_process_age_not_the_wall_clock(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
-    config = write_config(tmp_path, fake_ffmpeg, "scan_interval: 1s\nfilters: {min_runtime: 2s}\n")
+    config = write_config(tmp_path, transcoder, "scan_interval: 1s\nfilters: {min_runtime: 2s}\n")
     clock = SteppableClock()
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, clock=clock)
     daemon.start(clock.monotonic())
-    child = spawn([fake_ffmpeg, "60"])
+    child = spawn([transcoder, "60"])
     spawned = clock.monotonic()
     daemon.full_scan(clock.monotonic())
     assert job_cgroups.job_of(child.pid) is None, "deferred: younger than min_runtime"

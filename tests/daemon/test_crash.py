@@ -2,9 +2,10 @@
 
 `ffrtmp watch` runs as a subprocess against real cgroups (below this test's own: v1 on the host,
 v2 in the VM for the tests marked vm), with the failpoint governor.attach=EBUSY*inf in most runs
-so that every attach fails and the retry queue does the work. Copies of `sleep` named ffmpeg
-start and end before, during and between the runs; the daemon is SIGKILLed at seeded random
-moments and started again, and after every kill the database is read back with plain SQL.
+so that every attach fails and the retry queue does the work. Copies of `sleep` (named as the
+suite's own target, helpers_processes.TEST_TARGET) start and end before, during and between the
+runs; the daemon is SIGKILLed at seeded random moments and started again, and after every kill
+the database is read back with plain SQL.
 
 The seed is printed (pytest shows it with -s or on failure); FFRTMP_CRASH_SEED=<n> replays the
 same schedule of starts, kills and process exits. The daemon's own timing is not replayed.
@@ -86,7 +87,7 @@ class Workload:
 
 
 class Fleet:
-    """The test's ffmpeg copies: started through `spawn`, ended by their pid and reaped at once,
+    """The test's copies of `sleep`: started through `spawn`, ended by their pid and reaped at once,
     so that a process that ends while no daemon runs leaves no zombie to read an exit code from."""
 
     def __init__(self, spawn, exe: Path) -> None:
@@ -317,14 +318,14 @@ KNOWN_SEEDS = (2447335742,)
 @pytest.mark.root
 @pytest.mark.parametrize("known_seed", [None, *KNOWN_SEEDS], ids=["random", *map(str, KNOWN_SEEDS)])
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, known_seed
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, known_seed
 ):
     seed = known_seed or int(os.environ.get(SEED_ENV_VAR) or random.SystemRandom().randrange(2**32))
     print(f"crash test seed {seed}: {SEED_ENV_VAR}={seed} replays this schedule")
     rng = random.Random(seed)
-    config = write_config(tmp_path, fake_ffmpeg, FAST_RETRIES)
+    config = write_config(tmp_path, transcoder, FAST_RETRIES)
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     last_attempts: dict[int, int] = {}
     ended_while_down: dict[int, str] = {}  # process id -> its state when its process ended
     phases: collections.Counter[str] = collections.Counter()
@@ -409,11 +410,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
 @pytest.mark.root
 @pytest.mark.vm
 def test_attached_processes_are_adopted_after_sigkill(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg, "scan_interval: 200ms\n")
+    config = write_config(tmp_path, transcoder, "scan_interval: 200ms\n")
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     workloads = [fleet.start() for _ in range(3)]
 
     def rows() -> dict[int, tuple]:
@@ -483,11 +484,11 @@ def test_attached_processes_are_adopted_after_sigkill(
 @pytest.mark.slow
 @pytest.mark.root
 def test_processes_detached_by_a_clean_stop_are_attached_again_by_the_next_start(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg, "scan_interval: 200ms\n")
+    config = write_config(tmp_path, transcoder, "scan_interval: 200ms\n")
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     workloads = [fleet.start() for _ in range(2)]
 
     def states() -> list[str]:
@@ -513,13 +514,13 @@ def test_processes_detached_by_a_clean_stop_are_attached_again_by_the_next_start
 @pytest.mark.slow
 @pytest.mark.root
 def test_a_dead_lettered_process_that_ends_while_the_daemon_is_down_is_closed(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
     config = write_config(
-        tmp_path, fake_ffmpeg, "retry: {initial_delay: 100ms, max_delay: 100ms, max_attempts: 1}\n"
+        tmp_path, transcoder, "retry: {initial_delay: 100ms, max_delay: 100ms, max_attempts: 1}\n"
     )
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     workload = fleet.start()
     watch.start(ATTACH_FAILS)
     wait_until(
@@ -544,7 +545,7 @@ def test_a_dead_lettered_process_that_ends_while_the_daemon_is_down_is_closed(
 @pytest.mark.slow
 @pytest.mark.root
 def test_a_last_attempt_cut_short_by_a_crash_is_not_made_again(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
     """The daemon counts an attempt (claim_retry) before it runs it. A SIGKILL between that
     count and the attempt's recorded failure is a window of milliseconds, so the state it leaves
@@ -555,11 +556,11 @@ def test_a_last_attempt_cut_short_by_a_crash_is_not_made_again(
     # Retry 1 after 100ms, retry 2 (the last) 10s later: time to step in before it.
     config = write_config(
         tmp_path,
-        fake_ffmpeg,
+        transcoder,
         "retry: {initial_delay: 100ms, multiplier: 100, max_delay: 1h, max_attempts: 2}\n",
     )
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     fleet.start()
     watch.start(ATTACH_FAILS)
     wait_until(
@@ -591,17 +592,17 @@ def test_a_last_attempt_cut_short_by_a_crash_is_not_made_again(
 @pytest.mark.slow
 @pytest.mark.root
 def test_an_empty_job_cgroup_left_by_a_crash_mid_attempt_is_removed(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
     """A failed attach removes the job cgroup it created; a SIGKILL between the mkdir and
     that rmdir leaves it empty. The directory is made here as the killed daemon left it."""
     config = write_config(
         tmp_path,
-        fake_ffmpeg,
+        transcoder,
         "retry: {initial_delay: 100ms, multiplier: 100, max_delay: 1h, max_attempts: 2}\n",
     )
     watch = Watch(spawn, tmp_path, db_path, config, job_cgroups.parent)
-    fleet = Fleet(spawn, fake_ffmpeg)
+    fleet = Fleet(spawn, transcoder)
     workload = fleet.start()
     watch.start(ATTACH_FAILS)
     wait_until(

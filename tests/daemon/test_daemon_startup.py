@@ -21,9 +21,9 @@ def open_descriptors() -> list[str]:
 
 
 def test_a_failed_start_closes_its_run_row_and_its_descriptors(
-    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent
+    tmp_path, db_path, transcoder, real_cgroup_parent
 ):
-    daemon = make_daemon(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon = make_daemon(db_path, write_config(tmp_path, transcoder), real_cgroup_parent)
     daemon.install_signal_handlers()
     wakeup_pipes = {os.readlink(f"/proc/self/fd/{fd}") for fd in daemon._wakeup}
     begin_run = daemon.store.begin_run

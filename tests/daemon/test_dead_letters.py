@@ -18,19 +18,19 @@ from ffrtmp import failpoints
 
 @pytest.mark.vm
 def test_a_dead_letter_is_closed_when_its_process_ends(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, caplog, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, caplog, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
     daemon = daemons(
         db_path,
-        write_config(tmp_path, fake_ffmpeg),
+        write_config(tmp_path, transcoder),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=1,
     )
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "600"])
+    child = spawn([transcoder, "600"])
     daemon.full_scan(now)
     daemon.step(now + 400)  # the one retry, past any backoff: dead
     assert query(db_path, "SELECT state, closed_at FROM retry_items") == [("dead", None)]

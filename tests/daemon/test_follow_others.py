@@ -19,16 +19,16 @@ from ffrtmp.utctime import utc
 
 
 def test_an_attach_committed_long_after_it_was_stamped_is_still_followed(
-    tmp_path, db_path, spawn, fake_ffmpeg, real_cgroup_parent, daemons
+    tmp_path, db_path, spawn, transcoder, real_cgroup_parent, daemons
 ):
     # The rule names ffprobe: the daemon itself never attaches the ffmpeg below.
-    config = write_config(tmp_path, fake_ffmpeg, "scan_interval: 200ms\n", command="ffprobe")
+    config = write_config(tmp_path, transcoder, "scan_interval: 200ms\n", command="ffprobe")
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     other = Store(open_for_writing(db_path))
     try:
         daemon.start(time.time())
         daemon.full_scan(time.time())
-        child = spawn([fake_ffmpeg, "600"])
+        child = spawn([transcoder, "600"])
         identity = current_identity(child.pid)
         candidate = make_candidate(
             identity=identity, argv=("ffmpeg", "600"), ppid=os.getpid(), rule="manual"

@@ -23,7 +23,7 @@ import pytest
 from candidates import make_candidate
 from daemon_harness import query, start_watch
 from ffrtmp_commands import ffrtmp
-from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, wait_until
+from helpers_processes import SLEEP_BINARY, STATE_TIMEOUT_S, TEST_TARGET, wait_until
 
 # -- item 5: bytes that are not UTF-8 in argv, cwd and exe ------------------------------------
 
@@ -36,8 +36,8 @@ def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_reada
     token = f"hostile-{uuid.uuid4().hex[:12]}"  # only this test's processes match
     config = tmp_path / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
-        f"commands:\n  ffmpeg:\n    match: {{cmdline_regex: '{token}'}}\n"
+        f"target_commands: [{TEST_TARGET}]\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{cmdline_regex: '{token}'}}\n"
         "    limits: {memory_limit: 300}\n"
         "scan_interval: 1s\n"
     )
@@ -49,16 +49,16 @@ def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_reada
     os.mkdir(workdir)
     os.mkdir(bindir)
     # The kernel shows a symlink's target as exe, so the binary itself sits below the path.
-    exe = bindir + b"/ffmpeg"
+    exe = bindir + b"/" + TEST_TARGET.encode()
     shutil.copy2(SLEEP_BINARY, exe)
     os.chmod(exe, 0o755)
     # spawn() passes str arguments: surrogateescape carries the raw bytes through to exec.
     text = os.fsdecode
     copied = spawn([text(exe), "600"], cwd=text(workdir))
-    # argv[0] chosen by the caller (exec -a): python under a hostile name that ends in ffmpeg.
+    # argv[0] chosen by the caller (exec -a): python under a hostile name that ends in the target.
     renamed = spawn(
         [
-            text(b"/nowhere" + HOSTILE + b"/ffmpeg"),
+            text(b"/nowhere" + HOSTILE + b"/" + TEST_TARGET.encode()),
             "-c",
             "import time; time.sleep(600)",
             token,
@@ -84,12 +84,12 @@ def test_processes_with_hostile_bytes_in_argv_cwd_and_exe_are_governed_and_reada
         # One representation: every byte that is not UTF-8 is written \xNN, the rest kept.
         assert row[2] == os.fsdecode(base) + "/cwd\\xff\\xfe\x1b]0;owned\x07\x01"
     escaped = "\\xff\\xfe\x1b]0;owned\x07\x01"
-    exe_text = f"{os.fsdecode(base)}/bin-{token}{escaped}/ffmpeg"
+    exe_text = f"{os.fsdecode(base)}/bin-{token}{escaped}/{TEST_TARGET}"
     copied_row = query(db_path, "SELECT argv, exe FROM processes WHERE pid = ?", (copied.pid,))[0]
     assert json.loads(copied_row[0]) == [exe_text, "600"]
     assert copied_row[1] == exe_text
     (renamed_argv,) = query(db_path, "SELECT argv FROM processes WHERE pid = ?", (renamed.pid,))[0]
-    assert json.loads(renamed_argv)[0] == f"/nowhere{escaped}/ffmpeg"
+    assert json.loads(renamed_argv)[0] == f"/nowhere{escaped}/{TEST_TARGET}"
     assert json.loads(renamed_argv)[-1] == f"arg{escaped}"
 
     shown = ffrtmp("processes", "show", "--pid", str(copied.pid), "--db", str(db_path), "--json")
@@ -121,8 +121,8 @@ def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
     token = f"huge-{uuid.uuid4().hex[:12]}"
     config = tmp_path / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
-        f"commands:\n  ffmpeg:\n    match: {{cmdline_regex: '{token}'}}\n"
+        f"target_commands: [{TEST_TARGET}]\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{cmdline_regex: '{token}'}}\n"
         "scan_interval: 1s\n"
     )
     start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")
@@ -130,7 +130,7 @@ def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
     big = [chr(ord("a") + i) * ARG_BYTES for i in range(BIG_ARGS)]
     processes = [
         spawn(
-            ["ffmpeg", "-c", "import time; time.sleep(600)", token, *big],
+            [TEST_TARGET, "-c", "import time; time.sleep(600)", token, *big],
             executable=sys.executable,
         )
         for _ in range(BIG_PROCESSES)
@@ -152,7 +152,7 @@ def test_huge_command_lines_are_stored_capped_once_with_length_and_hash(
 
     # 20 × 1.5 MB was 58 MB of database (argv twice, uncapped); now about 8 KiB each.
     assert grown < 2 * 1024 * 1024, f"the database grew by {grown} bytes"
-    full = ["ffmpeg", "-c", "import time; time.sleep(600)", token, *big]
+    full = [TEST_TARGET, "-c", "import time; time.sleep(600)", token, *big]
     whole = b"".join(arg.encode() + b"\0" for arg in full)
     for argv_text, length, digest in query(
         db_path, f"SELECT argv, argv_bytes, argv_sha256 FROM processes WHERE pid IN ({marks})", pids
@@ -180,7 +180,7 @@ def _watch_once(db: Path, *flags: str) -> subprocess.CompletedProcess:
     return ffrtmp("watch", "--once", "--db", str(db), "--discovery", "poll", *flags)
 
 
-def test_a_database_another_user_owns_or_reads_or_a_symlink_is_refused(tmp_path):
+def test_a_database_another_user_owns_or_reads_or_a_symlink_is_refused(tmp_path, root):
     foreign = tmp_path / "foreign.db"
     foreign.touch(mode=0o600)
     os.chown(foreign, 65534, 65534)
@@ -417,9 +417,9 @@ def test_load_extension_is_refused_with_its_own_message(store, db_path):
 # -- item 12: a reload of a file cut short mid-write ------------------------------------------
 
 WHOLE_CONFIG = """\
-target_commands: [ffmpeg]
+target_commands: [{target}]
 commands:
-  ffmpeg:
+  {target}:
     match: {{exe: '{exe}'}}
 discovery: poll
 default_limits:
@@ -429,10 +429,10 @@ default_limits:
 
 
 def test_a_reload_that_loosens_limits_is_recorded_and_warned(
-    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent, caplog, daemons
+    tmp_path, db_path, transcoder, real_cgroup_parent, caplog, daemons
 ):
     config = tmp_path / "watch.yaml"
-    whole = WHOLE_CONFIG.format(exe=fake_ffmpeg)
+    whole = WHOLE_CONFIG.format(target=TEST_TARGET, exe=transcoder)
     config.write_text(whole)
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = time.time()
@@ -455,7 +455,7 @@ def test_a_reload_that_loosens_limits_is_recorded_and_warned(
             f"the reload of {config} removed or loosened limits: "
             # The command's own limits are default_limits with its keys applied.
             "default_limits.cpu_quota: 50 -> unlimited; "
-            "commands.ffmpeg.limits.cpu_quota: 50 -> unlimited",
+            f"commands.{TEST_TARGET}.limits.cpu_quota: 50 -> unlimited",
         )
     ]
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]

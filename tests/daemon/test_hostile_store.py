@@ -89,18 +89,18 @@ def end(process: subprocess.Popen) -> None:
 
 
 def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups, daemons
+    tmp_path, db_path, spawn, transcoder, job_cgroups, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), job_cgroups.parent)
     server = start_http_server("127.0.0.1:0", daemon)
     try:
         daemon.start(time.time())
-        first = spawn([fake_ffmpeg, "3600"])
+        first = spawn([transcoder, "3600"])
         pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
         with write_lock(db_path):
             locked_at = time.monotonic()
             end(first)
-            second = spawn([fake_ffmpeg, "3600"])
+            second = spawn([transcoder, "3600"])
             # The daemon lives through the exit and governs the newcomer without the database.
             pump(
                 daemon,
@@ -157,18 +157,18 @@ def free_port() -> int:
 
 
 def test_a_real_watch_answers_healthz_at_once_and_governs_under_a_long_write_lock(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+    tmp_path, db_path, spawn, transcoder, job_cgroups
 ):
     address = f"127.0.0.1:{free_port()}"
-    config = write_config(tmp_path, fake_ffmpeg, extra="scan_interval: 1s\n")
-    first = spawn([fake_ffmpeg, "3600"])
+    config = write_config(tmp_path, transcoder, extra="scan_interval: 1s\n")
+    first = spawn([transcoder, "3600"])
     watch = start_watch(spawn, db_path, config, job_cgroups.parent, "--http", address)
     wait_until(lambda: attached_row(db_path, first.pid), what="the first attach")
     latencies = []
     with write_lock(db_path):
         locked_at = time.monotonic()
         end(first)
-        second = spawn([fake_ffmpeg, "3600"])
+        second = spawn([transcoder, "3600"])
         # Three busy timeouts of the lock: the loop tries, fails, and tries again meanwhile.
         while time.monotonic() - locked_at < 3 * defaults.SQLITE_BUSY_TIMEOUT_MS / 1000:
             status, body, took = get(f"http://{address}/healthz")
@@ -230,18 +230,18 @@ def truncate_wal(db_path: Path) -> None:
 
 
 def test_a_full_disk_leaves_governance_working_and_loses_nothing(
-    tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups, daemons
+    tmp_path, small_tmpfs, spawn, transcoder, job_cgroups, daemons
 ):
     db_path = small_tmpfs / "ffrtmp.db"
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     daemon = daemons(db_path, config, job_cgroups.parent)
     daemon.start(time.time())
-    first = spawn([fake_ffmpeg, "3600"])
+    first = spawn([transcoder, "3600"])
     pump(daemon, lambda: attached_row(db_path, first.pid), what="the first attach")
     truncate_wal(db_path)
     filler = fill(small_tmpfs)
     end(first)
-    second = spawn([fake_ffmpeg, "3600"])
+    second = spawn([transcoder, "3600"])
     pump(
         daemon,
         lambda: (
@@ -275,10 +275,10 @@ def watch_argv(db_path: Path, config: Path, parent: str) -> list:
 
 
 @pytest.fixture
-def full_disk_after_a_clean_stop(tmp_path, small_tmpfs, fake_ffmpeg, job_cgroups):
+def full_disk_after_a_clean_stop(tmp_path, small_tmpfs, transcoder, job_cgroups):
     """A database whose daemon stopped (schema, lock file), then a disk filled to the end."""
     db_path = small_tmpfs / "ffrtmp.db"
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     close(make_daemon(db_path, config, job_cgroups.parent, events=False))
     DaemonLock.acquire(db_path).release()
     return db_path, config
@@ -306,7 +306,7 @@ def test_watch_refuses_in_one_sentence_when_a_full_disk_leaves_sqlite_no_room(
 
 
 def test_watch_started_on_a_full_disk_governs_and_records_once_there_is_room(
-    full_disk_after_a_clean_stop, tmp_path, small_tmpfs, spawn, fake_ffmpeg, job_cgroups
+    full_disk_after_a_clean_stop, tmp_path, small_tmpfs, spawn, transcoder, job_cgroups
 ):
     db_path, config = full_disk_after_a_clean_stop
     # An operator's reader keeps SQLite's -shm file (and so the database readable); the WAL is
@@ -315,7 +315,7 @@ def test_watch_started_on_a_full_disk_governs_and_records_once_there_is_room(
     try:
         assert reader.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
         filler = fill(small_tmpfs)
-        workload = spawn([fake_ffmpeg, "3600"])
+        workload = spawn([transcoder, "3600"])
         stderr = tmp_path / "watch.stderr"
         with open(stderr, "wb") as err:
             watch = spawn(watch_argv(db_path, config, job_cgroups.parent), False, stderr=err)
@@ -354,7 +354,7 @@ time.sleep(3600)
 
 
 def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_freed(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups, root
+    tmp_path, db_path, spawn, transcoder, job_cgroups, root
 ):
     # A process of uid 65534 (nobody) listens on the port first.
     squatter = spawn(
@@ -366,8 +366,8 @@ def test_a_squatted_http_port_leaves_the_daemon_governing_and_is_bound_once_free
     port = int(squatter.stdout.readline())
     assert Path(f"/proc/{squatter.pid}").stat().st_uid == 65534
     address = f"127.0.0.1:{port}"
-    config = write_config(tmp_path, fake_ffmpeg)
-    workload = spawn([fake_ffmpeg, "3600"])
+    config = write_config(tmp_path, transcoder)
+    workload = spawn([transcoder, "3600"])
     stderr = tmp_path / "watch.stderr"
     with open(stderr, "wb") as err:
         watch = spawn(
@@ -431,10 +431,10 @@ def one_sentence_error(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture
-def recorded_db(tmp_path, db_path, fake_ffmpeg, real_cgroup_parent) -> Path:
+def recorded_db(tmp_path, db_path, transcoder, real_cgroup_parent) -> Path:
     """A database a daemon wrote and stopped on: its run, a scan and a health snapshot."""
     daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
+        db_path, write_config(tmp_path, transcoder), real_cgroup_parent, events=False
     )
     try:
         now = time.time()
@@ -448,7 +448,7 @@ def recorded_db(tmp_path, db_path, fake_ffmpeg, real_cgroup_parent) -> Path:
 
 
 def test_a_snapshot_whose_details_are_not_json_is_skipped_and_counted(
-    recorded_db, tmp_path, fake_ffmpeg, real_cgroup_parent
+    recorded_db, tmp_path, transcoder, real_cgroup_parent
 ):
     con = sqlite3.connect(recorded_db)
     with con:
@@ -459,7 +459,7 @@ def test_a_snapshot_whose_details_are_not_json_is_skipped_and_counted(
     assert health.returncode == 2  # the daemon stopped: unhealthy, judged all the same
     assert json.loads(health.stdout)["snapshot_id"] == 1
     assert "1 stored value(s) were not valid JSON" in health.stderr
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     watch = ffrtmp(
         "watch", "--once", "--db", recorded_db, "--watch-config", config,
         "--cgroup-parent", real_cgroup_parent,
@@ -583,7 +583,7 @@ def test_read_commands_leave_no_files_in_a_folder_that_is_not_theirs(recorded_db
 
 
 def test_watch_serves_health_on_a_unix_socket_that_no_other_user_can_take_first(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups
+    tmp_path, db_path, spawn, transcoder, job_cgroups
 ):
     import http.client
     import socket
@@ -591,8 +591,8 @@ def test_watch_serves_health_on_a_unix_socket_that_no_other_user_can_take_first(
 
     path = tmp_path / "run" / "http.sock"
     path.parent.mkdir(mode=0o700)
-    config = write_config(tmp_path, fake_ffmpeg)
-    workload = spawn([fake_ffmpeg, "3600"])
+    config = write_config(tmp_path, transcoder)
+    workload = spawn([transcoder, "3600"])
     watch = start_watch(spawn, db_path, config, job_cgroups.parent, "--http", f"unix:{path}")
     wait_until(lambda: attached_row(db_path, workload.pid), what="the workload governed")
     wait_until(path.exists, what="the socket")

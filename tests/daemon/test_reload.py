@@ -7,11 +7,12 @@ import json
 import time
 
 from daemon_harness import query
+from helpers_processes import TEST_TARGET
 
 BEFORE = """\
-target_commands: [ffmpeg]
+target_commands: [{target}]
 commands:
-  ffmpeg:
+  {target}:
     match: {{exe: '{exe}'}}
 filters:
   blocked_dirs: ['{blocked}']
@@ -21,9 +22,9 @@ health: {{degraded_attach_failures: 10, snapshot_interval: 1m}}
 retry: {{max_attempts: 3}}
 """
 AFTER = """\
-target_commands: [ffmpeg]
+target_commands: [{target}]
 commands:
-  ffmpeg:
+  {target}:
     match: {{exe: '{exe}'}}
     limits: {{cpu_weight: 300}}
 scan_interval: 5s
@@ -35,21 +36,21 @@ retry: {{max_attempts: 7}}
 
 
 def test_a_reload_applies_what_it_can_and_judges_skipped_processes_again(
-    tmp_path, db_path, spawn, fake_ffmpeg, real_cgroup_parent, daemons
+    tmp_path, db_path, spawn, transcoder, real_cgroup_parent, daemons
 ):
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     config = tmp_path / "watch.yaml"
-    config.write_text(BEFORE.format(exe=fake_ffmpeg, blocked=blocked))
+    config.write_text(BEFORE.format(target=TEST_TARGET, exe=transcoder, blocked=blocked))
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "600"], cwd=blocked)
+    child = spawn([transcoder, "600"], cwd=blocked)
     daemon.full_scan(now)
     state = "SELECT state, requested_cpu_weight FROM processes WHERE pid = ?"
     assert query(db_path, state, (child.pid,)) == [("skipped", None)]
 
-    config.write_text(AFTER.format(exe=fake_ffmpeg))
+    config.write_text(AFTER.format(target=TEST_TARGET, exe=transcoder))
     daemon.reload(now + 1)
     assert daemon.next_scan_at <= now + 1  # the new filters apply to what runs now
     daemon.step(now + 1)
@@ -74,14 +75,14 @@ def test_a_reload_applies_what_it_can_and_judges_skipped_processes_again(
     assert recorded["scan_interval"] == "5s"
     assert recorded["filters"]["blocked_dirs"] == []
     assert recorded["discovery"] == "poll"
-    assert recorded["commands"]["ffmpeg"]["limits"]["cpu_weight"] == 300
+    assert recorded["commands"][TEST_TARGET]["limits"]["cpu_weight"] == 300
 
 
 def test_a_bad_file_on_reload_keeps_the_running_configuration(
-    tmp_path, db_path, fake_ffmpeg, real_cgroup_parent, daemons
+    tmp_path, db_path, transcoder, real_cgroup_parent, daemons
 ):
     config = tmp_path / "watch.yaml"
-    config.write_text(BEFORE.format(exe=fake_ffmpeg, blocked=tmp_path))
+    config.write_text(BEFORE.format(target=TEST_TARGET, exe=transcoder, blocked=tmp_path))
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     daemon.start(time.time())
     running = daemon.config

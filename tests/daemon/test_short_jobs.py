@@ -11,7 +11,7 @@ import sys
 import pytest
 from candidates import make_candidate
 from daemon_harness import query, start_watch
-from helpers_processes import wait_until
+from helpers_processes import TEST_TARGET, wait_until
 
 from ffrtmp.attach import Attacher
 from ffrtmp.backoff import BackoffPolicy
@@ -25,9 +25,9 @@ BURST = 100
 
 
 def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
-    store, db_path, spawn, fake_ffmpeg, cgroup_hierarchy, real_cgroup_parent
+    store, db_path, spawn, transcoder, cgroup_hierarchy, real_cgroup_parent
 ):
-    process = spawn([fake_ffmpeg, "600"])
+    process = spawn([transcoder, "600"])
     identity = current_identity(process.pid)
     candidate = make_candidate(identity=identity, argv=("ffmpeg", "600"), ppid=os.getpid())
     process_id, _ = store.register(
@@ -53,12 +53,12 @@ def test_a_process_gone_before_its_attach_is_vanished_not_a_failure(
 
 @pytest.mark.slow
 def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
-    tmp_path, db_path, spawn, fake_ffmpeg, cgroup_hierarchy, real_cgroup_parent
+    tmp_path, db_path, spawn, transcoder, cgroup_hierarchy, real_cgroup_parent
 ):
     config = tmp_path / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
-        f"commands:\n  ffmpeg:\n    match: {{exe: '{fake_ffmpeg}'}}\n"
+        f"target_commands: [{TEST_TARGET}]\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{exe: '{transcoder}'}}\n"
         "health: {degraded_attach_failures: 10}\n"
         "scan_interval: 1s\n"
     )
@@ -66,7 +66,7 @@ def test_a_burst_of_sub_second_jobs_leaves_the_daemon_healthy(
 
     # Lifetimes from 20 ms to 0.6 s: some end before the daemon looks, some while it attaches,
     # most after it.
-    jobs = [subprocess.Popen([fake_ffmpeg, f"{0.02 + (i % 30) * 0.02:.2f}"]) for i in range(BURST)]
+    jobs = [subprocess.Popen([transcoder, f"{0.02 + (i % 30) * 0.02:.2f}"]) for i in range(BURST)]
     try:
         for job in jobs:
             assert job.wait(timeout=60) == 0

@@ -14,7 +14,7 @@ import pytest
 from cgroup_hierarchy import JobCgroups
 from click.testing import CliRunner
 from daemon_harness import pump, query, start_watch, write_config
-from helpers_processes import wait_until
+from helpers_processes import TEST_TARGET, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from ffrtmp.cgroups.live import LiveUsage, read_live_usage
@@ -22,7 +22,7 @@ from ffrtmp.cli import main
 from ffrtmp.config import ConfigError, load_config
 from ffrtmp.utctime import utc
 
-# A real interpreter (not the pyenv shim) so that argv[0] "ffmpeg" survives the exec.
+# A real interpreter (not the pyenv shim) so that argv[0] survives the exec.
 PYTHON = str(Path("/usr/bin/python3").resolve())
 # Fresh 4 MiB mappings in a busy loop: their pages are charged to the cgroup it is in now.
 BUSY = (
@@ -39,8 +39,8 @@ def busy_config(tmp_path: Path, token: str, extra: str = "") -> Path:
 
 
 def spawn_busy(spawn, token: str):
-    """A process named ffmpeg that burns CPU and touches memory until it is killed."""
-    return spawn(["ffmpeg", "-c", BUSY, token], executable=PYTHON)
+    """A process of the suite's target that burns CPU and touches memory until it is killed."""
+    return spawn([TEST_TARGET, "-c", BUSY, token], executable=PYTHON)
 
 
 def row(db_path: Path, pid: int, columns: str) -> tuple:
@@ -103,11 +103,11 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
         for s in f.samples
     ]
     metrics = {(s.name, s.labels.get("rule")): s.value for s in samples}
-    assert metrics[("ffrtmp_governed_jobs", "ffmpeg")] == 1
+    assert metrics[("ffrtmp_governed_jobs", TEST_TARGET)] == 1
     assert metrics[("ffrtmp_governed_jobs", "other")] == 0
-    assert metrics[("ffrtmp_governed_cpu_seconds_total", "ffmpeg")] == pytest.approx(cpu)
-    assert metrics[("ffrtmp_governed_memory_bytes", "ffmpeg")] == current
-    assert metrics[("ffrtmp_governed_cpu_throttled_seconds_total", "ffmpeg")] > 0
+    assert metrics[("ffrtmp_governed_cpu_seconds_total", TEST_TARGET)] == pytest.approx(cpu)
+    assert metrics[("ffrtmp_governed_memory_bytes", TEST_TARGET)] == current
+    assert metrics[("ffrtmp_governed_cpu_throttled_seconds_total", TEST_TARGET)] > 0
     label_names = {name for s in samples for name in s.labels}
     assert not label_names & {"pid", "job_id", "process_id", "job"}
 
@@ -122,8 +122,8 @@ def test_a_sample_puts_live_usage_on_the_row_and_never_over_the_recorded_exit(
     assert daemon.store.record_usage([(process_id, stale)], now=utc(time.time())) == 0
     assert row(db_path, busy.pid, "cpu_seconds, memory_current_bytes") == (final_cpu, current)
     daemon.usage.sample(time.time())
-    assert daemon.usage.totals()["ffmpeg"].jobs == 0
-    assert daemon.usage.totals()["ffmpeg"].cpu_seconds == pytest.approx(cpu)
+    assert daemon.usage.totals()[TEST_TARGET].jobs == 0
+    assert daemon.usage.totals()[TEST_TARGET].cpu_seconds == pytest.approx(cpu)
 
 
 def free_port() -> int:
@@ -157,14 +157,14 @@ def test_a_running_watch_samples_in_its_thread_and_serves_the_sums_per_rule(
 
     wait_until(
         lambda: any(
-            s.labels == {"rule": "ffmpeg"} and s.value == 1
+            s.labels == {"rule": TEST_TARGET} and s.value == 1
             for s in scrape()["ffrtmp_governed_jobs"].samples
         ),
         what="/metrics to count the job under its rule",
     )
     families = scrape()
     cpu = {s.labels["rule"]: s.value for s in families["ffrtmp_governed_cpu_seconds"].samples}
-    assert set(cpu) == {"ffmpeg", "other"} and cpu["ffmpeg"] > 0 and cpu["other"] == 0
+    assert set(cpu) == {TEST_TARGET, "other"} and cpu[TEST_TARGET] > 0 and cpu["other"] == 0
     assert families["ffrtmp_processes_ungoverned"].samples[0].value == 0
 
 

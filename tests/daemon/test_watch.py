@@ -28,7 +28,7 @@ from daemon_harness import (
     query,
     write_config,
 )
-from helpers_processes import STATE_TIMEOUT_S, wait_until
+from helpers_processes import STATE_TIMEOUT_S, TEST_TARGET, wait_until
 
 from ffrtmp import failpoints
 from ffrtmp.cgroups import create_governor
@@ -59,8 +59,9 @@ def event_kinds(db_path, process_id: int) -> list[str]:
 
 @pytest.fixture
 def fake_dash(tmp_path):
-    """A copy of the shell named ffmpeg, for processes that must exit with a chosen code."""
-    target = tmp_path / "shbin" / "ffmpeg"
+    """A copy of the shell named as the suite's target, for processes that must exit with a
+    chosen code."""
+    target = tmp_path / "shbin" / TEST_TARGET
     target.parent.mkdir()
     shutil.copy(shutil.which("dash") or "/bin/sh", target)
     return target
@@ -68,14 +69,14 @@ def fake_dash(tmp_path):
 
 @pytest.mark.vm
 def test_fake_ffmpeg_is_attached_with_its_limits_and_its_kill_recorded(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     daemon = daemons(
         db_path, config, job_cgroups.parent, cpu_quota=50, cpu_weight=200, memory_limit=64
     )
     daemon.start(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
     row = process_row(db_path, child.pid)
     job = row[5]
@@ -164,11 +165,11 @@ def cgroup_removed_details(db_path, process_id: int) -> list[dict]:
 
 @pytest.mark.vm
 def test_the_removal_of_an_ended_process_cgroups_is_recorded_with_their_paths(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), job_cgroups.parent)
     daemon.start(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     pump(daemon, lambda: state_of(db_path, child.pid) == "attached", what="attach")
     row = process_row(db_path, child.pid)
     process_id, job_id, cgroups = row[0], row[5], json.loads(row[6])
@@ -219,17 +220,17 @@ def test_without_events_a_zombie_gives_the_exit_code(
 
 
 def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
     daemon = daemons(
         db_path,
-        write_config(tmp_path, fake_ffmpeg),
+        write_config(tmp_path, transcoder),
         real_cgroup_parent,
         events=False,
         scan_interval="100ms",
     )
     daemon.start(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     pump(daemon, lambda: state_of(db_path, child.pid) == "attached")
     child.kill()
     child.wait()
@@ -241,9 +242,9 @@ def test_without_events_a_reaped_process_is_recorded_with_null_and_the_reason(
 
 @pytest.mark.vm
 def test_non_matching_process_is_not_touched(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), real_cgroup_parent)
     daemon.start(time.time())
     other = spawn(["sleep", "30"])
     before = cgroup_of(other.pid)
@@ -254,16 +255,16 @@ def test_non_matching_process_is_not_touched(
 
 @pytest.mark.vm
 def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
     """The retry item names (pid, old start time); the pid now belongs to a non-matching
     `sleep`. Forcing the kernel to recycle a pid on demand is not possible, so the old
     identity is the live pid with an earlier start tick: exactly what a recycled pid looks like."""
     failpoints.configure("governor.attach=EBUSY*1")
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), real_cgroup_parent, events=False)
     now = time.time()
     daemon.start(now)
-    ffmpeg = spawn([fake_ffmpeg, "30"])
+    ffmpeg = spawn([transcoder, "30"])
     daemon.full_scan(now)
     assert process_row(db_path, ffmpeg.pid)[1] == "retrying"
     stranger = spawn(["sleep", "30"])
@@ -285,19 +286,19 @@ def test_a_pid_now_owned_by_another_process_is_not_touched_by_a_retry(
 
 @pytest.mark.vm
 def test_failed_attaches_are_retried_then_dead_lettered(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*inf")
     daemon = daemons(
         db_path,
-        write_config(tmp_path, fake_ffmpeg),
+        write_config(tmp_path, transcoder),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=3,
     )
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     daemon.full_scan(now)
     assert query(db_path, "SELECT state, attempt FROM retry_items") == [("pending", 0)]
     for expected_attempt in (1, 2, 3):
@@ -318,13 +319,13 @@ def test_failed_attaches_are_retried_then_dead_lettered(
 
 @pytest.mark.vm
 def test_retry_succeeds_after_transient_failures(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     failpoints.configure("governor.attach=EAGAIN*2")
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), job_cgroups.parent, events=False)
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     daemon.full_scan(now)
     next_at = query(db_path, "SELECT next_attempt_at FROM retry_items")[0][0]
     assert next_at is not None
@@ -341,13 +342,13 @@ def test_retry_succeeds_after_transient_failures(
 
 @pytest.mark.vm
 def test_filtered_out_process_is_recorded_once_with_the_reason(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
-    config = write_config(tmp_path, fake_ffmpeg, "filters: {blocked_users: [root, nobody]}\n")
+    config = write_config(tmp_path, transcoder, "filters: {blocked_users: [root, nobody]}\n")
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     daemon.full_scan(now)
     daemon.full_scan(now + 10)
     rows = query(db_path, "SELECT state, state_reason FROM processes")
@@ -356,15 +357,15 @@ def test_filtered_out_process_is_recorded_once_with_the_reason(
 
 
 def test_without_writable_cgroups_processes_are_observed_never_attached(
-    tmp_path, db_path, spawn, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, transcoder, daemons
 ):
     empty_root = tmp_path / "no-cgroups"
     empty_root.mkdir()
     governor = create_governor(root=empty_root, version=2)
     assert governor.check() is not None
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), None, governor=governor)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), None, governor=governor)
     daemon.start(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     pump(daemon, lambda: state_of(db_path, child.pid) == "observed")
     assert query(db_path, "SELECT attached_at, applied_cpu_weight FROM processes") == [(None, None)]
     child.kill()
@@ -374,12 +375,12 @@ def test_without_writable_cgroups_processes_are_observed_never_attached(
 
 @pytest.mark.vm
 def test_restart_adopts_running_processes_and_closes_those_that_exited(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     first = daemons(db_path, config, job_cgroups.parent, events=False)
-    survivor = spawn([fake_ffmpeg, "30"])
-    casualty = spawn([fake_ffmpeg, "31"])
+    survivor = spawn([transcoder, "30"])
+    casualty = spawn([transcoder, "31"])
     first.start(time.time())
     first.full_scan(time.time())
     first.shutdown(time.time())
@@ -411,11 +412,11 @@ def test_restart_adopts_running_processes_and_closes_those_that_exited(
 
 @pytest.mark.vm
 def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), real_cgroup_parent)
     daemon.start(time.time())
-    shell = spawn(["sh", "-c", f"sleep 0.3; exec {fake_ffmpeg} 30"])
+    shell = spawn(["sh", "-c", f"sleep 0.3; exec {transcoder} 30"])
     daemon.full_scan(time.time())
     assert process_row(db_path, shell.pid) is None
     pump(daemon, lambda: state_of(db_path, shell.pid) == "attached", what="attach")
@@ -423,11 +424,11 @@ def test_process_that_execs_into_ffmpeg_is_attached_on_its_exec_event(
 
 
 def test_daemon_prunes_history_past_its_retention(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, real_cgroup_parent, transcoder, daemons
 ):
     from datetime import UTC, datetime, timedelta
 
-    config = write_config(tmp_path, fake_ffmpeg, "retention: 1h\n")
+    config = write_config(tmp_path, transcoder, "retention: 1h\n")
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = time.time()
     old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
@@ -455,7 +456,7 @@ def test_daemon_prunes_history_past_its_retention(
 
 @pytest.mark.vm
 def test_requeued_dead_letter_is_retried_by_the_running_daemon(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     from datetime import UTC, datetime
 
@@ -464,14 +465,14 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
     failpoints.configure("governor.attach=EBUSY*4")  # the first attach and three retries
     daemon = daemons(
         db_path,
-        write_config(tmp_path, fake_ffmpeg),
+        write_config(tmp_path, transcoder),
         job_cgroups.parent,
         events=False,
         max_retry_attempts=3,
     )
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     daemon.full_scan(now)
     for _ in range(3):
         now += 400
@@ -488,13 +489,13 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
 
 
 def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
-    config = write_config(tmp_path, fake_ffmpeg, "filters: {min_runtime: 1s}\n")
+    config = write_config(tmp_path, transcoder, "filters: {min_runtime: 1s}\n")
     daemon = daemons(db_path, config, real_cgroup_parent)  # events; full scans only every 10 s
     daemon.start(time.time())
     daemon.full_scan(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     started = time.monotonic()
     pump(daemon, lambda: time.monotonic() - started > 0.6)
     assert process_row(db_path, child.pid) is None
@@ -504,12 +505,12 @@ def test_min_runtime_defers_the_attach_until_the_process_comes_of_age(
 
 
 def test_health_totals_carry_across_a_restart(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
     failpoints.configure("governor.attach=EBUSY*1")
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     first = daemons(db_path, config, real_cgroup_parent, events=False)
-    spawn([fake_ffmpeg, "30"])
+    spawn([transcoder, "30"])
     now = time.time()
     first.start(now)
     first.step(now)  # scan (the attach fails once) and a first health snapshot
@@ -524,12 +525,12 @@ def test_health_totals_carry_across_a_restart(
 
 @pytest.mark.vm
 def test_an_attach_whose_outcome_the_store_refused_is_written_on_the_next_step(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, events=False)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), job_cgroups.parent, events=False)
     now = time.time()
     daemon.start(now)
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     # The second commit of the attach (its outcome) fails: the row stays 'discovered'.
     failpoints.configure("store.commit=EIO*1")
     original_register = daemon.store.register
@@ -558,12 +559,12 @@ def test_an_attach_whose_outcome_the_store_refused_is_written_on_the_next_step(
 
 
 def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent)
+    daemon = daemons(db_path, write_config(tmp_path, transcoder), real_cgroup_parent)
     daemon.start(time.time())
     daemon.full_scan(time.time())
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     pump(daemon, lambda: process_row(db_path, child.pid) is not None)
     # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
     daemon.lifecycle.by_pid.clear()
@@ -595,7 +596,7 @@ def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
 
 
 def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, real_cgroup_parent, transcoder, daemons
 ):
     from datetime import UTC, datetime, timedelta
 
@@ -603,7 +604,7 @@ def test_health_read_from_the_database_uses_the_daemons_own_thresholds(
     from ffrtmp.stored_health import current_health
 
     config = write_config(
-        tmp_path, fake_ffmpeg, "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n"
+        tmp_path, transcoder, "health: {stale_scan_after: 10s, snapshot_interval: 5m}\n"
     )
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = time.time()

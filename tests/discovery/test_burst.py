@@ -45,9 +45,9 @@ def states_of(db_path: Path, pids) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     with open(tmp_path / "daemon.log", "w") as log:
         daemon = spawn(
             [
@@ -72,7 +72,7 @@ def test_a_burst_is_attached_once_each_and_short_lived_ones_are_never_retried(
     short, long = {}, {}
     start_ticks = {}
     for i in range(BURST):
-        child = spawn([fake_ffmpeg, "3600"], wait_exec=False)
+        child = spawn([transcoder, "3600"], wait_exec=False)
         (short if i % SHORT_EVERY == 0 else long)[child.pid] = child
         start_ticks[child.pid] = current_identity(child.pid).start_ticks  # before any reaping
 

@@ -63,37 +63,37 @@ def recorded_discovery(db_path) -> tuple[list, list]:
 
 
 def test_auto_uses_the_kernel_events_where_they_work(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, transcoder
 ):
-    result = watch_once(db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, "auto")
+    result = watch_once(db_path, write_config(tmp_path, transcoder), real_cgroup_parent, "auto")
     assert result.returncode == 0, result.stderr
     assert recorded_discovery(db_path) == ([("events",)], [("events",)])
 
 
 def test_auto_falls_back_to_polling_when_the_connector_is_refused(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     result = watch_once(db_path, config, real_cgroup_parent, "auto", REFUSED)
     assert result.returncode == 0, result.stderr
     assert recorded_discovery(db_path) == ([("poll",)], [("poll",)])
 
 
 def test_events_demanded_but_refused_exits_1_with_the_reason(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     result = watch_once(db_path, config, real_cgroup_parent, "events", REFUSED)
     assert result.returncode == 1
     assert result.stderr.endswith(REFUSAL_SENTENCE)
 
 
 def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, real_cgroup_parent, transcoder
 ):
     """A refused start must leave no database behind, and say only why it refused (after the
     warning that names the failpoint which makes the kernel refuse here)."""
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     result = watch_once(db_path, config, real_cgroup_parent, "events", REFUSED)
     assert result.returncode == 1
     warning, refusal = result.stderr.split("\n", 1)
@@ -120,19 +120,17 @@ def overflows_in_snapshot(daemon, db_path, now: float) -> int:
 
 @pytest.mark.vm
 def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_ones(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
     """A receive buffer of a few kilobytes holds a handful of events: thirty new processes
     while the daemon is not reading overflow it for real."""
     listener = ProcEventListener(receive_buffer_bytes=1024).open()
-    daemon = event_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), job_cgroups.parent, listener
-    )
+    daemon = event_daemon(db_path, write_config(tmp_path, transcoder), job_cgroups.parent, listener)
     try:
         now = time.time()
         daemon.start(now)
         daemon.full_scan(now, trigger="startup")
-        children = [spawn([fake_ffmpeg, "30"]) for _ in range(30)]
+        children = [spawn([transcoder, "30"]) for _ in range(30)]
         daemon.step(now + 1)  # long before the next periodic scan (60 s)
         assert [t for (t,) in query(db_path, "SELECT trigger FROM scans ORDER BY id")] == [
             "startup",
@@ -152,16 +150,16 @@ def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_one
 
 
 def test_an_overflow_is_counted_once_and_scanned_for_at_once(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
 ):
     daemon = daemons(
-        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
+        db_path, write_config(tmp_path, transcoder), real_cgroup_parent, scan_interval="60s"
     )
     now = time.time()
     daemon.start(now)
     daemon.full_scan(now, trigger="startup")
     failpoints.configure("proc_events.recv=ENOBUFS*1")
-    child = spawn([fake_ffmpeg, "30"])
+    child = spawn([transcoder, "30"])
     daemon.step(now + 1)
     assert query(db_path, "SELECT trigger FROM scans ORDER BY id") == [
         ("startup",),
@@ -191,7 +189,7 @@ CPU_PER_EXEC = 0.002  # measured about 0.3 ms; a look at each exec is allowed, a
 
 @pytest.mark.slow
 def test_an_idle_event_driven_daemon_looks_at_no_process_between_scans(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder
 ):
     """Other people's processes start on this machine all the time and each costs the daemon
     one look, so the budget grows with the execs counted meanwhile. A walk over /proc reads
@@ -199,7 +197,7 @@ def test_an_idle_event_driven_daemon_looks_at_no_process_between_scans(
     """
     for i in range(IDLE_SLEEPERS):
         spawn(["sleep", f"600.{i:04d}"], wait_exec=False)
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     with open(tmp_path / "daemon.log", "w") as log:
         daemon = spawn(
             [

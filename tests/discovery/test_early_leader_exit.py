@@ -9,9 +9,10 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import parts
 import pytest
 from daemon_harness import query, start_watch
-from helpers_processes import wait_until
+from helpers_processes import TEST_TARGET, wait_until
 
 from ffrtmp.identity import read_stat
 
@@ -45,10 +46,10 @@ WORKER_OUTLIVES_LEADER_S = 1.5
 def leader_exits_first(tmp_path: Path) -> Path:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        pytest.skip("needs a C compiler (.ci/run installs gcc)")
+        parts.skip(parts.THREADS, "no C compiler")
     source = tmp_path / "leader.c"
     source.write_text(SOURCE)
-    binary = tmp_path / "bin" / "ffmpeg"  # named as a target, matched by its exe path
+    binary = tmp_path / "bin" / TEST_TARGET  # the suite's target, matched by its exe path
     binary.parent.mkdir()
     subprocess.run([compiler, "-O1", "-pthread", "-o", binary, source], check=True, timeout=120)
     return binary
@@ -59,8 +60,8 @@ def test_the_real_end_and_status_are_recorded_not_the_main_threads(
 ):
     config = tmp_path / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
-        f"commands:\n  ffmpeg:\n    match: {{exe: '{leader_exits_first}'}}\n"
+        f"target_commands: [{TEST_TARGET}]\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{exe: '{leader_exits_first}'}}\n"
         "scan_interval: 1s\n"
     )
     start_watch(spawn, db_path, config, real_cgroup_parent, "--discovery", "events")

@@ -37,11 +37,11 @@ def discovered_at(db_path, pid: int) -> datetime | None:
 
 
 @pytest.fixture
-def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons):
+def idle_daemon(tmp_path, db_path, real_cgroup_parent, transcoder, daemons):
     """A started daemon that has done its start-up scan and prune, with nothing else due for
     a minute."""
     daemon = daemons(
-        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, scan_interval="60s"
+        db_path, write_config(tmp_path, transcoder), real_cgroup_parent, scan_interval="60s"
     )
     now = time.time()
     daemon.start(now)
@@ -52,11 +52,11 @@ def idle_daemon(tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, daemons):
 
 
 def test_each_event_of_a_backlog_is_handled_at_its_own_time(
-    idle_daemon, db_path, spawn, fake_ffmpeg
+    idle_daemon, db_path, spawn, transcoder
 ):
-    first = spawn([fake_ffmpeg, "30"])
+    first = spawn([transcoder, "30"])
     queue_a_backlog()
-    last = spawn([fake_ffmpeg, "31"])
+    last = spawn([transcoder, "31"])
     step_began = time.time()
 
     idle_daemon.step(step_began)
@@ -68,9 +68,9 @@ def test_each_event_of_a_backlog_is_handled_at_its_own_time(
     assert later > earlier
 
 
-def test_a_backlog_gives_way_to_work_that_is_due(idle_daemon, db_path, spawn, fake_ffmpeg):
+def test_a_backlog_gives_way_to_work_that_is_due(idle_daemon, db_path, spawn, transcoder):
     queue_a_backlog()
-    behind_the_backlog = spawn([fake_ffmpeg, "30"])
+    behind_the_backlog = spawn([transcoder, "30"])
     now = time.time()
     idle_daemon.next_prune_at = now  # due now: the step may handle one batch before it
 
@@ -87,10 +87,10 @@ def test_a_backlog_gives_way_to_work_that_is_due(idle_daemon, db_path, spawn, fa
 
 
 def test_a_stop_request_ends_a_backlog_after_the_batch_in_hand(
-    idle_daemon, db_path, spawn, fake_ffmpeg
+    idle_daemon, db_path, spawn, transcoder
 ):
     queue_a_backlog()
-    behind_the_backlog = spawn([fake_ffmpeg, "30"])
+    behind_the_backlog = spawn([transcoder, "30"])
     idle_daemon.stop_requested = 1  # what SIGTERM's handler does
 
     idle_daemon.step(time.time())

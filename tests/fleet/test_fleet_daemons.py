@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import query, scans_recorded
 from fleet_helpers import assert_same_rows, node_id_of
-from helpers_processes import STATE_TIMEOUT_S, make_ffmpeg, wait_until
+from helpers_processes import STATE_TIMEOUT_S, TEST_TARGET, make_transcoder, wait_until
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -28,11 +28,11 @@ def start_shipping_watch(
 ):
     directory = tmp_path / name
     directory.mkdir()
-    exe = make_ffmpeg(directory)
+    exe = make_transcoder(directory)
     config = directory / "watch.yaml"
     config.write_text(
-        "target_commands: [ffmpeg]\n"
-        f"commands:\n  ffmpeg:\n    match: {{exe: '{exe}'}}\n"
+        f"target_commands: [{TEST_TARGET}]\n"
+        f"commands:\n  {TEST_TARGET}:\n    match: {{exe: '{exe}'}}\n"
         "scan_interval: 1s\n" + extra_config
     )
     db_path = directory / "node.db"

@@ -109,12 +109,12 @@ def test_a_shipper_killed_mid_batch_resumes_and_nothing_is_doubled(store, db_pat
 
 
 def test_a_dead_letter_requeued_centrally_is_retried_on_its_node(
-    store, db_path, central_db, spawn, fake_ffmpeg
+    store, db_path, central_db, spawn, transcoder
 ):
     from fleet_helpers import TRANSIENT
 
     central.upgrade(central_db)
-    child = spawn([str(fake_ffmpeg), "600"])
+    child = spawn([str(transcoder), "600"])
     identity = current_identity(child.pid)
     now = datetime.now(UTC)
     candidate = make_candidate(identity=identity, argv=("ffmpeg", "600"))
@@ -160,12 +160,12 @@ def test_a_dead_letter_requeued_centrally_is_retried_on_its_node(
 
 
 def test_a_dead_letter_discarded_centrally_comes_back_only_with_force(
-    store, db_path, central_db, spawn, fake_ffmpeg
+    store, db_path, central_db, spawn, transcoder
 ):
     from fleet_helpers import TRANSIENT
 
     central.upgrade(central_db)
-    child = spawn([str(fake_ffmpeg), "600"])
+    child = spawn([str(transcoder), "600"])
     now = datetime.now(UTC)
     candidate = make_candidate(identity=current_identity(child.pid), argv=("ffmpeg", "600"))
     process_id, _ = store.register(candidate, job_id="job-live", limits=None, now=now)

@@ -13,6 +13,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import parts
 import pytest
 import yaml
 from daemon_harness import query, start_watch, write_config
@@ -36,7 +37,7 @@ def promtool() -> str:
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("promtool is not installed; .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+        parts.skip(parts.ALERT_RULES, "promtool is not installed")
     return path
 
 
@@ -118,12 +119,12 @@ def free_port() -> int:
 
 
 def test_every_metric_and_label_value_queried_is_exported_by_a_real_daemon(
-    tmp_path, db_path, spawn, real_cgroup_parent, fake_ffmpeg
+    tmp_path, db_path, spawn, real_cgroup_parent, transcoder
 ):
     port = free_port()
-    config = write_config(tmp_path, fake_ffmpeg, "usage_interval: 300ms\n")
+    config = write_config(tmp_path, transcoder, "usage_interval: 300ms\n")
     start_watch(spawn, db_path, config, real_cgroup_parent, "--http", f"127.0.0.1:{port}")
-    child = spawn([fake_ffmpeg, "60"])
+    child = spawn([transcoder, "60"])
     wait_until(
         lambda: query(db_path, "SELECT usage_sampled_at IS NOT NULL FROM processes WHERE pid = ?",
                       (child.pid,)) == [(1,)],

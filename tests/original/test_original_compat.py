@@ -2,8 +2,11 @@
 environment, its config files (tests/original/, shaped like the original's example,
 production and generated files) and its habits work, and mean what they meant.
 
-The real daemons here govern only the test's own copies of `sleep` named ffmpeg (an `exe`
-criterion in their config), below the test's own cgroup.
+The real daemons here govern only the test's own copies of `sleep` named ffmpeg and
+gst-launch-1.0 (an `exe` criterion in their config: files in the test's own folder), below the
+test's own cgroup. They are the suite's only processes with production target names, since the
+original's files name those commands; an `ffrtmp watch` running on the machine would govern them
+too.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import yaml
 from cgroup_hierarchy import JobCgroups
 from daemon_harness import query, scans_recorded, start_watch
 from ffrtmp_commands import FFRTMP, ffrtmp
-from helpers_processes import STATE_TIMEOUT_S, make_ffmpeg, wait_until
+from helpers_processes import STATE_TIMEOUT_S, make_transcoder, wait_until
 
 from ffrtmp.cli.watch import _original_habits, watch
 from ffrtmp.config import ConfigError, apply_overrides, effective_dict, load_config
@@ -339,10 +342,18 @@ def test_the_state_flags_are_accepted_with_one_warning(monkeypatch, tmp_path: Pa
 # --- real daemons ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def production_ffmpeg(tmp_path: Path) -> Path:
+    """A copy of `sleep` named ffmpeg, as the original's files name the command."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    return make_transcoder(directory, "ffmpeg")
+
+
 def production_config(directory: Path, ffmpeg: Path) -> Path:
     """tests/original/production-watch-config.yaml, with its commands matched to the test's own
     executables only."""
-    gst = make_ffmpeg(directory, "gst-launch-1.0")
+    gst = make_transcoder(directory, "gst-launch-1.0")
     text = PRODUCTION.read_text()
     text += f"    match: {{exe: '{ffmpeg}'}}\n"
     text += f"  gst-launch-1.0:\n    match: {{exe: '{gst}'}}\n"
@@ -352,14 +363,14 @@ def production_config(directory: Path, ffmpeg: Path) -> Path:
 
 
 def test_an_ffmpeg_in_tmp_is_skipped_under_the_original_production_config(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, production_ffmpeg, job_cgroups: JobCgroups
 ):
     """The production file blocks /tmp globally and gives ffmpeg its own min_runtime: the
     ffmpeg filters inherit blocked_dirs, so an ffmpeg working in /tmp is skipped, as the
     original skipped it, with the reason recorded."""
-    config = production_config(tmp_path, fake_ffmpeg)
+    config = production_config(tmp_path, production_ffmpeg)
     start_watch(spawn, db_path, config, job_cgroups.parent, "--scan-interval", "500ms")
-    in_tmp = spawn([fake_ffmpeg, "300"], cwd=tmp_path)
+    in_tmp = spawn([production_ffmpeg, "300"], cwd=tmp_path)
 
     def skipped():
         return query(
@@ -376,11 +387,11 @@ def test_an_ffmpeg_in_tmp_is_skipped_under_the_original_production_config(
 
 
 def test_watch_runs_from_the_original_unit_command_line_and_environment(
-    tmp_path, db_path, spawn, fake_ffmpeg, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, production_ffmpeg, job_cgroups: JobCgroups
 ):
     """The original unit's ExecStart, expanded from its watch.env, runs ffrtmp: a real daemon
     that governs a real process as the production config says, and stops cleanly."""
-    config = production_config(tmp_path, fake_ffmpeg)
+    config = production_config(tmp_path, production_ffmpeg)
     environment = {**ORIGINAL_WATCH_ENV, "WATCH_CONFIG": str(config)}
     argv = systemd_expand(ORIGINAL_UNIT_EXEC_START, environment)
     assert argv[:2] == ["/opt/ffrtmp/bin/ffrtmp", "watch"]
@@ -399,7 +410,7 @@ def test_watch_runs_from_the_original_unit_command_line_and_environment(
         wait_until(lambda: scans_recorded(db_path) or daemon.poll() is not None, what="a scan")
         assert daemon.poll() is None, daemon.stderr.read()
         # Working outside /tmp (which the config blocks), for longer than ffmpeg's 10s.
-        stream = spawn([fake_ffmpeg, "300"], cwd="/")
+        stream = spawn([production_ffmpeg, "300"], cwd="/")
         wait_until(
             lambda: (
                 query(db_path, "SELECT state FROM processes WHERE pid = ?", (stream.pid,))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import parts
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "ffrtmp-watch.service"
@@ -85,8 +86,9 @@ def test_installs_into_multi_user(unit):
     assert one(unit, "WantedBy", section="Install") == "multi-user.target"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not found")
 def test_systemd_analyze_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        parts.skip(parts.UNIT_VERIFY, "systemd-analyze not found")
     # verify checks that ExecStart exists; the installed path does not here, so the copy points
     # at this checkout's entry point, which takes the same arguments.
     entry_point = Path(sys.executable).with_name("ffrtmp")

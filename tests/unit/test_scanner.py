@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers_processes import ProcessSpawner, make_ffmpeg, wait_until
+from helpers_processes import TEST_TARGET, ProcessSpawner, make_transcoder, wait_until
 
 from ffrtmp.defaults import TARGET_COMMANDS
 from ffrtmp.identity import ProcessIdentity, boot_id, current_identity, read_stat
@@ -34,15 +34,16 @@ def spawner():
 
 @pytest.fixture
 def ffmpeg(tmp_path: Path) -> Path:
-    return make_ffmpeg(tmp_path)
+    return make_transcoder(tmp_path)
 
 
 def default_scanner(**kwargs) -> Scanner:
-    return Scanner(rules_for_commands(TARGET_COMMANDS), **kwargs)
+    """The rules a daemon makes of its target commands, with the suite's own target."""
+    return Scanner(rules_for_commands([TEST_TARGET]), **kwargs)
 
 
 def matched_by_pid(scanner: Scanner) -> dict:
-    # Other tests on this machine may run ffmpeg copies of their own: look only at our pids.
+    # Other tests on this machine may run copies of their own: look only at our pids.
     return {c.pid: c for c in scanner.scan().matched}
 
 
@@ -66,8 +67,8 @@ def test_finds_an_ffmpeg_with_its_identity_argv_parent_user_and_cwd(spawner, ffm
     candidate = found[0]
     assert candidate.identity == current_identity(process.pid)
     assert candidate.identity.boot_id == boot_id()
-    assert candidate.command == "ffmpeg"
-    assert candidate.rule == "ffmpeg"
+    assert candidate.command == TEST_TARGET
+    assert candidate.rule == TEST_TARGET
     assert candidate.argv == (str(ffmpeg), "30")
     assert candidate.ppid == os.getpid()
     assert candidate.uid == os.getuid()
@@ -80,8 +81,8 @@ def test_finds_an_ffmpeg_with_its_identity_argv_parent_user_and_cwd(spawner, ffm
 
 
 def test_does_not_match_a_process_that_only_mentions_ffmpeg(spawner):
-    # argv[0] is sh (or sleep, if the shell execs its last command): "ffmpeg" is only an argument.
-    process = spawner.spawn(["sh", "-c", "sleep 30", "ffmpeg"])
+    # argv[0] is sh (or sleep, if the shell execs its last command): the target is only an argument.
+    process = spawner.spawn(["sh", "-c", "sleep 30", TEST_TARGET])
     scanner = default_scanner()
 
     assert process.pid not in matched_by_pid(scanner)
@@ -122,7 +123,7 @@ def test_exe_rule_matches_the_executable_whatever_argv0_says(spawner, ffmpeg):
     assert matched[renamed.pid].command == "transcoder"
     assert matched[renamed.pid].exe == str(ffmpeg)
     assert plain_sleep.pid not in matched
-    assert default_scanner().inspect(renamed.pid) is None  # argv[0] is not ffmpeg
+    assert default_scanner().inspect(renamed.pid) is None  # argv[0] is not the target
 
 
 def test_cmdline_regex_rule_matches_on_the_arguments(spawner):
@@ -153,12 +154,12 @@ def test_cmdline_regex_sees_arguments_beyond_the_first_page(spawner):
 def test_first_matching_rule_wins(spawner, ffmpeg):
     process = spawner.spawn([str(ffmpeg), "31"])
     rules = [
-        MatchRule(name="long-sleeper", cmdline_regex=r"ffmpeg 31$"),
-        MatchRule(name="ffmpeg", command="ffmpeg"),
+        MatchRule(name="long-sleeper", cmdline_regex=rf"{TEST_TARGET} 31$"),
+        MatchRule(name=TEST_TARGET, command=TEST_TARGET),
     ]
 
     assert matched_by_pid(Scanner(rules))[process.pid].rule == "long-sleeper"
-    assert matched_by_pid(Scanner(rules[::-1]))[process.pid].rule == "ffmpeg"
+    assert matched_by_pid(Scanner(rules[::-1]))[process.pid].rule == TEST_TARGET
 
 
 def test_skips_the_daemon_and_its_descendants(spawner, ffmpeg):
@@ -170,7 +171,7 @@ def test_skips_the_daemon_and_its_descendants(spawner, ffmpeg):
     spawner.extra_pids.append(grandchild_pid)
     wait_until(
         lambda: Path(f"/proc/{grandchild_pid}/cmdline").read_bytes().startswith(bytes(ffmpeg)),
-        what="the grandchild to exec ffmpeg",
+        what="the grandchild to exec the target",
     )
 
     as_daemon = default_scanner(self_pid=os.getpid())
@@ -321,8 +322,8 @@ def test_a_process_the_scanner_may_not_read_is_counted_unreadable(fake_proc, ffm
     tree = Path(tempfile.mkdtemp(prefix="ffrtmp-fake-proc-"))
     try:
         tree.chmod(0o755)
-        write_fake_process(tree, 300, ["ffmpeg"]).chmod(0o755)
-        write_fake_process(tree, 301, ["ffmpeg"]).chmod(0o700)
+        write_fake_process(tree, 300, [TEST_TARGET]).chmod(0o755)
+        write_fake_process(tree, 301, [TEST_TARGET]).chmod(0o700)
 
         def scan_as_nobody():
             result = default_scanner(proc_root=str(tree)).scan()
