@@ -108,6 +108,17 @@ def transcoder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def named_ffmpeg(tmp_path: Path) -> Path:
+    """A copy of `sleep` named ffmpeg in the test's own folder, for the few tests of what ffrtmp
+    does with a default target's name: `attach` without --force knows only those, and the
+    original daemon's config files name them. Unlike `transcoder`'s, its processes would be
+    governed by an `ffrtmp watch` running on the machine with the default rules."""
+    directory = tmp_path / "ffmpeg-bin"
+    directory.mkdir(exist_ok=True)
+    return make_transcoder(directory, "ffmpeg")
+
+
+@pytest.fixture
 def spawn() -> Iterator[ProcessSpawner]:
     """Real processes for a test, each killed by its pid and reaped at the end."""
     spawner = ProcessSpawner()

@@ -80,11 +80,11 @@ def test_a_non_target_command_needs_force(db_path, spawn, job_cgroups: JobCgroup
 
 @pytest.mark.vm
 def test_another_services_process_needs_force_and_release_puts_it_back(
-    db_path, spawn, job_cgroups: JobCgroups, transcoder
+    db_path, spawn, job_cgroups: JobCgroups, named_ffmpeg
 ):
     service = job_cgroups.parent_directory() / "other.service"
     service.mkdir(parents=True)
-    child = spawn([transcoder, "600"])
+    child = spawn([named_ffmpeg, "600"])  # a target: only the service check refuses it
     (service / "cgroup.procs").write_text(str(child.pid))
     origin = read_memberships(child.pid)
 
@@ -142,14 +142,16 @@ def test_a_released_process_is_no_longer_followed_by_the_daemon(
 
 
 def test_a_process_the_daemon_skipped_can_be_attached(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, named_ffmpeg, daemons
 ):
+    # A default target's name: `attach` without --force takes only those.
     workdir = tmp_path / "blocked"
     workdir.mkdir()
-    config = write_config(tmp_path, transcoder, f"filters:\n  blocked_dirs: ['{workdir}']\n")
+    blocked = f"filters:\n  blocked_dirs: ['{workdir}']\n"
+    config = write_config(tmp_path, named_ffmpeg, blocked, command="ffmpeg")
     daemon = daemons(db_path, config, job_cgroups.parent, events=False)
     now = daemon_start(daemon)
-    child = spawn([transcoder, "600"], cwd=workdir)
+    child = spawn([named_ffmpeg, "600"], cwd=workdir)
     daemon.full_scan(now)
     ((process_id, state),) = query(db_path, "SELECT id, state FROM processes")
     assert state == "skipped"

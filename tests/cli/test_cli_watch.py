@@ -117,8 +117,8 @@ def test_run_reports_a_killing_signal_as_128_plus_n(db_path, real_cgroup_parent)
     assert query(db_path, "SELECT exit_code, exit_signal FROM processes") == [(None, 9)]
 
 
-def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, transcoder):
-    child = spawn([transcoder, "30"])
+def test_attach_by_pid_governs_and_records(db_path, spawn, job_cgroups: JobCgroups, named_ffmpeg):
+    child = spawn([named_ffmpeg, "30"])  # a default target: attach takes it without --force
     result = ffrtmp(
         "attach",
         "--pid",

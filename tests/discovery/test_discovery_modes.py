@@ -18,7 +18,7 @@ import time
 
 import pytest
 from cgroup_hierarchy import JobCgroups
-from daemon_harness import close, make_daemon, query, write_config
+from daemon_harness import query, write_config
 from ffrtmp_commands import FFRTMP
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
@@ -105,8 +105,8 @@ def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
     assert not db_path.exists()
 
 
-def event_daemon(db_path, config, cgroup_parent, listener: ProcEventListener):
-    daemon = make_daemon(db_path, config, cgroup_parent, events=False, scan_interval="60s")
+def event_daemon(daemons, db_path, config, cgroup_parent, listener: ProcEventListener):
+    daemon = daemons(db_path, config, cgroup_parent, events=False, scan_interval="60s")
     daemon.listener = listener
     daemon.discovery = "events"
     return daemon
@@ -120,33 +120,32 @@ def overflows_in_snapshot(daemon, db_path, now: float) -> int:
 
 @pytest.mark.vm
 def test_a_real_overflow_triggers_an_immediate_full_scan_that_finds_the_lost_ones(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder, daemons
 ):
     """A receive buffer of a few kilobytes holds a handful of events: thirty new processes
     while the daemon is not reading overflow it for real."""
     listener = ProcEventListener(receive_buffer_bytes=1024).open()
-    daemon = event_daemon(db_path, write_config(tmp_path, transcoder), job_cgroups.parent, listener)
-    try:
-        now = time.time()
-        daemon.start(now)
-        daemon.full_scan(now, trigger="startup")
-        children = [spawn([transcoder, "30"]) for _ in range(30)]
-        daemon.step(now + 1)  # long before the next periodic scan (60 s)
-        assert [t for (t,) in query(db_path, "SELECT trigger FROM scans ORDER BY id")] == [
-            "startup",
-            "overflow",
-        ]
-        pids = sorted(c.pid for c in children)
-        assert query(
-            db_path, "SELECT pid FROM processes WHERE state = 'attached' ORDER BY pid"
-        ) == [(p,) for p in pids]
-        jobs = dict(query(db_path, "SELECT pid, job_id FROM processes"))
-        assert {pid: job_cgroups.job_of(pid) for pid in pids} == jobs
-        assert query(db_path, "SELECT new > 0 FROM scans WHERE trigger = 'overflow'") == [(1,)]
-        assert daemon.event_overflows >= 1
-        assert overflows_in_snapshot(daemon, db_path, now) == daemon.event_overflows
-    finally:
-        close(daemon)
+    daemon = event_daemon(
+        daemons, db_path, write_config(tmp_path, transcoder), job_cgroups.parent, listener
+    )
+    now = time.time()
+    daemon.start(now)
+    daemon.full_scan(now, trigger="startup")
+    children = [spawn([transcoder, "30"]) for _ in range(30)]
+    daemon.step(now + 1)  # long before the next periodic scan (60 s)
+    assert [t for (t,) in query(db_path, "SELECT trigger FROM scans ORDER BY id")] == [
+        "startup",
+        "overflow",
+    ]
+    pids = sorted(c.pid for c in children)
+    assert query(db_path, "SELECT pid FROM processes WHERE state = 'attached' ORDER BY pid") == [
+        (p,) for p in pids
+    ]
+    jobs = dict(query(db_path, "SELECT pid, job_id FROM processes"))
+    assert {pid: job_cgroups.job_of(pid) for pid in pids} == jobs
+    assert query(db_path, "SELECT new > 0 FROM scans WHERE trigger = 'overflow'") == [(1,)]
+    assert daemon.event_overflows >= 1
+    assert overflows_in_snapshot(daemon, db_path, now) == daemon.event_overflows
 
 
 def test_an_overflow_is_counted_once_and_scanned_for_at_once(

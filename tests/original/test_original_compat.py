@@ -342,14 +342,6 @@ def test_the_state_flags_are_accepted_with_one_warning(monkeypatch, tmp_path: Pa
 # --- real daemons ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def production_ffmpeg(tmp_path: Path) -> Path:
-    """A copy of `sleep` named ffmpeg, as the original's files name the command."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    return make_transcoder(directory, "ffmpeg")
-
-
 def production_config(directory: Path, ffmpeg: Path) -> Path:
     """tests/original/production-watch-config.yaml, with its commands matched to the test's own
     executables only."""
@@ -363,14 +355,14 @@ def production_config(directory: Path, ffmpeg: Path) -> Path:
 
 
 def test_an_ffmpeg_in_tmp_is_skipped_under_the_original_production_config(
-    tmp_path, db_path, spawn, production_ffmpeg, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, named_ffmpeg, job_cgroups: JobCgroups
 ):
     """The production file blocks /tmp globally and gives ffmpeg its own min_runtime: the
     ffmpeg filters inherit blocked_dirs, so an ffmpeg working in /tmp is skipped, as the
     original skipped it, with the reason recorded."""
-    config = production_config(tmp_path, production_ffmpeg)
+    config = production_config(tmp_path, named_ffmpeg)
     start_watch(spawn, db_path, config, job_cgroups.parent, "--scan-interval", "500ms")
-    in_tmp = spawn([production_ffmpeg, "300"], cwd=tmp_path)
+    in_tmp = spawn([named_ffmpeg, "300"], cwd=tmp_path)
 
     def skipped():
         return query(
@@ -387,11 +379,11 @@ def test_an_ffmpeg_in_tmp_is_skipped_under_the_original_production_config(
 
 
 def test_watch_runs_from_the_original_unit_command_line_and_environment(
-    tmp_path, db_path, spawn, production_ffmpeg, job_cgroups: JobCgroups
+    tmp_path, db_path, spawn, named_ffmpeg, job_cgroups: JobCgroups
 ):
     """The original unit's ExecStart, expanded from its watch.env, runs ffrtmp: a real daemon
     that governs a real process as the production config says, and stops cleanly."""
-    config = production_config(tmp_path, production_ffmpeg)
+    config = production_config(tmp_path, named_ffmpeg)
     environment = {**ORIGINAL_WATCH_ENV, "WATCH_CONFIG": str(config)}
     argv = systemd_expand(ORIGINAL_UNIT_EXEC_START, environment)
     assert argv[:2] == ["/opt/ffrtmp/bin/ffrtmp", "watch"]
@@ -410,7 +402,7 @@ def test_watch_runs_from_the_original_unit_command_line_and_environment(
         wait_until(lambda: scans_recorded(db_path) or daemon.poll() is not None, what="a scan")
         assert daemon.poll() is None, daemon.stderr.read()
         # Working outside /tmp (which the config blocks), for longer than ffmpeg's 10s.
-        stream = spawn([production_ffmpeg, "300"], cwd="/")
+        stream = spawn([named_ffmpeg, "300"], cwd="/")
         wait_until(
             lambda: (
                 query(db_path, "SELECT state FROM processes WHERE pid = ?", (stream.pid,))
