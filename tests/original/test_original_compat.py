@@ -4,8 +4,8 @@ production and generated files) and its habits work, and mean what they meant.
 
 The real daemons here govern only the test's own copies of `sleep` named ffmpeg and
 gst-launch-1.0 (an `exe` criterion in their config: files in the test's own folder), below the
-test's own cgroup. They are the suite's only processes with production target names, since the
-original's files name those commands; an `ffrtmp watch` running on the machine would govern them
+test's own cgroup. The original's files name those commands, so these copies carry production
+target names (conftest.named_ffmpeg): an `ffrtmp watch` running on the machine would govern them
 too.
 """
 
