@@ -373,6 +373,7 @@ def run_pytest(rwdir: Path, scratch: Path, leaf: Path, pytest_args: list[str]) -
         # A folder on 9p, for the tests of what a database on such a filesystem does.
         "FFRTMP_TEST_9P_DIR": str(rwdir),
     }
+    env.pop(NOT_RUN_FILE_ENV, None)  # the host's file: read-only here, and the VM is one part
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"]
     command += [f"--basetemp={basetemp}", f"--junitxml={rwdir / JUNIT_FILE}", *pytest_args]
 
