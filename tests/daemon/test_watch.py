@@ -559,12 +559,14 @@ def test_an_attach_whose_outcome_the_store_refused_is_written_on_the_next_step(
 
 
 def test_a_process_attached_by_hand_is_followed_to_its_exit_by_the_daemon(
-    tmp_path, db_path, spawn, real_cgroup_parent, transcoder, daemons
+    tmp_path, db_path, spawn, real_cgroup_parent, named_ffmpeg, daemons
 ):
-    daemon = daemons(db_path, write_config(tmp_path, transcoder), real_cgroup_parent)
+    # A default target's name: `attach` without --force takes only those.
+    config = write_config(tmp_path, named_ffmpeg, command="ffmpeg")
+    daemon = daemons(db_path, config, real_cgroup_parent)
     daemon.start(time.time())
     daemon.full_scan(time.time())
-    child = spawn([transcoder, "30"])
+    child = spawn([named_ffmpeg, "30"])
     pump(daemon, lambda: process_row(db_path, child.pid) is not None)
     # Suppose ffrtmp attach got there first: its row, not the daemon's, governs the pid.
     daemon.lifecycle.by_pid.clear()
