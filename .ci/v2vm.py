@@ -42,6 +42,7 @@ RESULT_FILE = "result.json"
 LOG_FILE = "pytest.log"
 JUNIT_FILE = "junit.xml"
 MARKER = "vm"
+NOT_RUN_FILE_ENV = "FFRTMP_NOT_RUN"  # as tests/parts.py names it
 # Software emulation: the boot takes ~20 s idle and several times that with the host's cores
 # busy; the tests inside are slow too. Generous, since a run that hits it is a failure anyway.
 DEFAULT_TIMEOUT_S = 1800
@@ -105,6 +106,7 @@ def host(args: argparse.Namespace) -> int:
             print(line + " (FFRTMP_REQUIRE_V2VM=1: failing)", flush=True)
             return 1
         print(line, flush=True)
+        record_not_run(problems)
         return 0
     assert kernel is not None
     rwdir = args.keep or Path(tempfile.mkdtemp(prefix="ffrtmp-v2vm-"))
@@ -161,12 +163,31 @@ def host(args: argparse.Namespace) -> int:
     return code
 
 
+def record_not_run(problems: list[str]) -> None:
+    """Adds this part to the file `make test` names the parts that did not run from
+    (tests/parts.py, .ci/not_run.py): what would run it is in each problem's brackets."""
+    path = os.environ.get(NOT_RUN_FILE_ENV)
+    if not path:
+        return
+    packages, others = [], []
+    for problem in problems:
+        found = re.search(r"\(([^()]+)\)$", problem)
+        if found and not found.group(1).startswith("pip:"):
+            packages.append(found.group(1))
+        else:
+            others.append(found.group(1) if found else problem)
+    needs = ([f"apt-get install {' '.join(packages)}"] if packages else []) + others
+    part = {"name": "cgroup v2 in a VM (make test-v2)", "needs": "; ".join(needs)}
+    with open(path, "a") as f:
+        f.write(json.dumps(part) + "\n")
+
+
 def default_pytest_args() -> list[str]:
     """`-m vm` over only the test files that use the marker: importing every test module
     under emulation costs ~45 s, more than the tests themselves."""
     files = [
         str(path.relative_to(REPO))
-        for path in sorted((REPO / "tests").glob("test_*.py"))
+        for path in sorted((REPO / "tests").rglob("test_*.py"))
         if f"mark.{MARKER}" in path.read_text()
     ]
     return ["-m", MARKER, *(files or ["tests"])]
@@ -352,6 +373,7 @@ def run_pytest(rwdir: Path, scratch: Path, leaf: Path, pytest_args: list[str]) -
         # A folder on 9p, for the tests of what a database on such a filesystem does.
         "FFRTMP_TEST_9P_DIR": str(rwdir),
     }
+    env.pop(NOT_RUN_FILE_ENV, None)  # the host's file: read-only here, and the VM is one part
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"]
     command += [f"--basetemp={basetemp}", f"--junitxml={rwdir / JUNIT_FILE}", *pytest_args]
 

@@ -5,7 +5,7 @@ the log, ffrtmp.fleet.shipper ships and empties it).
 The triggers are made by migrations, through this module: revision 0008 made them for the
 tables shipped then; a revision that adds a shipped table calls `create_triggers(op, table)`
 with the Table its `op.create_table` returned; one that rebuilds a shipped table (batch mode
-"move and copy" drops its triggers) calls it again afterwards. tests/test_fleet_schema.py
+"move and copy" drops its triggers) calls it again afterwards. tests/fleet/test_fleet_schema.py
 fails when a shipped table lacks them.
 
 This module's text is what the migrations wrote into existing databases: changing it changes

@@ -5,7 +5,7 @@ they query; importing Alembic to learn the head would cost them a third of their
 Each revision file assigns `revision` and `down_revision` at its top (migrations/script.py.mako
 writes them so), which is all it takes to find the head: the one revision no other follows.
 A new migration therefore moves the head without a second edit anywhere, and
-tests/test_migrations.py asserts that this reading agrees with Alembic's.
+tests/store/test_migrations.py asserts that this reading agrees with Alembic's.
 """
 
 from __future__ import annotations

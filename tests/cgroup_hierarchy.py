@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import parts
 import pytest
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -166,7 +167,7 @@ def cgroup_hierarchy() -> CgroupHierarchy:
     """The real hierarchy here; the test skips, saying why, when there is none to use."""
     found = detect()
     if isinstance(found, str):
-        pytest.skip(found)
+        parts.skip(parts.CGROUPS, found)
     return found
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers_processes import STATE_TIMEOUT_S, wait_until
+from helpers_processes import STATE_TIMEOUT_S, TEST_TARGET, wait_until
 
 from ffrtmp.cgroups import create_governor
 from ffrtmp.config import apply_overrides, load_config
@@ -29,7 +29,7 @@ def write_config(
     directory: Path,
     exe: Path | str,
     extra: str = "",
-    command: str = "ffmpeg",
+    command: str = TEST_TARGET,
     cmdline_regex: str | None = None,
 ) -> Path:
     """A watch config whose one rule matches `command` run from `exe` (and, for a shared

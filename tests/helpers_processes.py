@@ -11,14 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 SLEEP_BINARY = shutil.which("sleep") or "/bin/sleep"
+# The command name of the suite's own transcoders. Never a production target (ffmpeg,
+# gst-launch-1.0): an `ffrtmp watch` running on the machine would govern the suite's processes,
+# and a test's daemon could take the machine's.
+TEST_TARGET = "ffrtmp-test-transcoder"
 # The bound on a wait for a state that is sure to come: generous, since the VM's CPU is emulated
 # and the host's may be busy. A passing test never waits it out; a failing one says what it
 # waited for.
 STATE_TIMEOUT_S = 180.0
 
 
-def make_ffmpeg(directory: Path, name: str = "ffmpeg") -> Path:
-    """A copy of `sleep` named ffmpeg: it matches the default rules and just sleeps."""
+def make_transcoder(directory: Path, name: str = TEST_TARGET) -> Path:
+    """A copy of `sleep` named TEST_TARGET (or `name`, for a test of a production target's
+    name): it just sleeps."""
     path = directory / name
     shutil.copy2(SLEEP_BINARY, path)
     path.chmod(0o755)

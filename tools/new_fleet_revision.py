@@ -1,5 +1,5 @@
 """Developer tool: write the next central revision once a local column was added to
-app/schema.py (tests/test_fleet_schema.py fails until one exists).
+app/schema.py (tests/fleet/test_fleet_schema.py fails until one exists).
 
     .venv/bin/python tools/new_fleet_revision.py c003 "processes.some_new_column"
 

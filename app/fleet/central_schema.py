@@ -8,7 +8,7 @@ process's bytes are untrusted and SQLite does not enforce lengths). Foreign keys
 the centre is a copy, and a row may arrive before the row it points to.
 
 A new local column therefore appears here by itself; the central migration chain
-(fleet_migrations/) needs one new revision for it, which tests/test_fleet_schema.py demands.
+(fleet_migrations/) needs one new revision for it, which tests/fleet/test_fleet_schema.py demands.
 Two tables exist only centrally: fleet_nodes (one row per node: label, cursor, lag) and
 fleet_actions (operators' requeue/discard for the node that owns the item).
 """

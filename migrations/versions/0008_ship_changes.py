@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 # The tables shipped at this revision. Their triggers are ffrtmp.change_log's, which a later
 # revision that adds a shipped table, or rebuilds one, calls too.
+# tests/fleet/test_fleet_schema.py fails when a shipped table lacks them.
 SHIPPED = (
     "daemon_runs",
     "processes",
