@@ -14,13 +14,13 @@ def _time(text: str) -> datetime:
 
 
 def test_attached_at_is_the_moment_of_the_move(
-    tmp_path, db_path, spawn, job_cgroups: JobCgroups, fake_ffmpeg
+    tmp_path, db_path, spawn, job_cgroups: JobCgroups, transcoder
 ):
-    config = write_config(tmp_path, fake_ffmpeg)
+    config = write_config(tmp_path, transcoder)
     daemon = make_daemon(db_path, config, job_cgroups.parent, memory_limit=64)
     try:
         daemon.start(daemon.clock.now())
-        child = spawn([fake_ffmpeg, "30"])
+        child = spawn([transcoder, "30"])
 
         def row():
             rows = query(

@@ -62,10 +62,10 @@ def test_the_followed_processes_are_published_as_an_immutable_tuple(store):
 
 
 def test_a_programming_error_in_a_part_is_counted_and_the_loop_goes_on(
-    tmp_path, db_path, real_cgroup_parent, fake_ffmpeg, caplog
+    tmp_path, db_path, real_cgroup_parent, transcoder, caplog
 ):
     daemon = make_daemon(
-        db_path, write_config(tmp_path, fake_ffmpeg), real_cgroup_parent, events=False
+        db_path, write_config(tmp_path, transcoder), real_cgroup_parent, events=False
     )
     try:
         now = daemon.clock.now()

@@ -25,10 +25,10 @@ def _stored(moment: datetime) -> str:
 
 
 def test_run_seconds_of_a_process_that_ended_unseen_ends_when_it_was_last_seen(
-    tmp_path, db_path, spawn, fake_ffmpeg
+    tmp_path, db_path, spawn, transcoder
 ):
     # A real process, recorded by "an earlier daemon", then ended while none ran.
-    child = spawn([fake_ffmpeg, "600"])
+    child = spawn([transcoder, "600"])
     identity = current_identity(child.pid)
     store = Store(open_for_writing(db_path))
     try:
