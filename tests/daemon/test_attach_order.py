@@ -37,9 +37,9 @@ def test_a_new_process_is_moved_before_its_row_is_written_and_then_recorded(
     governor = create_governor(parent=job_cgroups.parent, files=files)
     config = write_config(tmp_path, transcoder)
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, governor=governor)
-    daemon.start(daemon.clock.monotonic())
+    daemon.start(daemon.clock.now())
     child = spawn([transcoder, "60"])
-    daemon.full_scan(daemon.clock.monotonic())
+    daemon.full_scan(daemon.clock.now())
     assert files.rows_at_move and set(files.rows_at_move) == {0}, files.rows_at_move
     rows = query(
         db_path,
@@ -77,8 +77,8 @@ def test_a_process_moved_by_an_attach_cut_short_before_its_row_is_recorded_as_it
 
     failpoints.configure("governor.attach=EBUSY*inf")
     daemon = daemons(db_path, config, job_cgroups.parent, events=False)
-    daemon.start(daemon.clock.monotonic())
-    daemon.full_scan(daemon.clock.monotonic(), trigger="startup")
+    daemon.start(daemon.clock.now())
+    daemon.full_scan(daemon.clock.now(), trigger="startup")
     rows = query(db_path, "SELECT state, job_id FROM processes WHERE pid = ?", (child.pid,))
     assert rows == [("attached", job_id)]
     assert query(db_path, "SELECT count(*) FROM retry_items") == [(0,)]

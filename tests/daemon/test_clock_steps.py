@@ -17,7 +17,7 @@ from daemon_harness import pump, query, write_config
 from helpers_processes import STATE_TIMEOUT_S
 
 from ffrtmp import failpoints
-from ffrtmp.clock import SystemClock
+from ffrtmp.clock import Moment, SystemClock
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -76,23 +76,23 @@ def test_scans_retries_health_and_start_times_ride_out_wall_clock_steps(
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, clock=clock)
     first = spawn([transcoder, "60"])
     spawned_at = clock.wall()
-    daemon.start(clock.monotonic())
-    scanned_at = clock.monotonic()
+    daemon.start(clock.now())
+    scanned_at = clock.now()
     daemon.full_scan(scanned_at, trigger="startup")
     assert retry_attempts(db_path) == ("pending", 0)
     due = retry_due(db_path, clock)
-    assert abs(due - (scanned_at + RETRY_DELAY_S)) < 0.5
+    assert abs(due.seconds_since(scanned_at + RETRY_DELAY_S)) < 0.5
     assert abs(started_at_of(db_path, first.pid) - spawned_at) < 1.0
 
     # Back one hour: on the wall clock the retry is now due in an hour and one scan's due
     # time lies an hour ahead; neither may wait for it.
     clock.wall_step = -HOUR
-    seen: dict[int, float] = {}
+    seen: dict[int, Moment] = {}
 
     def attempt_seen(number: int):
         def check() -> bool:
             if retry_attempts(db_path)[1] >= number:
-                seen.setdefault(number, clock.monotonic())
+                seen.setdefault(number, clock.now())
                 return True
             return False
 
@@ -117,10 +117,10 @@ def test_scans_retries_health_and_start_times_ride_out_wall_clock_steps(
     # Health: a day on the wall clock is no day without a scan, and the scans go on.
     scans_before = scans(db_path)
     pump(daemon, lambda: scans(db_path) >= scans_before + 2, what="two more scans")
-    report = daemon.health.evaluate(clock.monotonic())
+    report = daemon.health.evaluate(clock.now())
     assert report.status == "healthy", report.reasons
     assert report.seconds_since_last_successful_scan < 5
-    daemon.health_tick(clock.monotonic() + daemon.snapshots.interval)  # a periodic snapshot
+    daemon.health_tick(clock.now() + daemon.snapshots.interval)  # a periodic snapshot
     snapshot = query(db_path, "SELECT taken_at, last_scan_at FROM health_snapshots ORDER BY id")
     taken_at, last_scan_at = (stored_time(t) for t in snapshot[-1])
     # Stored as wall times of the clock in force, a day ahead of the real one.
@@ -143,10 +143,10 @@ def test_min_runtime_counts_the_process_age_not_the_wall_clock(
     config = write_config(tmp_path, transcoder, "scan_interval: 1s\nfilters: {min_runtime: 2s}\n")
     clock = SteppableClock()
     daemon = daemons(db_path, config, job_cgroups.parent, events=False, clock=clock)
-    daemon.start(clock.monotonic())
+    daemon.start(clock.now())
     child = spawn([transcoder, "60"])
-    spawned = clock.monotonic()
-    daemon.full_scan(clock.monotonic())
+    spawned = clock.now()
+    daemon.full_scan(clock.now())
     assert job_cgroups.job_of(child.pid) is None, "deferred: younger than min_runtime"
     # Back an hour: on the wall clock the process would start in the future for an hour.
     clock.wall_step = -HOUR
@@ -155,6 +155,6 @@ def test_min_runtime_counts_the_process_age_not_the_wall_clock(
         lambda: job_cgroups.job_of(child.pid) is not None,
         what="the attach once the process is 2 s old",
     )
-    assert clock.monotonic() - spawned >= 2.0 - 0.05
+    assert clock.now().seconds_since(spawned) >= 2.0 - 0.05
     state = query(db_path, "SELECT state FROM processes WHERE pid = ?", (child.pid,))
     assert state == [("attached",)]

@@ -92,7 +92,7 @@ def test_an_exit_under_a_held_write_lock_is_recorded_once_the_lock_goes(
     tmp_path, db_path, spawn, transcoder, job_cgroups, daemons
 ):
     daemon = daemons(db_path, write_config(tmp_path, transcoder), job_cgroups.parent)
-    server = start_http_server("127.0.0.1:0", daemon)
+    server = start_http_server("127.0.0.1:0", daemon.view, daemon.metrics)
     try:
         daemon.start(daemon.clock.now())
         first = spawn([transcoder, "3600"])

@@ -431,7 +431,7 @@ def test_daemon_prunes_history_past_its_retention(
     config = write_config(tmp_path, transcoder, "retention: 1h\n")
     daemon = daemons(db_path, config, real_cgroup_parent, events=False)
     now = daemon.clock.now()
-    old = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+    old = datetime.fromtimestamp(now.wall, UTC) - timedelta(hours=2)
     for _ in range(3):
         daemon.store.record_scan(
             started_at=old,
@@ -479,7 +479,7 @@ def test_requeued_dead_letter_is_retried_by_the_running_daemon(
         daemon.step(now)
     ((retry_id, state),) = query(db_path, "SELECT id, state FROM retry_items")
     assert state == "dead"
-    requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now, UTC))
+    requeue(daemon.store, retry_id, now=datetime.fromtimestamp(now.wall, UTC))
     daemon.full_scan(now + 1)
     daemon.step(now + 2)
     assert query(db_path, "SELECT state, attempt FROM retry_items") == [("succeeded", 1)]

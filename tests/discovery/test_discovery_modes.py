@@ -23,6 +23,7 @@ from ffrtmp_commands import FFRTMP
 from helpers_processes import STATE_TIMEOUT_S, wait_until
 
 from ffrtmp import failpoints
+from ffrtmp.clock import Moment
 from ffrtmp.proc_events import ExecEvent, ProcEventListener
 
 REFUSED = "proc_events.open=EPERM*inf"
@@ -106,13 +107,12 @@ def test_events_demanded_but_refused_says_one_sentence_and_writes_nothing(
 
 
 def event_daemon(daemons, db_path, config, cgroup_parent, listener: ProcEventListener):
-    daemon = daemons(db_path, config, cgroup_parent, events=False, scan_interval="60s")
-    daemon.listener = listener
-    daemon.discovery = "events"
-    return daemon
+    return daemons(
+        db_path, config, cgroup_parent, events=False, scan_interval="60s", listener=listener
+    )
 
 
-def overflows_in_snapshot(daemon, db_path, now: float) -> int:
+def overflows_in_snapshot(daemon, db_path, now: Moment) -> int:
     daemon.health_tick(now + daemon.snapshots.interval)  # the next periodic snapshot
     rows = query(db_path, "SELECT details FROM health_snapshots ORDER BY id DESC LIMIT 1")
     return json.loads(rows[0][0])["event_overflows"]
