@@ -187,26 +187,13 @@ class HealthTracker:
         cls,
         thresholds: HealthThresholds,
         started_at: Moment,
-        *,
-        total_scans: int = 0,
-        total_scan_failures: int = 0,
-        total_attaches: int = 0,
-        total_attach_failures: int = 0,
-        errors_by_type: dict[str, int] | None = None,
-        last_successful_attach_at: Moment | None = None,
+        **last_snapshot,
     ) -> HealthTracker:
         """A tracker for a restarted daemon that continues the totals of its last snapshot,
-        and the time of its last successful attach. Consecutive counters, scan times and the
-        status start afresh: they describe this run."""
+        and the time of its last successful attach (resume()'s arguments). Consecutive
+        counters, scan times and the status start afresh: they describe this run."""
         tracker = cls(thresholds, started_at)
-        tracker.resume(
-            total_scans=total_scans,
-            total_scan_failures=total_scan_failures,
-            total_attaches=total_attaches,
-            total_attach_failures=total_attach_failures,
-            errors_by_type=errors_by_type,
-            last_successful_attach_at=last_successful_attach_at,
-        )
+        tracker.resume(**last_snapshot)
         return tracker
 
     def resume(

@@ -18,7 +18,7 @@ def fleet() -> None:
 
 @fleet.command()
 @db_option
-@on_central.central_tables_only
+@on_central.every_node_only
 @output_options
 def status(db, as_json, as_csv) -> None:
     """One line per node: health status and since when, last shipped, how far the centre is
@@ -28,10 +28,8 @@ def status(db, as_json, as_csv) -> None:
     """
     from datetime import UTC, datetime
 
-    from ffrtmp.cli.connect import refusal_as_one_sentence
-    from ffrtmp.cli.options import on_command_line
+    from ffrtmp.cli.connect import reading
     from ffrtmp.cli.output import emit
-    from ffrtmp.fleet.reads import central_reading
     from ffrtmp.fleet.status import STATUS_COLUMNS, fleet_status, judged_by_node
     from ffrtmp.fleet.urls import is_central
 
@@ -40,9 +38,8 @@ def status(db, as_json, as_csv) -> None:
             "fleet status reads a central database: give --db postgresql+psycopg://... "
             "or set FFRTMP_DB"
         )
-    # Shadowed as for `health --node`, so that each node's status is judged as that judges it.
-    opened = central_reading(db, None, shadow=True, on_command_line=on_command_line(db))
-    with refusal_as_one_sentence(), opened as every_node:
+    # Every node's views, as `health --node` reads one, so that each is judged as that judges it.
+    with reading(db) as every_node:
         now = datetime.now(UTC)
         rows = fleet_status(every_node.conn, now, judged_by_node(every_node.conn, now))
     emit(rows, STATUS_COLUMNS, as_json=as_json, as_csv=as_csv, empty="no node has shipped yet")

@@ -68,7 +68,8 @@ def declare(use: CentralUse):
 
 every_node = declare(CentralUse(EVERY_NODE))
 central_tables = declare(CentralUse(CENTRAL_TABLES))
-central_tables_only = declare(CentralUse(CENTRAL_TABLES, takes_node=False))
+# Every node's rows, each judged on its own (`fleet status`): no --node, it is about them all.
+every_node_only = declare(CentralUse(EVERY_NODE, takes_node=False))
 
 
 def one_node(refusal: str):

@@ -56,7 +56,7 @@ EXPECTED = {
     "retries list": on_central.EVERY_NODE,
     "scans list": on_central.EVERY_NODE,
     "sql": on_central.CENTRAL_TABLES,
-    "fleet status": on_central.CENTRAL_TABLES,
+    "fleet status": on_central.EVERY_NODE,
     "processes show": on_central.REFUSED,
     "retries show": on_central.REFUSED,
     "health": on_central.REFUSED,
