@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from ffrtmp.attach_safety import AttachRefused, check_never
-from ffrtmp.clock import Moment
+from ffrtmp.clock import Clock, Moment, SystemClock
 from ffrtmp.errors import CANCEL_REASON_PID_REUSED, Classification, classify
 from ffrtmp.identity import ProcessIdentity, current_identity
 from ffrtmp.limits import Limits
@@ -49,6 +47,7 @@ class Attacher:
         unavailable_reason: str | None = None,
         rng: random.Random | None = None,
         outbox=None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -57,6 +56,8 @@ class Attacher:
         self.health = health
         self.unavailable_reason = unavailable_reason
         self.rng = rng or random.Random()
+        # The caller's clock: how long the cgroup work took is read on the base of `now`.
+        self.clock = clock or SystemClock()
         # An ffrtmp.outbox.Outbox: the record of a done attach waits there when the database
         # refuses it; the process stays governed. None: written at once, a failure raises.
         self.outbox = outbox
@@ -117,11 +118,11 @@ class Attacher:
                 if attachment is not None and attachment.applied != limits:
                     attachment = None  # in its cgroup, not yet with these limits: apply them
             if attachment is None:
-                started = time.monotonic()
+                started = self.clock.now()
                 attachment = self.governor.attach(identity, job_id, limits)
                 # attached_at is when the pid moved in: `now` and the time the cgroup work
-                # took, on now's own base (its row's discovered_at is `now`).
-                moved_at = when + timedelta(seconds=time.monotonic() - started)
+                # took (its row's discovered_at is `now`).
+                moved_at = utc((now + self.clock.now().seconds_since(started)).wall)
         except Exception as exc:  # every failure is classified and recorded, none is fatal
             process_id = _row(process_id, register)
             return self._failed(process_id, identity, job_id, classify(exc), now, attempt)

@@ -114,6 +114,7 @@ class Daemon:
             health=self.health,
             unavailable_reason=self.unavailable,
             outbox=self.outbox,
+            clock=self.clock,
         )
         self.lifecycle = Lifecycle(store, governor, outbox=self.outbox)
         self.retries = RetryWorker(store, self.attacher, self.lifecycle)
